@@ -1,0 +1,91 @@
+"""Shared fixtures: the real photos in ../shared, and tiny generated datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared (or $PAWLAB_SHARED). In CI a missing folder fails the run."""
+    path = Path(os.environ.get("PAWLAB_SHARED", REPO.parent / "shared")).resolve()
+    if not (path / "data" / "cats_and_dogs" / "train").is_dir():
+        message = f"shared data not found at {path} (set PAWLAB_SHARED)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cats_and_dogs(shared_dir) -> Path:
+    return shared_dir / "data" / "cats_and_dogs"
+
+
+@pytest.fixture(scope="session")
+def keras_home(shared_dir, tmp_path_factory) -> Path:
+    """A KERAS_HOME whose models/ folder holds the shared ImageNet weights."""
+    source = shared_dir / "weights" / WEIGHTS_FILE
+    if not source.is_file():
+        message = f"shared weights not found at {source}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    home = tmp_path_factory.mktemp("keras_home")
+    (home / "models").mkdir()
+    (home / "models" / WEIGHTS_FILE).symlink_to(source)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def pawlab_home(tmp_path, monkeypatch) -> Path:
+    """Every test writes under its own PAWLAB_HOME, never the user's."""
+    home = tmp_path / "pawlab_home"
+    monkeypatch.setenv("PAWLAB_HOME", str(home))
+    return home
+
+
+def make_separable_dataset(
+    root: Path,
+    classes=("circles", "squares"),
+    per_class: int = 12,
+    size: int = 48,
+    splits=("train", "validation"),
+    seed: int = 0,
+) -> Path:
+    """Photos a model can tell apart in a few epochs: each class has its own
+    colour and shape, with random position and noise so it is still learning."""
+    rng = np.random.default_rng(seed)
+    palette = [(220, 40, 40), (40, 90, 220), (40, 180, 60), (230, 200, 30)]
+    for split in splits:
+        count = per_class if split in ("train", "") else max(2, per_class // 2)
+        for index, name in enumerate(classes):
+            folder = root / split / name if split else root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(count):
+                pixels = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+                x, y = rng.integers(4, size // 2, 2)
+                extent = size // 3
+                if index % 2 == 0:
+                    yy, xx = np.ogrid[:size, :size]
+                    mask = (yy - y - extent // 2) ** 2 + (xx - x - extent // 2) ** 2 < (extent // 2) ** 2
+                else:
+                    mask = np.zeros((size, size), bool)
+                    mask[y:y + extent, x:x + extent] = True
+                pixels[mask] = palette[index % len(palette)]
+                Image.fromarray(pixels).save(folder / f"{name}.{split or 'all'}.{n}.jpg", quality=92)
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> Path:
+    return make_separable_dataset(tmp_path / "tiny")

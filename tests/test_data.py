@@ -1,0 +1,180 @@
+"""Scanning, bad files, splits and the tf.data pipeline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, make_separable_dataset
+from core.dataset import DatasetError, scan_dataset
+from core.images import ImageError, load_resized, open_rgb
+from core.splits import make_splits, subset
+
+
+# --- Decoding: every mode becomes RGB, bad files get a sentence -------------
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16"])
+def test_any_mode_becomes_rgb(tmp_path, mode):
+    image = Image.new("RGB", (40, 30), (200, 100, 50)).convert(mode) if mode != "I;16" \
+        else Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16))
+    path = tmp_path / ("img.jpg" if mode in ("L", "CMYK") else "img.png")
+    image.save(path)
+    pixels = load_resized(path, 16)
+    assert pixels.shape == (16, 16, 3) and pixels.dtype == np.uint8
+    assert pixels.max() > 0
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (60, 20), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    assert open_rgb(tmp_path / "rotated.jpg").size == (20, 60)
+
+
+def test_animated_gif_uses_first_frame(tmp_path):
+    frames = [Image.new("RGB", (20, 20), colour) for colour in ("red", "blue")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    pixel = open_rgb(tmp_path / "anim.gif").getpixel((5, 5))
+    assert pixel[0] > 200 and pixel[2] < 50
+
+
+def test_bad_files_raise_a_readable_error(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not a photo")
+    Image.new("RGB", (200, 200), "green").save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    for name, words in [("empty.jpg", "empty"), ("text.jpg", "not an image"),
+                        ("truncated.jpg", "truncated")]:
+        with pytest.raises(ImageError, match=words):
+            open_rgb(tmp_path / name)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAWLAB_MAX_IMAGE_PIXELS", "10000")
+    Image.new("L", (200, 200)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match="pixel limit"):
+        open_rgb(tmp_path / "big.png")
+
+
+# --- Scanning -----------------------------------------------------------------
+
+def test_scan_real_dataset(cats_and_dogs):
+    info = scan_dataset(cats_and_dogs)
+    assert info.classes == ["cats", "dogs"]
+    assert info.counts() == {"train": {"cats": 1000, "dogs": 1000},
+                             "validation": {"cats": 500, "dogs": 500}}
+    assert info.skipped == []
+
+
+def test_scan_skips_and_reports_bad_files(tmp_path):
+    root = make_separable_dataset(tmp_path / "data", per_class=4)
+    cats = root / "train" / "circles"
+    (cats / "zero.jpg").write_bytes(b"")
+    (cats / "notes.txt").write_text("hello")
+    (cats / "fake.jpg").write_text("<html>")
+    good = (cats / "circles.train.0.jpg").read_bytes()
+    (cats / "cut.jpg").write_bytes(good[: len(good) // 3])
+    Image.new("RGBA", (30, 30), (0, 0, 255, 128)).save(cats / "alpha.webp")
+    Image.new("RGB", (30, 30), "orange").convert("P").save(cats / "palette.bmp")
+
+    info = scan_dataset(root)
+    reasons = dict(info.skipped)
+    assert set(reasons) == {f"train/circles/{n}" for n in ("zero.jpg", "notes.txt", "fake.jpg", "cut.jpg")}
+    assert "empty" in reasons["train/circles/zero.jpg"]
+    assert "unsupported" in reasons["train/circles/notes.txt"]
+    assert "truncated" in reasons["train/circles/cut.jpg"]
+    # WebP with alpha and palette BMP are fine photos.
+    assert info.counts()["train"]["circles"] == 4 + 2
+
+
+def test_scan_flat_layout_and_errors(tmp_path):
+    root = make_separable_dataset(tmp_path / "flat", classes=("a", "b", "c"), splits=("",), per_class=5)
+    info = scan_dataset(root)
+    assert info.classes == ["a", "b", "c"] and list(info.splits) == ["all"]
+    with pytest.raises(DatasetError, match="No class folders"):
+        (tmp_path / "nothing").mkdir()
+        scan_dataset(tmp_path / "nothing")
+
+
+def test_scan_unwraps_single_wrapper_folder(tmp_path):
+    make_separable_dataset(tmp_path / "wrapper" / "cats_and_dogs_filtered", per_class=3)
+    info = scan_dataset(tmp_path / "wrapper")
+    assert set(info.splits) == {"train", "validation"}
+
+
+def test_cli_data_prints_json_summary(tiny_dataset):
+    result = subprocess.run([sys.executable, "-m", "core", "data", "--root", str(tiny_dataset)],
+                            cwd=REPO, capture_output=True, text=True, check=True)
+    summary = json.loads(result.stdout)
+    assert summary["classes"] == ["circles", "squares"]
+    assert summary["counts"]["train"] == {"circles": 12, "squares": 12}
+    assert summary["splits"]["test"] == {"circles": 1, "squares": 1}
+
+
+# --- Splits ---------------------------------------------------------------------
+
+def _names(samples):
+    return {Path(s.path).name for s in samples}
+
+
+def test_splits_are_disjoint_stratified_and_stable(cats_and_dogs, tmp_path):
+    splits = make_splits(scan_dataset(cats_and_dogs))
+    train, val, test = (_names(s) for s in (splits.train, splits.validation, splits.test))
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert splits.counts()["test"] == {"cats": 100, "dogs": 100}
+    assert splits.counts()["validation"] == {"cats": 400, "dogs": 400}
+    # Same split whatever the folder is called or where it lives.
+    moved = tmp_path / "elsewhere"
+    moved.symlink_to(cats_and_dogs)
+    again = make_splits(scan_dataset(moved))
+    assert _names(again.test) == test
+    # Another seed gives another, equally stratified, test set.
+    other = make_splits(scan_dataset(cats_and_dogs), seed=7)
+    assert _names(other.test) != test and other.counts()["test"] == {"cats": 100, "dogs": 100}
+
+
+def test_pool_split_is_stratified_and_subsets_are_stable(tmp_path):
+    root = make_separable_dataset(tmp_path / "pool", splits=("",), per_class=50)
+    first = make_splits(scan_dataset(root))
+    assert first.counts() == {"train": {"circles": 30, "squares": 30},
+                              "validation": {"circles": 10, "squares": 10},
+                              "test": {"circles": 10, "squares": 10}}
+    assert len(_names(first.train) | _names(first.validation) | _names(first.test)) == 100
+    subset_names = _names(subset(first.train, 5))
+    assert len(subset_names) == 10 and subset_names == _names(subset(first.train, 5))
+
+
+# --- Pipeline -------------------------------------------------------------------
+
+def test_pipeline_shapes_dtypes_and_determinism(tiny_dataset):
+    from core.augment import PRESETS
+    from core.pipeline import make_dataset
+
+    splits = make_splits(scan_dataset(tiny_dataset))
+    evaluation = make_dataset(splits.validation, 32, 4, training=False)
+    images, labels = next(iter(evaluation))
+    assert images.shape == (4, 32, 32, 3) and images.dtype.name == "float32"
+    assert labels.dtype.name == "int32"
+    # Evaluation keeps file order and matches the inference decode exactly.
+    expected = load_resized(splits.validation[0].path, 32)
+    np.testing.assert_array_equal(images[0].numpy().astype(np.uint8), expected)
+    assert list(np.concatenate([y for _, y in evaluation])) == [s.label for s in splits.validation]
+
+    def epoch_labels(dataset):
+        return [tuple(y.numpy()) for _, y in dataset]
+
+    training = make_dataset(splits.train, 32, 8, training=True, seed=3, augment=PRESETS["recommended"])
+    first, second = epoch_labels(training), epoch_labels(training)
+    assert first != second  # reshuffled every epoch...
+    again = make_dataset(splits.train, 32, 8, training=True, seed=3, augment=PRESETS["recommended"])
+    assert epoch_labels(again) == first  # ...but the same for the same seed
+    augmented = next(iter(training))[0].numpy()
+    assert augmented.min() >= 0 and augmented.max() <= 255.0 + 1e-3
