@@ -1,0 +1,276 @@
+"""Getting a photo dataset onto this machine: download, upload or local folder.
+
+Every dataset PawLab manages is a folder ``<datasets_dir>/<name>`` that is
+itself the dataset root: it holds ``train/`` (and maybe ``validation/``) or one
+folder of images per class. A zip is extracted into a hidden work folder, a
+single wrapper folder is unwrapped, a ``.complete`` marker is written, and only
+then is the root renamed into place. So a folder under ``datasets_dir`` is
+either a whole dataset or nothing, and a failed attempt can simply be repeated.
+
+Typical use (the Dataset page and the CLI)::
+
+    root = fetch_official_dataset(progress=lambda stage, done, total: ...)
+    root = import_zip(uploaded_file, "my pets")
+    root = use_local_folder("/srv/photos/pets")  # only with PAWLAB_ALLOW_LOCAL_PATHS=1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, Optional, Union
+
+from core.archive import ArchiveError, is_junk, safe_extract_zip
+from core.config import Settings, get_settings
+from core.download import DownloadError, download_file
+from core.images import IMAGE_EXTENSIONS
+
+try:  # Unix: serialise two sessions fetching the same dataset at once.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+COMPLETE_MARKER = ".complete"
+DOWNLOADS_DIR = "downloads"
+# Folder names that mean "this level already is the dataset root".
+SPLIT_NAMES = {"train", "training", "validation", "val", "valid", "test", "testing"}
+# (stage "download" | "extract", done, total or None)
+AcquireProgress = Callable[[str, int, Optional[int]], None]
+
+
+class DatasetError(ValueError):
+    """A name or folder layout PawLab cannot use; the message is meant for a person."""
+
+
+# What the Dataset page and the CLI catch to show a message instead of a traceback.
+ACQUIRE_ERRORS = (DownloadError, ArchiveError, DatasetError, OSError)
+
+
+def fetch_official_dataset(
+    settings: Optional[Settings] = None,
+    progress: Optional[AcquireProgress] = None,
+) -> Path:
+    """Download and extract `settings.dataset_url`; return the dataset root.
+
+    A dataset that is already complete is returned without network access.
+    """
+    settings = settings or get_settings()
+    url = settings.dataset_url
+    filename = _url_filename(url)
+    name = safe_dataset_name(filename.removesuffix(".zip"))
+    target = settings.datasets_dir / name
+    if _is_complete(target):
+        return target
+
+    with _dataset_lock(settings.datasets_dir, name):
+        if _is_complete(target):  # another session finished it while we waited
+            return target
+        _remove_leftovers(settings.datasets_dir, name)
+        zip_path = settings.datasets_dir / DOWNLOADS_DIR / filename
+        try:
+            download_file(url, zip_path, progress=_stage(progress, "download"))
+            _install_zip(zip_path, target, settings, progress, origin=url)
+        finally:
+            # The extracted folder is what we keep; a bad zip must not be reused.
+            zip_path.unlink(missing_ok=True)
+    return target
+
+
+def import_zip(
+    source: Union[str, os.PathLike, BinaryIO],
+    name: str,
+    settings: Optional[Settings] = None,
+    *,
+    overwrite: bool = False,
+    progress: Optional[AcquireProgress] = None,
+) -> Path:
+    """Extract an uploaded zip (path or file-like, e.g. Streamlit's UploadedFile)
+    as the dataset `name`; return its root.
+
+    An existing dataset of that name is kept (FileExistsError) unless
+    `overwrite` is true, in which case it is replaced only after the new one
+    extracted successfully.
+    """
+    settings = settings or get_settings()
+    name = safe_dataset_name(name)
+    target = settings.datasets_dir / name
+    with _dataset_lock(settings.datasets_dir, name):
+        if _is_complete(target) and not overwrite:
+            raise FileExistsError(
+                f"A dataset named {name!r} already exists. Choose another name, "
+                "or replace it."
+            )
+        _remove_leftovers(settings.datasets_dir, name)
+        label = getattr(source, "name", None) or (
+            source if isinstance(source, (str, os.PathLike)) else "upload"
+        )
+        _install_zip(source, target, settings, progress, origin=f"upload:{Path(label).name}")
+    return target
+
+
+def use_local_folder(path: Union[str, os.PathLike], settings: Optional[Settings] = None) -> Path:
+    """Return the dataset root inside a folder on the server's own disk."""
+    settings = settings or get_settings()
+    if not settings.allow_local_paths:
+        raise PermissionError(
+            "Opening folders on the server's disk is switched off. The operator "
+            "can allow it by starting PawLab with PAWLAB_ALLOW_LOCAL_PATHS=1."
+        )
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise FileNotFoundError(f"There is no folder at {folder}.")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder.")
+    root = find_dataset_root(folder.resolve())
+    _require_images(root, f"The folder {folder}")
+    return root
+
+
+def find_dataset_root(folder: Union[str, os.PathLike]) -> Path:
+    """Unwrap single wrapper folders, e.g. ``extracted/cats_and_dogs_filtered``.
+
+    A root is the first level that holds train/validation folders, several
+    folders, image files, or a single folder that is itself a class of images.
+    """
+    current = Path(folder)
+    for _ in range(8):  # wrappers nest a few levels at most; stop on symlink loops
+        entries = _visible_entries(current)
+        subdirs = [entry for entry in entries if entry.is_dir()]
+        if len(subdirs) != 1 or subdirs[0].name.lower() in SPLIT_NAMES:
+            return current
+        if any(_is_image(entry) for entry in entries):
+            return current
+        only = subdirs[0]
+        if not any(entry.is_dir() for entry in _visible_entries(only)):
+            return current  # `only` is a class folder, not a wrapper
+        current = only
+    return current
+
+
+def list_local_datasets(settings: Optional[Settings] = None) -> list[Path]:
+    """Completed datasets under `settings.datasets_dir`, sorted by name."""
+    settings = settings or get_settings()
+    if not settings.datasets_dir.is_dir():
+        return []
+    return sorted(
+        entry
+        for entry in settings.datasets_dir.iterdir()
+        if not entry.name.startswith(".")
+        and entry.name != DOWNLOADS_DIR
+        and _is_complete(entry)
+    )
+
+
+def safe_dataset_name(name: str) -> str:
+    """A folder name from what a person typed: "My pets!" -> "My_pets"."""
+    cleaned = re.sub(r"[^\w.-]+", "_", str(name).strip()).strip("._-")[:64]
+    if not cleaned:
+        raise DatasetError("Give the dataset a name with letters or digits, e.g. 'my_pets'.")
+    if cleaned.lower() == DOWNLOADS_DIR:
+        raise DatasetError(f"The name {cleaned!r} is reserved; choose another one.")
+    return cleaned
+
+
+def _install_zip(
+    zip_source, target: Path, settings: Settings, progress: Optional[AcquireProgress], *, origin: str
+) -> None:
+    """Extract, unwrap, check and mark in a work folder; then rename into place."""
+    datasets_dir = settings.datasets_dir
+    datasets_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.import-", dir=datasets_dir))
+    try:
+        extracted = safe_extract_zip(
+            zip_source,
+            work / "extracted",
+            max_bytes=settings.max_extract_bytes,
+            progress=_stage(progress, "extract"),
+        )
+        root = find_dataset_root(extracted)
+        _require_images(root, "The archive")
+        marker = {"source": origin, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (root / COMPLETE_MARKER).write_text(json.dumps(marker) + "\n")
+        if target.exists():  # overwrite: move the old one aside, then swap
+            os.replace(target, work / "previous")
+        os.replace(root, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / COMPLETE_MARKER).is_file()
+
+
+def _remove_leftovers(datasets_dir: Path, name: str) -> None:
+    """Delete what an interrupted attempt left; call only while holding the lock."""
+    target = datasets_dir / name
+    if target.exists() and not _is_complete(target):
+        shutil.rmtree(target, ignore_errors=True)
+    if datasets_dir.is_dir():
+        for leftover in datasets_dir.glob(f".{name}.import-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _dataset_lock(datasets_dir: Path, name: str) -> Iterator[None]:
+    datasets_dir.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    with open(datasets_dir / f".{name}.lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _stage(progress: Optional[AcquireProgress], stage: str):
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)
+
+
+def _url_filename(url: str) -> str:
+    path = urllib.parse.urlsplit(url).path
+    filename = urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1])
+    filename = re.sub(r"[^\w.-]+", "_", filename).lstrip(".")
+    return filename or "dataset.zip"
+
+
+def _visible_entries(folder: Path) -> list[Path]:
+    with os.scandir(folder) as entries:
+        return sorted(
+            Path(entry.path)
+            for entry in entries
+            if not entry.name.startswith(".") and not is_junk(entry.name)
+        )
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+
+
+def _require_images(root: Path, what: str) -> None:
+    """Refuse a folder with no images in class folders (depth 2 to 4)."""
+
+    def has_images(folder: Path, depth: int) -> bool:
+        for entry in _visible_entries(folder):
+            if depth >= 2 and _is_image(entry):
+                return True
+            if depth < 4 and entry.is_dir() and has_images(entry, depth + 1):
+                return True
+        return False
+
+    if not has_images(root, 1):
+        raise DatasetError(
+            f"{what} contains no photos in a layout PawLab understands: put the "
+            "images in one folder per class (for example cats/ and dogs/), "
+            "optionally inside train/ and validation/ folders."
+        )

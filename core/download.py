@@ -1,0 +1,201 @@
+"""Downloading one file over HTTP(S), all or nothing.
+
+The bytes stream into ``<dest>.part`` next to the destination and are renamed
+into place only once their count matches what the server announced (and what
+the caller expected). A dropped connection, a short body or an HTTP error
+removes the partial file and raises ``DownloadError`` with a sentence a person
+can act on, so a later call starts from a clean slate.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable, Optional
+
+# (bytes downloaded so far, total bytes or None when the server does not say)
+ProgressCallback = Callable[[int, Optional[int]], None]
+
+USER_AGENT = "PawLab/1.0 (Python urllib)"
+# Seconds to wait before retry n is `RETRY_WAIT_S * n`; tests set it to 0.
+RETRY_WAIT_S = 1.0
+
+
+class DownloadError(Exception):
+    """A download that did not complete; the message is meant for a person."""
+
+    def __init__(self, message: str, *, retryable: bool = True):
+        super().__init__(message)
+        # Server errors and dropped connections may go away; a 404 will not.
+        self.retryable = retryable
+
+
+def format_size(num_bytes: Optional[int]) -> str:
+    """`3_100_000` -> "3.1 MB" (decimal units, like browsers show)."""
+    if num_bytes is None:
+        return "an unknown size"
+    if num_bytes < 1000:
+        return f"{num_bytes} bytes"
+    for unit, scale in (("KB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        if num_bytes < scale * 1000 or unit == "GB":
+            return f"{num_bytes / scale:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def download_file(
+    url: str,
+    dest: Path,
+    *,
+    progress: Optional[ProgressCallback] = None,
+    expected_size: Optional[int] = None,
+    timeout: float = 30,
+    chunk_size: int = 1 << 20,
+    retries: int = 2,
+) -> Path:
+    """Download `url` to `dest` atomically and return `dest`.
+
+    `progress(downloaded, total)` is called once when the response starts and
+    after every chunk; `total` is the Content-Length (or `expected_size`) or
+    None. When a retry restarts the download, `downloaded` starts again at 0.
+    """
+    dest = Path(dest)
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DownloadError(
+            f"Cannot download {url!r}: only http:// and https:// addresses are supported.",
+            retryable=False,
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    for attempt in range(retries + 1):
+        try:
+            return _download_once(
+                url, dest, progress=progress, expected_size=expected_size,
+                timeout=timeout, chunk_size=chunk_size,
+            )
+        except DownloadError as error:
+            if not error.retryable or attempt == retries:
+                raise
+            time.sleep(RETRY_WAIT_S * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _download_once(
+    url: str,
+    dest: Path,
+    *,
+    progress: Optional[ProgressCallback],
+    expected_size: Optional[int],
+    timeout: float,
+    chunk_size: int,
+) -> Path:
+    part = dest.with_name(dest.name + ".part")
+    downloaded = 0
+    total: Optional[int] = expected_size
+    completed = False
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            content_length = _content_length(response)
+            if (
+                content_length is not None
+                and expected_size is not None
+                and content_length != expected_size
+            ):
+                raise DownloadError(
+                    f"Download of {url} refused: the server offers "
+                    f"{format_size(content_length)} but {format_size(expected_size)} "
+                    "was expected, so it is probably a different file.",
+                    retryable=False,
+                )
+            if content_length is not None:
+                total = content_length
+            if progress:
+                progress(0, total)
+            with open(part, "wb") as out:
+                while True:
+                    chunk = response.read(chunk_size)
+                    if not chunk:
+                        break
+                    _write(out, chunk, part)
+                    downloaded += len(chunk)
+                    if total is not None and downloaded > total:
+                        raise DownloadError(
+                            f"Download of {url} failed: the server sent more than "
+                            f"the announced {format_size(total)}."
+                        )
+                    if progress:
+                        progress(downloaded, total)
+                out.flush()
+                os.fsync(out.fileno())
+        # http.client returns a short body without complaint when the
+        # connection closes early, so the byte count is the real check.
+        if total is not None and downloaded != total:
+            raise DownloadError(
+                f"Download of {url} failed: the connection dropped after "
+                f"{format_size(downloaded)} of {format_size(total)}."
+            )
+        os.replace(part, dest)
+        completed = True
+        return dest
+    except DownloadError:
+        raise
+    except urllib.error.HTTPError as error:
+        raise DownloadError(
+            f"Download of {url} failed: the server answered "
+            f"{error.code} {error.reason}.",
+            retryable=error.code >= 500 or error.code in (408, 429),
+        ) from error
+    except urllib.error.URLError as error:
+        raise DownloadError(
+            f"Could not reach {url}: {_reason(error.reason)}."
+        ) from error
+    except (socket.timeout, TimeoutError) as error:
+        raise DownloadError(
+            f"Download of {url} failed: the server stopped responding for "
+            f"{timeout:g} s after {format_size(downloaded)} of {format_size(total)}."
+        ) from error
+    except (http.client.HTTPException, ConnectionError) as error:
+        raise DownloadError(
+            f"Download of {url} failed: the connection dropped after "
+            f"{format_size(downloaded)} of {format_size(total)} ({_reason(error)})."
+        ) from error
+    except OSError as error:
+        raise DownloadError(
+            f"Download of {url} failed after {format_size(downloaded)}: {_reason(error)}."
+        ) from error
+    finally:
+        if not completed:
+            part.unlink(missing_ok=True)
+
+
+def _content_length(response) -> Optional[int]:
+    value = response.headers.get("Content-Length")
+    try:
+        length = int(value) if value is not None else None
+    except ValueError:
+        return None
+    return length if length is not None and length >= 0 else None
+
+
+def _write(out, chunk: bytes, part: Path) -> None:
+    # A full disk is not the network's fault: say so and do not retry.
+    try:
+        out.write(chunk)
+    except OSError as error:
+        raise DownloadError(
+            f"Could not save the download to {part.parent}: {_reason(error)}.",
+            retryable=False,
+        ) from error
+
+
+def _reason(error) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
