@@ -1,0 +1,17 @@
+"""PawLab: browse a photo dataset, train image classifiers, classify photos.
+
+Run with ``streamlit run app.py``. This file only sets up the page and the
+navigation; each page lives in ``pages/`` and all ML work in ``core/``.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="PawLab", page_icon="🐾", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/dataset.py", title="Dataset", icon="🖼️", url_path="dataset"),
+    st.Page("pages/train.py", title="Train", icon="📈", url_path="train"),
+    st.Page("pages/classify.py", title="Classify", icon="🔍", url_path="classify"),
+]
+st.navigation(pages).run()

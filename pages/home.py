@@ -1,0 +1,27 @@
+"""Home: what PawLab does and where to start."""
+
+import streamlit as st
+
+from core.workspace import last_dataset
+
+st.title("🐾 PawLab")
+st.markdown(
+    "Train an image classifier on your own photos, watch it learn, and ask it "
+    "what it sees. Start with the classic **cats vs dogs** dataset, or bring "
+    "any folder of `class_name/*.jpg` photos."
+)
+
+dataset = last_dataset()
+steps = st.columns(3)
+with steps[0]:
+    st.subheader("1. Dataset")
+    st.write(f"Current: `{dataset.name}`" if dataset else "Download cats vs dogs or upload a zip.")
+    st.page_link("pages/dataset.py", label="Browse photos and preview augmentation", icon="🖼️")
+with steps[1]:
+    st.subheader("2. Train")
+    st.write("The Keras tutorial's four models, and better recipes, trained live.")
+    st.page_link("pages/train.py", label="Train a model", icon="📈")
+with steps[2]:
+    st.subheader("3. Classify")
+    st.write("Drop photos, get class probabilities and a Grad-CAM heatmap.")
+    st.page_link("pages/classify.py", label="Classify photos", icon="🔍")
