@@ -1,0 +1,237 @@
+"""Classifying photos with a trained run: files in, class probabilities out.
+
+    run folder -> load model.keras once (Keras safe mode) -> Predictor
+    photos -> decode + resize with core.images.load_resized (the training
+    pipeline's own decode) -> one batch -> compiled model call -> softmax
+
+A file that cannot be decoded gets an error sentence; the other files in the
+same drop are still classified. The model is called on a whole batch at
+once, through a ``tf.function`` with a fixed input signature, so a drop of 20
+photos costs one call and no call ever retraces the graph.
+
+Only model files PawLab wrote itself (``<run>/model.keras``) are loaded,
+never a file someone uploaded.
+
+TensorFlow is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO, Sequence, Union
+
+import numpy as np
+
+from core.images import ImageError, load_resized
+from core.runs import MODEL_FILE, read_config
+
+# A path, raw bytes, or a file object with a ``name`` (Streamlit's UploadedFile).
+PhotoSource = Union[str, os.PathLike, bytes, BinaryIO]
+
+# Photos per model call. A drop of up to this many photos is one call; larger
+# drops are cut into batches of this size so memory stays bounded.
+MAX_BATCH = 32
+
+
+class RunNotReadyError(RuntimeError):
+    """The run has no usable model (yet); the message is meant for a person."""
+
+
+@dataclass
+class Prediction:
+    """What the model says about one file; ``error`` is set instead when it could not be read."""
+
+    file: str
+    label: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    ms: float | None = None  # this photo's decode plus its share of the batch's model time
+    error: str | None = None
+    pixels: np.ndarray | None = None  # the (S, S, 3) uint8 image the model saw
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict:
+        """The CLI's JSON line: {file, label, probabilities, ms} or {file, error}."""
+        if self.error is not None:
+            return {"file": self.file, "error": self.error}
+        data = asdict(self)
+        return {key: data[key] for key in ("file", "label", "probabilities", "ms")}
+
+
+def model_path(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / MODEL_FILE
+
+
+def load_run_model(run_dir: str | os.PathLike):
+    """The run's best model (model.keras), loaded in Keras' safe mode without its optimizer."""
+    path = model_path(run_dir)
+    if not path.is_file():
+        raise RunNotReadyError(f"Run {Path(run_dir).name} has no saved model yet.")
+    import keras
+
+    # safe_mode refuses Lambda layers' pickled code; compile=False skips the
+    # optimizer state, which inference does not need.
+    return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+class Predictor:
+    """A model with its class names and input size, ready to classify batches of photos."""
+
+    def __init__(self, model, classes: Sequence[str], image_size: int, name: str = ""):
+        import tensorflow as tf
+
+        self.model = model
+        self.classes = list(classes)
+        self.image_size = int(image_size)
+        self.name = name or model.name
+        output_size = model.output.shape[-1]
+        if output_size != len(self.classes):
+            raise ValueError(
+                f"The model has {output_size} outputs but the run names "
+                f"{len(self.classes)} classes ({', '.join(self.classes)})."
+            )
+        size = self.image_size
+        # One graph for every batch size: the batch dimension is None.
+        self._probabilities = tf.function(
+            lambda images: tf.nn.softmax(model(images, training=False), axis=-1),
+            input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
+        )
+        self._gradcam = None
+        # Trace once now, so the first photo a person drops is answered quickly.
+        self.probabilities(np.zeros((1, size, size, 3), np.uint8))
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike) -> "Predictor":
+        """Load a run's model with the class names and image size from its config.json."""
+        config = read_config(run_dir)
+        if not config.classes:
+            raise RunNotReadyError(
+                f"Run {Path(run_dir).name} has not started training, so it knows no classes yet."
+            )
+        return cls(load_run_model(run_dir), config.classes, config.image_size,
+                   name=Path(run_dir).name)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) for uint8 or float images (N, S, S, 3) in [0, 255]."""
+        import tensorflow as tf
+
+        batches = [
+            self._probabilities(tf.convert_to_tensor(images[start:start + MAX_BATCH], tf.float32))
+            for start in range(0, len(images), MAX_BATCH)
+        ]
+        return np.concatenate([batch.numpy() for batch in batches]).astype(np.float64)
+
+    def predict(self, sources: Sequence[PhotoSource]) -> list[Prediction]:
+        """One Prediction per source, in order; unreadable files get ``error`` set."""
+        predictions, good, decode_ms = [], [], []
+        for index, source in enumerate(sources):
+            name, source = _named_source(source, index)
+            start = time.perf_counter()
+            try:
+                pixels = _decode(source, name, self.image_size)
+            except ImageError as error:
+                predictions.append(Prediction(file=name, error=str(error)))
+                continue
+            predictions.append(Prediction(file=name, pixels=pixels))
+            good.append(predictions[-1])
+            decode_ms.append((time.perf_counter() - start) * 1000)
+        if not good:
+            return predictions
+
+        start = time.perf_counter()
+        probabilities = self.probabilities(np.stack([p.pixels for p in good]))
+        model_ms_each = (time.perf_counter() - start) * 1000 / len(good)
+        for prediction, probs, decode in zip(good, probabilities, decode_ms):
+            best = int(probs.argmax())
+            prediction.label = self.classes[best]
+            prediction.confidence = float(probs[best])
+            prediction.probabilities = {name: float(p) for name, p in zip(self.classes, probs)}
+            prediction.ms = round(decode + model_ms_each, 2)
+        return predictions
+
+    def gradcam(self, prediction: Prediction) -> np.ndarray:
+        """Grad-CAM heatmap (conv grid size, values in [0, 1]) for the predicted class."""
+        from core.gradcam import GradCam
+
+        if prediction.pixels is None:
+            raise ValueError(f"{prediction.file} was not classified, so it has no heatmap.")
+        if self._gradcam is None:
+            self._gradcam = GradCam(self.model)
+        return self._gradcam.heatmap(prediction.pixels, self.classes.index(prediction.label))
+
+
+def _named_source(source: PhotoSource, index: int) -> tuple[str, PhotoSource]:
+    """(file name for messages, something core.images can decode)."""
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name, source
+    if isinstance(source, (bytes, bytearray)):
+        return f"photo {index + 1}", bytes(source)
+    name = Path(getattr(source, "name", "") or f"photo {index + 1}").name
+    # Read the whole upload: an UploadedFile may have been read before.
+    data = source.getvalue() if hasattr(source, "getvalue") else _read_all(source)
+    return name, data
+
+
+def _read_all(file: BinaryIO) -> bytes:
+    if hasattr(file, "seek"):
+        file.seek(0)
+    return file.read()
+
+
+def _decode(source: PhotoSource, name: str, image_size: int) -> np.ndarray:
+    if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
+        raise ImageError(f"{name} was not found.")
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError(f"{name} is empty (0 bytes).")
+        named = io.BytesIO(source)
+        named.name = name  # core.images names the file in its messages
+        source = named
+    return load_resized(source, image_size)
+
+
+def predict_images(run_or_predictor: str | os.PathLike | Predictor,
+                   sources: Sequence[PhotoSource]) -> list[Prediction]:
+    """Classify ``sources`` with a run folder's model (loaded now) or a loaded Predictor."""
+    predictor = (run_or_predictor if isinstance(run_or_predictor, Predictor)
+                 else Predictor.from_run(run_or_predictor))
+    return predictor.predict(sources)
+
+
+def preview_image(source: PhotoSource, max_side: int = 512) -> np.ndarray:
+    """An upright RGB copy of a photo for display, at most ``max_side`` pixels wide or high."""
+    from core.images import open_rgb
+
+    name, source = _named_source(source, 0)
+    if isinstance(source, bytes):
+        named = io.BytesIO(source)
+        named.name = name
+        source = named
+    image = open_rgb(source, draft_size=(max_side, max_side))
+    image.thumbnail((max_side, max_side))
+    return np.asarray(image, dtype=np.uint8)
+
+
+def cli_predict(args) -> int:
+    """``python -m core predict RUN_DIR FILE...``: one JSON line per file.
+
+    Exit status 0 when every file was classified, 2 when any was not (or the
+    run has no model).
+    """
+    try:
+        predictor = Predictor.from_run(args.run_dir)
+    except (OSError, ValueError, RunNotReadyError) as error:
+        print(json.dumps({"error": str(error)}))
+        return 2
+    predictions = predictor.predict(args.files)
+    for prediction in predictions:
+        print(json.dumps(prediction.to_json()))
+    return 0 if all(p.ok for p in predictions) else 2
