@@ -1,0 +1,194 @@
+"""A job manager made of files: queue, start, cancel and recover training runs.
+
+There is no daemon. The queue is the runs folder itself: a run whose
+status.json says "queued" waits for a free slot. ``dispatch()`` starts the
+oldest queued runs while fewer than ``settings.max_concurrent_runs`` are
+running, each in its own worker process::
+
+    python -m core worker RUN_DIR     (new session, output in RUN_DIR/log.txt)
+
+When a worker finishes, it calls ``dispatch()`` itself, so queued runs keep
+starting one after another with no page open. Every decision is taken under
+an exclusive ``fcntl.flock`` on ``runs_dir/.lock``: two submits at the same
+moment, from threads or processes, start one worker, not two.
+
+A run marked running whose process is gone (killed, crashed, machine
+rebooted) is marked "interrupted" by ``recover()``, which every dispatch
+does first and the app calls at start-up. Its model.keras, if any, is the
+best model up to the moment it stopped.
+
+This module never imports TensorFlow: the app imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import core
+from core.config import get_settings
+from core.runs import (
+    CANCEL_FILE, LOG_FILE, TrainConfig, create_run, file_lock, pid_alive, read_status,
+    run_dirs, runs_root, update_status,
+)
+
+# A running run whose heartbeat is older than this, and whose pid now belongs
+# to some other program (pids are reused after a reboot), is interrupted.
+STALE_HEARTBEAT_SECONDS = 60.0
+REPO_ROOT = Path(core.__file__).resolve().parent.parent
+
+# Worker processes this process started, by pid, so that finished ones are
+# reaped (no zombies) and their exit is seen at once.
+_children: dict[int, subprocess.Popen] = {}
+
+
+def _alive(pid: int | None) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    return pid_alive(pid)
+
+
+def _looks_like_ours(pid: int, run_dir: Path) -> bool:
+    """Whether process ``pid`` is a PawLab worker or trainer (False if unknown)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return True  # no /proc: cannot tell, trust the pid
+    return run_dir.name in command or "core train" in command
+
+
+def _worker_gone(status: dict, run_dir: Path) -> bool:
+    pid = status.get("pid")
+    if not _alive(pid):
+        return True
+    heartbeat = status.get("heartbeat") or status.get("started") or 0
+    stale = time.time() - heartbeat > STALE_HEARTBEAT_SECONDS
+    return stale and not _looks_like_ours(pid, run_dir)
+
+
+@contextlib.contextmanager
+def _queue_lock(runs_dir: Path):
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(runs_dir / ".lock"):
+        yield
+
+
+def _mark_interrupted(runs_dir: Path) -> list[Path]:
+    marked = []
+    for run_dir in run_dirs(runs_dir):
+        status = read_status(run_dir)
+        if status["state"] == "running" and _worker_gone(status, run_dir):
+            update_status(
+                run_dir, state="interrupted", finished=time.time(),
+                error="The training process stopped unexpectedly (killed, crashed, or the "
+                      f"machine restarted). Its output is in {LOG_FILE}.",
+            )
+            marked.append(run_dir)
+    return marked
+
+
+def recover(runs_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Mark runs whose training process is gone as interrupted; returns them."""
+    root = runs_root(runs_dir)
+    with _queue_lock(root):
+        return _mark_interrupted(root)
+
+
+def _start_worker(run_dir: Path) -> int:
+    env = dict(os.environ)
+    # The worker imports ``core`` from this checkout whatever its cwd.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    with open(run_dir / LOG_FILE, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core", "worker", str(run_dir)],
+            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the app's Ctrl-C and restarts
+        )
+    _children[process.pid] = process
+    return process.pid
+
+
+def dispatch(runs_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Start queued runs, oldest first, while there are free slots; returns those started."""
+    root = runs_root(runs_dir)
+    started = []
+    with _queue_lock(root):
+        _mark_interrupted(root)
+        runs = [(run_dir, read_status(run_dir)) for run_dir in run_dirs(root)]
+        free = get_settings().max_concurrent_runs - sum(s["state"] == "running" for _, s in runs)
+        for run_dir, status in runs:
+            if free <= 0:
+                break
+            if status["state"] != "queued":
+                continue
+            if (run_dir / CANCEL_FILE).exists():
+                update_status(run_dir, state="cancelled", finished=time.time())
+                continue
+            try:
+                pid = _start_worker(run_dir)
+            except OSError as error:
+                update_status(run_dir, state="failed", finished=time.time(),
+                              error=f"The training process could not be started: {error}")
+                continue
+            now = time.time()
+            update_status(run_dir, state="running", pid=pid, started=now, heartbeat=now)
+            started.append(run_dir)
+            free -= 1
+    return started
+
+
+def submit(config: TrainConfig, runs_dir: str | os.PathLike | None = None) -> Path:
+    """Queue a new run and start it if a slot is free; returns its folder at once."""
+    run_dir = create_run(config, runs_dir, state="queued")
+    dispatch(run_dir.parent)
+    return run_dir
+
+
+def cancel(run_dir: str | os.PathLike) -> str:
+    """Stop a run: a queued one at once, a running one after its current batch.
+
+    Returns the state right after the request ("cancelled", or "running"
+    until the worker notices the cancel file, or the finished state).
+    """
+    run_dir = Path(run_dir)
+    with _queue_lock(run_dir.parent):
+        status = read_status(run_dir)
+        if status["state"] == "queued":
+            update_status(run_dir, state="cancelled", finished=time.time())
+            return "cancelled"
+        if status["state"] == "running":
+            (run_dir / CANCEL_FILE).touch()
+            if _worker_gone(status, run_dir):
+                update_status(run_dir, state="cancelled", finished=time.time())
+                return "cancelled"
+        return status["state"]
+
+
+def cli_worker(args) -> int:
+    """``python -m core worker RUN_DIR``: train the run, then start the next queued one."""
+    from core.distribute import configure_devices
+
+    run_dir = Path(args.run_dir).resolve()
+    state = "failed"
+    try:
+        try:
+            configure_devices()  # before TensorFlow starts its runtime
+            from core.training import execute_run
+        except Exception as error:  # a broken install: say so in the run, not only in log.txt
+            update_status(run_dir, state="failed", finished=time.time(),
+                          error=f"The training process could not start: {error}",
+                          traceback=traceback.format_exc()[-3000:])
+            raise
+        state = execute_run(run_dir)
+    finally:
+        dispatch(run_dir.parent)
+    return 0 if state == "completed" else 1
