@@ -1,10 +1,20 @@
 """Grad-CAM: which parts of a photo made the model choose its class.
 
-The method of Keras' Grad-CAM example (keras.io/examples/vision/grad_cam):
+The method of Keras' Grad-CAM example (keras.io/examples/vision/grad_cam),
+with one change, the HiResCAM weighting (Draelos & Carin, 2020):
 
-    image -> (last conv feature map A, logits)           one grad model
-    d logit[class] / d A  -> averaged over the grid      one weight per channel
-    heatmap = ReLU(sum over channels of weight * A)      -> scaled to [0, 1]
+    image -> (last conv feature map A, logits)             one grad model
+    G = d logit[class] / d A                               same shape as A
+    heatmap = ReLU(sum over channels of G * A)  -> scaled to [0, 1]
+
+Keras' example first averages G over the grid (one weight per channel). When
+the feature map goes straight into global average pooling (the fine-tuned
+MobileNetV2) G is the same at every position, so both give the same map. The
+tutorial's models flatten the feature map into a Dense layer instead; there
+the averaged weights mix up positions: on a model that demonstrably looks at
+one corner (the corner-patch model of tests/test_gradcam.py, three seeds
+tried) they cancelled out to an empty map. Keeping G per position shows what
+the model actually used.
 
 The "last conv layer" is ``core.models.last_conv_layer_name``: the last layer
 with a spatial (4D) output. PawLab builds its MobileNetV2 models as one flat
@@ -43,9 +53,8 @@ class GradCam:
                 feature_map, logits = grad_model(image, training=False)
                 class_logit = logits[:, class_index]
             grads = tape.gradient(class_logit, feature_map)
-            # How much each channel matters for this class: its mean gradient.
-            channel_weights = tf.reduce_mean(grads, axis=(0, 1, 2))
-            heatmap = tf.einsum("hwc,c->hw", feature_map[0], channel_weights)
+            # Each position's features weighted by their own gradient (HiResCAM).
+            heatmap = tf.reduce_sum(grads[0] * feature_map[0], axis=-1)
             return tf.nn.relu(heatmap)  # only what speaks *for* the class
 
         self._heatmap = heatmap
