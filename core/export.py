@@ -65,6 +65,15 @@ def export_tflite(run_dir: str | os.PathLike) -> Path:
     return target
 
 
+def cached_export(run_dir: str | os.PathLike, file_name: str) -> Path | None:
+    """``exports/<file_name>`` when it was made from the current model.keras, else None."""
+    run_dir = Path(run_dir)
+    target = run_dir / EXPORTS_DIR / file_name
+    if model_path(run_dir).is_file() and _is_fresh(target, run_dir):
+        return target
+    return None
+
+
 def _export_saved_model(run_dir: Path, folder: Path) -> Path:
     model = load_run_model(run_dir)
     # model.export writes the "serve" / "serving_default" signature TF Serving calls.
