@@ -17,6 +17,7 @@ TensorFlow is imported inside the functions that need it.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -28,10 +29,11 @@ from typing import BinaryIO, Sequence, Union
 import numpy as np
 
 from core.images import ImageError, load_resized
-from core.runs import MODEL_FILE, read_config
+from core.runs import MODEL_FILE, RunSummary, list_runs, read_config
 
-# A path, raw bytes, or a file object with a ``name`` (Streamlit's UploadedFile).
-PhotoSource = Union[str, os.PathLike, bytes, BinaryIO]
+# A path, raw bytes, a (file name, bytes) pair, or a file object with a
+# ``name`` (Streamlit's UploadedFile).
+PhotoSource = Union[str, os.PathLike, bytes, tuple[str, bytes], BinaryIO]
 
 # Photos per model call. A drop of up to this many photos is one call; larger
 # drops are cut into batches of this size so memory stays bounded.
@@ -174,6 +176,9 @@ def _named_source(source: PhotoSource, index: int) -> tuple[str, PhotoSource]:
         return Path(source).name, source
     if isinstance(source, (bytes, bytearray)):
         return f"photo {index + 1}", bytes(source)
+    if isinstance(source, tuple):
+        name, data = source
+        return Path(name).name or f"photo {index + 1}", bytes(data)
     name = Path(getattr(source, "name", "") or f"photo {index + 1}").name
     # Read the whole upload: an UploadedFile may have been read before.
     data = source.getvalue() if hasattr(source, "getvalue") else _read_all(source)
@@ -218,6 +223,36 @@ def preview_image(source: PhotoSource, max_side: int = 512) -> np.ndarray:
     image = open_rgb(source, draft_size=(max_side, max_side))
     image.thumbnail((max_side, max_side))
     return np.asarray(image, dtype=np.uint8)
+
+
+def classifiable_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSummary]:
+    """Completed runs with a saved model: best test accuracy first, then newest."""
+    runs = [run for run in list_runs(runs_dir)
+            if run.state == "completed" and model_path(run.path).is_file() and run.classes]
+    # list_runs is newest first and sorted() is stable: equal accuracies stay newest first.
+    return sorted(runs, key=lambda run: -(run.test_accuracy if run.test_accuracy is not None else -1.0))
+
+
+def summary_rows(predictions: Sequence[Prediction], classes: Sequence[str]) -> list[dict]:
+    """One row per file for a table or CSV: file, prediction, confidence, ms, P(class)..., error."""
+    rows = []
+    for prediction in predictions:
+        row = {"file": prediction.file, "prediction": prediction.label,
+               "confidence": prediction.confidence, "ms": prediction.ms}
+        for name in classes:
+            row[f"p_{name}"] = (prediction.probabilities or {}).get(name)
+        row["error"] = prediction.error or ""
+        rows.append(row)
+    return rows
+
+
+def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -> str:
+    rows = summary_rows(predictions, classes)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["file"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def cli_predict(args) -> int:

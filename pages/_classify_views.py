@@ -1,0 +1,135 @@
+"""Pieces of the Classify page: model labels, the cached model, one photo's answer, exports.
+
+Widgets and charts only; classifying, Grad-CAM and exporting live in
+core.inference, core.gradcam and core.export. Nothing here imports
+TensorFlow: core loads it the first time a model is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.inference import Prediction, Predictor, preview_image
+from core.models import ARCHITECTURES
+from core.runs import RunSummary
+
+BAR_COLOUR, TOP_COLOUR = "#9AA5B1", "#E4572E"
+
+
+def run_label(run: RunSummary) -> str:
+    """"Tutorial CNN · test accuracy 71.5% · 28 Nov 2026 14:48"."""
+    spec = ARCHITECTURES.get(run.arch)
+    title = spec.title if spec else run.arch
+    accuracy = (f"test accuracy {run.test_accuracy:.1%}" if run.test_accuracy is not None
+                else "not evaluated")
+    created = time.strftime("%d %b %Y %H:%M", time.localtime(run.created))
+    return f"{title} · {accuracy} · {created}"
+
+
+def model_mtime(run: RunSummary) -> float:
+    """The cache key's second half: a retrained or replaced model.keras is loaded again."""
+    return os.stat(Path(run.path) / "model.keras").st_mtime
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def load_predictor(run_path: str, mtime: float) -> Predictor:
+    # ``mtime`` only keys the cache.
+    return Predictor.from_run(run_path)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def classify(run_path: str, mtime: float, files: list[tuple[str, bytes]]) -> tuple[list[Prediction], list]:
+    """(predictions, display images) for ``files`` [(name, bytes)], cached per model and files."""
+    predictions = load_predictor(run_path, mtime).predict(files)
+    previews = [preview_image(file) if prediction.ok else None
+                for file, prediction in zip(files, predictions)]
+    return predictions, previews
+
+
+def probability_chart(probabilities: dict[str, float]) -> go.Figure:
+    """Horizontal bars, most likely class on top and highlighted."""
+    ranked = sorted(probabilities.items(), key=lambda item: item[1])
+    names, values = [n for n, _ in ranked], [v for _, v in ranked]
+    colours = [BAR_COLOUR] * (len(values) - 1) + [TOP_COLOUR]
+    figure = go.Figure(go.Bar(
+        x=values, y=names, orientation="h", marker_color=colours,
+        text=[f"{v:.1%}" for v in values], textposition="auto",
+        hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+    ))
+    figure.update_layout(
+        height=70 + 28 * len(names), margin=dict(l=0, r=10, t=10, b=30),
+        xaxis=dict(range=[0, 1], tickformat=".0%", title=None), yaxis=dict(title=None),
+        showlegend=False,
+    )
+    return figure
+
+
+@st.fragment
+def show_prediction(index: int, prediction: Prediction, preview, run_path: str, mtime: float) -> None:
+    """One photo: the image (optionally with its Grad-CAM heatmap) beside the answer.
+
+    A fragment: the heatmap toggle and opacity slider rerun only this photo.
+    """
+    picture, answer = st.columns([2, 3], gap="medium")
+    with answer:
+        st.subheader(f"{prediction.label} — {prediction.confidence:.1%}", anchor=False)
+        st.plotly_chart(probability_chart(prediction.probabilities), key=f"probabilities_{index}",
+                        config={"displayModeBar": False})
+        st.caption(f"⏱️ {prediction.ms:.0f} ms (decode + model)")
+        show_heatmap = st.toggle("Grad-CAM heatmap", key=f"gradcam_{index}",
+                                 help="Where the model looked to choose its class: red counts most.")
+        opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"opacity_{index}",
+                            disabled=not show_heatmap)
+    with picture:
+        image = preview
+        if show_heatmap:
+            from core.gradcam import overlay
+
+            with st.spinner("Computing the heatmap…"):
+                heatmap = load_predictor(run_path, mtime).gradcam(prediction)
+            image = overlay(preview, heatmap, opacity)
+        st.image(image, caption=prediction.file, width="stretch")
+
+
+def export_section(run: RunSummary) -> None:
+    """Downloads of the model: as trained (model.keras), for TF Serving, for TF Lite."""
+    from core.export import SAVEDMODEL_ZIP, TFLITE_FILE, cached_export, export_savedmodel_zip, export_tflite
+
+    run_dir = Path(run.path)
+    st.caption(
+        "All three take float32 images in [0, 255] of shape (batch, "
+        f"{run.image_size}, {run.image_size}, 3) and return one logit per class, in this order: "
+        f"{', '.join(run.classes)}. Apply softmax for probabilities."
+    )
+    keras_column, serving_column, lite_column = st.columns(3)
+    with keras_column:
+        model_file = run_dir / "model.keras"
+        st.download_button(
+            "⬇️ Keras model (.keras)", data=model_file.read_bytes, file_name=f"{run.id}.keras",
+            mime="application/octet-stream", on_click="ignore", key="download_keras",
+        )
+    exports = [
+        (serving_column, "SavedModel for TF Serving (.zip)", SAVEDMODEL_ZIP, export_savedmodel_zip,
+         f"{run.id}-saved_model.zip", "application/zip", "savedmodel"),
+        (lite_column, "TensorFlow Lite (.tflite)", TFLITE_FILE, export_tflite,
+         f"{run.id}.tflite", "application/octet-stream", "tflite"),
+    ]
+    for column, label, file_name, make, download_name, mime, key in exports:
+        with column:
+            path = cached_export(run_dir, file_name)
+            if path is None and st.button(f"Prepare {label}", key=f"prepare_{key}"):
+                with st.spinner(f"Converting to {label}…"):
+                    try:
+                        path = make(run_dir)
+                    except Exception as error:  # a converter failure must not end the page
+                        st.error(f"The export failed: {error}", icon="⚠️")
+            if path is not None:
+                st.download_button(
+                    f"⬇️ {label}", data=path.read_bytes, file_name=download_name, mime=mime,
+                    on_click="ignore", key=f"download_{key}",
+                )
