@@ -1,0 +1,260 @@
+"""What the Train page shows, as plain data: tables, Plotly figures, times.
+
+No Streamlit here, so each piece can be read (and tested) on its own; the
+page (pages/train.py) decides where things go. Everything is built from the
+files a run folder holds (core.runs), never from TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.models import ARCHITECTURES
+from core.runs import RunSummary
+
+STATE_LABELS = {
+    "queued": "⏳ queued",
+    "running": "🏃 running",
+    "completed": "✅ completed",
+    "failed": "❌ failed",
+    "cancelled": "⏹️ cancelled",
+    "interrupted": "⚠️ interrupted",
+}
+PHASE_LABELS = {
+    "features": "Computing ImageNet features (once, then cached)",
+    "train": "Training",
+    "fine_tune": "Fine-tuning the top of the base",
+    "evaluate": "Evaluating the best model on the test photos",
+}
+TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#E4572E"
+
+
+def arch_title(arch: str) -> str:
+    spec = ARCHITECTURES.get(arch)
+    return spec.title if spec else arch
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def format_count(number: int | None) -> str:
+    if number is None:
+        return "…"
+    if number >= 1_000_000:
+        return f"{number / 1e6:.1f}M"
+    if number >= 1_000:
+        return f"{number / 1e3:.0f}k"
+    return str(number)
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+# --- progress --------------------------------------------------------------------------
+
+def batch_fraction(status: dict) -> float:
+    total = status.get("batches_total") or 0
+    return min(1.0, (status.get("batch") or 0) / total) if total else 0.0
+
+
+def eta_seconds(status: dict, metrics: list[dict], now: float | None = None) -> float | None:
+    """Time left, at most: the current epoch's rest plus the remaining epochs.
+
+    An epoch's cost is the median of the finished epochs of the current phase
+    (fine-tuning epochs cost more than head-only ones), or, before the first
+    one ends, extrapolated from the batches done so far. Early stopping can
+    end a run sooner.
+    """
+    if status.get("state") != "running" or status.get("phase") not in ("train", "fine_tune"):
+        return None
+    now = time.time() if now is None else now
+    epoch, total = status.get("epoch") or 0, status.get("epochs_total") or 0
+    if not epoch or not total:
+        return None
+    fraction = batch_fraction(status)
+    same_phase = [m["seconds"] for m in metrics if m.get("phase") == status["phase"] and m.get("seconds")]
+    epoch_start = max([m.get("time") or 0 for m in metrics] + [status.get("started") or now])
+    elapsed = max(0.0, now - epoch_start)
+    if same_phase:
+        per_epoch = statistics.median(same_phase)
+    elif fraction >= 0.05:
+        per_epoch = elapsed / fraction
+    else:
+        return None
+    this_epoch_left = max(0.0, per_epoch - elapsed) if same_phase else per_epoch * (1 - fraction)
+    return this_epoch_left + max(0, total - epoch) * per_epoch
+
+
+def queue_position(run_id: str, summaries: list[RunSummary]) -> int:
+    """How many queued runs start before this one (they start oldest first)."""
+    queued = sorted((s for s in summaries if s.state == "queued"), key=lambda s: (s.created, s.id))
+    ids = [s.id for s in queued]
+    return ids.index(run_id) if run_id in ids else 0
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+def runs_frame(summaries: list[RunSummary]) -> pd.DataFrame:
+    """One row per run, newest first, as the runs table shows it."""
+    rows = [
+        {
+            "Run": s.id,
+            "Model": arch_title(s.arch),
+            "Status": STATE_LABELS.get(s.state, s.state),
+            "Epochs": f"{s.epochs}/{s.epochs_total}",
+            "Image size": s.image_size,
+            "Best val accuracy": s.best_val_accuracy,
+            "Test accuracy": s.test_accuracy,
+            "Duration": format_duration(s.duration),
+            "Started": pd.Timestamp(s.started or s.created, unit="s", tz="UTC").tz_convert(None)
+            if (s.started or s.created) else None,
+        }
+        for s in summaries
+    ]
+    columns = ["Run", "Model", "Status", "Epochs", "Image size", "Best val accuracy",
+               "Test accuracy", "Duration", "Started"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def per_class_frame(evaluation: dict) -> pd.DataFrame:
+    rows = [
+        {"Class": name, "Precision": scores["precision"], "Recall": scores["recall"],
+         "F1": scores["f1"], "Test photos": scores["support"]}
+        for name, scores in evaluation.get("per_class", {}).items()
+    ]
+    return pd.DataFrame(rows, columns=["Class", "Precision", "Recall", "F1", "Test photos"])
+
+
+def config_lines(config) -> list[str]:
+    """The run's recipe, one fact per line, for the model summary."""
+    spec = ARCHITECTURES.get(config.arch)
+    lines = [
+        f"Model: {arch_title(config.arch)} ({config.arch})",
+        f"  {spec.description}" if spec else "",
+        f"Classes: {', '.join(config.classes) or 'not known yet'}",
+        f"Images: {config.image_size}x{config.image_size} px, batch {config.batch_size}",
+        f"Epochs: {config.epochs}" + (f" + {config.fine_tune_epochs} fine-tuning "
+                                     f"(top {config.fine_tune_layers} base layers, "
+                                     f"learning rate {config.fine_tune_learning_rate:g})"
+                                     if config.fine_tune_epochs else ""),
+        f"Learning rate: {config.learning_rate:g} (Adam)",
+        f"Augmentation: {config.augment.name} ({config.augment.describe()})",
+        f"Early stopping: after {config.patience} epochs without improvement"
+        if config.patience else "Early stopping: off (the best epoch's model is kept anyway)",
+        f"Training subset: {config.subset} photos per class" if config.subset else "Training subset: all photos",
+        f"Split: seed {config.seed}, {config.test_fraction:.0%} test, {config.validation_fraction:.0%} validation",
+    ]
+    if config.split_counts:
+        counts = ", ".join(f"{split} {sum(per_class.values())}" for split, per_class in config.split_counts.items())
+        lines.append(f"Photos per split: {counts}")
+    if config.mode:
+        lines.append(f"Mode: {config.mode.replace('_', ' ')}" + (f", {config.strategy}" if config.strategy else ""))
+    if config.versions:
+        lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(config.versions.items())))
+    return [line for line in lines if line]
+
+
+# --- figures --------------------------------------------------------------------------------
+
+def _fine_tune_start(metrics: list[dict]) -> float | None:
+    for record in metrics:
+        if record.get("phase") == "fine_tune":
+            return record["epoch"] - 0.5
+    return None
+
+
+def curves_figure(metrics: list[dict], epochs_total: int = 0) -> go.Figure:
+    """Accuracy and loss per epoch, training vs validation, side by side."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Accuracy", "Loss"), horizontal_spacing=0.1)
+    epochs = [m["epoch"] for m in metrics]
+    for column, metric in ((1, "accuracy"), (2, "loss")):
+        for prefix, name, colour in (("", "training", TRAIN_COLOUR), ("val_", "validation", VALIDATION_COLOUR)):
+            figure.add_trace(
+                go.Scatter(x=epochs, y=[m.get(prefix + metric) for m in metrics], name=name,
+                           mode="lines+markers", line=dict(color=colour), legendgroup=name,
+                           showlegend=column == 1),
+                row=1, col=column,
+            )
+    fine_tune = _fine_tune_start(metrics)
+    if fine_tune is not None:
+        for column in (1, 2):
+            figure.add_vline(x=fine_tune, line_dash="dot", line_color="grey", row=1, col=column)
+        figure.add_annotation(x=fine_tune, y=1.0, yref="y domain", text="fine-tuning", showarrow=False,
+                              xanchor="left", font=dict(color="grey"), row=1, col=1)
+    figure.update_xaxes(title_text="epoch", range=[0.5, max(epochs_total, len(epochs), 1) + 0.5],
+                        dtick=max(1, math.ceil(max(epochs_total, len(epochs), 1) / 10)))
+    figure.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=1)
+    figure.update_yaxes(rangemode="tozero", row=1, col=2)
+    figure.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", y=-0.25))
+    if not metrics:
+        figure.add_annotation(text="Waiting for the first epoch…", showarrow=False,
+                              xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=16, color="grey"))
+    return figure
+
+
+def overlay_figure(runs: list[tuple[str, list[dict]]], reference: dict[str, float] | None = None) -> go.Figure:
+    """Validation accuracy of several runs on one chart; ``reference`` draws dashed levels."""
+    figure = go.Figure()
+    for label, metrics in runs:
+        figure.add_trace(go.Scatter(x=[m["epoch"] for m in metrics],
+                                    y=[m.get("val_accuracy") for m in metrics],
+                                    name=label, mode="lines+markers"))
+    for label, level in (reference or {}).items():
+        figure.add_hline(y=level, line_dash="dash", line_color="grey",
+                         annotation_text=label, annotation_position="bottom right")
+    figure.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
+                         xaxis_title="epoch", yaxis_title="validation accuracy",
+                         yaxis=dict(tickformat=".0%"), legend=dict(orientation="h", y=-0.2))
+    return figure
+
+
+def comparison_figure(panels: list[tuple[str, list[dict], float | None]]) -> go.Figure:
+    """One small panel per model: training and validation accuracy, and the
+    tutorial's reported validation accuracy as a dashed line."""
+    figure = make_subplots(rows=1, cols=len(panels), subplot_titles=[title for title, _, _ in panels],
+                           shared_yaxes=True, horizontal_spacing=0.03)
+    for column, (_, metrics, reported) in enumerate(panels, start=1):
+        epochs = [m["epoch"] for m in metrics]
+        for prefix, name, colour in (("", "training", TRAIN_COLOUR), ("val_", "validation", VALIDATION_COLOUR)):
+            figure.add_trace(go.Scatter(x=epochs, y=[m.get(prefix + "accuracy") for m in metrics],
+                                        name=name, mode="lines", line=dict(color=colour),
+                                        legendgroup=name, showlegend=column == 1),
+                             row=1, col=column)
+        if reported is not None:
+            figure.add_hline(y=reported, line_dash="dash", line_color="grey", row=1, col=column,
+                             annotation_text=f"tutorial {reported:.0%}", annotation_position="bottom right")
+    figure.update_yaxes(range=[0.4, 1.02], tickformat=".0%")
+    figure.update_xaxes(title_text="epoch")
+    figure.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", y=-0.3))
+    return figure
+
+
+def confusion_figure(classes: list[str], matrix: list[list[int]]) -> go.Figure:
+    """Rows: true class, columns: predicted class; the diagonal is what the model got right."""
+    figure = go.Figure(go.Heatmap(
+        z=matrix, x=classes, y=classes, colorscale="Oranges", texttemplate="%{z}",
+        hovertemplate="true %{y}, predicted %{x}: %{z} photos<extra></extra>", showscale=False,
+    ))
+    figure.update_layout(height=120 + 60 * len(classes), margin=dict(l=10, r=10, t=30, b=10),
+                         xaxis=dict(title="predicted", side="top", type="category"),
+                         yaxis=dict(title="true", autorange="reversed", type="category"))
+    return figure

@@ -1,0 +1,283 @@
+"""The Train page, driven through Streamlit's AppTest (no browser).
+
+Run folders are written by hand in core.runs' documented format, so each
+state (finished, running, queued) is shown exactly as a worker would leave
+it on disk, without training anything. Starting runs goes through the real
+core.jobs with no free training slot (PAWLAB_MAX_CONCURRENT_RUNS=0), so a
+submitted run stays queued and no TensorFlow process is spawned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import jobs, tutorial
+from core.runs import (
+    EVALUATION_FILE, MODEL_FILE, append_metrics, create_run, list_runs, make_config,
+    read_config, read_status, update_status, write_json,
+)
+from core.workspace import remember_dataset
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+TIMEOUT = 60  # the first run imports pandas and Plotly
+
+
+def open_train_page() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chart(at: AppTest, key_prefix: str) -> dict:
+    """The Plotly figure (as JSON) of the chart whose key starts with ``key_prefix``."""
+    charts = [c for c in at.get("plotly_chart") if f"-{key_prefix}" in c.proto.id]
+    assert charts, f"no chart with key {key_prefix}*"
+    return json.loads(charts[0].proto.spec)
+
+
+def runs_table(at: AppTest):
+    tables = [d for d in at.dataframe if d.key and d.key.startswith("runs_table")]
+    assert len(tables) == 1
+    return tables[0]
+
+
+def select_rows(at: AppTest, rows: list[int]) -> None:
+    at.session_state[runs_table(at).key] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception, at.exception
+
+
+def button(at: AppTest, label: str):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r} in {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+EPOCHS = [
+    {"loss": 0.69, "accuracy": 0.52, "val_loss": 0.68, "val_accuracy": 0.55},
+    {"loss": 0.55, "accuracy": 0.71, "val_loss": 0.58, "val_accuracy": 0.75},
+    {"loss": 0.41, "accuracy": 0.83, "val_loss": 0.49, "val_accuracy": 0.70},
+]
+
+
+def write_run(data_root: Path, arch="cnn", *, state: str, metrics: int, created: float | None = None,
+              **status) -> Path:
+    """A run folder as a worker leaves it: config, status, ``metrics`` epochs of metrics."""
+    config = make_config(data_root, arch, 5, image_size=32)
+    config.classes = ["circles", "squares"]
+    config.created = created or time.time()
+    run_dir = create_run(config)
+    started = config.created + 1
+    update_status(run_dir, state=state, started=started, epochs_total=5, phase="train",
+                  mode="end_to_end", **status)
+    for index, values in enumerate(EPOCHS[:metrics], start=1):
+        append_metrics(run_dir, {"epoch": index, "phase": "train", **values, "seconds": 2.0,
+                                 "images_per_second": 120.0, "time": started + 2 * index})
+    return run_dir
+
+
+def finish_run(run_dir: Path, data_root: Path) -> dict:
+    """Mark a run completed with a test evaluation that got one squares photo wrong."""
+    wrong = sorted((data_root / "validation" / "squares").glob("*.jpg"))[0]
+    evaluation = {
+        "accuracy": 0.75, "count": 4, "classes": ["circles", "squares"],
+        "per_class": {"circles": {"precision": 0.67, "recall": 1.0, "f1": 0.8, "support": 2},
+                      "squares": {"precision": 1.0, "recall": 0.5, "f1": 0.67, "support": 2}},
+        "confusion_matrix": [[2, 0], [1, 1]],
+        "misclassified": [{"file": str(wrong), "true": "squares", "predicted": "circles",
+                           "probabilities": {"circles": 0.8, "squares": 0.2}}],
+    }
+    write_json(run_dir / EVALUATION_FILE, evaluation)
+    update_status(run_dir, state="completed", finished=time.time(), phase="evaluate")
+    return evaluation
+
+
+@pytest.fixture
+def no_free_slot(monkeypatch):
+    """Submitted runs stay queued: the test sees what Start wrote, nothing trains."""
+    monkeypatch.setenv("PAWLAB_MAX_CONCURRENT_RUNS", "0")
+    yield
+    for summary in list_runs():
+        if summary.state in ("queued", "running"):
+            jobs.cancel(summary.path)
+
+
+def test_without_a_dataset_the_page_points_to_the_dataset_page():
+    at = open_train_page()
+
+    assert any("Choose a dataset first" in info.value for info in at.info)
+    assert [link.proto.page for link in at.get("page_link")] == ["dataset"]  # its url_path
+    assert not [b for b in at.button if b.label == "Start training"]  # nothing to train on
+    assert any("No training runs yet" in info.value for info in at.info)
+
+
+def test_a_finished_run_shows_in_the_table_with_curves_and_results(tiny_dataset):
+    remember_dataset(tiny_dataset)
+    run_dir = write_run(tiny_dataset, state="running", metrics=3, pid=None)
+    evaluation = finish_run(run_dir, tiny_dataset)
+    (run_dir / MODEL_FILE).write_bytes(b"not really a model")
+
+    at = open_train_page()
+
+    table = runs_table(at).value
+    assert list(table["Run"]) == [run_dir.name]
+    assert table["Model"][0] == "Tutorial CNN"
+    assert "completed" in table["Status"][0]
+    assert table["Best val accuracy"][0] == pytest.approx(0.75)
+    assert table["Test accuracy"][0] == pytest.approx(0.75)
+    # The newest run is the one shown: its curves, training vs validation, all epochs.
+    curves = chart(at, f"curves_{run_dir.name}")
+    validation = [t for t in curves["data"] if t["name"] == "validation"]
+    assert validation[0]["x"] == [1, 2, 3] and validation[0]["y"] == [0.55, 0.75, 0.70]
+    assert validation[1]["y"] == [0.68, 0.58, 0.49]  # the loss panel
+    assert metric(at, "Epoch") == "3 / 5"
+    # Results: confusion matrix, per-class scores, the misclassified photo, the model file.
+    confusion = chart(at, f"confusion_{run_dir.name}")
+    assert confusion["data"][0]["z"] == evaluation["confusion_matrix"]
+    assert confusion["data"][0]["x"] == ["circles", "squares"]
+    assert metric(at, "Test accuracy") == "75.0%"
+    per_class = next(d.value for d in at.dataframe if "Recall" in d.value.columns)
+    assert list(per_class["Class"]) == ["circles", "squares"]
+    assert list(per_class["Recall"]) == [1.0, 0.5]
+    assert len(at.get("image")) == 1
+    assert any("squares → **circles**" in c.value and "circles 80%" in c.value for c in at.caption)
+    assert [d.label for d in at.get("download_button")] == ["Download model.keras (0.0 MB)"]
+    assert any(f"tensorboard --logdir {run_dir.parent}" in code.value for code in at.code)
+
+
+def test_a_running_run_shows_live_progress_after_a_reload(tiny_dataset):
+    remember_dataset(tiny_dataset)
+    older = write_run(tiny_dataset, state="completed", metrics=3, created=time.time() - 600)
+    # Alive (this process) with a fresh heartbeat: what a worker in epoch 3 writes.
+    running = write_run(tiny_dataset, state="running", metrics=2, pid=os.getpid(),
+                        heartbeat=time.time(), epoch=3, batch=4, batches_total=10)
+
+    # A new AppTest is a new browser session: nothing in session state, all from disk.
+    at = open_train_page()
+
+    assert read_status(running)["state"] == "running"  # start-up recovery left it alone
+    assert metric(at, "Epoch") == "3 / 5"
+    assert metric(at, "Validation accuracy") == "75.0%"
+    assert metric(at, "Images / s") == "120"
+    assert at.progress[0].value == 40  # batch 4 of 10, in percent
+    assert "batch 4 / 10" in at.progress[0].proto.text
+    curves = chart(at, f"curves_{running.name}")
+    assert [t["x"] for t in curves["data"] if t["name"] == "validation"][0] == [1, 2]
+    assert not [c for c in at.get("plotly_chart") if f"-confusion_{older.name}" in c.proto.id]
+
+    button(at, "Cancel run").click().run()
+    assert (running / "cancel").exists()  # the worker stops after its current batch
+
+
+def test_selecting_runs_focuses_one_or_overlays_several(tiny_dataset):
+    remember_dataset(tiny_dataset)
+    first = write_run(tiny_dataset, state="completed", metrics=3, created=time.time() - 600)
+    finish_run(first, tiny_dataset)
+    second = write_run(tiny_dataset, "cnn_plus", state="completed", metrics=2)
+    at = open_train_page()
+    assert list(runs_table(at).value["Run"]) == [second.name, first.name]  # newest first
+
+    select_rows(at, [1])
+    chart(at, f"curves_{first.name}")
+    chart(at, f"confusion_{first.name}")
+
+    select_rows(at, [0, 1])
+    overlay = chart(at, "runs_overlay")
+    assert sorted(len(t["x"]) for t in overlay["data"]) == [2, 3]
+
+
+def test_deleting_a_run_asks_first(tiny_dataset):
+    remember_dataset(tiny_dataset)
+    run_dir = write_run(tiny_dataset, state="completed", metrics=1)
+    at = open_train_page()
+    select_rows(at, [0])
+
+    assert run_dir.exists()  # selecting only offers the button
+    button(at, "Delete for good").click().run()
+
+    assert not at.exception
+    assert not run_dir.exists()
+    assert not [d for d in at.dataframe if d.key and d.key.startswith("runs_table")]
+
+
+def test_start_queues_a_run_with_the_form_settings(tiny_dataset, no_free_slot):
+    remember_dataset(tiny_dataset)
+    at = open_train_page()
+    at.selectbox(key="train_arch").set_value("cnn_aug")
+    at.selectbox(key="train_image_size").set_value(32).run()
+    # The model's own default augmentation is preselected.
+    assert at.selectbox(key="train_augment_cnn_aug").value == "tutorial"
+    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_subset").set_value(5)
+    button(at, "Start training").click().run()
+
+    assert not at.exception
+    [summary] = list_runs()
+    config = read_config(summary.path)
+    assert (config.arch, config.image_size, config.epochs, config.subset) == ("cnn_aug", 32, 2, 5)
+    assert config.augment.name == "tutorial"
+    assert config.data_root == str(tiny_dataset.resolve())
+    assert summary.state == "queued"
+    assert any(summary.id in t.value for t in at.toast)
+    assert at.progress[0].value == 0 and "Queued" in at.progress[0].proto.text
+
+
+def test_fine_tuning_epochs_only_for_models_that_fine_tune(tiny_dataset):
+    remember_dataset(tiny_dataset)
+    at = open_train_page()
+    labels = [n.label for n in at.number_input]
+    assert "Fine-tuning epochs" not in labels
+
+    at.selectbox(key="train_arch").set_value("mobilenet_v2_finetune").run()
+    assert "Fine-tuning epochs" in [n.label for n in at.number_input]
+
+
+def test_reproduce_the_tutorial_queues_its_four_models_and_compares(tiny_dataset, no_free_slot):
+    remember_dataset(tiny_dataset)
+    at = open_train_page()
+    button(at, "Reproduce the tutorial").click().run()
+
+    assert not at.exception
+    runs = list_runs()
+    assert sorted(s.arch for s in runs) == sorted(tutorial.TUTORIAL_ARCHS)
+    for summary in runs:
+        config = read_config(summary.path)
+        assert (config.image_size, config.batch_size, config.epochs) == (160, 32, 20)
+        assert tutorial.is_tutorial_config(config)
+    assert button(at, "Reproduce the tutorial").disabled  # not twice at once
+    comparison = next(d.value for d in at.dataframe if "Tutorial reported" in d.value.columns
+                      and "PawLab test" in d.value.columns)
+    assert list(comparison["Tutorial reported"]) == [0.61, 0.66, 0.70, 0.97]
+    assert list(comparison["Tutorial code, re-run"]) == [0.68, 0.58, 0.73, 0.98]
+    assert len(chart(at, "tutorial_comparison")["layout"]["annotations"]) >= 4
+    assert any("never share a photo" in c.value for c in at.caption)
+    # Our recipes are offered as the next step.
+    button(at, "Train CNN+ (ours)").click().run()
+    assert "cnn_plus" in [s.arch for s in list_runs()]
+
+
+def test_a_real_model_gets_a_keras_summary_on_demand(tiny_dataset):
+    remember_dataset(tiny_dataset)
+    run_dir = write_run(tiny_dataset, state="running", metrics=2, pid=None)
+    finish_run(run_dir, tiny_dataset)
+    from core.models import build_model
+
+    build_model("cnn", 2, 32).save(run_dir / MODEL_FILE)
+    at = open_train_page()
+    assert not any("Total params" in code.value for code in at.code)  # TensorFlow only on demand
+
+    button(at, "Show the Keras layer summary").click().run(timeout=TIMEOUT)
+
+    summary = next(code.value for code in at.code if "Total params" in code.value)
+    assert "conv2d" in summary.lower() and "logits" in summary
