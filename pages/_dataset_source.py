@@ -1,0 +1,174 @@
+"""Dataset page, part 1: choosing the dataset (available, download, zip, folder).
+
+The chosen dataset root is kept in ``st.session_state["dataset_root"]`` for
+this browser session and in ``core.workspace`` on disk, so the Train and
+Classify pages and a page reload open the same dataset.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from core.acquire import (
+    ACQUIRE_ERRORS,
+    fetch_official_dataset,
+    import_zip,
+    list_local_datasets,
+    use_local_folder,
+)
+from core.config import get_settings
+from core.dataset import DatasetError
+from core.workspace import last_dataset, remember_dataset
+
+DATASET_KEY = "dataset_root"  # session-state key the other pages read too
+# What can go wrong while getting a dataset; each has a message for a person.
+SOURCE_ERRORS = ACQUIRE_ERRORS + (DatasetError,)
+
+
+def current_dataset() -> Path | None:
+    """This session's dataset, else the one chosen last on this server."""
+    chosen = st.session_state.get(DATASET_KEY)
+    if chosen and Path(chosen).is_dir():
+        return Path(chosen)
+    remembered = last_dataset()
+    if remembered:
+        st.session_state[DATASET_KEY] = str(remembered)
+    return remembered
+
+
+def choose_dataset(root: str | Path) -> None:
+    st.session_state[DATASET_KEY] = str(Path(root).resolve())
+    remember_dataset(root)
+
+
+def dataset_picker() -> Path | None:
+    """The select box of known datasets and the ways to add one; returns the choice."""
+    current = current_dataset()
+    _available_datasets(current)
+    with st.expander("Add a dataset", expanded=current is None, icon=":material/add_circle:"):
+        download, upload, folder = st.tabs(["Download", "Upload a zip", "Folder on the server"])
+        with download:
+            _download_official()
+        with upload:
+            _upload_zip()
+        with folder:
+            _local_folder()
+    return current_dataset()
+
+
+def _available_datasets(current: Path | None) -> None:
+    options = [str(path) for path in list_local_datasets()]
+    if current and str(current) not in options:
+        options.insert(0, str(current))  # e.g. a folder on the server's disk
+    if not options:
+        st.info("No dataset yet. Download cats vs dogs, or upload a zip of your own photos.")
+        return
+    # Keep the widget in step with a dataset chosen elsewhere (download, upload).
+    if current and st.session_state.get("dataset_choice") != str(current):
+        st.session_state["dataset_choice"] = str(current)
+    st.selectbox(
+        "Dataset",
+        options,
+        key="dataset_choice",
+        format_func=_describe_root,
+        on_change=lambda: choose_dataset(st.session_state["dataset_choice"]),
+        help="Datasets downloaded or uploaded on this server, and the folder opened last.",
+    )
+
+
+def _describe_root(root: str) -> str:
+    path = Path(root)
+    if path.parent == get_settings().datasets_dir:
+        return path.name
+    return f"{path.name}  ({path})"
+
+
+def _acquire(action, *args, **kwargs) -> None:
+    """Run an acquisition; on success switch to the new dataset, else explain."""
+    try:
+        root = action(*args, **kwargs)
+    except SOURCE_ERRORS as error:
+        st.error(f"{error}", icon=":material/error:")
+        return
+    choose_dataset(root)
+    st.rerun()
+
+
+def _download_official() -> None:
+    settings = get_settings()
+    st.markdown(
+        "Google's **cats_and_dogs_filtered**: 2,000 training and 1,000 validation "
+        "photos of cats and dogs, the dataset of the Keras image classification tutorial."
+    )
+    if st.button("Download cats vs dogs (~65 MB)", icon=":material/download:", key="download_official"):
+        bar = ProgressBar(st.progress(0.0, text="Connecting…"))
+        _acquire(fetch_official_dataset, settings, progress=bar)
+    st.caption(f"From `{settings.dataset_url}`. A finished download is reused.")
+
+
+def _upload_zip() -> None:
+    uploaded = st.file_uploader(
+        "A zip with one folder of photos per class",
+        type=["zip"],
+        key="dataset_zip",
+        help="For example cats/*.jpg and dogs/*.jpg, optionally inside train/ and validation/.",
+    )
+    name = st.text_input(
+        "Name", key="dataset_zip_name", placeholder="my_pets",
+        help="The folder name for this dataset; the zip's name when empty.",
+    )
+    overwrite = st.checkbox("Replace a dataset with the same name", key="dataset_zip_overwrite")
+    if st.button("Import zip", disabled=uploaded is None, key="dataset_zip_import"):
+        bar = ProgressBar(st.progress(0.0, text="Extracting…"))
+        name = name.strip() or Path(uploaded.name).stem
+        _acquire(import_zip, uploaded, name, overwrite=overwrite, progress=bar)
+
+
+def _local_folder() -> None:
+    if not get_settings().allow_local_paths:
+        st.info(
+            "Opening folders on the server's disk is switched off: on a shared "
+            "server it would let every visitor read the server's files. On your "
+            "own machine, start PawLab with `PAWLAB_ALLOW_LOCAL_PATHS=1 streamlit run app.py` "
+            "to enable it.",
+            icon=":material/lock:",
+        )
+        return
+    path = st.text_input(
+        "Folder path", key="local_path", placeholder="/home/me/photos/pets",
+        help="A folder with one sub-folder of photos per class. Photos stay where they are.",
+    )
+    if st.button("Open folder", disabled=not path.strip(), key="local_path_open"):
+        _acquire(use_local_folder, path.strip())
+
+
+class ProgressBar:
+    """An acquisition progress callback that updates an ``st.progress`` bar.
+
+    Extraction reports every file; redrawing the bar that often would slow
+    the extraction down, so the bar is redrawn at most every 0.2 s.
+    """
+
+    def __init__(self, bar, min_interval: float = 0.2):
+        self.bar = bar
+        self.min_interval = min_interval
+        self._last_draw = 0.0
+        self._last_stage = None
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        finished = bool(total) and done >= total
+        if stage == self._last_stage and not finished and now - self._last_draw < self.min_interval:
+            return
+        self._last_stage, self._last_draw = stage, now
+        verb = "Downloading" if stage == "download" else "Extracting"
+        if total:
+            fraction = min(1.0, done / total)
+            text = f"{verb}… {done / 1e6:.1f} of {total / 1e6:.1f} MB"
+        else:
+            fraction = 0.0
+            text = f"{verb}… {done / 1e6:.1f} MB"
+        self.bar.progress(fraction, text=text)

@@ -1,0 +1,249 @@
+"""Dataset page, part 2: the overview (counts, skipped files) and the photo browser.
+
+Everything slow is cached: the scan per dataset folder (and its state on
+disk), each thumbnail per file path and modification time. A rerun of the
+page therefore only looks up what it shows.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.dataset import DatasetInfo, Sample, scan_dataset
+from core.images import ImageError
+from core.splits import Splits, make_splits
+from core.thumbnails import display_jpeg, photo_details, thumbnail_jpeg
+
+PHOTOS_PER_PAGE = 24
+THUMBNAIL_SIZE = 160
+ALL_SPLITS = "all"
+
+
+# --- Loading, cached ------------------------------------------------------
+
+def folder_signature(root: str) -> tuple:
+    """Modification times of the folders of a dataset (3 levels deep).
+
+    Adding or removing a photo changes its folder's time, so the scan cache
+    below is refreshed; reading a few folder times costs next to nothing.
+    """
+    signature = []
+    pending = [(root, 0)]
+    while pending:
+        folder, depth = pending.pop()
+        signature.append((folder, os.stat(folder).st_mtime_ns))
+        if depth < 3:
+            with os.scandir(folder) as entries:
+                pending += [(e.path, depth + 1) for e in entries if e.is_dir() and not e.name.startswith(".")]
+    return tuple(sorted(signature))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _scan(root: str, signature: tuple) -> tuple[DatasetInfo, Splits]:
+    info = scan_dataset(root)  # has its own disk cache of which files decode
+    return info, make_splits(info)
+
+
+def load_dataset(root: str | Path) -> tuple[DatasetInfo, Splits]:
+    """Scan ``root`` (raises core.dataset.DatasetError) and split it as the Train page does."""
+    root = str(root)
+    with st.spinner("Reading every photo once to find unreadable files (cached afterwards)…"):
+        return _scan(root, folder_signature(root))
+
+
+@st.cache_data(show_spinner=False, max_entries=5000)
+def _thumbnail(path: str, mtime_ns: int, size: int) -> bytes | None:
+    try:
+        return thumbnail_jpeg(path, size)
+    except (ImageError, OSError):
+        return None  # changed on disk since the scan
+
+
+def thumbnail(path: str, size: int = THUMBNAIL_SIZE) -> bytes | None:
+    return _thumbnail(path, os.stat(path).st_mtime_ns, size)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _large_photo(path: str, mtime_ns: int):
+    return display_jpeg(path), photo_details(path)
+
+
+# --- Overview -------------------------------------------------------------
+
+def show_overview(info: DatasetInfo, splits: Splits) -> None:
+    counts = splits.counts()
+    columns = st.columns(3)
+    columns[0].metric("Classes", len(info.classes), help=", ".join(info.classes))
+    columns[1].metric("Usable photos", f"{info.num_images:,}")
+    columns[2].metric("Skipped files", len(info.skipped))
+    st.markdown("**Classes:** " + ", ".join(f"`{name}`" for name in info.classes))
+
+    chart, table = st.columns([3, 2])
+    with chart:
+        st.plotly_chart(split_chart(counts), key="split_chart")
+    with table:
+        st.dataframe(count_table(counts), key="split_table")
+        st.caption(_split_explanation(info))
+    show_skipped(info)
+
+
+def split_chart(counts: dict[str, dict[str, int]]) -> go.Figure:
+    """Grouped bars: photos per split, one bar per class."""
+    split_names = list(counts)
+    class_names = list(next(iter(counts.values()), {}))
+    figure = go.Figure(
+        [go.Bar(name=name, x=split_names, y=[counts[s][name] for s in split_names],
+                text=[counts[s][name] for s in split_names], textposition="outside")
+         for name in class_names]
+    )
+    figure.update_layout(
+        barmode="group", title="Photos per split (as the Train page uses them)",
+        yaxis_title="photos", height=340, margin=dict(t=50, b=10, l=10, r=10),
+        legend_title_text="class",
+    )
+    return figure
+
+
+def count_table(counts: dict[str, dict[str, int]]) -> pd.DataFrame:
+    table = pd.DataFrame(counts)  # rows: classes, columns: splits
+    table["total"] = table.sum(axis=1)
+    table.index.name = "class"
+    return table
+
+
+def _split_explanation(info: DatasetInfo) -> str:
+    if "validation" in info.splits and "test" not in info.splits:
+        return ("train/ is the training set. The test set is 20% of validation/ per "
+                "class, picked by a stable hash of the file name, so no test photo "
+                "is ever a validation photo.")
+    if "test" in info.splits:
+        return "The train/, validation/ and test/ folders are used as they are."
+    return ("There are no split folders, so 20% of each class is held out for "
+            "validation and 20% for test, picked by a stable hash of the file name.")
+
+
+def show_skipped(info: DatasetInfo) -> None:
+    if not info.skipped:
+        st.caption("Every file decoded: nothing was skipped.")
+        return
+    with st.expander(f"{len(info.skipped)} skipped files: never used for training", icon=":material/warning:"):
+        st.dataframe(
+            pd.DataFrame(info.skipped, columns=["file", "reason"]),
+            hide_index=True, key="skipped_table",
+        )
+
+
+# --- Browser --------------------------------------------------------------
+
+def filtered_photos(splits: Splits) -> list[tuple[str, Sample]]:
+    """(split, sample) pairs matching the browser's split and class filters."""
+    split_filter = st.session_state.get("browse_split", ALL_SPLITS)
+    class_filter = st.session_state.get("browse_classes")
+    if class_filter is None:  # before the widget first renders
+        class_filter = splits.classes
+    return [
+        (split, sample)
+        for split, samples in splits.as_dict().items()
+        if split_filter in (ALL_SPLITS, split)
+        for sample in _browsing_order(samples)
+        if sample.class_name in class_filter
+    ]
+
+
+def _browsing_order(samples: list[Sample]) -> list[Sample]:
+    """A fixed shuffle, so a page shows a mix of classes rather than 24 cats."""
+    shuffled = list(samples)
+    random.Random(0).shuffle(shuffled)
+    return shuffled
+
+
+def photos_on_page(splits: Splits) -> list[tuple[str, Sample]]:
+    photos = filtered_photos(splits)
+    page = st.session_state.get("browse_page", 1)
+    page = page if 1 <= page <= page_count(len(photos)) else 1
+    return photos[(page - 1) * PHOTOS_PER_PAGE: page * PHOTOS_PER_PAGE]
+
+
+def page_count(num_photos: int) -> int:
+    return max(1, -(-num_photos // PHOTOS_PER_PAGE))
+
+
+def _back_to_first_page() -> None:
+    # Forgetting the page (rather than setting it) lets the widget start again at 1.
+    st.session_state.pop("browse_page", None)
+
+
+@st.fragment
+def show_browser(splits: Splits) -> None:
+    """Filters, a page of thumbnails and the selected photo enlarged.
+
+    A fragment: paging or picking a photo reruns only this part of the page.
+    """
+    split_column, class_column = st.columns([2, 3])
+    with split_column:
+        st.segmented_control(
+            "Split", [ALL_SPLITS, "train", "validation", "test"], key="browse_split",
+            default=ALL_SPLITS, required=True, on_change=_back_to_first_page, persist_state="page",
+        )
+    with class_column:
+        st.pills(
+            "Classes", splits.classes, selection_mode="multi", key="browse_classes",
+            default=splits.classes, on_change=_back_to_first_page, persist_state="page",
+        )
+    photos = filtered_photos(splits)
+    if not photos:
+        st.info("No photos match these filters.")
+        return
+
+    grid_column, detail_column = st.columns([3, 1], gap="medium")
+    with grid_column:
+        page = photos_on_page(splits)
+        _thumbnail_grid(page)
+        st.pagination(page_count(len(photos)), key="browse_page", persist_state="page")
+        st.caption(f"{len(photos):,} photos")
+    with detail_column:
+        selected = st.session_state.get("browse_selected")
+        if selected not in {sample.path for _, sample in photos}:
+            selected = page[0][1].path
+        _photo_details(next((s, p) for s, p in photos if p.path == selected))
+
+
+def _select(path: str) -> None:
+    st.session_state["browse_selected"] = path
+
+
+def _thumbnail_grid(page: list[tuple[str, Sample]]) -> None:
+    with st.grid(6, min_column_width=110, gap="xsmall"):
+        for index, (split, sample) in enumerate(page):
+            with st.container(key=f"thumb_{index}", gap=None):
+                image = thumbnail(sample.path)
+                if image is None:
+                    st.warning(f"{Path(sample.path).name} can no longer be read.")
+                    continue
+                st.image(image, caption=sample.class_name, width="stretch")
+                st.button(
+                    "Enlarge", key=f"enlarge_{index}", type="tertiary", icon=":material/zoom_in:",
+                    on_click=_select, args=(sample.path,),
+                    help=Path(sample.path).name,
+                )
+
+
+def _photo_details(choice: tuple[str, Sample]) -> None:
+    split, sample = choice
+    try:
+        image, details = _large_photo(sample.path, os.stat(sample.path).st_mtime_ns)
+    except (ImageError, OSError) as error:
+        st.error(f"{Path(sample.path).name} can no longer be read: {error}")
+        return
+    st.image(image, width="stretch")
+    st.markdown(
+        f"**{details.name}**  \n"
+        f"{details.width} × {details.height} px · {details.file_bytes / 1024:.1f} KB  \n"
+        f"Label: **{sample.class_name}** ({sample.label}) · {split} split"
+    )
