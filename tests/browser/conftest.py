@@ -13,6 +13,9 @@ Every browser test suite (Dataset, Train, Classify, end to end) uses these:
   in :class:`AppPage`: ``.page`` is the Playwright page, plus ``open``,
   ``wait_for_app``, ``assert_no_errors`` and ``screenshot``. Browser console
   errors are collected from the start. A failing test saves a screenshot.
+- ``warm_scan_cache`` (session scope): ``warm_scan_cache(root, home)`` copies
+  the scan of a dataset (which photos decode) into a PAWLAB_HOME, scanning
+  each dataset once per test session.
 - ``chromium`` (session scope) is the Playwright browser. Without
   /usr/bin/chromium or Playwright the tests are skipped, or fail when CI=true.
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -177,6 +181,31 @@ def streamlit_app(pawlab_home, tmp_path) -> Callable[..., AppServer]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def warm_scan_cache(tmp_path_factory) -> Callable[..., None]:
+    """``warm_scan_cache(dataset_root, home)``: put the scan results of a dataset
+    into ``home``'s cache, so the server does not decode every photo again.
+
+    The first call per dataset scans it (8 s for the 3,000 real photos on two
+    cores); later calls, in any test of the session, copy the result.
+    """
+    from core.dataset import scan_dataset
+
+    scanned: dict[Path, Path] = {}
+
+    def warm(root: Path, home: Path) -> None:
+        root = Path(root).resolve()
+        if root not in scanned:
+            scan_home = tmp_path_factory.mktemp("scan_cache")
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("PAWLAB_HOME", str(scan_home))
+                scan_dataset(root)
+            scanned[root] = scan_home / "cache" / "scans"
+        shutil.copytree(scanned[root], Path(home) / "cache" / "scans", dirs_exist_ok=True)
+
+    return warm
 
 
 # --- The browser --------------------------------------------------------------
