@@ -1,0 +1,110 @@
+"""Scoring models on a run's test split: accuracy, per-class scores, confusions, mistakes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import make_separable_dataset
+from core.dataset import scan_dataset
+from core.evaluation import evaluate_model, evaluate_run, run_test_split, scores
+from core.runs import MODEL_FILE, create_run, make_config, read_config, write_config
+
+keras = pytest.importorskip("keras")
+
+
+def test_scores_count_true_classes_in_rows():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    predictions = np.array([0, 0, 1, 1, 2, 2])
+    result = scores(labels, predictions, ["a", "b", "c"])
+    assert result["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert result["accuracy"] == pytest.approx(4 / 6) and result["count"] == 6
+    a, b = result["per_class"]["a"], result["per_class"]["b"]
+    assert (a["precision"], a["recall"], a["support"]) == (1.0, pytest.approx(2 / 3), 3)
+    assert (b["precision"], b["recall"], b["f1"]) == (0.5, 0.5, 0.5)
+
+
+def test_scores_of_a_class_never_predicted_are_zero_not_nan():
+    result = scores(np.array([0, 1]), np.array([0, 0]), ["a", "b"])
+    assert result["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def colour_model():
+    """A fixed model: red photos are class 0 ("circles"), blue ones class 1 ("squares")."""
+    inputs = keras.Input((32, 32, 3), name="image")
+    mean_rgb = keras.layers.GlobalAveragePooling2D()(inputs)
+    logits = keras.layers.Dense(2, name="logits")(mean_rgb)
+    model = keras.Model(inputs, logits)
+    model.get_layer("logits").set_weights([
+        np.array([[0.1, -0.1], [0.0, 0.0], [-0.1, 0.1]], dtype="float32"), np.zeros(2, "float32"),
+    ])
+    return model
+
+
+@pytest.fixture
+def data(tmp_path):
+    root = make_separable_dataset(tmp_path / "data", per_class=20, size=32)
+    return root
+
+
+def test_evaluate_model_reports_each_mistake_with_its_probabilities(data):
+    # A red circle filed under squares: the model calls it a circle, the label says square.
+    stray = next((data / "validation" / "circles").iterdir())
+    shutil.copy(stray, data / "validation" / "squares" / "stray.jpg")
+    samples = scan_dataset(data).splits["validation"]
+
+    result = evaluate_model(colour_model(), samples, ["circles", "squares"], 32, batch_size=8)
+    assert result["count"] == len(samples) == np.sum(result["confusion_matrix"])
+    assert result["confusion_matrix"][1][0] >= 1  # true square, predicted circle
+    mistakes = {m["file"]: m for m in result["misclassified"]}
+    wrong = mistakes[str(data / "validation" / "squares" / "stray.jpg")]
+    assert (wrong["true"], wrong["predicted"]) == ("squares", "circles")
+    assert sum(wrong["probabilities"].values()) == pytest.approx(1.0)
+    assert wrong["probabilities"]["circles"] > 0.5
+    assert len(result["misclassified"]) == result["count"] - np.trace(result["confusion_matrix"])
+
+
+def saved_run(data, tmp_path):
+    run_dir = create_run(make_config(data, "cnn", 1, image_size=32, batch_size=8), tmp_path / "runs")
+    config = read_config(run_dir)
+    config.classes = ["circles", "squares"]
+    write_config(run_dir, config)
+    colour_model().save(run_dir / MODEL_FILE)
+    return run_dir
+
+
+def test_evaluate_run_scores_the_saved_model_on_the_test_split(data, tmp_path):
+    run_dir = saved_run(data, tmp_path)
+    result = evaluate_run(run_dir)
+    classes, test = run_test_split(read_config(run_dir))
+    assert result["count"] == len(test) > 0 and result["split"] == "test"
+    assert result["accuracy"] == 1.0
+    assert json.loads((run_dir / "evaluation.json").read_text()) == result
+    # The test images are never validation or training images.
+    splits_files = {s.path for s in scan_dataset(data).splits["train"]}
+    assert not splits_files & {s.path for s in test}
+
+
+def test_evaluate_run_refuses_a_dataset_whose_classes_changed(data, tmp_path):
+    run_dir = saved_run(data, tmp_path)
+    for split in ("train", "validation"):
+        (data / split / "triangles").mkdir()
+        shutil.copy(next((data / split / "circles").iterdir()), data / split / "triangles" / "t.jpg")
+    with pytest.raises(ValueError, match="classes changed"):
+        evaluate_run(run_dir)
+    assert not (run_dir / "evaluation.json").exists()
+
+
+def test_cli_evaluate_prints_json_or_an_error(data, tmp_path, capsys):
+    from core.__main__ import main
+
+    run_dir = saved_run(data, tmp_path)
+    assert main(["evaluate", str(run_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == 1.0
+
+    (run_dir / MODEL_FILE).unlink()
+    assert main(["evaluate", str(run_dir)]) == 1
+    assert "no saved model" in json.loads(capsys.readouterr().out)["error"]

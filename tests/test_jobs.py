@@ -1,0 +1,194 @@
+"""The job manager with real worker processes: queue, progress, cancel, crash, chaining."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, make_separable_dataset
+from core import jobs
+from core.runs import (
+    CANCEL_FILE, create_run, make_config, pid_alive, read_metrics, read_status, run_dirs,
+    update_status,
+)
+
+WORKER_TIMEOUT = 180  # seconds; a worker spends most of its first ones importing TensorFlow
+
+
+@pytest.fixture(autouse=True)
+def quiet_workers(monkeypatch):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setenv("PAWLAB_MAX_CONCURRENT_RUNS", "1")
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_separable_dataset(tmp_path / "data", per_class=12, size=32)
+
+
+def config(data, epochs=2, **kwargs):
+    return make_config(data, "cnn", epochs, **(dict(image_size=32, batch_size=8) | kwargs))
+
+
+def wait_for(condition, timeout=WORKER_TIMEOUT, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def state(run_dir) -> str:
+    return read_status(run_dir)["state"]
+
+
+def log_of(run_dir) -> str:
+    path = Path(run_dir) / "log.txt"
+    return path.read_text()[-3000:] if path.exists() else "(no log)"
+
+
+def test_two_submits_at_once_start_one_worker_and_chain(data, pawlab_home):
+    """Two processes submit at the same moment: one runs, one waits, then it starts by itself."""
+    code = ("import sys\n"
+            "from core.jobs import submit\n"
+            "from core.runs import make_config\n"
+            "print(submit(make_config(sys.argv[1], 'cnn', 2, image_size=32, batch_size=8)))\n")
+    submitters = [subprocess.Popen([sys.executable, "-c", code, str(data)], cwd=REPO,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for _ in range(2)]
+    outputs = [process.communicate(timeout=60) for process in submitters]
+    assert all(p.returncode == 0 for p in submitters), [err for _, err in outputs]
+    runs = run_dirs()
+    assert {Path(out.strip()) for out, _ in outputs} == set(runs) and len(runs) == 2
+    assert sorted(state(r) for r in runs) == ["queued", "running"]
+    first = next(r for r in runs if state(r) == "running")
+    second = next(r for r in runs if r != first)
+    assert pid_alive(read_status(first)["pid"]) and read_status(second)["pid"] is None
+
+    # Then, without anyone calling dispatch again: the first trains (and shows
+    # progress while it does), finishes, and its worker starts the second.
+    progress_seen = {first: False, second: False}
+    deadline = time.time() + 2 * WORKER_TIMEOUT
+    while not all(state(r) == "completed" for r in runs):
+        assert time.time() < deadline, [log_of(r) for r in runs]
+        statuses = {r: read_status(r) for r in runs}
+        assert [s["state"] for s in statuses.values()].count("running") <= 1
+        assert not any(s["state"] in ("failed", "interrupted") for s in statuses.values()), \
+            [log_of(r) for r in runs]
+        for run_dir, status in statuses.items():
+            if status["state"] == "running" and (status["batch"] > 0 or read_metrics(run_dir)):
+                progress_seen[run_dir] = True
+        time.sleep(0.05)
+    assert progress_seen[first]
+    assert read_status(second)["started"] >= read_status(first)["finished"] - 1
+    assert [len(read_metrics(r)) for r in (first, second)] == [2, 2]
+
+
+def test_cancel_stops_a_running_run_and_a_queued_one(data):
+    running = jobs.submit(config(data, epochs=500, batch_size=2))
+    waiting = jobs.submit(config(data))
+    assert (state(running), state(waiting)) == ("running", "queued")
+
+    assert jobs.cancel(waiting) == "cancelled"  # queued: at once, no process involved
+
+    wait_for(lambda: read_status(running)["batch"] > 0, what="training to start")
+    asked = time.time()
+    assert jobs.cancel(running) == "running"  # the worker stops after its current batch
+    assert (running / CANCEL_FILE).exists()
+    wait_for(lambda: state(running) == "cancelled", timeout=15, what="cancel")
+    assert time.time() - asked < 10
+    pid = read_status(running)["pid"]
+    wait_for(lambda: not pid_alive(pid), timeout=30, what="worker to exit")
+    assert len(read_metrics(running)) < 500
+
+    # The cancelled queued run never started, even though a slot became free.
+    assert state(waiting) == "cancelled" and read_status(waiting)["pid"] is None
+
+
+def test_a_failing_run_records_why_and_the_caller_carries_on(tmp_path):
+    run_dir = jobs.submit(config(tmp_path / "no-such-folder"))  # returns at once, never raises
+    wait_for(lambda: state(run_dir) not in ("queued", "running"), what="the run to fail")
+    status = read_status(run_dir)
+    assert status["state"] == "failed", log_of(run_dir)
+    assert "no-such-folder" in status["error"] and "is not a folder" in status["error"]
+    assert "Traceback" in status["traceback"]
+
+
+def test_a_killed_worker_is_marked_interrupted(data):
+    run_dir = jobs.submit(config(data, epochs=500, batch_size=2))
+    first = wait_for(lambda: read_status(run_dir)["heartbeat"], what="a heartbeat")
+    # The heartbeat keeps coming while the worker lives.
+    wait_for(lambda: read_status(run_dir)["heartbeat"] > first, timeout=30, what="a newer heartbeat")
+    pid = read_status(run_dir)["pid"]
+
+    os.kill(pid, signal.SIGKILL)  # no chance to write anything
+    wait_for(lambda: not pid_alive(pid), timeout=30, what="the worker to die")
+    assert state(run_dir) == "running"  # what the status file still claims
+
+    assert jobs.recover() == [run_dir]
+    status = read_status(run_dir)
+    assert status["state"] == "interrupted" and "stopped unexpectedly" in status["error"]
+    assert jobs.recover() == []  # marked once
+
+
+# Decisions without workers: fake statuses, no TensorFlow.
+
+def test_recover_marks_runs_whose_process_is_gone(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run_dir = create_run(config(tmp_path), state="queued")
+    update_status(run_dir, state="running", pid=gone.pid, heartbeat=time.time())
+    alive = create_run(config(tmp_path), state="running")  # this very process trains it
+
+    assert jobs.recover() == [run_dir]
+    assert state(run_dir) == "interrupted" and state(alive) == "running"
+
+
+def test_recover_sees_a_reused_pid_behind_a_stale_heartbeat(tmp_path):
+    """After a reboot the old pid may belong to another program; an old heartbeat gives it away."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_dir = create_run(config(tmp_path), state="queued")
+        update_status(run_dir, state="running", pid=sleeper.pid,
+                      heartbeat=time.time() - 2 * jobs.STALE_HEARTBEAT_SECONDS)
+        fresh = create_run(config(tmp_path), state="queued")
+        update_status(fresh, state="running", pid=sleeper.pid, heartbeat=time.time())
+        assert jobs.recover() == [run_dir]
+        assert state(fresh) == "running"  # a live pid with a fresh heartbeat is left alone
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_dispatch_respects_the_concurrency_limit(tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(jobs, "_start_worker", lambda run_dir: started.append(run_dir) or os.getpid())
+    monkeypatch.setenv("PAWLAB_MAX_CONCURRENT_RUNS", "2")
+    runs = []
+    for n in range(3):
+        queued = config(tmp_path)
+        queued.created = 1000.0 + n
+        runs.append(create_run(queued))
+
+    assert jobs.dispatch() == runs[:2] == started  # oldest first
+    assert [state(r) for r in runs] == ["running", "running", "queued"]
+    assert jobs.dispatch() == []  # still two running
+    update_status(runs[0], state="completed")
+    assert jobs.dispatch() == [runs[2]]
+
+
+def test_cancel_of_a_run_whose_process_is_gone_is_immediate(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run_dir = create_run(config(tmp_path))
+    update_status(run_dir, state="running", pid=gone.pid, heartbeat=time.time())
+    assert jobs.cancel(run_dir) == "cancelled"
+    assert state(run_dir) == "cancelled"

@@ -1,0 +1,338 @@
+"""Training runs in this process: learning, run folder contents, checkpoints, cancel, failure.
+
+Images are tiny (32 px) and the dataset is made to be separable, so a real
+model really learns in a few epochs on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, make_separable_dataset
+from core.runs import (
+    MODEL_FILE, create_run, make_config, read_config, read_metrics, read_status, update_status,
+)
+
+keras = pytest.importorskip("keras")
+training = pytest.importorskip("core.training")
+
+METRIC_KEYS = {"epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds",
+               "images_per_second", "time"}
+
+
+def new_run(data, runs, arch="cnn", epochs=3, **kwargs):
+    kwargs = dict(image_size=32, batch_size=8) | kwargs
+    return create_run(make_config(data, arch, epochs, **kwargs), runs)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One cnn run, trained once for the tests that read its folder."""
+    base = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PAWLAB_HOME", str(base / "home"))
+        data = make_separable_dataset(base / "data", per_class=30, size=32)
+        run_dir = new_run(data, base / "runs", epochs=4)
+        started = time.perf_counter()
+        state = training.execute_run(run_dir)
+        seconds = time.perf_counter() - started
+    return {"run_dir": run_dir, "state": state, "data": data, "seconds": seconds}
+
+
+def test_cnn_learns_the_separable_dataset(trained):
+    assert trained["state"] == "completed", read_status(trained["run_dir"])["error"]
+    val_accuracies = [m["val_accuracy"] for m in read_metrics(trained["run_dir"])]
+    assert max(val_accuracies) >= 0.9, val_accuracies
+    assert json.loads((trained["run_dir"] / "evaluation.json").read_text())["accuracy"] >= 0.9
+
+
+def test_run_folder_holds_everything_a_page_reads(trained):
+    run_dir = trained["run_dir"]
+    config = read_config(run_dir)
+    assert config.data_root == str(trained["data"])
+    assert config.classes == ["circles", "squares"]
+    assert (config.seed, config.test_fraction, config.validation_fraction) == (1337, 0.2, 0.2)
+    assert config.augment.is_identity and config.mode == "end_to_end"
+    assert config.versions["tensorflow"] and config.versions["keras"] and config.versions["python"]
+    assert config.split_counts["train"] == {"circles": 30, "squares": 30}
+
+    status = read_status(run_dir)
+    assert status["state"] == "completed" and status["pid"] == os.getpid()
+    assert status["started"] <= status["finished"] and status["error"] is None
+    assert (status["epoch"], status["epochs_total"], status["mode"]) == (4, 4, "end_to_end")
+
+    metrics = read_metrics(run_dir)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
+    assert all(set(m) == METRIC_KEYS and m["phase"] == "train" for m in metrics)
+    assert all(m["images_per_second"] > 0 for m in metrics)
+
+    model = keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True)
+    from core.images import load_resized
+
+    circle = next((trained["data"] / "validation" / "circles").iterdir())
+    square = next((trained["data"] / "validation" / "squares").iterdir())
+    batch = np.stack([load_resized(circle, 32), load_resized(square, 32)]).astype("float32")
+    assert model.predict(batch, verbose=0).argmax(axis=1).tolist() == [0, 1]
+
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    test_count = sum(config.split_counts["test"].values())
+    assert np.sum(evaluation["confusion_matrix"]) == evaluation["count"] == test_count > 0
+
+    events = list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event files"
+    assert not list(run_dir.glob("*.tmp*")) and not (run_dir / ".cache").exists()
+
+
+def test_checkpoint_is_replaced_atomically_and_always_loads(tmp_path, monkeypatch):
+    """model.keras is saved to a temp file beside it and renamed; a reader never sees half a file."""
+    data = make_separable_dataset(tmp_path / "data", per_class=16, size=32)
+    run_dir = new_run(data, tmp_path / "runs", epochs=4)
+    model_file = run_dir / MODEL_FILE
+
+    replaced, direct_saves = [], []
+    real_replace, real_save = os.replace, keras.Model.save
+
+    def spy_replace(src, dst):
+        if Path(dst) == model_file:
+            # The temp file is complete before it takes model.keras' name.
+            keras.models.load_model(src, safe_mode=True)
+            replaced.append(Path(src))
+        return real_replace(src, dst)
+
+    def spy_save(self, filepath, *args, **kwargs):
+        if Path(filepath) == model_file:
+            direct_saves.append(filepath)
+        return real_save(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(training.os, "replace", spy_replace)
+    monkeypatch.setattr(keras.Model, "save", spy_save)
+
+    reads, broken, done = [0], [], threading.Event()
+
+    def reader():  # what the Classify page does while a run trains
+        while not done.is_set():
+            if model_file.exists():
+                try:
+                    with zipfile.ZipFile(model_file) as archive:
+                        assert archive.testzip() is None
+                    reads[0] += 1
+                except Exception as error:  # noqa: BLE001 - any failure is the bug
+                    broken.append(repr(error))
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        assert training.execute_run(run_dir) == "completed", read_status(run_dir)["error"]
+    finally:
+        done.set()
+        thread.join()
+
+    assert replaced and not direct_saves
+    assert all(src.parent == run_dir and src != model_file for src in replaced)
+    assert not broken and reads[0] > 0
+    assert not [p.name for p in run_dir.iterdir() if ".tmp" in p.name]
+    # Saved only when validation accuracy improved: never more saves than epochs.
+    assert len(replaced) <= 4
+
+
+def test_cancel_file_stops_training_after_the_current_batch(tmp_path, monkeypatch):
+    data = make_separable_dataset(tmp_path / "data", per_class=16, size=32)
+    run_dir = new_run(data, tmp_path / "runs", epochs=50, batch_size=2)
+    batches, cancel_at = [], 20  # in the second epoch (16 batches per epoch)
+    real_batch_end = training.ProgressCallback.on_train_batch_end
+
+    def batch_end(self, batch, logs=None):
+        batches.append(batch)
+        if len(batches) == cancel_at:
+            (run_dir / "cancel").touch()  # what core.jobs.cancel writes
+        return real_batch_end(self, batch, logs)
+
+    monkeypatch.setattr(training.ProgressCallback, "on_train_batch_end", batch_end)
+    assert training.execute_run(run_dir) == "cancelled"
+
+    assert len(batches) == cancel_at  # not one batch more
+    status = read_status(run_dir)
+    assert status["state"] == "cancelled" and status["finished"] and status["error"] is None
+    # Only whole epochs are results; the cut-short second one is not.
+    assert [m["epoch"] for m in read_metrics(run_dir)] == [1]
+    assert not (run_dir / "evaluation.json").exists()
+
+
+def test_sigterm_cancels_the_run(tmp_path):
+    data = make_separable_dataset(tmp_path / "data", per_class=16, size=32)
+    run_dir = new_run(data, tmp_path / "runs", epochs=200, batch_size=2)
+
+    def terminate_when_training():
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if read_status(run_dir)["batch"] >= 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler only sets a flag
+                return
+            time.sleep(0.05)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    killer = threading.Thread(target=terminate_when_training)
+    killer.start()
+    started = time.perf_counter()
+    state = training.execute_run(run_dir)
+    killer.join()
+    assert state == "cancelled"
+    assert len(read_metrics(run_dir)) < 200 and time.perf_counter() - started < 60
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+
+
+def test_missing_data_folder_fails_with_a_sentence(tmp_path):
+    run_dir = new_run(tmp_path / "nowhere", tmp_path / "runs")
+    assert training.execute_run(run_dir) == "failed"
+    status = read_status(run_dir)
+    assert status["state"] == "failed" and status["finished"]
+    assert "nowhere" in status["error"] and "is not a folder" in status["error"]
+    assert "Traceback" in status["traceback"]
+
+
+def test_one_class_dataset_fails_with_a_sentence(tmp_path):
+    data = make_separable_dataset(tmp_path / "data", classes=("only",), per_class=6, size=32)
+    run_dir = new_run(data, tmp_path / "runs")
+    assert training.execute_run(run_dir) == "failed"
+    assert "two classes" in read_status(run_dir)["error"]
+
+
+def test_a_finished_run_is_not_trained_again(tmp_path):
+    run_dir = new_run(tmp_path / "nowhere", tmp_path / "runs")
+    update_status(run_dir, state="cancelled")
+    assert training.execute_run(run_dir) == "cancelled"
+    assert read_status(run_dir)["started"] is None
+
+
+def test_augmented_training_runs_end_to_end(tmp_path):
+    data = make_separable_dataset(tmp_path / "data", per_class=8, size=32)
+    run_dir = new_run(data, tmp_path / "runs", arch="cnn_aug", epochs=1, augment="recommended")
+    assert training.execute_run(run_dir) == "completed", read_status(run_dir)["error"]
+    config = read_config(run_dir)
+    assert config.augment.name == "recommended" and not config.augment.is_identity
+    assert read_status(run_dir)["mode"] == "end_to_end"
+
+
+def cli(*args, env=None, timeout=240):
+    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """``python -m core ARGS`` in this process (TensorFlow is loaded already)."""
+    from core.__main__ import main
+
+    code = main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_train_evaluate_and_list(tmp_path, capsys):
+    data = make_separable_dataset(tmp_path / "data", per_class=12, size=32)
+    runs = tmp_path / "runs"
+    code, out, err = run_main(capsys, "train", "--data", data, "--arch", "cnn", "--epochs", "2",
+                              "--image-size", "32", "--batch-size", "8", "--runs-dir", runs)
+    assert code == 0, err[-3000:]
+    run_dir = Path(out.strip().splitlines()[-1])
+    assert run_dir.parent == runs and read_status(run_dir)["state"] == "completed"
+    assert "epoch 2/2" in err  # progress for a person at the terminal
+
+    code, out, err = run_main(capsys, "evaluate", run_dir)
+    assert code == 0, err[-3000:]
+    evaluation = json.loads(out)
+    assert evaluation["classes"] == ["circles", "squares"]
+    assert np.sum(evaluation["confusion_matrix"]) == evaluation["count"] > 0
+
+    code, out, err = run_main(capsys, "runs", "--runs-dir", runs)
+    assert [r["id"] for r in json.loads(out)] == [run_dir.name]
+
+
+def test_cli_train_exits_1_when_the_run_fails(tmp_path, capsys):
+    code, out, err = run_main(capsys, "train", "--data", tmp_path / "missing", "--arch", "cnn",
+                              "--epochs", "1", "--runs-dir", tmp_path / "runs")
+    assert code == 1
+    run_dir = Path(out.strip().splitlines()[-1])
+    assert read_status(run_dir)["state"] == "failed"
+    assert "missing" in err and "is not a folder" in err
+
+
+def test_cli_train_refuses_bad_arguments_before_creating_a_run(tmp_path, capsys):
+    code, out, err = run_main(capsys, "train", "--data", tmp_path, "--arch", "nope", "--epochs", "1",
+                              "--runs-dir", tmp_path / "runs")
+    assert code == 2 and "Unknown architecture" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
+    """The multi-device path: Keras splits each batch over two replicas.
+
+    Logical devices must exist before TensorFlow starts, hence a fresh process.
+    """
+    data = make_separable_dataset(tmp_path / "data", per_class=8, size=32)
+    trained = cli("train", "--data", data, "--arch", "cnn", "--epochs", "1", "--image-size", "32",
+                  "--batch-size", "8", "--runs-dir", tmp_path / "runs",
+                  env={"PAWLAB_LOGICAL_CPUS": "2", "PAWLAB_STRATEGY": "mirrored"})
+    # A real `python -m core train`: exit 0 and the run folder on the last line.
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    run_dir = Path(trained.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path / "runs"
+    config = read_config(run_dir)
+    assert (config.strategy, config.replicas) == ("MirroredStrategy", 2)
+    assert len(read_metrics(run_dir)) == 1
+    assert keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True).output.shape[-1] == 2
+
+
+def test_training_mode_caches_features_only_for_a_frozen_base_without_augmentation(tmp_path):
+    assert training.training_mode(make_config(tmp_path, "mobilenet_v2", 1)) == "cached_features"
+    assert training.training_mode(make_config(tmp_path, "mobilenet_v2_finetune", 1)) == "cached_features"
+    augmented = make_config(tmp_path, "mobilenet_v2", 1, augment="recommended")
+    assert training.training_mode(augmented) == "end_to_end"
+    assert training.training_mode(make_config(tmp_path, "cnn", 1)) == "end_to_end"
+
+
+@pytest.fixture
+def imagenet_weights(keras_home, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+
+
+# The shared ImageNet weights are the 160 px file, so transfer tests use 160 px
+# images, on a handful of them.
+def test_mobilenet_v2_trains_its_head_on_cached_features(tmp_path, imagenet_weights, pawlab_home):
+    data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
+    run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2", epochs=1, image_size=160,
+                      subset=4)
+    assert training.execute_run(run_dir) == "completed", read_status(run_dir)["error"]
+
+    assert read_status(run_dir)["mode"] == read_config(run_dir).mode == "cached_features"
+    assert list((pawlab_home / "cache" / "features").glob("*.npz"))  # the base ran once, kept
+    assert [m["epoch"] for m in read_metrics(run_dir)] == [1]
+    model = keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True)
+    # The saved model is the whole thing: photos in, logits out, base layers included.
+    assert tuple(model.input.shape) == (None, 160, 160, 3) and model.output.shape[-1] == 2
+    assert model.get_layer("out_relu") is not None
+    assert json.loads((run_dir / "evaluation.json").read_text())["count"] > 0
+
+
+def test_mobilenet_v2_finetune_continues_with_a_fine_tune_phase(tmp_path, imagenet_weights):
+    data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
+    run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2_finetune", epochs=1,
+                      fine_tune_epochs=1, image_size=160, subset=4)
+    assert training.execute_run(run_dir) == "completed", read_status(run_dir)["error"]
+    metrics = read_metrics(run_dir)
+    assert [(m["epoch"], m["phase"]) for m in metrics] == [(1, "train"), (2, "fine_tune")]
+    status = read_status(run_dir)
+    assert (status["epochs_total"], status["mode"]) == (2, "cached_features")
+    assert keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True).output.shape[-1] == 2
