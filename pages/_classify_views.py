@@ -62,7 +62,7 @@ def probability_chart(probabilities: dict[str, float]) -> go.Figure:
         hovertemplate="%{y}: %{x:.2%}<extra></extra>",
     ))
     figure.update_layout(
-        height=70 + 28 * len(names), margin=dict(l=0, r=10, t=10, b=30),
+        height=70 + 28 * len(names), margin=dict(l=0, r=30, t=10, b=30),
         xaxis=dict(range=[0, 1], tickformat=".0%", title=None), yaxis=dict(title=None),
         showlegend=False,
     )

@@ -64,6 +64,7 @@ st.caption(
 if len(predictions) > 1:
     st.subheader("Summary", anchor=False)
     table = pd.DataFrame(summary_rows(predictions, run.classes))
+    table["prediction"] = table["prediction"].fillna("not classified")
     probability_columns = {f"p_{name}": st.column_config.NumberColumn(f"P({name})", format="percent")
                            for name in run.classes}
     st.dataframe(table, hide_index=True, column_config={

@@ -123,7 +123,7 @@ def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, 
     # Several photos: a summary table and a CSV of it.
     [table] = app.dataframe
     assert list(table.value["file"]) == [name for name, _, _ in drop]
-    assert list(table.value["prediction"].fillna("-"))[:3] == ["circles", "-", "circles"]
+    assert list(table.value["prediction"])[:3] == ["circles", "not classified", "circles"]
     csv_button = [b for b in app.get("download_button") if "CSV" in b.proto.label]
     assert csv_button
 
