@@ -1,0 +1,110 @@
+"""Features of a frozen ImageNet base, computed once and kept on disk.
+
+With the base frozen and no augmentation, every epoch would push the same
+images through the same frozen network. So the base runs once per image,
+its outputs are saved as an .npz under the cache folder, and the head trains
+on those numbers in seconds per epoch. A later run on the same images (same
+cache key, image size, files and labels) loads them instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from core.dataset import Sample
+
+Progress = Callable[[int, "int | None"], None]  # (images done, images in total)
+
+
+def extract_features(feature_extractor, dataset, progress: Progress | None = None,
+                     total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``feature_extractor`` over a batched (images, labels) dataset, in order.
+
+    The dataset must not augment: cached features stand for the photos
+    themselves. Features are stored as float16, half the memory and disk of
+    float32 and plenty for a head trained on top.
+    """
+    features, labels = [], []
+    done = 0
+    for images, batch_labels in dataset:
+        features.append(np.asarray(feature_extractor.predict_on_batch(images), dtype=np.float16))
+        labels.append(np.asarray(batch_labels))
+        done += len(labels[-1])
+        if progress is not None:
+            progress(done, total)
+    if not features:
+        raise ValueError("No images to extract features from.")
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def _samples_digest(samples: list[Sample]) -> str:
+    """Changes when a file is added, removed, relabelled or rewritten."""
+    digest = hashlib.sha256()
+    for sample in samples:
+        try:
+            stat = os.stat(sample.path)
+            version = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            version = "missing"  # the pipeline will report it; the key just must not match
+        digest.update(f"{sample.path}\0{sample.label}\0{version}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def cache_path(cache_dir: Path, cache_key: str, image_size: int, samples: list[Sample]) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cache_key).strip("_") or "features"
+    return Path(cache_dir) / f"{slug}_{image_size}px_{_samples_digest(samples)}.npz"
+
+
+def _load(path: Path, num_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        with np.load(path) as stored:
+            features, labels = stored["features"], stored["labels"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None  # missing or unreadable: compute again
+    if len(features) != num_samples or len(labels) != num_samples:
+        return None
+    return features, labels
+
+
+def _save(path: Path, features: np.ndarray, labels: np.ndarray) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, features=features, labels=labels)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cached_features(feature_extractor, samples: list[Sample], image_size: int, batch_size: int,
+                    cache_key: str, cache_dir: Path,
+                    progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) for ``samples``, from the cache when it has them.
+
+    ``cache_key`` names what produced the features (architecture, weights):
+    a different extractor must use a different key.
+    """
+    path = cache_path(cache_dir, cache_key, image_size, samples)
+    cached = _load(path, len(samples))
+    if cached is not None:
+        if progress is not None:
+            progress(len(samples), len(samples))
+        return cached
+
+    from core.pipeline import make_dataset
+
+    dataset = make_dataset(samples, image_size, batch_size, training=False)
+    features, labels = extract_features(feature_extractor, dataset, progress, total=len(samples))
+    _save(path, features, labels)
+    return features, labels

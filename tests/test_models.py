@@ -1,0 +1,208 @@
+"""The model zoo: shapes, the tutorial's layers, frozen parts, saving, fine-tuning, weights."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from core.models import (
+    ARCHITECTURES,
+    assemble,
+    base_layers,
+    build_frozen_parts,
+    build_model,
+    last_conv_layer_name,
+    unfreeze_top,
+)
+from core.weights import WeightsUnavailableError, imagenet_weights_filename
+
+keras = pytest.importorskip("keras")
+
+TRANSFER = [name for name, spec in ARCHITECTURES.items() if spec.family == "transfer"]
+SCRATCH = [name for name, spec in ARCHITECTURES.items() if spec.family == "scratch"]
+# Smallest sizes each family builds at: MobileNetV2 has ImageNet weights from 96 px.
+SIZE = {**{name: 32 for name in SCRATCH}, **{name: 96 for name in TRANSFER}}
+
+
+def images(count, size, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (count, size, size, 3)).astype("float32")
+
+
+def test_importing_models_does_not_import_tensorflow():
+    code = "import core.models, core.weights, sys; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_architectures_are_the_contract():
+    assert list(ARCHITECTURES) == ["cnn", "cnn_aug", "cnn_aug_preproc", "mobilenet_v2",
+                                   "cnn_plus", "mobilenet_v2_finetune"]
+    from core.augment import PRESETS
+
+    for spec in ARCHITECTURES.values():
+        assert spec.default_augment in PRESETS
+        assert spec.frozen_base == (spec.family == "transfer")
+    assert [ARCHITECTURES[a].tutorial_val_accuracy for a in ("cnn", "cnn_aug", "cnn_aug_preproc", "mobilenet_v2")] \
+        == [0.61, 0.66, 0.70, 0.97]
+    assert ARCHITECTURES["mobilenet_v2_finetune"].fine_tune and not ARCHITECTURES["mobilenet_v2"].fine_tune
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_every_arch_maps_images_to_logits(arch, num_classes):
+    size = SIZE[arch]
+    model = build_model(arch, num_classes, size, weights=None, seed=0)
+    assert model.layers[0].name == "image"
+    assert tuple(model.input.shape) == (None, size, size, 3)
+    logits = np.asarray(model(images(2, size), training=False))
+    assert logits.shape == (2, num_classes)
+    assert model.layers[-1].get_config()["activation"] == "linear"  # logits, not probabilities
+    # Grad-CAM needs a 4D feature map the logits depend on.
+    layer = model.get_layer(last_conv_layer_name(model))
+    assert len(layer.output.shape) == 4
+
+
+def test_cnn_is_the_tutorials_model():
+    model = build_model("cnn", 2, 160, weights=None)
+    summary = []
+    for layer in model.layers[1:]:
+        config = layer.get_config()
+        summary.append((type(layer).__name__, config.get("filters") or config.get("units") or config.get("rate"),
+                        config.get("activation")))
+    assert summary == [
+        ("Rescaling", None, None),
+        ("Conv2D", 32, "relu"), ("MaxPooling2D", None, None), ("Dropout", 0.2, None),
+        ("Conv2D", 32, "relu"), ("MaxPooling2D", None, None), ("Dropout", 0.2, None),
+        ("Conv2D", 64, "relu"), ("MaxPooling2D", None, None),
+        ("Flatten", None, None), ("Dense", 64, "relu"), ("Dense", 2, "linear"),
+    ]
+    assert model.layers[1].get_config()["scale"] == pytest.approx(1 / 255)
+    assert model.get_layer(last_conv_layer_name(model)).get_config()["filters"] == 64
+
+
+def test_preproc_scaling_is_mobilenet_preprocess_input():
+    from keras.applications.mobilenet_v2 import preprocess_input
+
+    model = build_model("cnn_aug_preproc", 2, 32, weights=None)
+    scale = keras.Model(model.input, model.get_layer("preprocess").output)
+    batch = images(2, 32)
+    np.testing.assert_allclose(scale(batch), preprocess_input(batch.copy()), atol=1e-6)
+
+
+def test_tutorial_transfer_head_order():
+    model = build_model("mobilenet_v2", 2, 96, weights=None)
+    names = [type(layer).__name__ for layer in model.layers]
+    top = names[names.index("ReLU", len(names) - 6):]  # from the base's out_relu on
+    assert top == ["ReLU", "Dropout", "Flatten", "Dense", "Dense"]
+    assert model.layers[-2].get_config()["units"] == 64
+
+
+@pytest.mark.parametrize("arch", TRANSFER)
+def test_frozen_parts_and_assembled_model_agree(arch, tmp_path):
+    extractor, head = build_frozen_parts(arch, 3, 96, weights=None)
+    assert extractor.trainable_weights == [] and extractor.non_trainable_weights
+    assert head.trainable_weights
+    batch = images(4, 96)
+    two_step = head(extractor(batch, training=False), training=False)
+
+    model = assemble(extractor, head)
+    np.testing.assert_allclose(model(batch, training=False), two_step, rtol=1e-5, atol=1e-5)
+    # The head's weights are shared, not copied: training the head trains the model.
+    head.layers[-1].kernel.assign(head.layers[-1].kernel * 2)
+    np.testing.assert_allclose(model(batch, training=False), head(extractor(batch), training=False),
+                               rtol=1e-5, atol=1e-5)
+    # Base layers are reachable by name for Grad-CAM.
+    assert last_conv_layer_name(model) == "out_relu"
+    keras.Model(model.input, [model.get_layer("out_relu").output, model.output])(batch)
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded(batch, training=False), model(batch, training=False))
+    # Still frozen after loading: only the head trains.
+    assert len(loaded.trainable_weights) == len(head.trainable_weights)
+
+
+def test_frozen_parts_refused_for_scratch_models():
+    with pytest.raises(ValueError, match="no frozen"):
+        build_frozen_parts("cnn", 2, 32)
+
+
+def test_unknown_arch_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown architecture 'resnet'"):
+        build_model("resnet", 2, 32)
+
+
+def test_unfreeze_top_keeps_batch_norm_in_inference_mode():
+    model = build_model("mobilenet_v2_finetune", 2, 96, weights=None, seed=0)
+    base = base_layers(model)
+    assert base[0].name == "Conv1" and base[-1].name == "out_relu"
+    assert not any(layer.trainable_weights for layer in base)
+
+    unfreeze_top(model, 30)
+    with_weights = [layer for layer in base if layer.weights]
+    trainable = [layer for layer in base if layer.trainable_weights]
+    assert trainable and all(layer in base[-30:] for layer in trainable)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+    assert all(layer.trainable for layer in base[-30:]
+               if layer.weights and not isinstance(layer, keras.layers.BatchNormalization))
+    assert len(trainable) < len(with_weights)
+
+    # BatchNorm in inference mode: training=True gives the same features and leaves the statistics alone.
+    # (A BatchNorm layer in training mode would normalise with the batch's statistics and update its own.)
+    features = keras.Model(model.input, model.get_layer("out_relu").output)
+    bn = [layer for layer in base[-30:] if isinstance(layer, keras.layers.BatchNormalization)][-1]
+    mean_before = np.array(bn.moving_mean)
+    batch = images(4, 96)
+    np.testing.assert_allclose(features(batch, training=True), features(batch, training=False), atol=1e-5)
+    np.testing.assert_array_equal(bn.moving_mean, mean_before)
+
+    unfreeze_top(model, 0.5)
+    assert sum(bool(layer.trainable_weights) for layer in base[: len(base) // 2 - 1]) == 0
+    assert any(layer.trainable_weights for layer in base[len(base) // 2 + 1:])
+
+
+def test_weights_filename_follows_keras():
+    assert imagenet_weights_filename(160) == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
+    assert imagenet_weights_filename(100).endswith("_1.0_224_no_top.h5")
+
+
+def test_offline_without_weights_says_which_file_and_where(tmp_path, monkeypatch):
+    def blocked(*args, **kwargs):
+        raise urllib.error.URLError("network blocked by the test")
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", blocked)
+    monkeypatch.setattr(urllib.request, "urlopen", blocked)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailableError) as error:
+        build_model("mobilenet_v2", 2, 160)
+    message = str(error.value)
+    assert imagenet_weights_filename(160) in message
+    assert str(tmp_path / "models") in message
+    assert "Traceback" not in message
+    assert not list((tmp_path / "models").glob("*.h5"))  # no half-downloaded file left behind
+
+
+def test_imagenet_weights_load_from_keras_home(keras_home, cats_and_dogs, monkeypatch):
+    from keras.applications.mobilenet_v2 import preprocess_input
+
+    from core.images import load_resized
+
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    monkeypatch.setattr(urllib.request, "urlretrieve", pytest.fail)  # must come from the cache
+    extractor, _ = build_frozen_parts("mobilenet_v2_finetune", 2, 160)
+    # Trained BatchNorm statistics, not a fresh layer's zeros.
+    assert np.abs(np.array(extractor.get_layer("bn_Conv1").moving_mean)).max() > 0.1
+
+    # A real cat through our extractor = Keras' own MobileNetV2 with the same file and preprocess_input.
+    cat = load_resized(cats_and_dogs / "train" / "cats" / "cat.1.jpg", 160).astype("float32")[None]
+    ours = np.asarray(extractor.predict_on_batch(cat))
+    reference = keras.applications.MobileNetV2(
+        input_shape=(160, 160, 3), include_top=False, pooling="avg",
+        weights=str(keras_home / "models" / imagenet_weights_filename(160)))
+    np.testing.assert_allclose(ours, reference.predict_on_batch(preprocess_input(cat.copy())), rtol=1e-4, atol=1e-4)
