@@ -141,6 +141,20 @@ def show_skipped(info: DatasetInfo) -> None:
 
 # --- Browser --------------------------------------------------------------
 
+# What the browser (and the preview's photo picker) remember between reruns.
+BROWSER_STATE = ("browse_split", "browse_classes", "browse_page", "browse_selected",
+                 "aug_photo", "aug_random_photo")
+
+
+def reset_browser_for(root: str | Path) -> None:
+    """Forget filters, page and selection when another dataset is chosen:
+    its classes and photos are different."""
+    if st.session_state.get("browse_root") != str(root):
+        for key in BROWSER_STATE:
+            st.session_state.pop(key, None)
+        st.session_state["browse_root"] = str(root)
+
+
 def filtered_photos(splits: Splits) -> list[tuple[str, Sample]]:
     """(split, sample) pairs matching the browser's split and class filters."""
     split_filter = st.session_state.get("browse_split", ALL_SPLITS)

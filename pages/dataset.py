@@ -10,7 +10,7 @@ import streamlit as st
 from core.dataset import DatasetError
 from pages._augment_preview import show_augmentation_preview
 from pages._dataset_source import dataset_picker
-from pages._dataset_views import load_dataset, show_browser, show_overview
+from pages._dataset_views import load_dataset, reset_browser_for, show_browser, show_overview
 
 # Tab labels; material icons render in every browser, emoji need an emoji font.
 OVERVIEW_TAB = ":material/bar_chart: Overview"
@@ -28,6 +28,7 @@ try:
 except DatasetError as error:
     st.error(f"{error} Choose another dataset above.", icon=":material/error:")
     st.stop()
+reset_browser_for(root)
 
 overview, browse, augment = st.tabs(
     [OVERVIEW_TAB, BROWSE_TAB, AUGMENT_TAB],

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, make_separable_dataset
 from core.augment import list_configs
 from core.config import get_settings
 from core.dataset import scan_dataset
@@ -149,6 +149,31 @@ def test_browsing_pages_filters_and_enlarging(tiny_dataset):
     details = page_text(app)
     assert f"**{name}**" in details
     assert "48 × 48 px" in details and "Label: **squares** (1)" in details
+
+
+def test_choosing_another_dataset_starts_the_browser_afresh(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAWLAB_ALLOW_LOCAL_PATHS", "1")
+    fruit = make_separable_dataset(tmp_path / "fruit", classes=("apples", "pears"))
+    remember_dataset(tiny_dataset)
+    app = dataset_page(BROWSE_TAB)
+    app.button_group(key="browse_classes").set_value(["squares"]).run()
+    app.get("pagination")[0].set_value(1).run()
+
+    app.text_input(key="local_path").set_value(str(fruit)).run()
+    app.button(key="local_path_open").click().run()
+
+    assert not app.exception
+    assert app.button_group(key="browse_classes").value == ["apples", "pears"]
+    assert set(thumbnail_captions(app)) == {"apples", "pears"}
+
+
+def test_a_folder_without_class_folders_is_explained(tmp_path):
+    (tmp_path / "empty").mkdir()
+    remember_dataset(tmp_path / "empty")
+    app = dataset_page()
+
+    assert "No class folders found" in app.error[0].value
+    assert not app.metric  # no overview of a dataset that is not there
 
 
 def test_local_folder_input_is_refused_without_the_setting(tiny_dataset, monkeypatch):

@@ -1,0 +1,2 @@
+"""Real-browser tests; a package so its conftest does not shadow tests/conftest.py
+(both would otherwise be imported as the module "conftest")."""
