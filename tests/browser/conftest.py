@@ -21,7 +21,9 @@ Every browser test suite (Dataset, Train, Classify, end to end) uses these:
 
 The module-level functions ``wait_for_app(page)``, ``assert_no_errors(page,
 console_errors)`` and ``screenshot(page, name)`` do the work and can be used
-with any Playwright page. Screenshots go to $PAWLAB_SCREENSHOTS (default: a
+with any Playwright page: ``from browser.conftest import wait_for_app`` (tests/browser
+is a package, so this module is ``browser.conftest`` and never shadows
+tests/conftest.py). Screenshots go to $PAWLAB_SCREENSHOTS (default: a
 ``pawlab-screenshots`` folder in the system temp folder).
 
 Example::
