@@ -33,7 +33,7 @@ from pathlib import Path
 import core
 from core.config import get_settings
 from core.runs import (
-    CANCEL_FILE, LOG_FILE, TrainConfig, create_run, file_lock, pid_alive, read_status,
+    CANCEL_FILE, LOG_FILE, TrainConfig, create_run, file_lock, pid_alive, read_config, read_status,
     run_dirs, runs_root, update_status,
 )
 
@@ -133,14 +133,17 @@ def dispatch(runs_dir: str | os.PathLike | None = None) -> list[Path]:
             if (run_dir / CANCEL_FILE).exists():
                 update_status(run_dir, state="cancelled", finished=time.time())
                 continue
+            # "running" before the worker exists, so that however fast it is, it
+            # never finds its run still queued, and nothing it writes is overwritten.
+            now = time.time()
+            update_status(run_dir, state="running", pid=None, started=now, heartbeat=now)
             try:
                 pid = _start_worker(run_dir)
             except OSError as error:
                 update_status(run_dir, state="failed", finished=time.time(),
                               error=f"The training process could not be started: {error}")
                 continue
-            now = time.time()
-            update_status(run_dir, state="running", pid=pid, started=now, heartbeat=now)
+            update_status(run_dir, pid=pid, when=lambda status: status["pid"] is None)
             started.append(run_dir)
             free -= 1
     return started
@@ -173,6 +176,17 @@ def cancel(run_dir: str | os.PathLike) -> str:
         return status["state"]
 
 
+def _dataset_problem(run_dir: Path) -> str | None:
+    """Why the run's dataset cannot be read at all, checked without TensorFlow."""
+    from core.dataset import DatasetError, scan_dataset
+
+    try:
+        scan_dataset(read_config(run_dir).data_root)  # cached: training scans again for free
+    except DatasetError as error:
+        return str(error)
+    return None
+
+
 def cli_worker(args) -> int:
     """``python -m core worker RUN_DIR``: train the run, then start the next queued one."""
     from core.distribute import configure_devices
@@ -180,6 +194,12 @@ def cli_worker(args) -> int:
     run_dir = Path(args.run_dir).resolve()
     state = "failed"
     try:
+        problem = _dataset_problem(run_dir)
+        status = read_status(run_dir)
+        if problem and status["state"] == "running" and status["pid"] in (None, os.getpid()):
+            # Said in a second instead of after TensorFlow's import.
+            update_status(run_dir, state="failed", pid=os.getpid(), finished=time.time(), error=problem)
+            return 1
         try:
             configure_devices()  # before TensorFlow starts its runtime
             from core.training import execute_run

@@ -297,18 +297,20 @@ def write_status(run_dir: str | os.PathLike, status: dict) -> None:
     write_json(Path(run_dir) / STATUS_FILE, status)
 
 
-def update_status(run_dir: str | os.PathLike, **changes) -> dict:
-    """Read, change and write status.json under the run's lock; returns the new status.
+def update_status(run_dir: str | os.PathLike, *, when=None, **changes) -> dict:
+    """Read, change and write status.json under the run's lock; returns the status.
 
     The job manager and the training process both write the status (and the
     training process from two threads), so every change is read-modify-write
-    under one lock and no update is lost.
+    under one lock and no update is lost. ``when``: a test on the current
+    status; the change is only made if it passes.
     """
     run_dir = Path(run_dir)
     with file_lock(run_dir / ".status.lock"):
         status = read_status(run_dir)
-        status.update(changes)
-        write_status(run_dir, status)
+        if when is None or when(status):
+            status.update(changes)
+            write_status(run_dir, status)
     return status
 
 

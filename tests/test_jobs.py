@@ -119,7 +119,7 @@ def test_a_failing_run_records_why_and_the_caller_carries_on(tmp_path):
     status = read_status(run_dir)
     assert status["state"] == "failed", log_of(run_dir)
     assert "no-such-folder" in status["error"] and "is not a folder" in status["error"]
-    assert "Traceback" in status["traceback"]
+    assert not pid_alive(status["pid"]) or wait_for(lambda: not pid_alive(status["pid"]), 30)
 
 
 def test_a_killed_worker_is_marked_interrupted(data):
