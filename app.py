@@ -9,9 +9,9 @@ import streamlit as st
 st.set_page_config(page_title="PawLab", page_icon="🐾", layout="wide")
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/dataset.py", title="Dataset", icon="🖼️", url_path="dataset"),
-    st.Page("pages/train.py", title="Train", icon="📈", url_path="train"),
-    st.Page("pages/classify.py", title="Classify", icon="🔍", url_path="classify"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:", url_path="dataset"),
+    st.Page("pages/train.py", title="Train", icon=":material/monitoring:", url_path="train"),
+    st.Page("pages/classify.py", title="Classify", icon=":material/image_search:", url_path="classify"),
 ]
 st.navigation(pages).run()

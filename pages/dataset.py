@@ -7,6 +7,10 @@ fast on thousands of photos and TensorFlow loads only for the preview.
 
 import streamlit as st
 
+from pages._shell import ensure_app_shell
+
+ensure_app_shell()
+
 from core.dataset import DatasetError
 from pages._augment_preview import show_augmentation_preview
 from pages._dataset_source import dataset_picker
