@@ -27,13 +27,19 @@ Files in a run folder
     unix times or null; ``phase``: features | train | fine_tune | evaluate
     (null before training starts); ``epoch`` (1-based, counting across
     phases), ``epochs_total`` (epochs + fine-tune epochs: an upper bound, early
-    stopping may end sooner); ``batch``, ``batches_total`` (progress within the
-    current epoch or feature extraction); ``mode``: "cached_features" (a
-    frozen base's features computed once, the head trained on them) or
-    "end_to_end"; ``error``: a sentence for a person, and ``traceback``: the
-    last lines of the Python traceback (both null unless failed or
-    interrupted). Batch progress lives only here, written at most a few
-    times per second.
+    stopping may end sooner); ``batch``, ``batches_total``: training batches
+    done in the current epoch (in phase "features": batches of images pushed
+    through the frozen base); ``mode``: "cached_features" (a frozen base's
+    features computed once, the head trained on them; a fine-tune phase after
+    it always runs images end to end) or "end_to_end"; ``error``: a sentence
+    for a person (failed or interrupted runs), and ``traceback``: the last
+    lines of the Python traceback (failed runs). Batch progress lives only
+    here, written at most four times a second; the heartbeat is written
+    every ``HEARTBEAT_SECONDS`` whatever the phase.
+
+    State changes: queued -> running (core.jobs.dispatch) -> completed |
+    failed | cancelled; queued -> cancelled; running -> interrupted when the
+    process disappeared without a word (core.jobs.recover).
 
 ``metrics.jsonl``
     One JSON object per finished epoch, appended when the epoch ends:

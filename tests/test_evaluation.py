@@ -11,6 +11,7 @@ import pytest
 from conftest import make_separable_dataset
 from core.dataset import scan_dataset
 from core.evaluation import evaluate_model, evaluate_run, run_test_split, scores
+from core.splits import make_splits
 from core.runs import MODEL_FILE, create_run, make_config, read_config, write_config
 
 keras = pytest.importorskip("keras")
@@ -46,8 +47,7 @@ def colour_model():
 
 @pytest.fixture
 def data(tmp_path):
-    root = make_separable_dataset(tmp_path / "data", per_class=20, size=32)
-    return root
+    return make_separable_dataset(tmp_path / "data", per_class=20, size=32)
 
 
 def test_evaluate_model_reports_each_mistake_with_its_probabilities(data):
@@ -83,9 +83,10 @@ def test_evaluate_run_scores_the_saved_model_on_the_test_split(data, tmp_path):
     assert result["count"] == len(test) > 0 and result["split"] == "test"
     assert result["accuracy"] == 1.0
     assert json.loads((run_dir / "evaluation.json").read_text()) == result
-    # The test images are never validation or training images.
-    splits_files = {s.path for s in scan_dataset(data).splits["train"]}
-    assert not splits_files & {s.path for s in test}
+    # The images the run chose its best epoch on are not scored again.
+    config = read_config(run_dir)
+    validation = make_splits(scan_dataset(data), seed=config.seed).validation
+    assert not {s.path for s in validation} & {s.path for s in test}
 
 
 def test_evaluate_run_refuses_a_dataset_whose_classes_changed(data, tmp_path):
