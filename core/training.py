@@ -97,18 +97,21 @@ class RunControl:
 
     def claim(self) -> bool:
         """Mark the run as trained by this process; False if it must not run here."""
-        status = read_status(self.run_dir)
-        if status["state"] not in ("queued", "running"):
-            return False  # cancelled while queued, or already finished
-        if status["state"] == "running" and status["pid"] not in (None, os.getpid()) and pid_alive(status["pid"]):
-            return False  # another live process trains it
+        me = os.getpid()
+
+        def claimable(status):
+            if status["state"] not in ("queued", "running"):
+                return False  # cancelled while queued, or already finished
+            # Not when another live process trains it.
+            return status["pid"] in (None, me) or not pid_alive(status["pid"])
+
         if self.cancel_requested():
-            update_status(self.run_dir, state="cancelled", finished=time.time())
+            update_status(self.run_dir, when=claimable, state="cancelled", finished=time.time())
             return False
         now = time.time()
-        update_status(self.run_dir, state="running", pid=os.getpid(), started=now, heartbeat=now,
-                      finished=None, error=None, traceback=None)
-        return True
+        status = update_status(self.run_dir, when=claimable, state="running", pid=me, started=now,
+                               heartbeat=now, finished=None, error=None, traceback=None)
+        return status["state"] == "running" and status["pid"] == me
 
     def _beat(self) -> None:
         while not self._stop_heartbeat.wait(HEARTBEAT_SECONDS):
@@ -116,7 +119,8 @@ class RunControl:
 
     def __enter__(self):
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
-        self._heartbeat.start()
+        if self.writes_files:
+            self._heartbeat.start()
         self._previous_sigterm = None
         if threading.current_thread() is threading.main_thread():
             self._previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: self.cancel_event.set())
@@ -124,7 +128,8 @@ class RunControl:
 
     def __exit__(self, *exc):
         self._stop_heartbeat.set()
-        self._heartbeat.join()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join()
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
         return False
@@ -191,9 +196,9 @@ class MetricsCallback(keras.callbacks.Callback):
         }
         if self.control.writes_files:
             append_metrics(self.control.run_dir, record)
-        print(f"epoch {epoch + 1}/{self.epochs_total} {self.phase}: loss {record['loss']:.4f} "
-              f"accuracy {record['accuracy']:.4f} val_loss {record['val_loss']:.4f} "
-              f"val_accuracy {record['val_accuracy']:.4f} ({record['seconds']:.1f} s)",
+        scores = " ".join(f"{key} {record[key]:.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+                          if record[key] is not None)
+        print(f"epoch {epoch + 1}/{self.epochs_total} {self.phase}: {scores} ({record['seconds']:.1f} s)",
               file=sys.stderr, flush=True)
 
 
