@@ -75,7 +75,7 @@ def batch_fraction(status: dict) -> float:
 
 
 def eta_seconds(status: dict, metrics: list[dict], now: float | None = None) -> float | None:
-    """Time left, at most: the current epoch's rest plus the remaining epochs.
+    """Time left, roughly: the current epoch's rest plus the remaining epochs.
 
     An epoch's cost is the median of the finished epochs of the current phase
     (fine-tuning epochs cost more than head-only ones), or, before the first
@@ -90,16 +90,15 @@ def eta_seconds(status: dict, metrics: list[dict], now: float | None = None) -> 
         return None
     fraction = batch_fraction(status)
     same_phase = [m["seconds"] for m in metrics if m.get("phase") == status["phase"] and m.get("seconds")]
-    epoch_start = max([m.get("time") or 0 for m in metrics] + [status.get("started") or now])
-    elapsed = max(0.0, now - epoch_start)
     if same_phase:
         per_epoch = statistics.median(same_phase)
     elif fraction >= 0.05:
-        per_epoch = elapsed / fraction
+        # No finished epoch of this phase yet: extrapolate from the batches done.
+        epoch_start = max([m.get("time") or 0 for m in metrics] + [status.get("started") or now])
+        per_epoch = max(0.0, now - epoch_start) / fraction
     else:
         return None
-    this_epoch_left = max(0.0, per_epoch - elapsed) if same_phase else per_epoch * (1 - fraction)
-    return this_epoch_left + max(0, total - epoch) * per_epoch
+    return per_epoch * (1 - fraction) + max(0, total - epoch) * per_epoch
 
 
 def queue_position(run_id: str, summaries: list[RunSummary]) -> int:
@@ -119,17 +118,15 @@ def runs_frame(summaries: list[RunSummary]) -> pd.DataFrame:
             "Model": arch_title(s.arch),
             "Status": STATE_LABELS.get(s.state, s.state),
             "Epochs": f"{s.epochs}/{s.epochs_total}",
-            "Image size": s.image_size,
+            "Size": f"{s.image_size} px",
             "Best val accuracy": s.best_val_accuracy,
             "Test accuracy": s.test_accuracy,
             "Duration": format_duration(s.duration),
-            "Started": pd.Timestamp(s.started or s.created, unit="s", tz="UTC").tz_convert(None)
-            if (s.started or s.created) else None,
         }
         for s in summaries
     ]
-    columns = ["Run", "Model", "Status", "Epochs", "Image size", "Best val accuracy",
-               "Test accuracy", "Duration", "Started"]
+    # The run id starts with its date and time: no separate "started" column.
+    columns = ["Run", "Model", "Status", "Epochs", "Size", "Best val accuracy", "Test accuracy", "Duration"]
     return pd.DataFrame(rows, columns=columns)
 
 

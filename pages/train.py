@@ -22,7 +22,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import jobs, tutorial
+from core import jobs, param_counts, tutorial
 from core.augment import list_configs
 from core.config import get_settings
 from core.dataset import DatasetError, scan_dataset
@@ -61,24 +61,26 @@ def recover_runs_at_start(runs_dir: str) -> list[Path]:
 
 @st.cache_resource(show_spinner=False)
 def _param_counter() -> ThreadPoolExecutor:
-    # Counting parameters builds the model, which needs TensorFlow (seconds to
-    # import): done in the background so the page never waits for it.
+    # Counting builds the models, which needs TensorFlow: a child process does
+    # it (core.param_counts) while this thread only waits, so the page never does.
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="count-params")
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
-def _param_count_future(arch: str, num_classes: int, image_size: int) -> Future:
-    from core.models import count_params
-
-    return _param_counter().submit(count_params, arch, num_classes, image_size)
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _param_counts_future(num_classes: int, image_size: int) -> Future:
+    return _param_counter().submit(param_counts.count_in_subprocess, list(ARCHITECTURES),
+                                   num_classes, image_size)
 
 
 def param_count(arch: str, num_classes: int, image_size: int) -> tuple[bool, int | None]:
-    """(done, count): count is None while being computed, or if building the model failed."""
-    future = _param_count_future(arch, num_classes, image_size)
+    """(done, count): count is None while being computed, or if counting failed."""
+    known = param_counts.cached_counts([arch], num_classes, image_size)
+    if arch in known:
+        return True, known[arch]
+    future = _param_counts_future(num_classes, image_size)
     if not future.done():
         return False, None
-    return True, None if future.exception() is not None else future.result()
+    return True, None if future.exception() is not None else future.result()[arch]
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
@@ -267,18 +269,19 @@ def live_panel() -> None:
     if state == "running" and time.time() - (status["heartbeat"] or 0) > 5 * HEARTBEAT_SECONDS:
         jobs.recover()  # its process may be gone: mark it interrupted instead of "running" forever
 
-    st.subheader(f"{views.arch_title(run.arch)}")
-    st.caption(f"Run `{run.id}` · {run.image_size} px · {views.STATE_LABELS.get(state, state)}")
     epochs_total = status["epochs_total"] or run.epochs_total
     latest = metrics[-1] if metrics else {}
-    columns = st.columns(4)
+    speed = latest.get("images_per_second")
+    st.subheader(f"{views.arch_title(run.arch)}")
+    st.caption(f"Run `{run.id}` · {run.image_size} px · {views.STATE_LABELS.get(state, state)}"
+               + (f" · {speed:,.0f} images/s" if speed else ""))
+    columns = st.columns(3)
     columns[0].metric("Epoch", f"{status['epoch'] or len(metrics)} / {epochs_total}")
     columns[1].metric("Validation accuracy", views.percent(latest.get("val_accuracy")))
-    images_per_second = latest.get("images_per_second")
-    columns[2].metric("Images / s", f"{images_per_second:,.0f}" if images_per_second else "–")
     eta = views.eta_seconds(status, metrics)
-    columns[3].metric("Time left", f"≤ {views.format_duration(eta)}" if eta is not None else "–",
-                      help="At most: early stopping can end the run sooner.")
+    columns[2].metric("Time left", f"≈ {views.format_duration(eta)}" if eta is not None else "–",
+                      help="From the epochs finished so far. Early stopping can end the run sooner; "
+                           "fine-tuning epochs take longer than the ones before.")
 
     if state == "queued":
         ahead = views.queue_position(run.id, summaries)
@@ -322,7 +325,6 @@ def runs_table(summaries: list[RunSummary]) -> list[RunSummary]:
         column_config={
             "Best val accuracy": st.column_config.NumberColumn(format="percent"),
             "Test accuracy": st.column_config.NumberColumn(format="percent"),
-            "Started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         },
     )
     selected = [summaries[row] for row in event.selection.rows if row < len(summaries)]
@@ -519,7 +521,8 @@ if facts is not None:
         tutorial_tab(data_root, summaries)
 with right:
     active = any(s.state in ACTIVE_STATES for s in summaries)
-    st.fragment(live_panel, run_every=ACTIVE_REFRESH if active else IDLE_REFRESH)()
+    with st.container(key="train_live"):
+        st.fragment(live_panel, run_every=ACTIVE_REFRESH if active else IDLE_REFRESH)()
 
 if summaries:
     st.header("Runs")
@@ -527,7 +530,8 @@ if summaries:
     run = focused_run(summaries)
     if run is not None and run.state not in ACTIVE_STATES and (
             (Path(run.path) / EVALUATION_FILE).exists() or run.state == "completed"):
-        results(run)
+        with st.container(key="train_results"):
+            results(run)
 if data_root is not None:
     tutorial_running = any(s.state in ACTIVE_STATES and s.arch in tutorial.TUTORIAL_ARCHS for s in summaries)
     st.fragment(tutorial_comparison, run_every=5.0 if tutorial_running else None)(data_root)

@@ -169,7 +169,8 @@ def test_a_running_run_shows_live_progress_after_a_reload(tiny_dataset):
     assert read_status(running)["state"] == "running"  # start-up recovery left it alone
     assert metric(at, "Epoch") == "3 / 5"
     assert metric(at, "Validation accuracy") == "75.0%"
-    assert metric(at, "Images / s") == "120"
+    assert any(f"{running.name}` · 32 px · 🏃 running · 120 images/s" in c.value for c in at.caption)
+    assert metric(at, "Time left") == "≈ 5s"  # 2 s epochs: 60% of epoch 3, then epochs 4 and 5
     assert at.progress[0].value == 40  # batch 4 of 10, in percent
     assert "batch 4 / 10" in at.progress[0].proto.text
     curves = chart(at, f"curves_{running.name}")
@@ -281,3 +282,25 @@ def test_a_real_model_gets_a_keras_summary_on_demand(tiny_dataset):
 
     summary = next(code.value for code in at.code if "Total params" in code.value)
     assert "conv2d" in summary.lower() and "logits" in summary
+
+
+def test_parameter_counts_are_counted_aside_and_remembered(tiny_dataset, monkeypatch):
+    from core import param_counts
+    from core.models import ARCHITECTURES, count_params
+
+    counts = param_counts.count_in_subprocess(["cnn", "cnn_plus"], 2, 32)
+    assert counts == {"cnn": count_params("cnn", 2, 32), "cnn_plus": count_params("cnn_plus", 2, 32)}
+
+    def no_child_process(*args, **kwargs):
+        raise AssertionError("counted again instead of reading the remembered counts")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(param_counts.subprocess, "run", no_child_process)
+        assert param_counts.count_in_subprocess(["cnn"], 2, 32) == {"cnn": counts["cnn"]}
+    assert param_counts.cached_counts(ARCHITECTURES, 2, 32) == counts  # only those asked for
+
+    # The form shows the remembered count for the chosen model and size.
+    remember_dataset(tiny_dataset)
+    at = open_train_page()
+    at.selectbox(key="train_image_size").set_value(32).run()
+    assert any(f"{counts['cnn']:,} parameters for 2 classes at 32 px" in c.value for c in at.caption)
