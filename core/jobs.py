@@ -49,11 +49,11 @@ _children: dict[int, subprocess.Popen] = {}
 
 def _alive(pid: int | None) -> bool:
     child = _children.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        del _children[pid]
+    if child is not None and child.poll() is not None:
+        del _children[pid]  # reaped
         return False
+    # A killed multi-threaded process is a zombie for a moment before it can be
+    # reaped; pid_alive counts zombies as dead.
     return pid_alive(pid)
 
 

@@ -124,8 +124,9 @@ def test_a_failing_run_records_why_and_the_caller_carries_on(tmp_path):
 
 def test_a_killed_worker_is_marked_interrupted(data):
     run_dir = jobs.submit(config(data, epochs=500, batch_size=2))
-    first = wait_for(lambda: read_status(run_dir)["heartbeat"], what="a heartbeat")
+    wait_for(lambda: read_status(run_dir)["batch"] > 0, what="training to start")
     # The heartbeat keeps coming while the worker lives.
+    first = read_status(run_dir)["heartbeat"]
     wait_for(lambda: read_status(run_dir)["heartbeat"] > first, timeout=30, what="a newer heartbeat")
     pid = read_status(run_dir)["pid"]
 
