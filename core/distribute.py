@@ -50,7 +50,8 @@ def strategy_for_environment():
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     if os.environ.get("PAWLAB_STRATEGY", "").lower() == "mirrored":
-        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+        # Fewer than two GPUs: mirror over the (logical) CPUs instead.
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         # NCCL all-reduce needs GPUs; on CPUs gradients are summed on one device.
         return tf.distribute.MirroredStrategy(
             devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
