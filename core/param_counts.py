@@ -10,6 +10,7 @@ once counted, a count is read back instantly, across server restarts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -89,6 +90,9 @@ def _remember(counts: dict[str, int], num_classes: int, image_size: int) -> None
 
 
 def main(argv: list[str]) -> int:
+    # Counting is not urgent: give way to training runs and the app on a busy CPU.
+    with contextlib.suppress(OSError):
+        os.nice(10)
     from core.models import ARCHITECTURES, count_params
 
     num_classes, image_size, *archs = argv

@@ -14,7 +14,6 @@ imported here, except on demand for a Keras layer summary.
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -41,7 +40,7 @@ from pages import _train_views as views
 
 IMAGE_SIZES = (32, 64, 96, 128, 160, 192, 224)  # 32 and 64 px: quick tries
 BATCH_SIZES = (8, 16, 32, 64, 128)
-LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+LEARNING_RATES = tuple(sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, DEFAULT_LEARNING_RATE}))
 # The live panel re-reads the run files this often (seconds): every second
 # while something trains, slowly otherwise, to notice runs started elsewhere.
 ACTIVE_REFRESH, IDLE_REFRESH = 1.0, 10.0
@@ -209,7 +208,10 @@ def new_run_form(data_root: Path, classes: list[str]) -> None:
                 help=f"After the head is trained, the top of the ImageNet base is unfrozen and trained "
                      f"with a {DEFAULT_FINE_TUNE_LEARNING_RATE:g} learning rate.",
             )
-        start = st.form_submit_button("Start training", type="primary", icon="▶️")
+        too_few_classes = num_classes < 2
+        if too_few_classes:
+            st.warning("Training needs at least two classes (two class folders) in the dataset.")
+        start = st.form_submit_button("Start training", type="primary", icon="▶️", disabled=too_few_classes)
 
     if start:
         try:

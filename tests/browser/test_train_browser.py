@@ -45,6 +45,7 @@ def test_train_a_small_cnn_and_watch_it_learn(tmp_path, pawlab_home, streamlit_a
     app_page.open(server, "train")
     expect(page.get_by_text("No training runs yet")).to_be_visible()
     app_page.assert_no_errors()
+    print(f"page open at {time.monotonic() - started:.1f} s")
 
     # The form: the tutorial CNN (first model), 32 px photos, 3 epochs, batches of 8.
     expect(page.get_by_role("combobox", name="Model")).to_have_value("Tutorial CNN", timeout=30_000)
