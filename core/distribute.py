@@ -15,8 +15,9 @@ test suite uses them, and they are handy to try scaling on a big CPU box):
 are CPUs. Logical devices must be configured before TensorFlow initialises
 its runtime, so ``configure_devices()`` runs first thing in a training process.
 
-With MultiWorkerMirroredStrategy every worker runs the same run; only the
-chief (``is_chief()``) writes the run's files.
+Across machines: put the runs folder on storage they share, set TF_CONFIG on
+each and start ``python -m core worker RUN_DIR`` on every one; they train the
+same run together and only the chief (``is_chief()``) writes its files.
 """
 
 from __future__ import annotations
@@ -60,11 +61,12 @@ def strategy_for_environment():
 
 
 def is_chief() -> bool:
-    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    """True unless this process is a non-chief member of a multi-worker cluster."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         return True
-    task = json.loads(raw).get("task", {})
-    task_type, index = task.get("type"), task.get("index", 0)
-    return task_type in (None, "chief") or (task_type == "worker" and index == 0
-                                           and "chief" not in json.loads(raw).get("cluster", {}))
+    tf_config = json.loads(raw)
+    task = tf_config.get("task", {})
+    if "chief" in tf_config.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type", "worker") == "worker" and task.get("index", 0) == 0

@@ -97,6 +97,8 @@ class RunControl:
 
     def claim(self) -> bool:
         """Mark the run as trained by this process; False if it must not run here."""
+        if not self.writes_files:
+            return True  # a non-chief worker of a cluster: the chief keeps the books
         me = os.getpid()
 
         def claimable(status):
