@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--image-size", type=int, default=160)
     train.add_argument("--lr", type=float, default=None, help="default: the architecture's")
-    train.add_argument("--fine-tune-epochs", type=int, default=0)
+    train.add_argument("--fine-tune-epochs", type=int, default=None,
+                       help="default: as many as --epochs for architectures that fine-tune, else 0")
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--augment", default=None, help="augmentation config name; default: the architecture's")
     train.add_argument("--patience", type=int, default=0, help="early stopping patience; 0 = off")
