@@ -120,7 +120,8 @@ def _cnn_plus_body(num_classes: int) -> list:
     def conv_bn_relu(filters, **kwargs):
         return [
             layers.Conv2D(filters, 3, padding="same", use_bias=False, **kwargs),
-            layers.BatchNormalization(),
+            # Faster-moving statistics than Keras' 0.99: 2000 photos are only ~60 steps an epoch.
+            layers.BatchNormalization(momentum=0.9),
             layers.ReLU(),
         ]
 

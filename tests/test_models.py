@@ -16,6 +16,7 @@ from core.models import (
     base_layers,
     build_frozen_parts,
     build_model,
+    count_params,
     last_conv_layer_name,
     unfreeze_top,
 )
@@ -94,12 +95,9 @@ def test_preproc_scaling_is_mobilenet_preprocess_input():
     np.testing.assert_allclose(scale(batch), preprocess_input(batch.copy()), atol=1e-6)
 
 
-def test_tutorial_transfer_head_order():
-    model = build_model("mobilenet_v2", 2, 96, weights=None)
-    names = [type(layer).__name__ for layer in model.layers]
-    top = names[names.index("ReLU", len(names) - 6):]  # from the base's out_relu on
-    assert top == ["ReLU", "Dropout", "Flatten", "Dense", "Dense"]
-    assert model.layers[-2].get_config()["units"] == 64
+# The tutorial's head sits on the 4D feature map (base -> Dropout -> Flatten -> Dense 64 -> Dense);
+# ours pools in the extractor, so its cached features are 1280 numbers per image.
+HEADS = {"mobilenet_v2": ["Dropout", "Flatten", "Dense", "Dense"], "mobilenet_v2_finetune": ["Dropout", "Dense"]}
 
 
 @pytest.mark.parametrize("arch", TRANSFER)
@@ -107,6 +105,7 @@ def test_frozen_parts_and_assembled_model_agree(arch, tmp_path):
     extractor, head = build_frozen_parts(arch, 3, 96, weights=None)
     assert extractor.trainable_weights == [] and extractor.non_trainable_weights
     assert head.trainable_weights
+    assert [type(layer).__name__ for layer in head.layers] == HEADS[arch]
     batch = images(4, 96)
     two_step = head(extractor(batch, training=False), training=False)
 
@@ -126,6 +125,17 @@ def test_frozen_parts_and_assembled_model_agree(arch, tmp_path):
     np.testing.assert_array_equal(loaded(batch, training=False), model(batch, training=False))
     # Still frozen after loading: only the head trains.
     assert len(loaded.trainable_weights) == len(head.trainable_weights)
+
+
+def test_count_params_matches_the_layers_and_is_cached():
+    count_params.cache_clear()
+    # Tutorial CNN at 160 px: three convs, then Flatten(18 x 18 x 64) -> Dense 64 -> Dense 2.
+    convs = (3 * 9 * 32 + 32) + (32 * 9 * 32 + 32) + (32 * 9 * 64 + 64)
+    assert count_params("cnn") == convs + (18 * 18 * 64 * 64 + 64) + (64 * 2 + 2)
+    # MobileNetV2 without top has 2,257,984 parameters; our head adds 1280 x 2 + 2.
+    assert count_params("mobilenet_v2_finetune", 2, 160) == 2_257_984 + 1280 * 2 + 2
+    count_params("cnn")
+    assert count_params.cache_info().hits == 1
 
 
 def test_frozen_parts_refused_for_scratch_models():
@@ -201,8 +211,8 @@ def test_imagenet_weights_load_from_keras_home(keras_home, cats_and_dogs, monkey
 
     # A real cat through our extractor = Keras' own MobileNetV2 with the same file and preprocess_input.
     cat = load_resized(cats_and_dogs / "train" / "cats" / "cat.1.jpg", 160).astype("float32")[None]
-    ours = np.asarray(extractor.predict_on_batch(cat))
+    ours = np.asarray(extractor(cat, training=False))
     reference = keras.applications.MobileNetV2(
         input_shape=(160, 160, 3), include_top=False, pooling="avg",
         weights=str(keras_home / "models" / imagenet_weights_filename(160)))
-    np.testing.assert_allclose(ours, reference.predict_on_batch(preprocess_input(cat.copy())), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ours, reference(preprocess_input(cat.copy()), training=False), rtol=1e-4, atol=1e-4)
