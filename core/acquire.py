@@ -29,6 +29,7 @@ from typing import BinaryIO, Callable, Iterator, Optional, Union
 
 from core.archive import ArchiveError, is_junk, safe_extract_zip
 from core.config import Settings, get_settings
+from core.dataset import DatasetError
 from core.download import DownloadError, download_file
 from core.images import IMAGE_EXTENSIONS
 
@@ -44,12 +45,8 @@ SPLIT_NAMES = {"train", "training", "validation", "val", "valid", "test", "testi
 # (stage "download" | "extract", done, total or None)
 AcquireProgress = Callable[[str, int, Optional[int]], None]
 
-
-class DatasetError(ValueError):
-    """A name or folder layout PawLab cannot use; the message is meant for a person."""
-
-
-# What the Dataset page and the CLI catch to show a message instead of a traceback.
+# What the Dataset page and the CLI catch to show a message instead of a traceback
+# (DatasetError: a bad name, or a folder or zip without class folders of photos).
 ACQUIRE_ERRORS = (DownloadError, ArchiveError, DatasetError, OSError)
 
 

@@ -20,12 +20,9 @@ from core.acquire import (
     use_local_folder,
 )
 from core.config import get_settings
-from core.dataset import DatasetError
 from core.workspace import last_dataset, remember_dataset
 
 DATASET_KEY = "dataset_root"  # session-state key the other pages read too
-# What can go wrong while getting a dataset; each has a message for a person.
-SOURCE_ERRORS = ACQUIRE_ERRORS + (DatasetError,)
 
 
 def current_dataset() -> Path | None:
@@ -90,7 +87,7 @@ def _acquire(action, *args, **kwargs) -> None:
     """Run an acquisition; on success switch to the new dataset, else explain."""
     try:
         root = action(*args, **kwargs)
-    except SOURCE_ERRORS as error:
+    except ACQUIRE_ERRORS as error:
         st.error(f"{error}", icon=":material/error:")
         return
     choose_dataset(root)
