@@ -47,6 +47,13 @@ REPO_ROOT = Path(core.__file__).resolve().parent.parent
 _children: dict[int, subprocess.Popen] = {}
 
 
+def _reap() -> None:
+    """Collect the exit of workers that have finished, so none lingers as a zombie."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[pid]
+
+
 def _alive(pid: int | None) -> bool:
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
@@ -83,6 +90,7 @@ def _queue_lock(runs_dir: Path):
 
 
 def _mark_interrupted(runs_dir: Path) -> list[Path]:
+    _reap()
     marked = []
     for run_dir in run_dirs(runs_dir):
         status = read_status(run_dir)

@@ -193,3 +193,21 @@ def test_cancel_of_a_run_whose_process_is_gone_is_immediate(tmp_path):
     update_status(run_dir, state="running", pid=gone.pid, heartbeat=time.time())
     assert jobs.cancel(run_dir) == "cancelled"
     assert state(run_dir) == "cancelled"
+
+
+def test_finished_workers_do_not_linger_as_zombies(tmp_path, monkeypatch):
+    """The app lives for days and starts many workers; each one's exit is collected."""
+    monkeypatch.setattr(jobs, "_start_worker", lambda run_dir: _start_quick_exit(run_dir))
+    run_dir = jobs.submit(config(tmp_path))
+    pid = read_status(run_dir)["pid"]
+    wait_for(lambda: Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z",
+             timeout=30, what="the worker to exit")
+    update_status(run_dir, state="completed")  # as a real worker does before it exits
+    jobs.dispatch()  # what the app does on its next page load
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def _start_quick_exit(run_dir):
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    jobs._children[process.pid] = process
+    return process.pid
