@@ -67,6 +67,11 @@ def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
+def in_percent(value: float | None) -> float | None:
+    """0.6938 -> 69.4, for table columns formatted as "%.1f%%"."""
+    return None if value is None else round(100 * value, 1)
+
+
 # --- progress --------------------------------------------------------------------------
 
 def batch_fraction(status: dict) -> float:
@@ -111,7 +116,7 @@ def queue_position(run_id: str, summaries: list[RunSummary]) -> int:
 # --- tables ---------------------------------------------------------------------------------
 
 def runs_frame(summaries: list[RunSummary]) -> pd.DataFrame:
-    """One row per run, newest first, as the runs table shows it."""
+    """One row per run, newest first, as the runs table shows it (accuracies in %)."""
     rows = [
         {
             "Run": s.id,
@@ -119,8 +124,8 @@ def runs_frame(summaries: list[RunSummary]) -> pd.DataFrame:
             "Status": STATE_LABELS.get(s.state, s.state),
             "Epochs": f"{s.epochs}/{s.epochs_total}",
             "Size": f"{s.image_size} px",
-            "Best val accuracy": s.best_val_accuracy,
-            "Test accuracy": s.test_accuracy,
+            "Best val accuracy": in_percent(s.best_val_accuracy),
+            "Test accuracy": in_percent(s.test_accuracy),
             "Duration": format_duration(s.duration),
         }
         for s in summaries
@@ -131,9 +136,10 @@ def runs_frame(summaries: list[RunSummary]) -> pd.DataFrame:
 
 
 def per_class_frame(evaluation: dict) -> pd.DataFrame:
+    """Precision, recall and F1 (in %) and the number of test photos, per class."""
     rows = [
-        {"Class": name, "Precision": scores["precision"], "Recall": scores["recall"],
-         "F1": scores["f1"], "Test photos": scores["support"]}
+        {"Class": name, "Precision": in_percent(scores["precision"]), "Recall": in_percent(scores["recall"]),
+         "F1": in_percent(scores["f1"]), "Test photos": scores["support"]}
         for name, scores in evaluation.get("per_class", {}).items()
     ]
     return pd.DataFrame(rows, columns=["Class", "Precision", "Recall", "F1", "Test photos"])

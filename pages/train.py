@@ -279,7 +279,11 @@ def live_panel() -> None:
                + (f" · {speed:,.0f} images/s" if speed else ""))
     columns = st.columns(3)
     columns[0].metric("Epoch", f"{status['epoch'] or len(metrics)} / {epochs_total}")
-    columns[1].metric("Validation accuracy", views.percent(latest.get("val_accuracy")))
+    previous = metrics[-2].get("val_accuracy") if len(metrics) > 1 else None
+    change = latest["val_accuracy"] - previous if previous is not None and latest.get("val_accuracy") is not None else None
+    columns[1].metric("Validation accuracy", views.percent(latest.get("val_accuracy")),
+                      delta=f"{100 * change:+.1f} points" if change is not None else None,
+                      help="After the last finished epoch; the delta is the change from the epoch before.")
     eta = views.eta_seconds(status, metrics)
     columns[2].metric("Time left", f"≈ {views.format_duration(eta)}" if eta is not None else "–",
                       help="From the epochs finished so far. Early stopping can end the run sooner; "
@@ -325,8 +329,8 @@ def runs_table(summaries: list[RunSummary]) -> list[RunSummary]:
         views.runs_frame(summaries),
         key=runs_table_key(summaries), on_select="rerun", selection_mode="multi-row", hide_index=True,
         column_config={
-            "Best val accuracy": st.column_config.NumberColumn(format="percent"),
-            "Test accuracy": st.column_config.NumberColumn(format="percent"),
+            "Best val accuracy": st.column_config.NumberColumn(format="%.1f%%"),
+            "Test accuracy": st.column_config.NumberColumn(format="%.1f%%"),
         },
     )
     selected = [summaries[row] for row in event.selection.rows if row < len(summaries)]
@@ -389,7 +393,7 @@ def results(run: RunSummary) -> None:
         with right:
             st.markdown("**Per class**")
             st.dataframe(views.per_class_frame(evaluation), hide_index=True, column_config={
-                name: st.column_config.NumberColumn(format="percent") for name in ("Precision", "Recall", "F1")
+                name: st.column_config.NumberColumn(format="%.1f%%") for name in ("Precision", "Recall", "F1")
             })
         misclassified_grid(evaluation.get("misclassified", []))
     else:
@@ -459,16 +463,16 @@ def tutorial_comparison(data_root: Path) -> None:
         panels.append((ARCHITECTURES[model.arch].title.replace("Tutorial ", ""), metrics, model.reported))
         rows.append({
             "Model": ARCHITECTURES[model.arch].title,
-            "Tutorial reported": model.reported,
-            "Tutorial code, re-run": model.rerun,
-            "PawLab best validation": max(val) if val else None,
-            "PawLab test": evaluation.get("accuracy"),
+            "Tutorial reported": views.in_percent(model.reported),
+            "Tutorial code, re-run": views.in_percent(model.rerun),
+            "PawLab best validation": views.in_percent(max(val)) if val else None,
+            "PawLab test": views.in_percent(evaluation.get("accuracy")),
             "Status": f"{views.STATE_LABELS.get(status['state'], status['state'])}"
                       + (f" ({len(metrics)}/{tutorial.EPOCHS})" if status["state"] == "running" else ""),
         })
     st.plotly_chart(views.comparison_figure(panels), key="tutorial_comparison",
                     config={"displayModeBar": False})
-    percent = st.column_config.NumberColumn(format="percent")
+    percent = st.column_config.NumberColumn(format="%.1f%%")
     st.dataframe(rows, hide_index=True, column_config={
         name: percent for name in ("Tutorial reported", "Tutorial code, re-run", "PawLab best validation", "PawLab test")
     })

@@ -134,8 +134,8 @@ def test_a_finished_run_shows_in_the_table_with_curves_and_results(tiny_dataset)
     assert list(table["Run"]) == [run_dir.name]
     assert table["Model"][0] == "Tutorial CNN"
     assert "completed" in table["Status"][0]
-    assert table["Best val accuracy"][0] == pytest.approx(0.75)
-    assert table["Test accuracy"][0] == pytest.approx(0.75)
+    assert table["Best val accuracy"][0] == pytest.approx(75.0)  # percent
+    assert table["Test accuracy"][0] == pytest.approx(75.0)
     # The newest run is the one shown: its curves, training vs validation, all epochs.
     curves = chart(at, f"curves_{run_dir.name}")
     validation = [t for t in curves["data"] if t["name"] == "validation"]
@@ -149,7 +149,7 @@ def test_a_finished_run_shows_in_the_table_with_curves_and_results(tiny_dataset)
     assert metric(at, "Test accuracy") == "75.0%"
     per_class = next(d.value for d in at.dataframe if "Recall" in d.value.columns)
     assert list(per_class["Class"]) == ["circles", "squares"]
-    assert list(per_class["Recall"]) == [1.0, 0.5]
+    assert list(per_class["Recall"]) == [100.0, 50.0]
     assert len(at.get("image")) == 1
     assert any("squares → **circles**" in c.value and "circles 80%" in c.value for c in at.caption)
     assert [d.label for d in at.get("download_button")] == ["Download model.keras (0.0 MB)"]
@@ -169,6 +169,7 @@ def test_a_running_run_shows_live_progress_after_a_reload(tiny_dataset):
     assert read_status(running)["state"] == "running"  # start-up recovery left it alone
     assert metric(at, "Epoch") == "3 / 5"
     assert metric(at, "Validation accuracy") == "75.0%"
+    assert next(m for m in at.metric if m.label == "Validation accuracy").delta == "+20.0 points"
     assert any(f"{running.name}` · 32 px · 🏃 running · 120 images/s" in c.value for c in at.caption)
     assert metric(at, "Time left") == "≈ 5s"  # 2 s epochs: 60% of epoch 3, then epochs 4 and 5
     assert at.progress[0].value == 40  # batch 4 of 10, in percent
@@ -259,8 +260,8 @@ def test_reproduce_the_tutorial_queues_its_four_models_and_compares(tiny_dataset
     assert button(at, "Reproduce the tutorial").disabled  # not twice at once
     comparison = next(d.value for d in at.dataframe if "Tutorial reported" in d.value.columns
                       and "PawLab test" in d.value.columns)
-    assert list(comparison["Tutorial reported"]) == [0.61, 0.66, 0.70, 0.97]
-    assert list(comparison["Tutorial code, re-run"]) == [0.68, 0.58, 0.73, 0.98]
+    assert list(comparison["Tutorial reported"]) == [61.0, 66.0, 70.0, 97.0]
+    assert list(comparison["Tutorial code, re-run"]) == [68.0, 58.0, 73.0, 98.0]
     assert len(chart(at, "tutorial_comparison")["layout"]["annotations"]) >= 4
     assert any("never share a photo" in c.value for c in at.caption)
     # Our recipes are offered as the next step.
