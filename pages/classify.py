@@ -10,6 +10,10 @@ classified in one batched call (core.inference).
 import pandas as pd
 import streamlit as st
 
+from pages._shell import ensure_app_shell
+
+ensure_app_shell()
+
 from core.images import IMAGE_EXTENSIONS
 from core.inference import RunNotReadyError, classifiable_runs, predictions_csv, summary_rows
 from pages._classify_views import (

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -20,6 +21,16 @@ def classify_page() -> AppTest:
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     app.switch_page("pages/classify.py")
     return app.run()
+
+
+def classify_page_alone() -> AppTest:
+    """The page script without app.py, for button clicks.
+
+    AppTest starts every run in Streamlit's legacy pages-folder mode, where
+    pages/_shell.py reruns the script through app.py; a rerun drops a button
+    click. Run on its own, the page needs no such rerun.
+    """
+    return AppTest.from_file(str(REPO / "pages" / "classify.py"), default_timeout=120).run()
 
 
 def texts(elements) -> list[str]:
@@ -148,17 +159,35 @@ def test_gradcam_toggle_shows_an_overlay(run_dir):
 
 
 def test_export_buttons_prepare_and_offer_the_files(run_dir):
-    app = classify_page()
+    app = classify_page_alone()
+    assert not app.exception
     labels = [b.proto.label for b in app.get("download_button")]
     assert any("Keras model" in label for label in labels)
     assert not any("TensorFlow Lite" in label for label in labels)  # not made yet
 
     app.button(key="prepare_tflite").click().run()
 
-    assert not app.exception
+    assert not app.exception and not app.error, [e.value for e in app.error]
     assert (run_dir / "exports" / "model.tflite").is_file()
     labels = [b.proto.label for b in app.get("download_button")]
     assert any("TensorFlow Lite" in label for label in labels)
     app.run()  # from now on the prepared file is offered straight away
     assert not [b for b in app.button if b.key == "prepare_tflite"]
     assert [b for b in app.button if b.key == "prepare_savedmodel"]
+
+
+def test_reruns_keep_the_compiled_model(run_dir, monkeypatch):
+    """Streamlit clears Keras' session after each run unless told not to; that would
+    re-optimize the model's graph on every upload (seconds for MobileNetV2)."""
+    import keras
+
+    clears = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *args, **kwargs: clears.append(1))
+    photos = validation_files(run_dir)[:2]
+    app = classify_page()
+    for path in photos:
+        app.file_uploader[0].set_value((Path(path).name, open(path, "rb").read(), "image/jpeg")).run()
+        assert not app.exception
+    app.toggle(key="gradcam_0").set_value(True).run()
+
+    assert clears == []

@@ -46,11 +46,12 @@ def test_drop_a_cat_photo_and_see_the_answer(cats_and_dogs_run, cats_and_dogs, t
     page = app_page.page
     app_page.open(server, "classify")
     expect(page.get_by_role("combobox", name="Model")).to_have_value(
-        re.compile(r"^Tutorial CNN · test accuracy \d+\.\d% · "))
+        re.compile(r"^Tutorial CNN · test accuracy \d+\.\d% · "), timeout=60_000)
 
-    # A drop: the drag-and-drop zone's file input receives both files.
+    # A drop: the drag-and-drop zone's file input receives both files. The
+    # uploader appears once the model is loaded.
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
-        [str(cat), str(not_a_photo)])
+        [str(cat), str(not_a_photo)], timeout=90_000)
     app_page.wait_for_app(timeout=90_000)
 
     answer = page.get_by_role("heading", name=re.compile(r"^(cats|dogs) — \d{1,3}\.\d%$"))
