@@ -229,15 +229,15 @@ def overlay_figure(runs: list[tuple[str, list[dict]]], reference: dict[str, floa
     return figure
 
 
-def comparison_figure(panels: list[tuple[str, list[dict], float | None]]) -> go.Figure:
-    """One small panel per model: training and validation accuracy, and the
-    tutorial's reported validation accuracy as a dashed line."""
+def comparison_figure(panels: list[tuple[str, list[dict], float | None]], epochs: int) -> go.Figure:
+    """One small panel per model: training and validation accuracy over ``epochs``,
+    and the tutorial's reported validation accuracy as a dashed line."""
     figure = make_subplots(rows=1, cols=len(panels), subplot_titles=[title for title, _, _ in panels],
                            shared_yaxes=True, horizontal_spacing=0.03)
     for column, (_, metrics, reported) in enumerate(panels, start=1):
-        epochs = [m["epoch"] for m in metrics]
+        finished = [m["epoch"] for m in metrics]
         for prefix, name, colour in (("", "training", TRAIN_COLOUR), ("val_", "validation", VALIDATION_COLOUR)):
-            figure.add_trace(go.Scatter(x=epochs, y=[m.get(prefix + "accuracy") for m in metrics],
+            figure.add_trace(go.Scatter(x=finished, y=[m.get(prefix + "accuracy") for m in metrics],
                                         name=name, mode="lines", line=dict(color=colour),
                                         legendgroup=name, showlegend=column == 1),
                              row=1, col=column)
@@ -245,7 +245,7 @@ def comparison_figure(panels: list[tuple[str, list[dict], float | None]]) -> go.
             figure.add_hline(y=reported, line_dash="dash", line_color="grey", row=1, col=column,
                              annotation_text=f"tutorial {reported:.0%}", annotation_position="bottom right")
     figure.update_yaxes(range=[0.4, 1.02], tickformat=".0%")
-    figure.update_xaxes(title_text="epoch")
+    figure.update_xaxes(title_text="epoch", range=[0.5, epochs + 0.5])
     figure.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10),
                          legend=dict(orientation="h", y=-0.3))
     return figure

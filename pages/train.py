@@ -100,6 +100,14 @@ def dataset_facts(root: str) -> dict:
     return {"classes": info.classes, "counts": make_splits(info).counts()}
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def figure(builder: str, *args) -> dict:
+    """``views.<builder>(*args)`` as a Plotly dict. Building a figure takes a tenth
+    of a second or more and the live panel redraws every second, mostly with
+    the same epochs: same data, same figure, built once."""
+    return getattr(views, builder)(*args).to_dict()
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
 def thumbnail(path: str, modified: float) -> bytes:
     return thumbnail_jpeg(path, size=160)
@@ -234,12 +242,12 @@ def tutorial_tab(data_root: Path, summaries: list[RunSummary]) -> None:
         "this dataset with the same settings; they train one after another in the background "
         "(you can close the browser), and a comparison appears below as they finish."
     )
-    st.dataframe(
-        [{"Model": ARCHITECTURES[m.arch].title,
-          "Augmentation": ARCHITECTURES[m.arch].default_augment,
-          "Tutorial reported": f"{m.reported:.0%}"} for m in tutorial.TUTORIAL_MODELS],
-        hide_index=True,
-    )
+    presets = list_configs()
+    st.markdown("\n".join(
+        f"- **{ARCHITECTURES[m.arch].title}**: "
+        f"{presets[ARCHITECTURES[m.arch].default_augment].describe()}; reported {m.reported:.0%}"
+        for m in tutorial.TUTORIAL_MODELS
+    ))
     found = tutorial.find_tutorial_runs(data_root)
     by_id = {s.id: s for s in summaries}
     busy = [arch for arch, run_dir in found.items()
@@ -314,7 +322,7 @@ def live_panel() -> None:
         kept = " The best model so far is kept." if (Path(run.path) / MODEL_FILE).exists() else ""
         st.warning((status["error"] or f"The run was {state} after {len(metrics)} epochs.") + kept)
 
-    st.plotly_chart(views.curves_figure(metrics, epochs_total), key=f"curves_{run.id}",
+    st.plotly_chart(figure("curves_figure", metrics, epochs_total), key=f"curves_{run.id}",
                     config={"displayModeBar": False})
     if state in ACTIVE_STATES and st.button("Cancel run", icon="⏹️", key=f"cancel_{run.id}"):
         new_state = jobs.cancel(run.path)
@@ -328,7 +336,10 @@ def runs_table(summaries: list[RunSummary]) -> list[RunSummary]:
     event = st.dataframe(
         views.runs_frame(summaries),
         key=runs_table_key(summaries), on_select="rerun", selection_mode="multi-row", hide_index=True,
+        placeholder="–",
         column_config={
+            "Run": st.column_config.TextColumn(width="medium"),
+            "Model": st.column_config.TextColumn(width="medium"),
             "Best val accuracy": st.column_config.NumberColumn(format="%.1f%%"),
             "Test accuracy": st.column_config.NumberColumn(format="%.1f%%"),
         },
@@ -336,7 +347,7 @@ def runs_table(summaries: list[RunSummary]) -> list[RunSummary]:
     selected = [summaries[row] for row in event.selection.rows if row < len(summaries)]
     if len(selected) >= 2:
         curves = [(f"{s.arch} · {s.id}", read_metrics(s.path)) for s in selected]
-        st.plotly_chart(views.overlay_figure(curves), key="runs_overlay")
+        st.plotly_chart(figure("overlay_figure", curves), key="runs_overlay")
     elif not selected:
         st.caption("Select a run to see it above and its results below; select several to "
                    "compare their validation accuracy.")
@@ -388,7 +399,7 @@ def results(run: RunSummary) -> None:
         left, right = st.columns([3, 2])
         with left:
             st.markdown("**Confusion matrix** (test photos)")
-            st.plotly_chart(views.confusion_figure(classes, evaluation["confusion_matrix"]),
+            st.plotly_chart(figure("confusion_figure", classes, evaluation["confusion_matrix"]),
                             key=f"confusion_{run.id}", config={"displayModeBar": False})
         with right:
             st.markdown("**Per class**")
@@ -460,7 +471,7 @@ def tutorial_comparison(data_root: Path) -> None:
             except (OSError, ValueError):
                 pass
         val = [m["val_accuracy"] for m in metrics if m.get("val_accuracy") is not None]
-        panels.append((ARCHITECTURES[model.arch].title.replace("Tutorial ", ""), metrics, model.reported))
+        panels.append((model.label, metrics, model.reported))
         rows.append({
             "Model": ARCHITECTURES[model.arch].title,
             "Tutorial reported": views.in_percent(model.reported),
@@ -470,10 +481,10 @@ def tutorial_comparison(data_root: Path) -> None:
             "Status": f"{views.STATE_LABELS.get(status['state'], status['state'])}"
                       + (f" ({len(metrics)}/{tutorial.EPOCHS})" if status["state"] == "running" else ""),
         })
-    st.plotly_chart(views.comparison_figure(panels), key="tutorial_comparison",
+    st.plotly_chart(figure("comparison_figure", panels, tutorial.EPOCHS), key="tutorial_comparison",
                     config={"displayModeBar": False})
     percent = st.column_config.NumberColumn(format="%.1f%%")
-    st.dataframe(rows, hide_index=True, column_config={
+    st.dataframe(rows, hide_index=True, placeholder="–", column_config={
         name: percent for name in ("Tutorial reported", "Tutorial code, re-run", "PawLab best validation", "PawLab test")
     })
     st.caption(tutorial.LEAK_NOTE)
