@@ -21,7 +21,9 @@ Streamlit exception box, no Python traceback and no browser console error.
 Every step saves a screenshot (the folder is printed; set PAWLAB_SCREENSHOTS
 to choose it). With PAWLAB_REFRESH_README_SCREENSHOTS=1 the page screenshots
 also replace assets/screenshot-{home,dataset,train,train-results,classify}.png
-(1280x800, under 300 KB each).
+(1280x800, under 300 KB each); PAWLAB_REFRESH_README_SCREENSHOTS=home,dataset
+replaces only those (the journey's model is tiny: screenshots of a real run
+may be the better ones for Train and Classify).
 
     python -m pytest tests/browser/test_journey.py -q -s
 """
@@ -54,7 +56,8 @@ pytestmark = pytest.mark.browser
 PHOTOS_PER_FOLDER = 30  # per split and class: 60 train, 60 validation photos
 EPOCHS = 2
 TRAINING_PHOTOS_PER_CLASS = 20
-REFRESH_README = os.environ.get("PAWLAB_REFRESH_README_SCREENSHOTS") == "1"
+# "1" refreshes every README screenshot; or name some: "home,dataset".
+REFRESH_README = os.environ.get("PAWLAB_REFRESH_README_SCREENSHOTS", "").replace(" ", "")
 SLOW = 120_000  # ms: TensorFlow's first import on a busy two-core machine
 PATIENCE = 30_000  # ms: how long ``expect`` waits here (Playwright's default is 5 s)
 
@@ -122,7 +125,7 @@ class Journey:
         return path
 
     def readme_screenshot(self, page_name: str, path: Path) -> None:
-        if REFRESH_README:
+        if REFRESH_README == "1" or page_name in REFRESH_README.split(","):
             target = REPO / "assets" / f"screenshot-{page_name}.png"
             size = save_readme_screenshot(path, target)
             print(f"README screenshot: {target} ({size / 1000:.0f} KB)")
