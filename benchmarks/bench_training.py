@@ -252,13 +252,19 @@ def train_tutorial(arch: str, args, data: Path, work: Path) -> dict:
     load_before = load()
     child = run_child(command, args.stop_by, work / f"tutorial-{arch}.stdout")
     epochs = json.loads(report.read_text())["epochs"] if report.exists() else []
+    return tutorial_row(arch, args.epochs, epochs, child, load_before, load())
+
+
+def tutorial_row(arch: str, epochs_planned: int, epochs: list[dict], child: dict,
+                 load_before, load_after, pipeline: str = "tutorial") -> dict:
+    """A results row from a tutorial worker's per-epoch report and run_child's numbers."""
     seconds = [e["seconds"] for e in epochs]
     first = epochs[0] if epochs else None
     return {
-        "pipeline": "tutorial", "model": arch, "family": "scratch", **child,
-        "load_before": load_before, "load_after": load(),
+        "pipeline": pipeline, "model": arch, "family": "scratch", **child,
+        "load_before": load_before, "load_after": load_after,
         "state": "completed" if child["exit_code"] == 0 else f"exit {child['exit_code']}",
-        "mode": "end_to_end (augmentation in model)", "epochs_planned": str(args.epochs),
+        "mode": "end_to_end (augmentation in model)", "epochs_planned": str(epochs_planned),
         "epochs_done": len(epochs), "val_images": 1000,
         "best_val_accuracy": max((e["val_accuracy"] for e in epochs), default=None),
         "test_accuracy": None,  # its validation/ folder holds our test photos: no clean test split
@@ -282,7 +288,8 @@ def render(rows: list[dict], meta: dict) -> str:
     order = [(p, m) for p, m in RUN_ORDER]
     rows = sorted(rows, key=lambda r: (r["pipeline"] != "PawLab",
                                        OURS.index(r["model"]) if r["pipeline"] == "PawLab" else
-                                       order.index(("tutorial", r["model"]))))
+                                       order.index(("tutorial", r["model"])), r["pipeline"]))
+    tutorial_rows = [r for r in rows if r["pipeline"] != "PawLab"]
     out = [
         "# Training benchmark",
         "",
@@ -303,6 +310,8 @@ def render(rows: list[dict], meta: dict) -> str:
     ]
     if meta.get("skipped"):
         out += [f"Not run (the --stop-by deadline came first): {', '.join(meta['skipped'])}.", ""]
+    for note in meta.get("notes", []):
+        out += [note, ""]
     out += ["## Per model", ""]
     table_rows = []
     train_images = 2 * meta["subset"] if meta["subset"] else 2000
@@ -342,25 +351,29 @@ def render(rows: list[dict], meta: dict) -> str:
     ]
     by_key = {(r["pipeline"], r["model"]): r for r in rows}
     for model in TUTORIAL_PIPELINE:
-        ours, theirs = by_key.get(("PawLab", model)), by_key.get(("tutorial", model))
+        ours = by_key.get(("PawLab", model))
+        theirs = [r for r in tutorial_rows if r["model"] == model and r["epochs"]]
         if not (ours and theirs):
             continue
         ours_epochs = [e for e in ours["epochs"] if e.get("phase", "train") == "train"]
-        count = max(len(ours_epochs), len(theirs["epochs"]))
+        count = max(len(ours_epochs), *(len(r["epochs"]) for r in theirs))
         epoch_rows = []
+        columns = ["epoch", "PawLab s"] + [f"{r['pipeline']} s" for r in theirs] + [
+            f"{r['pipeline']} / PawLab" for r in theirs] + ["PawLab val acc"] + [
+            f"{r['pipeline']} val acc" for r in theirs]
         for index in range(count):
             mine = ours_epochs[index] if index < len(ours_epochs) else {}
-            tut = theirs["epochs"][index] if index < len(theirs["epochs"]) else {}
-            epoch_rows.append({
-                "epoch": index + 1,
-                "PawLab s": fmt(mine.get("seconds")), "tutorial s": fmt(tut.get("seconds")),
-                "tutorial / PawLab": fmt(tut["seconds"] / mine["seconds"], 2) if mine and tut else "—",
-                "PawLab val acc": fmt(mine.get("val_accuracy"), 3),
-                "tutorial val acc": fmt(tut.get("val_accuracy"), 3),
-            })
+            line = {"epoch": index + 1, "PawLab s": fmt(mine.get("seconds")),
+                    "PawLab val acc": fmt(mine.get("val_accuracy"), 3)}
+            for r in theirs:
+                tut = r["epochs"][index] if index < len(r["epochs"]) else {}
+                line[f"{r['pipeline']} s"] = fmt(tut.get("seconds"))
+                line[f"{r['pipeline']} / PawLab"] = (fmt(tut["seconds"] / mine["seconds"], 2)
+                                                     if mine and tut else "—")
+                line[f"{r['pipeline']} val acc"] = fmt(tut.get("val_accuracy"), 3)
+            epoch_rows.append(line)
         out += [f"## Side by side, epoch by epoch: {model}", "",
-                table(epoch_rows, ["epoch", "PawLab s", "tutorial s", "tutorial / PawLab",
-                                   "PawLab val acc", "tutorial val acc"]), "",
+                table(epoch_rows, columns), "",
                 "Same model and settings; PawLab decodes each photo once (epoch 1) and reads "
                 "decoded images from its cache afterwards, the tutorial decodes every photo every "
                 "epoch, and validates on 1000 photos to our 800. They ran one after the other on a machine "
@@ -374,15 +387,13 @@ def render(rows: list[dict], meta: dict) -> str:
         return f"{seconds:.0f} s" if seconds is not None else f"never (in {row.get('epochs_done', 0)} epochs)"
 
     target_rows = []
-    tutorial_scratch = [by_key.get(("tutorial", m)) for m in ("cnn", "cnn_aug_preproc", "cnn_aug")]
+    tutorial_scratch = tutorial_rows
     tutorial_times = [r["time_to_target_s"] for r in tutorial_scratch
                       if r and r.get("time_to_target_s") is not None]
-    for pipeline, model in (("tutorial", "cnn"), ("tutorial", "cnn_aug_preproc"), ("tutorial", "cnn_aug"),
-                            ("PawLab", "cnn"), ("PawLab", "cnn_aug_preproc"), ("PawLab", "cnn_plus"),
-                            ("PawLab", "mobilenet_v2"), ("PawLab", "mobilenet_v2_finetune")):
-        row = by_key.get((pipeline, model))
-        if row is None:
-            continue
+    ours_order = ("cnn", "cnn_aug", "cnn_aug_preproc", "cnn_plus", "mobilenet_v2", "mobilenet_v2_finetune")
+    for row in tutorial_rows + sorted((r for r in rows if r["pipeline"] == "PawLab"),
+                                      key=lambda r: ours_order.index(r["model"])):
+        pipeline, model = row["pipeline"], row["model"]
         family = FAMILY[model]
         goal, verdict = "—", "—"
         seconds = row.get("time_to_target_s")
