@@ -154,11 +154,14 @@ def model_caption(arch: str, num_classes: int, image_size: int, polling: bool) -
     counted, count = param_count(arch, num_classes, image_size)
     if polling and counted:
         st.rerun(scope="app")  # the full run sees the count is there and stops polling
-    size = "counting parameters…" if not counted else (
-        f"{count:,} parameters" if count else "parameter count unavailable")
+    where = f"for {num_classes} classes at {image_size} px"
+    if not counted:
+        size = f" Counting its parameters {where}…"
+    else:
+        size = f" {count:,} parameters {where}." if count else ""
     note = f" The tutorial reported {spec.tutorial_val_accuracy:.0%} validation accuracy." \
         if spec.tutorial_val_accuracy else ""
-    st.caption(f"{spec.description} {size} for {num_classes} classes at {image_size} px.{note}")
+    st.caption(f"{spec.description}{size}{note}")
 
 
 def new_run_form(data_root: Path, classes: list[str]) -> None:
@@ -290,7 +293,7 @@ def live_panel() -> None:
     previous = metrics[-2].get("val_accuracy") if len(metrics) > 1 else None
     change = latest["val_accuracy"] - previous if previous is not None and latest.get("val_accuracy") is not None else None
     columns[1].metric("Validation accuracy", views.percent(latest.get("val_accuracy")),
-                      delta=f"{100 * change:+.1f} points" if change is not None else None,
+                      delta=f"{100 * change:+.1f} points" if change else None,
                       help="After the last finished epoch; the delta is the change from the epoch before.")
     eta = views.eta_seconds(status, metrics)
     columns[2].metric("Time left", f"≈ {views.format_duration(eta)}" if eta is not None else "–",
