@@ -290,8 +290,8 @@ def live_panel() -> None:
                + (f" · {speed:,.0f} images/s" if speed else ""))
     columns = st.columns(3)
     columns[0].metric("Epoch", f"{status['epoch'] or len(metrics)} / {epochs_total}")
-    previous = metrics[-2].get("val_accuracy") if len(metrics) > 1 else None
-    change = latest["val_accuracy"] - previous if previous is not None and latest.get("val_accuracy") is not None else None
+    last_two = [m.get("val_accuracy") for m in metrics[-2:]]
+    change = last_two[1] - last_two[0] if len(last_two) == 2 and None not in last_two else None
     columns[1].metric("Validation accuracy", views.percent(latest.get("val_accuracy")),
                       delta=f"{100 * change:+.1f} points" if change else None,
                       help="After the last finished epoch; the delta is the change from the epoch before.")
@@ -488,7 +488,8 @@ def tutorial_comparison(data_root: Path) -> None:
                     config={"displayModeBar": False})
     percent = st.column_config.NumberColumn(format="%.1f%%")
     st.dataframe(rows, hide_index=True, placeholder="–", column_config={
-        name: percent for name in ("Tutorial reported", "Tutorial code, re-run", "PawLab best validation", "PawLab test")
+        name: percent
+        for name in ("Tutorial reported", "Tutorial code, re-run", "PawLab best validation", "PawLab test")
     })
     st.caption(tutorial.LEAK_NOTE)
 
