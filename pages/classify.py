@@ -10,17 +10,16 @@ classified in one batched call (core.inference).
 import pandas as pd
 import streamlit as st
 
-from pages._shell import ensure_app_shell
-
-ensure_app_shell()
-
 from core.images import IMAGE_EXTENSIONS
 from core.inference import RunNotReadyError, classifiable_runs, predictions_csv, summary_rows
 from pages._classify_views import (
     classify, export_section, load_predictor, model_mtime, run_label, show_prediction,
 )
+from pages._shell import ensure_app_shell
 
-st.title("🔍 Classify")
+ensure_app_shell()
+
+st.title(":material/image_search: Classify")
 
 runs = classifiable_runs()
 if not runs:

@@ -7,14 +7,13 @@ fast on thousands of photos and TensorFlow loads only for the preview.
 
 import streamlit as st
 
-from pages._shell import ensure_app_shell
-
-ensure_app_shell()
-
 from core.dataset import DatasetError
 from pages._augment_preview import show_augmentation_preview
 from pages._dataset_source import dataset_picker
 from pages._dataset_views import load_dataset, reset_browser_for, show_browser, show_overview
+from pages._shell import ensure_app_shell
+
+ensure_app_shell()
 
 # Tab labels; material icons render in every browser, emoji need an emoji font.
 OVERVIEW_TAB = ":material/bar_chart: Overview"

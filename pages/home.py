@@ -2,11 +2,10 @@
 
 import streamlit as st
 
+from core.workspace import last_dataset
 from pages._shell import ensure_app_shell
 
 ensure_app_shell()
-
-from core.workspace import last_dataset
 
 st.title("🐾 PawLab")
 st.markdown(

@@ -37,6 +37,7 @@ from core.thumbnails import thumbnail_jpeg
 from core.weights import IMAGENET_SIZES, imagenet_weights_filename, keras_models_dir
 from core.workspace import last_dataset
 from pages import _train_views as views
+from pages._shell import ensure_app_shell
 
 IMAGE_SIZES = (32, 64, 96, 128, 160, 192, 224)  # 32 and 64 px: quick tries
 BATCH_SIZES = (8, 16, 32, 64, 128)
@@ -508,7 +509,8 @@ def tutorial_comparison(data_root: Path) -> None:
 
 # --- the page ---------------------------------------------------------------------------------
 
-st.title("📈 Train")
+ensure_app_shell()
+st.title(":material/monitoring: Train")
 recover_runs_at_start(str(get_settings().runs_dir))
 
 data_root = last_dataset()
