@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO

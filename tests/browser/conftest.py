@@ -149,6 +149,35 @@ def _wait_until_healthy(server: AppServer, timeout: float) -> None:
     pytest.fail(f"Streamlit did not answer /_stcore/health within {timeout:.0f} s:\n{server.log()}")
 
 
+def start_app_server(home: Path, log_dir: Path, env: dict[str, str] | None = None,
+                     *, timeout: float = 60.0) -> AppServer:
+    """``streamlit run app.py`` on a free loopback port, healthy when returned.
+
+    Its output goes to ``log_dir/streamlit-<port>.log``; the caller stops it.
+    """
+    port = free_port()
+    log_path = log_dir / f"streamlit-{port}.log"
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=_server_env(home, env),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    server = AppServer(f"http://127.0.0.1:{port}", home, process, log_path)
+    try:
+        _wait_until_healthy(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 @pytest.fixture
 def streamlit_app(pawlab_home, tmp_path) -> Callable[..., AppServer]:
     """Factory: ``streamlit_app(env=None, *, home=None, timeout=60.0) -> AppServer``.
@@ -160,24 +189,8 @@ def streamlit_app(pawlab_home, tmp_path) -> Callable[..., AppServer]:
 
     def start(env: dict[str, str] | None = None, *, home: Path | None = None,
               timeout: float = 60.0) -> AppServer:
-        home = Path(home or pawlab_home)
-        port = free_port()
-        log_path = tmp_path / f"streamlit-{port}.log"
-        command = [
-            sys.executable, "-m", "streamlit", "run", "app.py",
-            "--server.headless", "true",
-            "--server.port", str(port),
-            "--server.address", "127.0.0.1",
-            "--browser.gatherUsageStats", "false",
-        ]
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                command, cwd=REPO, env=_server_env(home, env),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        server = AppServer(f"http://127.0.0.1:{port}", home, process, log_path)
+        server = start_app_server(Path(home or pawlab_home), tmp_path, env, timeout=timeout)
         servers.append(server)
-        _wait_until_healthy(server, timeout)
         return server
 
     yield start

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +43,9 @@ from playwright.sync_api import expect
 from browser._journey_data import (
     ZIP_NAME, build_dataset_zip, photo_to_drop, save_readme_screenshot, serve_slowly,
 )
-# The harness's server helpers: the same server as its function-scoped
+# The harness: the same server its function-scoped
 # ``streamlit_app`` factory starts, here once for the whole module.
-from browser.conftest import (
-    REPO, VIEWPORT, AppPage, AppServer, _server_env, _wait_until_healthy, free_port, screenshot_dir,
-)
+from browser.conftest import REPO, VIEWPORT, AppPage, AppServer, screenshot_dir, start_app_server
 
 pytestmark = pytest.mark.browser
 
@@ -73,24 +69,6 @@ IMAGES_LOADED_JS = "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.n
 
 # --- One server and one tab for the whole journey ----------------------------------
 
-def start_app_server(home: Path, log_dir: Path, env: dict[str, str]) -> AppServer:
-    """``streamlit run app.py`` as the harness's ``streamlit_app`` factory starts
-    it, but for the module: the three stories share the server and its state."""
-    port = free_port()
-    log_path = log_dir / f"streamlit-{port}.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
-    ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=_server_env(home, env),
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = AppServer(f"http://127.0.0.1:{port}", home, process, log_path)
-    _wait_until_healthy(server, timeout=90)
-    return server
 
 
 @dataclass
@@ -146,7 +124,8 @@ def journey(chromium, cats_and_dogs, tmp_path_factory):
     expect.set_options(timeout=PATIENCE)
     with serve_slowly(zip_path, seconds=3.0) as url:
         server = start_app_server(work / "pawlab_home", work,
-                                  env={"PAWLAB_DATASET_URL": url, "KERAS_HOME": str(keras_home)})
+                                  env={"PAWLAB_DATASET_URL": url, "KERAS_HOME": str(keras_home)},
+                                  timeout=90)
         context = chromium.new_context(viewport=VIEWPORT)
         page = context.new_page()
         page.set_default_timeout(PATIENCE)
