@@ -22,7 +22,7 @@ from core.models import (
 )
 from core.weights import WeightsUnavailableError, imagenet_weights_filename
 
-keras = pytest.importorskip("keras")
+import keras
 
 TRANSFER = [name for name, spec in ARCHITECTURES.items() if spec.family == "transfer"]
 SCRATCH = [name for name, spec in ARCHITECTURES.items() if spec.family == "scratch"]
