@@ -334,7 +334,7 @@ def render(rows: list[dict], meta: dict) -> str:
             "launch→epoch 1 s": fmt(r.get("to_first_epoch_s")),
             "wall s": fmt(r.get("wall_s"), 0),
             "peak MB": fmt(r.get("peak_mb"), 0),
-            "load before/after": f"{r.get('load_before')}/{r.get('load_after')}",
+            "load before/after": f"{fmt(r.get('load_before'))}/{fmt(r.get('load_after'))}",
         })
     columns = ["pipeline", "model", "mode", "state", "epochs", "best val acc", "test acc",
                "epoch s (median)", "epoch s (max)", "max/median", "img/s", "fine-tune epoch s",
@@ -376,8 +376,8 @@ def render(rows: list[dict], meta: dict) -> str:
                 table(epoch_rows, columns), "",
                 "Same model and settings; PawLab decodes each photo once (epoch 1) and reads "
                 "decoded images from its cache afterwards, the tutorial decodes every photo every "
-                "epoch, and validates on 1000 photos to our 800. They ran one after the other on a machine "
-                "shared with other agents' tests.", ""]
+                "epoch, and validates on 1000 photos to our 800. Rows ran one after the other (a \"concurrent\" row: "
+                "at the same time as PawLab's, see the notes) on a machine shared with other agents' tests.", ""]
     out += ["## Time to the tutorial's accuracy", ""]
 
     def reached(row):
