@@ -316,7 +316,7 @@ def render(rows: list[dict], meta: dict) -> str:
     table_rows = []
     train_images = 2 * meta["subset"] if meta["subset"] else 2000
     for r in rows:
-        if r["pipeline"] == "tutorial" and r.get("median_images_per_s") is None:
+        if r["pipeline"] != "PawLab" and r.get("median_images_per_s") is None:
             train_seconds = median([e.get("train_seconds") for e in r.get("epochs", [])])
             r["median_images_per_s"] = train_images / train_seconds if train_seconds else None
         table_rows.append({
