@@ -75,7 +75,7 @@ if len(predictions) > 1:
         "confidence": st.column_config.ProgressColumn("Confidence", format="percent",
                                                       min_value=0.0, max_value=1.0),
         "ms": st.column_config.NumberColumn("ms", format="%.0f"),
-        "error": "Problem", **probability_columns,
+        "error": st.column_config.TextColumn("Problem", width="large"), **probability_columns,
     })
     st.download_button("⬇️ Download as CSV", predictions_csv(predictions, run.classes),
                        file_name="predictions.csv", mime="text/csv", on_click="ignore")

@@ -344,6 +344,7 @@ def runs_table(summaries: list[RunSummary]) -> list[RunSummary]:
         column_config={
             "Run": st.column_config.TextColumn(width="medium"),
             "Model": st.column_config.TextColumn(width="medium"),
+            "Status": st.column_config.TextColumn(width="medium"),
             "Best val accuracy": st.column_config.NumberColumn(format="%.1f%%"),
             "Test accuracy": st.column_config.NumberColumn(format="%.1f%%"),
         },
