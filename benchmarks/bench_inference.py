@@ -5,12 +5,12 @@
 For a cnn and a mobilenet_v2 (ImageNet weights from ../shared via a temporary
 KERAS_HOME; untrained heads, which cost the same time as trained ones), each
 saved as a completed run and loaded the way the app loads it
-(core.inference.Predictor.from_run):
+(core.serving.inference.Predictor.from_run):
 
 - single: one ``predictor.predict([photo])`` per photo (decode + resize +
   model + softmax), as when a person drops one photo;
 - drop: one ``predictor.predict(20 photos)`` call, reported per photo;
-- the model call alone, three ways, to show why core.inference compiles its
+- the model call alone, three ways, to show why core.serving.inference compiles its
   own ``tf.function``: that function, ``model(x)`` eagerly, ``model.predict(x)``;
   and that function's first call after ``keras.backend.clear_session()``,
   which Streamlit runs after every script run unless the Classify page stops it;
@@ -45,9 +45,9 @@ def timed(function, repeats: int) -> list[float]:
 
 
 def make_run(arch: str, image_size: int, runs_dir) -> str:
-    from core.inference import model_path
-    from core.models import build_model
-    from core.runs import TrainConfig, create_run, update_status
+    from core.serving.inference import model_path
+    from core.models.zoo import build_model
+    from core.runs.store import TrainConfig, create_run, update_status
 
     config = TrainConfig(data_root=str(cats_and_dogs()), arch=arch, epochs=1,
                          image_size=image_size, classes=["cats", "dogs"])
@@ -67,7 +67,7 @@ def main() -> None:
     home = use_temp_homes()
     import tensorflow as tf
 
-    from core.inference import Predictor
+    from core.serving.inference import Predictor
 
     validation = cats_and_dogs() / "validation"
     cats, dogs = sorted((validation / "cats").glob("*.jpg")), sorted((validation / "dogs").glob("*.jpg"))

@@ -35,8 +35,8 @@ def main():
 
     import tensorflow as tf
 
-    from core.dataset import scan_dataset
-    from core.pipeline import make_dataset
+    from core.data.dataset import scan_dataset
+    from core.data.pipeline import make_dataset
 
     root = cats_and_dogs()
     size = (args.image_size, args.image_size)

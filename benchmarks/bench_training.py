@@ -63,7 +63,7 @@ TARGETS = {"scratch": 0.73, "transfer": 0.97}
 FAMILY = {"cnn": "scratch", "cnn_aug": "scratch", "cnn_aug_preproc": "scratch", "cnn_plus": "scratch",
           "mobilenet_v2": "transfer", "mobilenet_v2_finetune": "transfer"}
 # Epochs of the frozen-base phase when --head-epochs is not given: the tutorial's 20
-# for its mobilenet_v2, our recipe's 10 for mobilenet_v2_finetune (core.tutorial.NEXT_STEPS).
+# for its mobilenet_v2, our recipe's 10 for mobilenet_v2_finetune (core.runs.tutorial.NEXT_STEPS).
 DEFAULT_HEAD_EPOCHS = {"mobilenet_v2": 20, "mobilenet_v2_finetune": 10}
 CNN_PLUS_PATIENCE = 8  # our recipe's early stopping
 
@@ -196,7 +196,7 @@ def time_to(epochs: list[dict], target: float, launched: float):
 
 
 def train_ours(arch: str, args, runs_dir: Path, work: Path) -> dict:
-    from core.runs import read_config, read_json, read_metrics, read_status
+    from core.runs.store import read_config, read_json, read_metrics, read_status
 
     family = FAMILY[arch]
     epochs = args.epochs if family == "scratch" else (args.head_epochs or DEFAULT_HEAD_EPOCHS[arch])

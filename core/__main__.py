@@ -17,8 +17,8 @@ import sys
 
 
 def cmd_data(args) -> int:
-    from core.dataset import DatasetError, scan_dataset
-    from core.splits import make_splits
+    from core.data.dataset import DatasetError, scan_dataset
+    from core.data.splits import make_splits
 
     try:
         info = scan_dataset(args.root)
@@ -32,7 +32,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from core.acquire import fetch_official_dataset
+    from core.data.acquire import fetch_official_dataset
 
     def progress(stage, done, total):
         if total:
@@ -70,24 +70,24 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--patience", type=int, default=0, help="early stopping patience; 0 = off")
     train.add_argument("--subset", type=int, default=0, help="at most this many training images per class; 0 = all")
     train.add_argument("--runs-dir", default=None)
-    train.set_defaults(func=lambda args: __import__("core.training", fromlist=["cli_train"]).cli_train(args))
+    train.set_defaults(func=lambda args: __import__("core.runs.training", fromlist=["cli_train"]).cli_train(args))
 
     evaluate = commands.add_parser("evaluate", help="print a run's test-split evaluation as JSON")
     evaluate.add_argument("run_dir")
-    evaluate.set_defaults(func=lambda args: __import__("core.evaluation", fromlist=["cli_evaluate"]).cli_evaluate(args))
+    evaluate.set_defaults(func=lambda args: __import__("core.runs.evaluation", fromlist=["cli_evaluate"]).cli_evaluate(args))
 
     runs = commands.add_parser("runs", help="list runs as JSON")
     runs.add_argument("--runs-dir", default=None)
-    runs.set_defaults(func=lambda args: __import__("core.runs", fromlist=["cli_runs"]).cli_runs(args))
+    runs.set_defaults(func=lambda args: __import__("core.runs.store", fromlist=["cli_runs"]).cli_runs(args))
 
     predict = commands.add_parser("predict", help="classify image files with a run's model")
     predict.add_argument("run_dir")
     predict.add_argument("files", nargs="+")
-    predict.set_defaults(func=lambda args: __import__("core.inference", fromlist=["cli_predict"]).cli_predict(args))
+    predict.set_defaults(func=lambda args: __import__("core.serving.inference", fromlist=["cli_predict"]).cli_predict(args))
 
     worker = commands.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("run_dir")
-    worker.set_defaults(func=lambda args: __import__("core.jobs", fromlist=["cli_worker"]).cli_worker(args))
+    worker.set_defaults(func=lambda args: __import__("core.runs.jobs", fromlist=["cli_worker"]).cli_worker(args))
 
     args = parser.parse_args(argv)
     return args.func(args)

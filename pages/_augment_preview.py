@@ -1,6 +1,6 @@
 """Dataset page, part 3: preview data augmentation on a photo, save it for training.
 
-The maths is ``core.augment.preview``: the same Keras preprocessing layers
+The maths is ``core.data.augment.preview``: the same Keras preprocessing layers
 the Train page applies in its tf.data pipeline. TensorFlow is imported there,
 the first time variants are drawn, never when this module is imported.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.augment import FLIP_MODES, AugmentConfig, list_configs, preview, save_config
-from core.images import ImageError, load_resized
-from core.splits import Splits
-from core.thumbnails import to_jpeg
+from core.data.augment import FLIP_MODES, AugmentConfig, list_configs, preview, save_config
+from core.data.images import ImageError, load_resized
+from core.data.splits import Splits
+from core.data.thumbnails import to_jpeg
 
 from pages._dataset_views import filtered_photos, photos_on_page
 

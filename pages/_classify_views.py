@@ -1,7 +1,7 @@
 """Pieces of the Classify page: model labels, the cached model, one photo's answer, exports.
 
 Widgets and charts only; classifying, Grad-CAM and exporting live in
-core.inference, core.gradcam and core.export. Nothing here imports
+core.serving.inference, core.serving.gradcam and core.serving.export. Nothing here imports
 TensorFlow: core loads it the first time a model is needed.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.inference import Prediction, Predictor, preview_image
-from core.models import ARCHITECTURES
-from core.runs import RunSummary
+from core.serving.inference import Prediction, Predictor, preview_image
+from core.models.zoo import ARCHITECTURES
+from core.runs.store import RunSummary
 
 BAR_COLOUR, TOP_COLOUR = "#9AA5B1", "#E4572E"
 
@@ -117,7 +117,7 @@ def show_prediction(index: int, prediction: Prediction, preview, run_path: str, 
     with picture:
         image = preview
         if show_heatmap:
-            from core.gradcam import overlay
+            from core.serving.gradcam import overlay
 
             with st.spinner("Computing the heatmap…"):
                 heatmap = load_predictor(run_path, mtime).gradcam(prediction)
@@ -127,7 +127,7 @@ def show_prediction(index: int, prediction: Prediction, preview, run_path: str, 
 
 def export_section(run: RunSummary) -> None:
     """Downloads of the model: as trained (model.keras), for TF Serving, for TF Lite."""
-    from core.export import SAVEDMODEL_ZIP, TFLITE_FILE, cached_export, export_savedmodel_zip, export_tflite
+    from core.serving.export import SAVEDMODEL_ZIP, TFLITE_FILE, cached_export, export_savedmodel_zip, export_tflite
 
     run_dir = Path(run.path)
     st.caption(

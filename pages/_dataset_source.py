@@ -1,7 +1,7 @@
 """Dataset page, part 1: choosing the dataset (available, download, zip, folder).
 
 The chosen dataset root is kept in ``st.session_state["dataset_root"]`` for
-this browser session and in ``core.workspace`` on disk, so the Train and
+this browser session and in ``core.data.workspace`` on disk, so the Train and
 Classify pages and a page reload open the same dataset.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.acquire import (
+from core.data.acquire import (
     ACQUIRE_ERRORS,
     fetch_official_dataset,
     import_zip,
@@ -20,7 +20,7 @@ from core.acquire import (
     use_local_folder,
 )
 from core.config import get_settings
-from core.workspace import last_dataset, remember_dataset
+from core.data.workspace import last_dataset, remember_dataset
 
 DATASET_KEY = "dataset_root"  # session-state key the other pages read too
 

@@ -15,10 +15,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.dataset import DatasetInfo, Sample, scan_dataset
-from core.images import ImageError
-from core.splits import Splits, make_splits
-from core.thumbnails import display_jpeg, photo_details, thumbnail_jpeg
+from core.data.dataset import DatasetInfo, Sample, scan_dataset
+from core.data.images import ImageError
+from core.data.splits import Splits, make_splits
+from core.data.thumbnails import display_jpeg, photo_details, thumbnail_jpeg
 
 PHOTOS_PER_PAGE = 24
 THUMBNAIL_SIZE = 160
@@ -51,7 +51,7 @@ def _scan(root: str, signature: tuple) -> tuple[DatasetInfo, Splits]:
 
 
 def load_dataset(root: str | Path) -> tuple[DatasetInfo, Splits]:
-    """Scan ``root`` (raises core.dataset.DatasetError) and split it as the Train page does."""
+    """Scan ``root`` (raises core.data.dataset.DatasetError) and split it as the Train page does."""
     root = str(root)
     with st.spinner("Reading every photo once to find unreadable files (cached afterwards)…"):
         return _scan(root, folder_signature(root))

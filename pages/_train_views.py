@@ -2,7 +2,7 @@
 
 No Streamlit here, so each piece can be read (and tested) on its own; the
 page (pages/train.py) decides where things go. Everything is built from the
-files a run folder holds (core.runs), never from TensorFlow.
+files a run folder holds (core.runs.store), never from TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.models import ARCHITECTURES
-from core.runs import RunSummary
+from core.models.zoo import ARCHITECTURES
+from core.runs.store import RunSummary
 
 STATE_LABELS = {
     "queued": "⏳ queued",

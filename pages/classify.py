@@ -4,14 +4,14 @@ Top to bottom: pick a completed run (best test accuracy first); download it;
 drop photos or take one with the camera; a summary of the drop; then each
 photo with its class probabilities and a Grad-CAM heatmap. The model is
 loaded once per run and model file (st.cache_resource) and every drop is
-classified in one batched call (core.inference).
+classified in one batched call (core.serving.inference).
 """
 
 import pandas as pd
 import streamlit as st
 
-from core.images import IMAGE_EXTENSIONS
-from core.inference import RunNotReadyError, classifiable_runs, predictions_csv, summary_rows
+from core.data.images import IMAGE_EXTENSIONS
+from core.serving.inference import RunNotReadyError, classifiable_runs, predictions_csv, summary_rows
 from pages._classify_views import (
     classify, export_section, load_predictor, model_mtime, run_label, show_prediction,
 )

@@ -7,7 +7,7 @@ fast on thousands of photos and TensorFlow loads only for the preview.
 
 import streamlit as st
 
-from core.dataset import DatasetError
+from core.data.dataset import DatasetError
 from pages._augment_preview import show_augmentation_preview
 from pages._dataset_source import dataset_picker
 from pages._dataset_views import load_dataset, reset_browser_for, show_browser, show_overview

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.workspace import last_dataset
+from core.data.workspace import last_dataset
 from pages._shell import ensure_app_shell
 
 ensure_app_shell()

@@ -1,12 +1,12 @@
 """Train: start runs, watch them learn, compare them, inspect the results.
 
 Training never happens in this script. Start only writes a run folder and
-asks core.jobs to start a worker process; everything shown here is read back
-from the run folders (core.runs), so a browser reload, a second tab or a
+asks core.runs.jobs to start a worker process; everything shown here is read back
+from the run folders (core.runs.store), so a browser reload, a second tab or a
 server restart shows the same runs, at the same point. TensorFlow is never
 imported here, except on demand for a Keras layer summary.
 
-    form ──submit──> core.jobs.submit ──> worker process writes PAWLAB_HOME/runs/<id>/
+    form ──submit──> core.runs.jobs.submit ──> worker process writes PAWLAB_HOME/runs/<id>/
     live panel (st.fragment, polls the files) <── status.json, metrics.jsonl
     runs table, results, tutorial comparison  <── + evaluation.json, model.keras
 """
@@ -21,21 +21,22 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import jobs, param_counts, tutorial
-from core.augment import list_configs
+from core.models import param_counts
+from core.runs import jobs, tutorial
+from core.data.augment import list_configs
 from core.config import get_settings
-from core.dataset import DatasetError, scan_dataset
-from core.images import ImageError
-from core.models import ARCHITECTURES
-from core.runs import (
+from core.data.dataset import DatasetError, scan_dataset
+from core.data.images import ImageError
+from core.models.zoo import ARCHITECTURES
+from core.runs.store import (
     ACTIVE_STATES, DEFAULT_FINE_TUNE_LEARNING_RATE, DEFAULT_LEARNING_RATE, EVALUATION_FILE,
     HEARTBEAT_SECONDS, MODEL_FILE, RunSummary, delete_run, list_runs, make_config, read_config,
     read_json, read_metrics, read_status,
 )
-from core.splits import make_splits
-from core.thumbnails import thumbnail_jpeg
-from core.weights import IMAGENET_SIZES, imagenet_weights_filename, keras_models_dir
-from core.workspace import last_dataset
+from core.data.splits import make_splits
+from core.data.thumbnails import thumbnail_jpeg
+from core.models.weights import IMAGENET_SIZES, imagenet_weights_filename, keras_models_dir
+from core.data.workspace import last_dataset
 from pages import _train_views as views
 from pages._shell import ensure_app_shell
 
@@ -62,7 +63,7 @@ def recover_runs_at_start(runs_dir: str) -> list[Path]:
 @st.cache_resource(show_spinner=False)
 def _param_counter() -> ThreadPoolExecutor:
     # Counting builds the models, which needs TensorFlow: a child process does
-    # it (core.param_counts) while this thread only waits, so the page never does.
+    # it (core.models.param_counts) while this thread only waits, so the page never does.
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="count-params")
 
 
@@ -86,7 +87,7 @@ def param_count(arch: str, num_classes: int, image_size: int) -> tuple[bool, int
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
 def keras_summary(model_file: str, modified: float) -> str:
     """Keras' layer-by-layer summary of a saved model (imports TensorFlow)."""
-    from core.inference import load_run_model
+    from core.serving.inference import load_run_model
 
     model = load_run_model(Path(model_file).parent)
     lines: list[str] = []

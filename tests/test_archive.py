@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.acquire import (
+from core.data.acquire import (
     DatasetError,
     find_dataset_root,
     import_zip,
     list_local_datasets,
     use_local_folder,
 )
-from core.archive import ArchiveError, UnsafeArchiveError, safe_extract_zip
+from core.data.archive import ArchiveError, UnsafeArchiveError, safe_extract_zip
 from core.config import get_settings
 
 

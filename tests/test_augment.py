@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.augment import (PRESETS, AugmentConfig, list_configs, load_config, preview,
+from core.data.augment import (PRESETS, AugmentConfig, list_configs, load_config, preview,
                           save_config)
 
 

@@ -70,7 +70,7 @@ def test_the_page_does_not_load_tensorflow_without_a_model(tmp_path):
 def test_models_are_listed_best_test_accuracy_first(run_dir, pawlab_home):
     import shutil
 
-    from core.runs import read_json, update_status, write_json
+    from core.runs.store import read_json, update_status, write_json
 
     def copy_with(name, accuracy, created):
         target = pawlab_home / "runs" / name

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, make_separable_dataset
-from core.dataset import DatasetError, scan_dataset
-from core.images import ImageError, load_resized, open_rgb
-from core.splits import make_splits, subset
+from core.data.dataset import DatasetError, scan_dataset
+from core.data.images import ImageError, load_resized, open_rgb
+from core.data.splits import make_splits, subset
 
 
 # --- Decoding: every mode becomes RGB, bad files get a sentence -------------
@@ -155,8 +155,8 @@ def test_pool_split_is_stratified_and_subsets_are_stable(tmp_path):
 # --- Pipeline -------------------------------------------------------------------
 
 def test_pipeline_shapes_dtypes_and_determinism(tiny_dataset):
-    from core.augment import PRESETS
-    from core.pipeline import make_dataset
+    from core.data.augment import PRESETS
+    from core.data.pipeline import make_dataset
 
     splits = make_splits(scan_dataset(tiny_dataset))
     evaluation = make_dataset(splits.validation, 32, 4, training=False)

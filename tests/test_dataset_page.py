@@ -17,11 +17,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, make_separable_dataset
-from core.augment import list_configs
+from core.data.augment import list_configs
 from core.config import get_settings
-from core.dataset import scan_dataset
-from core.splits import make_splits
-from core.workspace import last_dataset, remember_dataset
+from core.data.dataset import scan_dataset
+from core.data.splits import make_splits
+from core.data.workspace import last_dataset, remember_dataset
 
 OVERVIEW_TAB = ":material/bar_chart: Overview"
 BROWSE_TAB = ":material/grid_view: Browse photos"
@@ -318,7 +318,7 @@ def test_the_page_does_not_load_tensorflow_until_the_preview(tiny_dataset, tmp_p
     home = tmp_path / "home"
     script = (
         "import sys\n"
-        "from core.workspace import remember_dataset\n"
+        "from core.data.workspace import remember_dataset\n"
         f"remember_dataset({str(tiny_dataset)!r})\n"
         "from streamlit.testing.v1 import AppTest\n"
         f"app = AppTest.from_file({str(REPO / 'app.py')!r}, default_timeout=120).run()\n"

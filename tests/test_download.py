@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import core.download
-from core.acquire import fetch_official_dataset, list_local_datasets
-from core.archive import ArchiveError
+import core.data.download
+from core.data.acquire import fetch_official_dataset, list_local_datasets
+from core.data.archive import ArchiveError
 from core.config import get_settings
-from core.download import DownloadError, download_file
+from core.data.download import DownloadError, download_file
 
 
 def jpeg_bytes(seed: int, size: int = 48) -> bytes:
@@ -93,7 +93,7 @@ def server():
 
 @pytest.fixture(autouse=True)
 def no_retry_wait(monkeypatch):
-    monkeypatch.setattr(core.download, "RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(core.data.download, "RETRY_WAIT_S", 0.0)
 
 
 @pytest.fixture

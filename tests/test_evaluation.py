@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import make_separable_dataset
-from core.dataset import scan_dataset
-from core.evaluation import evaluate_model, evaluate_run, run_test_split, scores
-from core.splits import make_splits
-from core.runs import MODEL_FILE, create_run, make_config, read_config, write_config
+from core.data.dataset import scan_dataset
+from core.runs.evaluation import evaluate_model, evaluate_run, run_test_split, scores
+from core.data.splits import make_splits
+from core.runs.store import MODEL_FILE, create_run, make_config, read_config, write_config
 
 import keras
 

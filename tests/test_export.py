@@ -19,8 +19,8 @@ def run_dir(tmp_path_factory, pawlab_home):
 def test_exports_are_made_once_cached_and_remade_for_a_newer_model(run_dir):
     import tensorflow as tf
 
-    from core.export import SAVEDMODEL_ZIP, TFLITE_FILE, cached_export, export_savedmodel_zip, export_tflite
-    from core.inference import Predictor
+    from core.serving.export import SAVEDMODEL_ZIP, TFLITE_FILE, cached_export, export_savedmodel_zip, export_tflite
+    from core.serving.inference import Predictor
 
     assert cached_export(run_dir, SAVEDMODEL_ZIP) is None
     archive = export_savedmodel_zip(run_dir)
@@ -61,8 +61,8 @@ def test_savedmodel_serves_the_keras_logits(run_dir, tmp_path):
     """What TF Serving would load: the zip's saved_model/ with its serving signature."""
     import tensorflow as tf
 
-    from core.export import export_savedmodel_zip
-    from core.inference import load_run_model
+    from core.serving.export import export_savedmodel_zip
+    from core.serving.inference import load_run_model
 
     with zipfile.ZipFile(export_savedmodel_zip(run_dir)) as zipped:
         zipped.extractall(tmp_path / "unzipped")
@@ -76,7 +76,7 @@ def test_savedmodel_serves_the_keras_logits(run_dir, tmp_path):
 
 
 def test_export_without_a_model_says_so(run_dir):
-    from core.export import export_tflite
+    from core.serving.export import export_tflite
 
     (run_dir / "model.keras").unlink()
     with pytest.raises(FileNotFoundError, match="no saved model"):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.dataset import Sample
-from core.features import cache_path, cached_features, extract_features
+from core.data.dataset import Sample
+from core.models.features import cache_path, cached_features, extract_features
 
 import keras
 

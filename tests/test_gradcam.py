@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.gradcam import GradCam, gradcam_heatmap, jet, overlay
+from core.serving.gradcam import GradCam, gradcam_heatmap, jet, overlay
 
 SIZE = 48
 PATCH = 12
@@ -27,7 +27,7 @@ def corner_patch_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def corner_model():
     import keras
 
-    from core.models import build_model
+    from core.models.zoo import build_model
 
     images, labels = corner_patch_images(40, seed=0)
     model = build_model("cnn", 2, SIZE, seed=0)
@@ -56,7 +56,7 @@ def test_heatmap_looks_where_the_class_is_decided(corner_model):
 def test_heatmap_has_the_conv_grid_shape_and_unit_range(arch, size):
     import keras
 
-    from core.models import build_model, last_conv_layer_name
+    from core.models.zoo import build_model, last_conv_layer_name
 
     model = build_model(arch, 3, size, weights=None, seed=1)
     layer = last_conv_layer_name(model)
@@ -74,7 +74,7 @@ def test_heatmap_has_the_conv_grid_shape_and_unit_range(arch, size):
 
 
 def test_predictor_heatmap_is_for_the_predicted_class(corner_model):
-    from core.inference import Predictor
+    from core.serving.inference import Predictor
 
     predictor = Predictor(corner_model, ["plain", "corner"], SIZE)
     images, labels = corner_patch_images(2, seed=5)

@@ -27,9 +27,9 @@ IMAGE_SIZE = 32
 
 @functools.lru_cache(maxsize=None)
 def _trained_run_template(base: Path) -> Path:
-    """Train a cnn on circles vs squares through core.training, under ``base``."""
-    from core.runs import create_run, make_config
-    from core.training import execute_run
+    """Train a cnn on circles vs squares through core.runs.training, under ``base``."""
+    from core.runs.store import create_run, make_config
+    from core.runs.training import execute_run
 
     data = make_separable_dataset(base / "data", per_class=16, size=48)
     with pytest.MonkeyPatch.context() as patch:
@@ -56,13 +56,13 @@ def run_dir(tmp_path_factory, pawlab_home) -> Path:
 
 @pytest.fixture
 def predictor(run_dir):
-    from core.inference import Predictor
+    from core.serving.inference import Predictor
 
     return Predictor.from_run(run_dir)
 
 
 def validation_files(run_dir: Path) -> list[str]:
-    from core.runs import read_config
+    from core.runs.store import read_config
 
     root = Path(read_config(run_dir).data_root)
     return sorted(str(p) for p in (root / "validation").rglob("*.jpg"))
@@ -119,12 +119,12 @@ def write_bad_and_unusual_files(folder: Path) -> dict[str, Path]:
 # --- Same answers as evaluation ------------------------------------------------
 
 def test_predictions_match_the_evaluation_pipeline(run_dir):
-    """A file gets the probabilities core.evaluation's pipeline gives it, not just the label."""
-    from core.dataset import scan_dataset
-    from core.evaluation import _softmax
-    from core.inference import load_run_model, predict_images
-    from core.pipeline import make_dataset
-    from core.runs import read_config
+    """A file gets the probabilities core.runs.evaluation's pipeline gives it, not just the label."""
+    from core.data.dataset import scan_dataset
+    from core.runs.evaluation import _softmax
+    from core.serving.inference import load_run_model, predict_images
+    from core.data.pipeline import make_dataset
+    from core.runs.store import read_config
 
     config = read_config(run_dir)
     samples = scan_dataset(config.data_root).splits["validation"]
@@ -144,10 +144,10 @@ def test_real_photos_match_evaluate_model(shared_dir, tmp_path, pawlab_home):
     """Full-size JPEGs (draft decoding kicks in) give evaluate_model's probabilities."""
     import keras
 
-    from core.dataset import Sample
-    from core.evaluation import evaluate_model
-    from core.inference import Predictor
-    from core.models import build_model
+    from core.data.dataset import Sample
+    from core.runs.evaluation import evaluate_model
+    from core.serving.inference import Predictor
+    from core.models.zoo import build_model
 
     validation = shared_dir / "data" / "cats_and_dogs" / "validation"
     paths = sorted((validation / "cats").glob("*.jpg"))[:4] + sorted((validation / "dogs").glob("*.jpg"))[:4]
@@ -241,7 +241,7 @@ def test_uploaded_bytes_and_files_are_accepted(predictor, tmp_path):
 
 
 def test_a_run_without_model_is_a_clear_error(run_dir):
-    from core.inference import Predictor, RunNotReadyError
+    from core.serving.inference import Predictor, RunNotReadyError
 
     (run_dir / "model.keras").unlink()
     with pytest.raises(RunNotReadyError, match="no saved model"):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, make_separable_dataset
-from core import jobs
-from core.runs import (
+from core.runs import jobs
+from core.runs.store import (
     CANCEL_FILE, create_run, make_config, pid_alive, read_metrics, read_status, run_dirs,
     update_status,
 )
@@ -58,8 +58,8 @@ def log_of(run_dir) -> str:
 def test_two_submits_at_once_start_one_worker_and_chain(data, pawlab_home):
     """Two processes submit at the same moment: one runs, one waits, then it starts by itself."""
     code = ("import sys\n"
-            "from core.jobs import submit\n"
-            "from core.runs import make_config\n"
+            "from core.runs.jobs import submit\n"
+            "from core.runs.store import make_config\n"
             "print(submit(make_config(sys.argv[1], 'cnn', 2, image_size=32, batch_size=8)))\n")
     submitters = [subprocess.Popen([sys.executable, "-c", code, str(data)], cwd=REPO,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

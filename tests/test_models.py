@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from core.models import (
+from core.models.zoo import (
     ARCHITECTURES,
     assemble,
     base_layers,
@@ -20,7 +20,7 @@ from core.models import (
     last_conv_layer_name,
     unfreeze_top,
 )
-from core.weights import WeightsUnavailableError, imagenet_weights_filename
+from core.models.weights import WeightsUnavailableError, imagenet_weights_filename
 
 import keras
 
@@ -35,7 +35,7 @@ def images(count, size, seed=0):
 
 
 def test_importing_models_does_not_import_tensorflow():
-    code = "import core.models, core.weights, sys; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = "import core.models.zoo, core.models.weights, sys; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
 
@@ -43,7 +43,7 @@ def test_importing_models_does_not_import_tensorflow():
 def test_architectures_are_the_contract():
     assert list(ARCHITECTURES) == ["cnn", "cnn_aug", "cnn_aug_preproc", "mobilenet_v2",
                                    "cnn_plus", "mobilenet_v2_finetune"]
-    from core.augment import PRESETS
+    from core.data.augment import PRESETS
 
     for spec in ARCHITECTURES.values():
         assert spec.default_augment in PRESETS
@@ -201,7 +201,7 @@ def test_offline_without_weights_says_which_file_and_where(tmp_path, monkeypatch
 def test_imagenet_weights_load_from_keras_home(keras_home, cats_and_dogs, monkeypatch):
     from keras.applications.mobilenet_v2 import preprocess_input
 
-    from core.images import load_resized
+    from core.data.images import load_resized
 
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
     monkeypatch.setattr(urllib.request, "urlretrieve", pytest.fail)  # must come from the cache

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.augment import PRESETS
-from core.runs import (
+from core.data.augment import PRESETS
+from core.runs.store import (
     EVALUATION_FILE, METRICS_FILE, TrainConfig, append_metrics, create_run,
     delete_run, list_runs, make_config, read_config, read_metrics, read_status,
     update_status, write_json,
@@ -177,7 +177,7 @@ def test_cli_runs_prints_the_runs_as_json(tmp_path):
 
 def test_runs_and_jobs_modules_do_not_import_tensorflow():
     """The app's pages import these; TensorFlow would add seconds to every page load."""
-    code = ("import sys, core.runs, core.jobs, core.evaluation\n"
+    code = ("import sys, core.runs.store, core.runs.jobs, core.runs.evaluation\n"
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=60)

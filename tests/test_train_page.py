@@ -1,9 +1,9 @@
 """The Train page, driven through Streamlit's AppTest (no browser).
 
-Run folders are written by hand in core.runs' documented format, so each
+Run folders are written by hand in core.runs.store' documented format, so each
 state (finished, running, queued) is shown exactly as a worker would leave
 it on disk, without training anything. Starting runs goes through the real
-core.jobs with no free training slot (PAWLAB_MAX_CONCURRENT_RUNS=0), so a
+core.runs.jobs with no free training slot (PAWLAB_MAX_CONCURRENT_RUNS=0), so a
 submitted run stays queued and no TensorFlow process is spawned.
 """
 
@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, tutorial
-from core.runs import (
+from core.runs import jobs, tutorial
+from core.runs.store import (
     EVALUATION_FILE, MODEL_FILE, append_metrics, create_run, list_runs, make_config,
     read_config, read_status, update_status, write_json,
 )
-from core.workspace import remember_dataset
+from core.data.workspace import remember_dataset
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TIMEOUT = 60  # the first run imports pandas and Plotly
@@ -273,7 +273,7 @@ def test_a_real_model_gets_a_keras_summary_on_demand(tiny_dataset):
     remember_dataset(tiny_dataset)
     run_dir = write_run(tiny_dataset, state="running", metrics=2, pid=None)
     finish_run(run_dir, tiny_dataset)
-    from core.models import build_model
+    from core.models.zoo import build_model
 
     build_model("cnn", 2, 32).save(run_dir / MODEL_FILE)
     at = open_train_page()
@@ -286,8 +286,8 @@ def test_a_real_model_gets_a_keras_summary_on_demand(tiny_dataset):
 
 
 def test_parameter_counts_are_counted_aside_and_remembered(tiny_dataset, monkeypatch):
-    from core import param_counts
-    from core.models import ARCHITECTURES, count_params
+    from core.models import param_counts
+    from core.models.zoo import ARCHITECTURES, count_params
 
     counts = param_counts.count_in_subprocess(["cnn", "cnn_plus"], 2, 32)
     assert counts == {"cnn": count_params("cnn", 2, 32), "cnn_plus": count_params("cnn_plus", 2, 32)}

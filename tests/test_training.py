@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_separable_dataset
-from core.runs import (
+from core.runs.store import (
     MODEL_FILE, create_run, make_config, read_config, read_metrics, read_status, update_status,
 )
 
 import keras
-from core import training
+from core.runs import training
 
 METRIC_KEYS = {"epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds",
                "images_per_second", "time"}
@@ -78,7 +78,7 @@ def test_run_folder_holds_everything_a_page_reads(trained):
     assert all(m["images_per_second"] > 0 for m in metrics)
 
     model = keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True)
-    from core.images import load_resized
+    from core.data.images import load_resized
 
     circle = next((trained["data"] / "validation" / "circles").iterdir())
     square = next((trained["data"] / "validation" / "squares").iterdir())
@@ -156,7 +156,7 @@ def test_cancel_file_stops_training_after_the_current_batch(tmp_path, monkeypatc
     def batch_end(self, batch, logs=None):
         batches.append(batch)
         if len(batches) == cancel_at:
-            (run_dir / "cancel").touch()  # what core.jobs.cancel writes
+            (run_dir / "cancel").touch()  # what core.runs.jobs.cancel writes
         return real_batch_end(self, batch, logs)
 
     monkeypatch.setattr(training.ProgressCallback, "on_train_batch_end", batch_end)
@@ -346,7 +346,7 @@ def test_mobilenet_v2_finetune_continues_with_a_fine_tune_phase(tmp_path, imagen
     ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, True),
 ])
 def test_only_the_chief_of_a_cluster_writes_the_run(monkeypatch, tf_config, chief):
-    from core.distribute import is_chief
+    from core.models.distribute import is_chief
 
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)

@@ -206,7 +206,7 @@ def warm_scan_cache(tmp_path_factory) -> Callable[..., None]:
     The first call per dataset scans it (8 s for the 3,000 real photos on two
     cores); later calls, in any test of the session, copy the result.
     """
-    from core.dataset import scan_dataset
+    from core.data.dataset import scan_dataset
 
     scanned: dict[Path, Path] = {}
 

@@ -5,7 +5,7 @@ on 160 px cats-and-dogs photos, batch 32, 20 epochs each, and reports their
 validation accuracy. Its "test" set is taken from the validation set with
 ``validation.take(n)`` on a dataset that reshuffles every pass, so test
 images leak into validation and its numbers are optimistic. PawLab's splits
-(core.splits) never overlap, so a reproduction here is a fair measurement.
+(core.data.splits) never overlap, so a reproduction here is a fair measurement.
 
 ``tutorial_configs`` builds the four runs; ``find_tutorial_runs`` recognises
 them afterwards by their settings (so a run started by hand with the same
@@ -18,9 +18,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.augment import PRESETS
-from core.models import ARCHITECTURES
-from core.runs import TrainConfig, make_config, read_config, run_dirs
+from core.data.augment import PRESETS
+from core.models.zoo import ARCHITECTURES
+from core.runs.store import TrainConfig, make_config, read_config, run_dirs
 
 IMAGE_SIZE = 160
 BATCH_SIZE = 32

@@ -1,6 +1,6 @@
 """How good is a trained model: accuracy, per-class scores, confusions, mistakes.
 
-A run is evaluated on its test split: the images ``core.splits.make_splits``
+A run is evaluated on its test split: the images ``core.data.splits.make_splits``
 sets aside with the run's seed and fractions, which training never saw
 (neither for fitting nor for choosing the best epoch).
 
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.dataset import Sample
-from core.runs import EVALUATION_FILE, MODEL_FILE, read_config, write_json
+from core.data.dataset import Sample
+from core.runs.store import EVALUATION_FILE, MODEL_FILE, read_config, write_json
 
 
 def scores(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> dict:
@@ -62,7 +62,7 @@ def scores(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> d
 def evaluate_model(model, samples: list[Sample], classes: list[str], image_size: int,
                    batch_size: int = 32) -> dict:
     """Score ``model`` (images -> logits) on ``samples``, through the training pipeline's decode."""
-    from core.pipeline import make_dataset
+    from core.data.pipeline import make_dataset
 
     dataset = make_dataset(samples, image_size, batch_size, training=False)
     images_only = dataset.map(lambda images, labels: images)
@@ -91,8 +91,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def run_test_split(config) -> tuple[list[str], list[Sample]]:
     """(classes, test samples) of a run's dataset, by the run's split rule."""
-    from core.dataset import scan_dataset
-    from core.splits import make_splits
+    from core.data.dataset import scan_dataset
+    from core.data.splits import make_splits
 
     splits = make_splits(scan_dataset(config.data_root), seed=config.seed,
                          test_fraction=config.test_fraction,

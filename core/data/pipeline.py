@@ -1,6 +1,6 @@
 """tf.data input pipelines: from file paths to batches of images and labels.
 
-    paths -> parallel decode + resize (core.images, the same code inference
+    paths -> parallel decode + resize (core.data.images, the same code inference
     uses) -> cache decoded uint8 -> seeded shuffle -> batch -> augmentation
     (Keras preprocessing layers, on the CPU, in the pipeline) -> prefetch
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from core.augment import AugmentConfig, build_augmentation
-from core.dataset import Sample
-from core.images import load_resized
+from core.data.augment import AugmentConfig, build_augmentation
+from core.data.dataset import Sample
+from core.data.images import load_resized
 
 # Decoded images bigger than this go to a disk cache instead of memory.
 MEMORY_CACHE_BYTES = 4 * 1024**3

@@ -27,11 +27,11 @@ import urllib.parse
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Union
 
-from core.archive import ArchiveError, is_junk, safe_extract_zip
+from core.data.archive import ArchiveError, is_junk, safe_extract_zip
 from core.config import Settings, get_settings
-from core.dataset import DatasetError
-from core.download import DownloadError, download_file
-from core.images import IMAGE_EXTENSIONS
+from core.data.dataset import DatasetError
+from core.data.download import DownloadError, download_file
+from core.data.images import IMAGE_EXTENSIONS
 
 try:  # Unix: serialise two sessions fetching the same dataset at once.
     import fcntl

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import core
 from core.config import get_settings
-from core.runs import (
+from core.runs.store import (
     CANCEL_FILE, LOG_FILE, TrainConfig, create_run, file_lock, pid_alive, read_config, read_status,
     run_dirs, runs_root, update_status,
 )
@@ -186,7 +186,7 @@ def cancel(run_dir: str | os.PathLike) -> str:
 
 def _dataset_problem(run_dir: Path) -> str | None:
     """Why the run's dataset cannot be read at all, checked without TensorFlow."""
-    from core.dataset import DatasetError, scan_dataset
+    from core.data.dataset import DatasetError, scan_dataset
 
     try:
         scan_dataset(read_config(run_dir).data_root)  # cached: training scans again for free
@@ -197,7 +197,7 @@ def _dataset_problem(run_dir: Path) -> str | None:
 
 def cli_worker(args) -> int:
     """``python -m core worker RUN_DIR``: train the run, then start the next queued one."""
-    from core.distribute import configure_devices
+    from core.models.distribute import configure_devices
 
     run_dir = Path(args.run_dir).resolve()
     state = "failed"
@@ -210,7 +210,7 @@ def cli_worker(args) -> int:
             return 1
         try:
             configure_devices()  # before TensorFlow starts its runtime
-            from core.training import execute_run
+            from core.runs.training import execute_run
         except Exception as error:  # a broken install: say so in the run, not only in log.txt
             update_status(run_dir, state="failed", finished=time.time(),
                           error=f"The training process could not start: {error}",

@@ -37,9 +37,9 @@ Files in a run folder
     here, written at most four times a second; the heartbeat is written
     every ``HEARTBEAT_SECONDS`` whatever the phase.
 
-    State changes: queued -> running (core.jobs.dispatch) -> completed |
+    State changes: queued -> running (core.runs.jobs.dispatch) -> completed |
     failed | cancelled; queued -> cancelled; running -> interrupted when the
-    process disappeared without a word (core.jobs.recover).
+    process disappeared without a word (core.runs.jobs.recover).
 
 ``metrics.jsonl``
     One JSON object per finished epoch, appended when the epoch ends:
@@ -55,16 +55,16 @@ Files in a run folder
     returns logits; class names are ``config.json["classes"]``.
 
 ``evaluation.json``
-    Written by ``core.evaluation.evaluate_run`` on the test split (see there).
+    Written by ``core.runs.evaluation.evaluate_run`` on the test split (see there).
 
 ``tensorboard/``
     Keras TensorBoard logs: ``tensorboard --logdir PAWLAB_HOME/runs``.
 
 ``log.txt``
-    The worker process's stdout and stderr (runs started by core.jobs).
+    The worker process's stdout and stderr (runs started by core.runs.jobs).
 
 ``cancel``
-    Present when someone asked the run to stop (see core.jobs.cancel).
+    Present when someone asked the run to stop (see core.runs.jobs.cancel).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core.augment import AugmentConfig
+from core.data.augment import AugmentConfig
 from core.config import get_settings
 
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
@@ -145,7 +145,7 @@ class TrainConfig:
 DEFAULT_LEARNING_RATE = 1e-3  # Adam, as the tutorial; also for a transfer model's head
 DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-5  # TF's transfer-learning guide: tiny steps for the base
 # TF's guide fine-tunes MobileNetV2 from layer 100 of 154: its top 54 layers
-# (BatchNormalization layers among them stay frozen, see core.models.unfreeze_top).
+# (BatchNormalization layers among them stay frozen, see core.models.zoo.unfreeze_top).
 DEFAULT_FINE_TUNE_LAYERS = 54
 
 
@@ -173,8 +173,8 @@ def make_config(
     ``epochs`` for architectures that fine-tune (as TF's guide), 0 otherwise.
     Raises ValueError with a sentence for a person on bad values.
     """
-    from core.augment import load_config
-    from core.models import ARCHITECTURES
+    from core.data.augment import load_config
+    from core.models.zoo import ARCHITECTURES
 
     if arch not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture '{arch}'. Choose one of: {', '.join(ARCHITECTURES)}.")

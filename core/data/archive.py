@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Optional, Union
 
-from core.download import format_size
+from core.data.download import format_size
 
 ZipSource = Union[str, os.PathLike, BinaryIO]
 # (uncompressed bytes written so far, total uncompressed bytes declared)

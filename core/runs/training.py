@@ -1,9 +1,9 @@
 """Training one run, in this process: data, model, fit, checkpoints, evaluation.
 
 ``execute_run(run_dir)`` reads the run's config.json and writes everything
-described in core.runs as it goes (status with heartbeat and batch progress,
+described in core.runs.store as it goes (status with heartbeat and batch progress,
 metrics.jsonl, model.keras, TensorBoard logs, evaluation.json). The job
-manager (core.jobs) runs it in a worker process; ``python -m core train``
+manager (core.runs.jobs) runs it in a worker process; ``python -m core train``
 runs it in the foreground.
 
     scan dataset -> split (seeded) -> optional training subset
@@ -19,7 +19,7 @@ runs it in the foreground.
        unfrozen, a 100x smaller learning rate, as TF's transfer-learning guide
     -> evaluation of the best model on the test split
 
-Stopping: a ``cancel`` file in the run folder (core.jobs.cancel writes it) or
+Stopping: a ``cancel`` file in the run folder (core.runs.jobs.cancel writes it) or
 SIGTERM stop training after the current batch; the run ends "cancelled".
 """
 
@@ -40,16 +40,16 @@ import keras
 import tensorflow as tf
 
 from core.config import get_settings
-from core.dataset import DatasetError, Sample, scan_dataset
-from core.distribute import configure_devices, is_chief, strategy_for_environment
-from core.evaluation import evaluate_run
-from core.models import ARCHITECTURES, assemble, build_frozen_parts, build_model, unfreeze_top
-from core.pipeline import make_dataset
-from core.runs import (
+from core.data.dataset import DatasetError, Sample, scan_dataset
+from core.models.distribute import configure_devices, is_chief, strategy_for_environment
+from core.runs.evaluation import evaluate_run
+from core.models.zoo import ARCHITECTURES, assemble, build_frozen_parts, build_model, unfreeze_top
+from core.data.pipeline import make_dataset
+from core.runs.store import (
     CANCEL_FILE, HEARTBEAT_SECONDS, MODEL_FILE, TENSORBOARD_DIR, TrainConfig, append_metrics,
     create_run, make_config, pid_alive, read_config, read_status, update_status, write_config,
 )
-from core.splits import make_splits, subset
+from core.data.splits import make_splits, subset
 
 # Batch progress goes to status.json at most this often (seconds).
 PROGRESS_INTERVAL = 0.25
@@ -321,7 +321,7 @@ def _train(run_dir: Path, control: RunControl) -> None:
     keras.utils.set_random_seed(config.seed)
     decoded_cache = run_dir / ".cache"  # only used when decoded images outgrow memory
     if mode == "cached_features":
-        from core.features import cached_features
+        from core.models.features import cached_features
 
         with strategy.scope():
             feature_extractor, head = build_frozen_parts(config.arch, num_classes, size)
@@ -385,7 +385,7 @@ def _train(run_dir: Path, control: RunControl) -> None:
 
 def human_message(error: BaseException) -> str:
     """A sentence for the Train page; the traceback is kept separately."""
-    from core.weights import WeightsUnavailableError
+    from core.models.weights import WeightsUnavailableError
 
     if isinstance(error, (ValueError, FileNotFoundError, WeightsUnavailableError)):
         return str(error)

@@ -16,7 +16,7 @@ one corner (the corner-patch model of tests/test_gradcam.py, three seeds
 tried) they cancelled out to an empty map. Keeping G per position shows what
 the model actually used.
 
-The "last conv layer" is ``core.models.last_conv_layer_name``: the last layer
+The "last conv layer" is ``core.models.zoo.last_conv_layer_name``: the last layer
 with a spatial (4D) output. PawLab builds its MobileNetV2 models as one flat
 graph, so ``out_relu`` is a layer of the model itself and the grad model is
 simply ``Model(inputs, [that layer's output, model output])``.
@@ -38,7 +38,7 @@ class GradCam:
         import keras
         import tensorflow as tf
 
-        from core.models import last_conv_layer_name
+        from core.models.zoo import last_conv_layer_name
 
         self.layer_name = layer_name or last_conv_layer_name(model)
         grad_model = keras.Model(

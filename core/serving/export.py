@@ -19,8 +19,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from core.inference import load_run_model, model_path
-from core.runs import read_config
+from core.serving.inference import load_run_model, model_path
+from core.runs.store import read_config
 
 EXPORTS_DIR = "exports"
 SAVEDMODEL_ZIP = "saved_model.zip"

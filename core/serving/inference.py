@@ -1,7 +1,7 @@
 """Classifying photos with a trained run: files in, class probabilities out.
 
     run folder -> load model.keras once (Keras safe mode) -> Predictor
-    photos -> decode + resize with core.images.load_resized (the training
+    photos -> decode + resize with core.data.images.load_resized (the training
     pipeline's own decode) -> one batch -> compiled model call -> softmax
 
 A file that cannot be decoded gets an error sentence; the other files in the
@@ -28,8 +28,8 @@ from typing import BinaryIO, Sequence, Union
 
 import numpy as np
 
-from core.images import ImageError, load_resized
-from core.runs import MODEL_FILE, RunSummary, list_runs, read_config
+from core.data.images import ImageError, load_resized
+from core.runs.store import MODEL_FILE, RunSummary, list_runs, read_config
 
 # A path, raw bytes, a (file name, bytes) pair, or a file object with a
 # ``name`` (Streamlit's UploadedFile).
@@ -161,7 +161,7 @@ class Predictor:
 
     def gradcam(self, prediction: Prediction) -> np.ndarray:
         """Grad-CAM heatmap (conv grid size, values in [0, 1]) for the predicted class."""
-        from core.gradcam import GradCam
+        from core.serving.gradcam import GradCam
 
         if prediction.pixels is None:
             raise ValueError(f"{prediction.file} was not classified, so it has no heatmap.")
@@ -171,7 +171,7 @@ class Predictor:
 
 
 def _named_source(source: PhotoSource, index: int) -> tuple[str, PhotoSource]:
-    """(file name for messages, something core.images can decode)."""
+    """(file name for messages, something core.data.images can decode)."""
     if isinstance(source, (str, os.PathLike)):
         return Path(source).name, source
     if isinstance(source, (bytes, bytearray)):
@@ -198,7 +198,7 @@ def _decode(source: PhotoSource, name: str, image_size: int) -> np.ndarray:
         if not source:
             raise ImageError(f"{name} is empty (0 bytes).")
         named = io.BytesIO(source)
-        named.name = name  # core.images names the file in its messages
+        named.name = name  # core.data.images names the file in its messages
         source = named
     return load_resized(source, image_size)
 
@@ -213,7 +213,7 @@ def predict_images(run_or_predictor: str | os.PathLike | Predictor,
 
 def preview_image(source: PhotoSource, max_side: int = 512) -> np.ndarray:
     """An upright RGB copy of a photo for display, at most ``max_side`` pixels wide or high."""
-    from core.images import open_rgb
+    from core.data.images import open_rgb
 
     name, source = _named_source(source, 0)
     if isinstance(source, bytes):

@@ -3,7 +3,7 @@
 Every model takes float32 images in [0, 255] of shape (None, S, S, 3) on an
 Input named "image" and returns logits (no softmax). Scaling is the model's
 first layer; augmentation is not in the model, it runs in the data pipeline
-(core.pipeline), so models contain no random layers besides Dropout.
+(core.data.pipeline), so models contain no random layers besides Dropout.
 
 MobileNetV2 models are built as one flat functional graph: the base's layers
 (``Conv1`` ... ``out_relu``) are layers of the model itself, not of a nested
@@ -29,7 +29,7 @@ class ArchSpec:
     title: str
     description: str  # one line for the Train page
     family: str  # "scratch" | "transfer"
-    default_augment: str  # a preset name in core.augment.PRESETS
+    default_augment: str  # a preset name in core.data.augment.PRESETS
     frozen_base: bool  # an ImageNet base is frozen in phase 1, so its features can be cached
     fine_tune: bool  # a second phase unfreezes the top of the base
     tutorial_val_accuracy: float | None  # what the tutorial reported; None for ours
@@ -155,7 +155,7 @@ def build_model(arch: str, num_classes: int, image_size: int, *,
     """A fresh model for ``arch``: images in [0, 255] -> logits.
 
     ``weights`` only matters for transfer models: "imagenet" (cached or
-    downloaded, see core.weights), None for random init, or a weights file.
+    downloaded, see core.models.weights), None for random init, or a weights file.
     ``seed`` seeds Keras' global random state first, for reproducible init.
     """
     import keras
@@ -183,7 +183,7 @@ def build_frozen_parts(arch: str, num_classes: int, image_size: int, *, weights:
     if not spec.frozen_base:
         raise ValueError(f"'{arch}' has no frozen ImageNet base; build it with build_model().")
     if weights == "imagenet":
-        from core.weights import ensure_imagenet_weights
+        from core.models.weights import ensure_imagenet_weights
 
         weights = str(ensure_imagenet_weights(image_size))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.dataset import Sample
+from core.data.dataset import Sample
 
 Progress = Callable[[int, "int | None"], None]  # (images done, images in total)
 
@@ -102,7 +102,7 @@ def cached_features(feature_extractor, samples: list[Sample], image_size: int, b
             progress(len(samples), len(samples))
         return cached
 
-    from core.pipeline import make_dataset
+    from core.data.pipeline import make_dataset
 
     dataset = make_dataset(samples, image_size, batch_size, training=False)
     features, labels = extract_features(feature_extractor, dataset, progress, total=len(samples))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import get_settings
-from core.images import check_image
+from core.data.images import check_image
 
 SPLIT_FOLDERS = ("train", "validation", "test")
 # Folder names that mean "validation" in common layouts.

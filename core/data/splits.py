@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.dataset import DatasetInfo, Sample
+from core.data.dataset import DatasetInfo, Sample
 
 DEFAULT_SEED = 1337
 

@@ -3,7 +3,7 @@
 Counting parameters means building the model, and building needs TensorFlow,
 which takes seconds to import and holds Python's GIL while it does. The Train
 page shows counts next to its model picker, so they are computed in a child
-Python process (``python -m core.param_counts CLASSES SIZE``) and kept on
+Python process (``python -m core.models.param_counts CLASSES SIZE``) and kept on
 disk in ``cache_dir/param_counts.json`` (keyed by the models' source too):
 once counted, a count is read back instantly, across server restarts.
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 
 from core.config import get_settings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ZOO_FILE = Path(__file__).resolve().with_name("zoo.py")
 
 
 def _cache_file() -> Path:
@@ -31,9 +32,9 @@ def _cache_file() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _models_fingerprint() -> str:
-    # Counts belong to one definition of the models: an edited core/models.py
+    # Counts belong to one definition of the models: an edited core/models/zoo.py
     # (a layer added) must not be answered from the old counts.
-    return hashlib.sha256((REPO_ROOT / "core" / "models.py").read_bytes()).hexdigest()[:12]
+    return hashlib.sha256(ZOO_FILE.read_bytes()).hexdigest()[:12]
 
 
 def _key(arch: str, num_classes: int, image_size: int) -> str:
@@ -68,7 +69,7 @@ def count_in_subprocess(archs, num_classes: int, image_size: int, timeout: float
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["CUDA_VISIBLE_DEVICES"] = ""  # counting needs no accelerator; leave it to training
     result = subprocess.run(
-        [sys.executable, "-m", "core.param_counts", str(num_classes), str(image_size), *missing],
+        [sys.executable, "-m", "core.models.param_counts", str(num_classes), str(image_size), *missing],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
     if result.returncode != 0:
@@ -93,7 +94,7 @@ def main(argv: list[str]) -> int:
     # Counting is not urgent: give way to training runs and the app on a busy CPU.
     with contextlib.suppress(OSError):
         os.nice(10)
-    from core.models import ARCHITECTURES, count_params
+    from core.models.zoo import ARCHITECTURES, count_params
 
     num_classes, image_size, *archs = argv
     counts = {arch: count_params(arch, int(num_classes), int(image_size)) for arch in archs or ARCHITECTURES}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from core.images import open_rgb
+from core.data.images import open_rgb
 
 
 @dataclass(frozen=True)

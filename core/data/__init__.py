@@ -1,0 +1,1 @@
+"""Photos from disk to tensors: acquire, scan, split, decode, augment, batch."""

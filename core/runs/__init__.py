@@ -1,0 +1,1 @@
+"""Training runs: recipes, the run folder, the job queue, the worker, evaluation."""
