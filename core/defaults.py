@@ -1,0 +1,19 @@
+"""The defaults every part of PawLab shares: one home for each number.
+
+The tutorial's settings are PawLab's defaults: 160 px squares, batches of
+32, and seed 1337 for splits, shuffling and weight initialisation. The
+architectures' own recipes (epochs, learning rates, augmentation, fine-tuning)
+live in core.runs.recipes; the data layer only needs the numbers below.
+"""
+
+IMAGE_SIZE = 160
+BATCH_SIZE = 32
+SEED = 1337
+# With train/ and validation/ folders, test is this share of validation/ (per
+# class); a single pool of photos gives this share to test and to validation.
+TEST_FRACTION = 0.2
+VALIDATION_FRACTION = 0.2
+
+# What the Train page and the CLI offer. 32 and 64 px train in seconds.
+IMAGE_SIZES = (32, 64, 96, 128, 160, 192, 224)
+BATCH_SIZES = (8, 16, 32, 64, 128)
