@@ -29,10 +29,8 @@ class ArchSpec:
     title: str
     description: str  # one line for the Train page
     family: str  # "scratch" | "transfer"
-    default_augment: str  # a preset name in core.data.augment.PRESETS
     frozen_base: bool  # an ImageNet base is frozen in phase 1, so its features can be cached
     fine_tune: bool  # a second phase unfreezes the top of the base
-    tutorial_val_accuracy: float | None  # what the tutorial reported; None for ours
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -41,32 +39,32 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         ArchSpec(
             "cnn", "Tutorial CNN",
             "Three conv layers with max pooling and dropout, trained from scratch.",
-            "scratch", "none", False, False, 0.61,
+            "scratch", False, False,
         ),
         ArchSpec(
             "cnn_aug", "Tutorial CNN + augmentation",
             "The same CNN, trained on randomly flipped (vertically) and rotated images.",
-            "scratch", "tutorial", False, False, 0.66,
+            "scratch", False, False,
         ),
         ArchSpec(
             "cnn_aug_preproc", "Tutorial CNN + augmentation + preprocessing",
             "The same CNN with MobileNetV2's input scaling to [-1, 1] and milder augmentation.",
-            "scratch", "tutorial_preproc", False, False, 0.70,
+            "scratch", False, False,
         ),
         ArchSpec(
             "mobilenet_v2", "Tutorial transfer learning (MobileNetV2)",
             "A frozen ImageNet MobileNetV2 with a small dense head on its flattened features.",
-            "transfer", "none", True, False, 0.97,
+            "transfer", True, False,
         ),
         ArchSpec(
             "cnn_plus", "CNN+ (ours)",
             "A from-scratch CNN with batch normalization and global pooling: better and cheaper.",
-            "scratch", "recommended", False, False, None,
+            "scratch", False, False,
         ),
         ArchSpec(
             "mobilenet_v2_finetune", "MobileNetV2 + fine-tuning (ours)",
             "Train a pooled head on cached MobileNetV2 features, then fine-tune the top of the base.",
-            "transfer", "none", True, True, None,
+            "transfer", True, True,
         ),
     )
 }

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from core.data.dataset import Sample
-from core.runs.store import EVALUATION_FILE, MODEL_FILE, read_config, write_json
+from core.fileio import write_json
+from core.runs.store import EVALUATION_FILE, MODEL_FILE, read_config, read_facts
 
 
 def scores(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> dict:
@@ -116,9 +117,10 @@ def evaluate_run(run_dir: str | os.PathLike, model=None) -> dict:
 
         model = keras.models.load_model(model_file, safe_mode=True)
     classes, test = run_test_split(config)
-    if config.classes and classes != config.classes:
+    trained_on = read_facts(run_dir).classes
+    if trained_on and classes != trained_on:
         raise ValueError(
-            f"The dataset's classes changed since training ({', '.join(config.classes)} "
+            f"The dataset's classes changed since training ({', '.join(trained_on)} "
             f"then, {', '.join(classes)} now); this run cannot be evaluated on it."
         )
     if not test:

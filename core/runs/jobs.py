@@ -27,14 +27,15 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import core
 from core.config import get_settings
+from core.fileio import FileLock
+from core.runs.recipes import TrainConfig
 from core.runs.store import (
-    CANCEL_FILE, LOG_FILE, TrainConfig, create_run, file_lock, pid_alive, read_config, read_status,
-    run_dirs, runs_root, update_status,
+    CANCEL_FILE, LOG_FILE, RunFileError, RunState, RunStatus, create_run, pid_alive, read_config,
+    read_status, run_dirs, runs_root, short_message, update_status,
 )
 
 # A running run whose heartbeat is older than this, and whose pid now belongs
@@ -73,35 +74,43 @@ def _looks_like_ours(pid: int, run_dir: Path) -> bool:
     return run_dir.name in command or "core train" in command
 
 
-def _worker_gone(status: dict, run_dir: Path) -> bool:
-    pid = status.get("pid")
-    if not _alive(pid):
+def _worker_gone(status: RunStatus, run_dir: Path) -> bool:
+    if not _alive(status.pid):
         return True
-    heartbeat = status.get("heartbeat") or status.get("started") or 0
-    stale = time.time() - heartbeat > STALE_HEARTBEAT_SECONDS
-    return stale and not _looks_like_ours(pid, run_dir)
+    stale = status.heartbeat_age > STALE_HEARTBEAT_SECONDS
+    return stale and not _looks_like_ours(status.pid, run_dir)
 
 
 @contextlib.contextmanager
 def _queue_lock(runs_dir: Path):
     runs_dir.mkdir(parents=True, exist_ok=True)
-    with file_lock(runs_dir / ".lock"):
+    with FileLock(runs_dir / ".lock", what="the training queue"):
         yield
 
 
 def _mark_interrupted(runs_dir: Path) -> list[Path]:
     _reap()
     marked = []
-    for run_dir in run_dirs(runs_dir):
-        status = read_status(run_dir)
-        if status["state"] == "running" and _worker_gone(status, run_dir):
+    for run_dir, status in _readable_runs(runs_dir):
+        if status.state == RunState.RUNNING and _worker_gone(status, run_dir):
             update_status(
-                run_dir, state="interrupted", finished=time.time(),
+                run_dir, state=RunState.INTERRUPTED, finished=time.time(),
                 error="The training process stopped unexpectedly (killed, crashed, or the "
                       f"machine restarted). Its output is in {LOG_FILE}.",
             )
             marked.append(run_dir)
     return marked
+
+
+def _readable_runs(runs_dir: Path) -> list[tuple[Path, RunStatus]]:
+    """(folder, status) of every run whose status can be read; damaged runs are skipped."""
+    readable = []
+    for run_dir in run_dirs(runs_dir):
+        try:
+            readable.append((run_dir, read_status(run_dir)))
+        except (RunFileError, OSError):
+            continue  # listed with its problem by list_runs; it must not stop the queue
+    return readable
 
 
 def recover(runs_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -131,27 +140,27 @@ def dispatch(runs_dir: str | os.PathLike | None = None) -> list[Path]:
     started = []
     with _queue_lock(root):
         _mark_interrupted(root)
-        runs = [(run_dir, read_status(run_dir)) for run_dir in run_dirs(root)]
-        free = get_settings().max_concurrent_runs - sum(s["state"] == "running" for _, s in runs)
+        runs = _readable_runs(root)
+        free = get_settings().max_concurrent_runs - sum(s.state == RunState.RUNNING for _, s in runs)
         for run_dir, status in runs:
             if free <= 0:
                 break
-            if status["state"] != "queued":
+            if status.state != RunState.QUEUED:
                 continue
             if (run_dir / CANCEL_FILE).exists():
-                update_status(run_dir, state="cancelled", finished=time.time())
+                update_status(run_dir, state=RunState.CANCELLED, finished=time.time())
                 continue
             # "running" before the worker exists, so that however fast it is, it
             # never finds its run still queued, and nothing it writes is overwritten.
             now = time.time()
-            update_status(run_dir, state="running", pid=None, started=now, heartbeat=now)
+            update_status(run_dir, state=RunState.RUNNING, pid=None, started=now, heartbeat=now)
             try:
                 pid = _start_worker(run_dir)
             except OSError as error:
-                update_status(run_dir, state="failed", finished=time.time(),
+                update_status(run_dir, state=RunState.FAILED, finished=time.time(),
                               error=f"The training process could not be started: {error}")
                 continue
-            update_status(run_dir, pid=pid, when=lambda status: status["pid"] is None)
+            update_status(run_dir, pid=pid, when=lambda status: status.pid is None)
             started.append(run_dir)
             free -= 1
     return started
@@ -159,12 +168,12 @@ def dispatch(runs_dir: str | os.PathLike | None = None) -> list[Path]:
 
 def submit(config: TrainConfig, runs_dir: str | os.PathLike | None = None) -> Path:
     """Queue a new run and start it if a slot is free; returns its folder at once."""
-    run_dir = create_run(config, runs_dir, state="queued")
+    run_dir = create_run(config, runs_dir, state=RunState.QUEUED)
     dispatch(run_dir.parent)
     return run_dir
 
 
-def cancel(run_dir: str | os.PathLike) -> str:
+def cancel(run_dir: str | os.PathLike) -> RunState:
     """Stop a run: a queued one at once, a running one after its current batch.
 
     Returns the state right after the request ("cancelled", or "running"
@@ -173,15 +182,15 @@ def cancel(run_dir: str | os.PathLike) -> str:
     run_dir = Path(run_dir)
     with _queue_lock(run_dir.parent):
         status = read_status(run_dir)
-        if status["state"] == "queued":
-            update_status(run_dir, state="cancelled", finished=time.time())
-            return "cancelled"
-        if status["state"] == "running":
+        if status.state == RunState.QUEUED:
+            update_status(run_dir, state=RunState.CANCELLED, finished=time.time())
+            return RunState.CANCELLED
+        if status.state == RunState.RUNNING:
             (run_dir / CANCEL_FILE).touch()
             if _worker_gone(status, run_dir):
-                update_status(run_dir, state="cancelled", finished=time.time())
-                return "cancelled"
-        return status["state"]
+                update_status(run_dir, state=RunState.CANCELLED, finished=time.time())
+                return RunState.CANCELLED
+        return status.state
 
 
 def _dataset_problem(run_dir: Path) -> str | None:
@@ -204,19 +213,19 @@ def cli_worker(args) -> int:
     try:
         problem = _dataset_problem(run_dir)
         status = read_status(run_dir)
-        if problem and status["state"] == "running" and status["pid"] in (None, os.getpid()):
+        if problem and status.state == RunState.RUNNING and status.pid in (None, os.getpid()):
             # Said in a second instead of after TensorFlow's import.
-            update_status(run_dir, state="failed", pid=os.getpid(), finished=time.time(), error=problem)
+            update_status(run_dir, state=RunState.FAILED, pid=os.getpid(), finished=time.time(),
+                          error=problem)
             return 1
         try:
             configure_devices()  # before TensorFlow starts its runtime
             from core.runs.training import execute_run
         except Exception as error:  # a broken install: say so in the run, not only in log.txt
-            update_status(run_dir, state="failed", finished=time.time(),
-                          error=f"The training process could not start: {error}",
-                          traceback=traceback.format_exc()[-3000:])
-            raise
+            update_status(run_dir, state=RunState.FAILED, finished=time.time(),
+                          error=short_message(f"The training process could not start: {error}"))
+            raise  # the traceback goes to log.txt
         state = execute_run(run_dir)
     finally:
         dispatch(run_dir.parent)
-    return 0 if state == "completed" else 1
+    return 0 if state == RunState.COMPLETED else 1

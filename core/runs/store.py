@@ -1,98 +1,110 @@
-"""Training runs on disk: one folder per run, readable while it trains.
+"""The run store: one folder per training run, readable while it trains.
 
 A run is a folder ``PAWLAB_HOME/runs/<id>/``. The id sorts by creation time:
 ``20261128-153012-cnn-ab12`` (date, time, architecture, random suffix). The
 process that trains writes the files; anyone (the Train page, the CLI, the
-job manager) reads them. JSON files are replaced atomically (written to a
-temp file in the same folder, then ``os.replace``), so a reader never sees
-half a file. This module never imports TensorFlow.
+job manager) reads them. Files are replaced atomically (core.fileio), so a
+reader never sees half a file, and a damaged file is reported, not raised
+past the caller. This module never imports TensorFlow.
 
 Files in a run folder
 ---------------------
 ``config.json``
-    A ``TrainConfig`` as a dict: ``data_root``, ``arch``, ``epochs``,
-    ``batch_size``, ``image_size``, ``learning_rate``, ``fine_tune_epochs``,
-    ``fine_tune_learning_rate``, ``fine_tune_layers``, ``patience``, ``seed``,
-    ``test_fraction``, ``validation_fraction`` (the split rule), ``subset``
-    (training images per class, 0 = all), ``augment`` (a full AugmentConfig
-    dict), ``created`` (unix time) and ``versions`` ({"python": ...}).
-    When training starts the worker adds what it found out: ``classes``,
-    ``split_counts`` ({split: {class: n}}), ``mode``, ``strategy``,
-    ``replicas`` and ``versions.tensorflow`` / ``versions.keras``.
+    The ``TrainConfig`` (core.runs.recipes): everything needed to reproduce
+    the run. Written once when the run is created, never rewritten.
+
+``facts.json``
+    ``RunFacts``: what the training process found out when it started
+    (classes, photos per split, mode, strategy, replicas, library versions).
+
+``split.json``
+    The files of each split, relative to the dataset root
+    (core.data.splits.Splits.to_record), so evaluation and later checks use
+    exactly the photos the run was trained and tested on.
 
 ``status.json``
-    ``state``: queued | running | completed | failed | cancelled | interrupted;
-    ``pid``: the training process; ``heartbeat``: unix time, refreshed every
-    ``HEARTBEAT_SECONDS`` while the process lives; ``started``, ``finished``:
-    unix times or null; ``phase``: features | train | fine_tune | evaluate
-    (null before training starts); ``epoch`` (1-based, counting across
-    phases), ``epochs_total`` (epochs + fine-tune epochs: an upper bound, early
-    stopping may end sooner); ``batch``, ``batches_total``: training batches
-    done in the current epoch (in phase "features": batches of images pushed
-    through the frozen base); ``mode``: "cached_features" (a frozen base's
-    features computed once, the head trained on them; a fine-tune phase after
-    it always runs images end to end) or "end_to_end"; ``error``: a sentence
-    for a person (failed or interrupted runs), and ``traceback``: the last
-    lines of the Python traceback (failed runs). Batch progress lives only
-    here, written at most four times a second; the heartbeat is written
-    every ``HEARTBEAT_SECONDS`` whatever the phase.
-
-    State changes: queued -> running (core.runs.jobs.dispatch) -> completed |
-    failed | cancelled; queued -> cancelled; running -> interrupted when the
-    process disappeared without a word (core.runs.jobs.recover).
+    ``RunStatus``: state, pid, heartbeat (refreshed every
+    ``HEARTBEAT_SECONDS``), started/finished, phase, epoch and batch progress,
+    mode, and a one-line error. State changes: queued -> running
+    (core.runs.jobs.dispatch) -> completed | failed | cancelled; queued ->
+    cancelled; running -> interrupted when the process disappeared without a
+    word (core.runs.jobs.recover).
 
 ``metrics.jsonl``
-    One JSON object per finished epoch, appended when the epoch ends:
-    ``epoch`` (1-based, across phases), ``phase`` (train | fine_tune),
-    ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``seconds`` (the
-    whole epoch, validation included), ``images_per_second`` (training
-    images per second of the training part), ``time`` (unix time). Nothing
-    else is written there; a cancelled, half-finished epoch is not.
+    One JSON object per finished epoch, appended whole when the epoch ends:
+    ``epoch`` (1-based, across phases), ``phase``, ``loss``, ``accuracy``,
+    ``val_loss``, ``val_accuracy``, ``seconds``, ``images_per_second``,
+    ``time``. A cancelled, half-finished epoch is not written.
 
 ``model.keras``
-    The best model so far by validation accuracy, replaced atomically after
-    each epoch that improves it. It takes images (float32, [0, 255]) and
-    returns logits; class names are ``config.json["classes"]``.
+    The best model so far by validation accuracy, replaced atomically. It
+    takes images (float32, [0, 255]) and returns logits; class names are the
+    facts' ``classes``.
 
 ``evaluation.json``
-    Written by ``core.runs.evaluation.evaluate_run`` on the test split (see there).
+    Written by ``core.runs.evaluation.evaluate_run`` on the test split.
 
-``tensorboard/``
-    Keras TensorBoard logs: ``tensorboard --logdir PAWLAB_HOME/runs``.
-
-``log.txt``
-    The worker process's stdout and stderr (runs started by core.runs.jobs).
-
-``cancel``
-    Present when someone asked the run to stop (see core.runs.jobs.cancel).
+``tensorboard/``, ``log.txt``, ``cancel``
+    Keras TensorBoard logs; the worker's output, tracebacks included; present
+    when someone asked the run to stop (core.runs.jobs.cancel).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import platform
 import secrets
 import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
+from typing import Callable
 
-from core.data.augment import AugmentConfig
 from core.config import get_settings
+from core.fileio import FileLock, append_line, read_json, write_json
+from core.runs.recipes import TrainConfig
 
-STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
-ACTIVE_STATES = ("queued", "running")
-FINISHED_STATES = ("completed", "failed", "cancelled", "interrupted")
-PHASES = ("features", "train", "fine_tune", "evaluate")
-MODES = ("cached_features", "end_to_end")
+
+class RunState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def active(self) -> bool:
+        return self in ACTIVE_STATES
+
+
+ACTIVE_STATES = frozenset({RunState.QUEUED, RunState.RUNNING})
+
+
+class Phase(StrEnum):
+    FEATURES = "features"  # images pushed once through a frozen base
+    TRAIN = "train"
+    FINE_TUNE = "fine_tune"
+    EVALUATE = "evaluate"
+
+
+class Mode(StrEnum):
+    CACHED_FEATURES = "cached_features"  # the head trains on a frozen base's cached features
+    END_TO_END = "end_to_end"  # images through the whole model every epoch
+
+
 # The training process refreshes status.json's heartbeat this often.
 HEARTBEAT_SECONDS = 2.0
+# A heartbeat this late means the worker may be gone: readers ask core.runs.jobs to check.
+HEARTBEAT_OVERDUE_SECONDS = 5 * HEARTBEAT_SECONDS
+# The longest error message kept in status.json; the whole traceback is in log.txt.
+ERROR_MESSAGE_CHARS = 500
 
 CONFIG_FILE = "config.json"
+FACTS_FILE = "facts.json"
+SPLIT_FILE = "split.json"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
 MODEL_FILE = "model.keras"
@@ -100,246 +112,212 @@ EVALUATION_FILE = "evaluation.json"
 TENSORBOARD_DIR = "tensorboard"
 LOG_FILE = "log.txt"
 CANCEL_FILE = "cancel"
+STATUS_LOCK_FILE = ".status.lock"
 
 
-@dataclass
-class TrainConfig:
-    """Everything needed to reproduce a run. Build one with ``make_config``,
-    which fills in the architecture's defaults."""
-
-    data_root: str
-    arch: str
-    epochs: int
-    batch_size: int = 32
-    image_size: int = 160
-    learning_rate: float = 1e-3
-    fine_tune_epochs: int = 0
-    fine_tune_learning_rate: float | None = None
-    fine_tune_layers: int = 0  # top layers of the ImageNet base unfrozen when fine-tuning
-    patience: int = 0  # early stopping on val_accuracy; 0 = off
-    seed: int = 1337  # split, shuffle and weight initialisation
-    test_fraction: float = 0.2
-    validation_fraction: float = 0.2
-    subset: int = 0  # at most this many training images per class; 0 = all
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    created: float = 0.0
-    versions: dict = field(default_factory=dict)
-    # Filled in by the training process when it starts.
-    classes: list[str] = field(default_factory=list)
-    split_counts: dict = field(default_factory=dict)
-    mode: str = ""
-    strategy: str = ""
-    replicas: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)  # augment becomes a plain dict too
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["augment"] = AugmentConfig.from_dict(values.get("augment") or {})
-        return cls(**values)
+class RunFileError(ValueError):
+    """A run file that is missing or damaged; the message names the run and the file."""
 
 
-DEFAULT_LEARNING_RATE = 1e-3  # Adam, as the tutorial; also for a transfer model's head
-DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-5  # TF's transfer-learning guide: tiny steps for the base
-# TF's guide fine-tunes MobileNetV2 from layer 100 of 154: its top 54 layers
-# (BatchNormalization layers among them stay frozen, see core.models.zoo.unfreeze_top).
-DEFAULT_FINE_TUNE_LAYERS = 54
+def _read(run_dir: Path, name: str, expect: type = dict):
+    record = read_json(run_dir / name, expect)
+    if not record.ok:
+        raise RunFileError(f"Run {run_dir.name}: {record.problem}.")
+    return record.value
 
 
-def make_config(
-    data_root: str | os.PathLike,
-    arch: str,
-    epochs: int,
-    *,
-    batch_size: int = 32,
-    image_size: int = 160,
-    learning_rate: float | None = None,
-    fine_tune_epochs: int | None = None,
-    fine_tune_learning_rate: float | None = None,
-    patience: int = 0,
-    seed: int = 1337,
-    augment: str | AugmentConfig | None = None,
-    subset: int = 0,
-    test_fraction: float = 0.2,
-    validation_fraction: float = 0.2,
-) -> TrainConfig:
-    """A checked TrainConfig with the architecture's defaults filled in.
+def _from_dict(cls, data: dict):
+    """A dataclass from a dict, ignoring keys it does not know (older or newer files)."""
+    known = {f.name for f in fields(cls)}
+    return cls(**{key: value for key, value in data.items() if key in known})
 
-    ``augment``: a preset or saved config name, an AugmentConfig, or None for
-    the architecture's default. ``fine_tune_epochs`` None means as many as
-    ``epochs`` for architectures that fine-tune (as TF's guide), 0 otherwise.
-    Raises ValueError with a sentence for a person on bad values.
-    """
-    from core.data.augment import load_config
-    from core.models.zoo import ARCHITECTURES
 
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture '{arch}'. Choose one of: {', '.join(ARCHITECTURES)}.")
-    spec = ARCHITECTURES[arch]
-    for name, value, low in (("epochs", epochs, 1), ("batch size", batch_size, 1),
-                             ("image size", image_size, 32), ("patience", patience, 0),
-                             ("subset", subset, 0)):
-        if int(value) != value or value < low:
-            raise ValueError(f"The {name} must be a whole number of at least {low}, not {value}.")
-    if not (0 <= test_fraction < 1 and 0 <= validation_fraction < 1
-            and test_fraction + validation_fraction < 1):
-        raise ValueError("Test and validation fractions must be between 0 and 1 and leave images to train on.")
-    if fine_tune_epochs is None:
-        fine_tune_epochs = epochs if spec.fine_tune else 0
-    if fine_tune_epochs and not spec.fine_tune:
-        raise ValueError(f"'{arch}' has no fine-tuning phase; choose mobilenet_v2_finetune to fine-tune.")
-    if fine_tune_epochs < 0:
-        raise ValueError(f"Fine-tune epochs must be 0 or more, not {fine_tune_epochs}.")
-    if augment is None:
-        augment = spec.default_augment
-    if isinstance(augment, str):
+@dataclass(frozen=True)
+class RunStatus:
+    """status.json: where a run is, written by the job manager and the training process."""
+
+    state: RunState = RunState.QUEUED
+    pid: int | None = None
+    heartbeat: float | None = None  # unix time
+    started: float | None = None
+    finished: float | None = None
+    phase: Phase | None = None  # None before training starts
+    epoch: int = 0  # 1-based, counting across phases
+    epochs_total: int = 0  # epochs + fine-tune epochs; early stopping may end sooner
+    batch: int = 0  # batches done in this epoch (phase FEATURES: batches of images)
+    batches_total: int = 0
+    mode: Mode | None = None
+    error: str | None = None  # one sentence for a person (failed or interrupted runs)
+
+    def __post_init__(self):
+        # Enums from the strings JSON gives back; a value we do not know is damage.
         try:
-            augment = load_config(augment)
-        except KeyError as error:
-            raise ValueError(error.args[0]) from None
-    learning_rate = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
-    if not learning_rate > 0:
-        raise ValueError(f"The learning rate must be positive, not {learning_rate}.")
-    if spec.fine_tune:
-        fine_tune_learning_rate = fine_tune_learning_rate or DEFAULT_FINE_TUNE_LEARNING_RATE
-    return TrainConfig(
-        data_root=str(Path(data_root).expanduser().resolve()), arch=arch, epochs=int(epochs),
-        batch_size=int(batch_size), image_size=int(image_size), learning_rate=float(learning_rate),
-        fine_tune_epochs=int(fine_tune_epochs),
-        fine_tune_learning_rate=fine_tune_learning_rate if spec.fine_tune else None,
-        fine_tune_layers=DEFAULT_FINE_TUNE_LAYERS if spec.fine_tune else 0,
-        patience=int(patience), seed=int(seed), test_fraction=float(test_fraction),
-        validation_fraction=float(validation_fraction), subset=int(subset), augment=augment,
-    )
+            object.__setattr__(self, "state", RunState(self.state))
+            if self.phase is not None:
+                object.__setattr__(self, "phase", Phase(self.phase))
+            if self.mode is not None:
+                object.__setattr__(self, "mode", Mode(self.mode))
+        except ValueError as error:
+            raise RunFileError(f"{STATUS_FILE}: {error}") from None
+        for name in ("pid", "epoch", "epochs_total", "batch", "batches_total"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise RunFileError(f"{STATUS_FILE}: {name} is {value!r}, not a whole number")
+        for name in ("heartbeat", "started", "finished"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise RunFileError(f"{STATUS_FILE}: {name} is {value!r}, not a time")
 
-
-@dataclass
-class RunSummary:
-    """One line of the runs table."""
-
-    id: str
-    path: str
-    arch: str
-    state: str
-    created: float
-    started: float | None
-    duration: float | None  # seconds, up to now while running
-    image_size: int
-    epochs: int  # epochs finished (lines in metrics.jsonl)
-    epochs_total: int
-    classes: list[str]
-    mode: str
-    best_val_accuracy: float | None
-    test_accuracy: float | None
-    error: str | None
+    @property
+    def heartbeat_age(self) -> float:
+        """Seconds since the last sign of life (the start if there was no heartbeat yet)."""
+        return time.time() - (self.heartbeat or self.started or 0.0)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-# --- atomic JSON files -------------------------------------------------------
+@dataclass(frozen=True)
+class RunFacts:
+    """facts.json: what the training process found out when it started."""
 
-def write_json(path: Path, data) -> None:
-    """Replace ``path`` with ``data`` as JSON in one step: readers see the old or the new file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as file:
-            json.dump(data, file, indent=2)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; other readers are welcome
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    classes: list[str] = field(default_factory=list)
+    split_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # {split: {class: n}}
+    mode: Mode | None = None
+    strategy: str = ""
+    replicas: int = 0
+    versions: dict[str, str] = field(default_factory=dict)  # python, tensorflow, keras
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
-def read_json(path: Path):
-    return json.loads(Path(path).read_text())
+@dataclass
+class RunSummary:
+    """One line of the runs table. A damaged run has ``problem`` set and little else."""
+
+    id: str
+    path: str
+    arch: str = ""
+    state: RunState | None = None
+    created: float = 0.0
+    started: float | None = None
+    duration: float | None = None  # seconds, up to now while running
+    image_size: int = 0
+    epochs: int = 0  # epochs finished (lines in metrics.jsonl)
+    epochs_total: int = 0
+    classes: list[str] = field(default_factory=list)
+    mode: str = ""
+    best_val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    error: str | None = None
+    problem: str | None = None  # why the run's files cannot be read
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive fcntl.flock on ``path`` (created if needed), for this block."""
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-# --- config and status ---------------------------------------------------------
+# --- config, facts, split, status ---------------------------------------------------
 
 def read_config(run_dir: str | os.PathLike) -> TrainConfig:
-    return TrainConfig.from_dict(read_json(Path(run_dir) / CONFIG_FILE))
+    run_dir = Path(run_dir)
+    try:
+        return TrainConfig.from_dict(_read(run_dir, CONFIG_FILE))
+    except TypeError as error:
+        raise RunFileError(f"Run {run_dir.name}: {CONFIG_FILE} is damaged ({error}).") from None
 
 
-def write_config(run_dir: str | os.PathLike, config: TrainConfig) -> None:
-    write_json(Path(run_dir) / CONFIG_FILE, config.to_dict())
+def write_facts(run_dir: str | os.PathLike, facts: RunFacts) -> None:
+    write_json(Path(run_dir) / FACTS_FILE, facts.to_dict())
 
 
-def empty_status(state: str = "queued") -> dict:
-    return {
-        "state": state, "pid": None, "heartbeat": None, "started": None, "finished": None,
-        "phase": None, "epoch": 0, "epochs_total": 0, "batch": 0, "batches_total": 0,
-        "mode": None, "error": None, "traceback": None,
-    }
+def read_facts(run_dir: str | os.PathLike) -> RunFacts:
+    """The run's facts; empty facts for a run that has not started training yet."""
+    run_dir = Path(run_dir)
+    if not (run_dir / FACTS_FILE).exists():
+        return RunFacts()
+    return _from_dict(RunFacts, _read(run_dir, FACTS_FILE))
 
 
-def read_status(run_dir: str | os.PathLike) -> dict:
-    """status.json as a dict (all keys of ``empty_status`` present)."""
-    status = empty_status()
-    status.update(read_json(Path(run_dir) / STATUS_FILE))
-    return status
+def write_split(run_dir: str | os.PathLike, record: dict) -> None:
+    write_json(Path(run_dir) / SPLIT_FILE, record)
 
 
-def write_status(run_dir: str | os.PathLike, status: dict) -> None:
-    if status.get("state") not in STATES:
-        raise ValueError(f"Unknown run state {status.get('state')!r}.")
-    write_json(Path(run_dir) / STATUS_FILE, status)
+def read_split(run_dir: str | os.PathLike) -> dict | None:
+    """The run's recorded split (core.data.splits.Splits.to_record), or None if not recorded."""
+    run_dir = Path(run_dir)
+    if not (run_dir / SPLIT_FILE).exists():
+        return None
+    return _read(run_dir, SPLIT_FILE)
 
 
-def update_status(run_dir: str | os.PathLike, *, when=None, **changes) -> dict:
+def read_status(run_dir: str | os.PathLike) -> RunStatus:
+    run_dir = Path(run_dir)
+    data = _read(run_dir, STATUS_FILE)
+    try:
+        return _from_dict(RunStatus, data)
+    except RunFileError as error:
+        raise RunFileError(f"Run {run_dir.name}: {error}.") from None
+
+
+def write_status(run_dir: str | os.PathLike, status: RunStatus) -> None:
+    write_json(Path(run_dir) / STATUS_FILE, status.to_dict())
+
+
+def update_status(run_dir: str | os.PathLike, *, when: Callable[[RunStatus], bool] | None = None,
+                  **changes) -> RunStatus:
     """Read, change and write status.json under the run's lock; returns the status.
 
     The job manager and the training process both write the status (and the
     training process from two threads), so every change is read-modify-write
     under one lock and no update is lost. ``when``: a test on the current
-    status; the change is only made if it passes.
+    status; the change is only made if it passes. A too long ``error`` is cut.
     """
     run_dir = Path(run_dir)
-    with file_lock(run_dir / ".status.lock"):
+    if changes.get("error"):
+        changes["error"] = short_message(changes["error"])
+    with FileLock(run_dir / STATUS_LOCK_FILE, what=f"run {run_dir.name}"):
         status = read_status(run_dir)
         if when is None or when(status):
-            status.update(changes)
+            status = replace(status, **changes)
             write_status(run_dir, status)
     return status
 
 
-# --- metrics ---------------------------------------------------------------------
+def short_message(text: str) -> str:
+    """The first line of ``text``, at most ERROR_MESSAGE_CHARS long."""
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= ERROR_MESSAGE_CHARS else line[:ERROR_MESSAGE_CHARS - 1] + "…"
+
+
+# --- metrics ---------------------------------------------------------------------------
 
 def append_metrics(run_dir: str | os.PathLike, record: dict) -> None:
-    with open(Path(run_dir) / METRICS_FILE, "a") as file:
-        file.write(json.dumps(record) + "\n")
-        file.flush()
+    append_line(Path(run_dir) / METRICS_FILE, json.dumps(record))
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """The finished epochs so far, oldest first. A line being written right now is skipped."""
+    """The finished epochs so far, oldest first; a line that is not an epoch record is skipped."""
     path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
+    try:
+        lines = path.read_text().splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for line in lines:
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # the last line, half appended
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line being appended right now
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+            records.append(record)
     return records
+
+
+def read_evaluation(run_dir: str | os.PathLike) -> dict | None:
+    """evaluation.json, or None when the run has none (or it cannot be read)."""
+    record = read_json(Path(run_dir) / EVALUATION_FILE)
+    return record.value if record.ok else None
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -370,16 +348,15 @@ def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
 
 
 def create_run(config: TrainConfig, runs_dir: str | os.PathLike | None = None, *,
-               state: str = "queued") -> Path:
+               state: RunState = RunState.QUEUED) -> Path:
     """A new run folder holding config.json and status.json; returns its path.
 
-    ``state="running"`` is for a run the calling process trains itself (the
+    ``state=RUNNING`` is for a run the calling process trains itself (the
     CLI), so the job manager never picks it up as queued.
     """
     root = runs_root(runs_dir)
     root.mkdir(parents=True, exist_ok=True)
     config.created = config.created or time.time()
-    config.versions = {"python": platform.python_version(), **config.versions}
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(config.created))
     while True:
         run_dir = root / f"{stamp}-{config.arch}-{secrets.token_hex(2)}"
@@ -388,11 +365,11 @@ def create_run(config: TrainConfig, runs_dir: str | os.PathLike | None = None, *
             break
         except FileExistsError:
             continue
-    write_config(run_dir, config)
-    status = empty_status(state)
-    if state == "running":
+    write_json(run_dir / CONFIG_FILE, config.to_dict())
+    status = RunStatus(state=state)
+    if state == RunState.RUNNING:
         now = time.time()
-        status.update(pid=os.getpid(), started=now, heartbeat=now)
+        status = replace(status, pid=os.getpid(), started=now, heartbeat=now)
     write_status(run_dir, status)
     return run_dir
 
@@ -402,56 +379,55 @@ def is_run(path: str | os.PathLike) -> bool:
     return (path / CONFIG_FILE).is_file() and (path / STATUS_FILE).is_file()
 
 
+def _created(path: Path) -> float:
+    record = read_json(path / CONFIG_FILE)
+    created = record.value.get("created") if record.ok else None
+    return created if isinstance(created, (int, float)) else path.stat().st_mtime
+
+
 def run_dirs(runs_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Run folders, oldest first (by creation time, then id)."""
+    """Run folders, oldest first (by creation time, then id); damaged ones included."""
     root = runs_root(runs_dir)
     if not root.is_dir():
         return []
-    found = []
-    for path in root.iterdir():
-        if path.is_dir() and is_run(path):
-            try:
-                created = read_json(path / CONFIG_FILE).get("created", 0.0)
-            except (OSError, ValueError):
-                continue
-            found.append((created, path.name, path))
+    found = [(_created(path), path.name, path)
+             for path in root.iterdir() if path.is_dir() and is_run(path)]
     return [path for _, _, path in sorted(found)]
 
 
+def _duration(status: RunStatus) -> float | None:
+    if not status.started:
+        return None
+    end = status.finished or (time.time() if status.state == RunState.RUNNING else status.heartbeat)
+    return max(0.0, (end or status.started) - status.started)
+
+
 def summarize(run_dir: str | os.PathLike) -> RunSummary:
+    """The run's line in the runs table; raises RunFileError for a damaged run."""
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    status = read_status(run_dir)
+    config, status, facts = read_config(run_dir), read_status(run_dir), read_facts(run_dir)
     metrics = read_metrics(run_dir)
-    val_accuracies = [m["val_accuracy"] for m in metrics if m.get("val_accuracy") is not None]
-    test_accuracy = None
-    if (run_dir / EVALUATION_FILE).exists():
-        with contextlib.suppress(OSError, ValueError):
-            test_accuracy = read_json(run_dir / EVALUATION_FILE).get("accuracy")
-    started, finished = status.get("started"), status.get("finished")
-    duration = None
-    if started:
-        end = finished or (time.time() if status["state"] == "running" else status.get("heartbeat"))
-        duration = max(0.0, (end or started) - started)
+    val_accuracies = [m["val_accuracy"] for m in metrics if isinstance(m.get("val_accuracy"), (int, float))]
+    evaluation = read_evaluation(run_dir) or {}
     return RunSummary(
-        id=run_dir.name, path=str(run_dir), arch=config.arch, state=status["state"],
-        created=config.created, started=started, duration=duration,
+        id=run_dir.name, path=str(run_dir), arch=config.arch, state=status.state,
+        created=config.created, started=status.started, duration=_duration(status),
         image_size=config.image_size, epochs=len(metrics),
-        epochs_total=status.get("epochs_total") or config.epochs + config.fine_tune_epochs,
-        classes=config.classes, mode=status.get("mode") or config.mode or "",
+        epochs_total=status.epochs_total or config.total_epochs,
+        classes=facts.classes, mode=status.mode or facts.mode or "",
         best_val_accuracy=max(val_accuracies) if val_accuracies else None,
-        test_accuracy=test_accuracy, error=status.get("error"),
+        test_accuracy=evaluation.get("accuracy"), error=status.error,
     )
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSummary]:
-    """Summaries of all runs, newest first. Folders that are not runs are ignored."""
+    """Summaries of all runs, newest first. A damaged run is listed with its problem."""
     summaries = []
     for run_dir in reversed(run_dirs(runs_dir)):
         try:
             summaries.append(summarize(run_dir))
-        except (OSError, ValueError, TypeError, KeyError):
-            continue  # a hand-damaged folder should not hide the other runs
+        except (RunFileError, OSError) as error:
+            summaries.append(RunSummary(id=run_dir.name, path=str(run_dir), problem=str(error)))
     return summaries
 
 
@@ -460,13 +436,6 @@ def delete_run(run_dir: str | os.PathLike) -> None:
     run_dir = Path(run_dir)
     if not is_run(run_dir):
         raise ValueError(f"{run_dir} is not a training run folder.")
-    state = read_status(run_dir)["state"]
-    if state in ACTIVE_STATES:
-        raise ValueError(f"Run {run_dir.name} is {state}; cancel it before deleting it.")
+    if read_status(run_dir).state in ACTIVE_STATES:
+        raise ValueError(f"Run {run_dir.name} is {read_status(run_dir).state}; cancel it before deleting it.")
     shutil.rmtree(run_dir)
-
-
-def cli_runs(args) -> int:
-    summaries = list_runs(getattr(args, "runs_dir", None))
-    print(json.dumps([summary.to_dict() for summary in summaries], indent=2))
-    return 0

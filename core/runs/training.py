@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import platform
 import shutil
 import signal
 import sys
@@ -45,9 +46,10 @@ from core.models.distribute import configure_devices, is_chief, strategy_for_env
 from core.runs.evaluation import evaluate_run
 from core.models.zoo import ARCHITECTURES, assemble, build_frozen_parts, build_model, unfreeze_top
 from core.data.pipeline import make_dataset
+from core.runs.recipes import TrainConfig, make_config
 from core.runs.store import (
-    CANCEL_FILE, HEARTBEAT_SECONDS, MODEL_FILE, TENSORBOARD_DIR, TrainConfig, append_metrics,
-    create_run, make_config, pid_alive, read_config, read_status, update_status, write_config,
+    CANCEL_FILE, HEARTBEAT_SECONDS, MODEL_FILE, TENSORBOARD_DIR, Mode, Phase, RunFacts, RunState,
+    append_metrics, create_run, pid_alive, read_config, read_status, update_status, write_facts,
 )
 from core.data.splits import make_splits, subset
 
@@ -59,10 +61,10 @@ class RunCancelled(Exception):
     """Someone asked the run to stop (cancel file or SIGTERM)."""
 
 
-def training_mode(config: TrainConfig) -> str:
-    """"cached_features" when the base is frozen and images are not augmented, else "end_to_end"."""
+def training_mode(config: TrainConfig) -> Mode:
+    """CACHED_FEATURES when the base is frozen and images are not augmented, else END_TO_END."""
     spec = ARCHITECTURES[config.arch]
-    return "cached_features" if spec.frozen_base and config.augment.is_identity else "end_to_end"
+    return Mode.CACHED_FEATURES if spec.frozen_base and config.augment.is_identity else Mode.END_TO_END
 
 
 # --- talking to the outside world while training -----------------------------
@@ -102,18 +104,18 @@ class RunControl:
         me = os.getpid()
 
         def claimable(status):
-            if status["state"] not in ("queued", "running"):
+            if not status.state.active:
                 return False  # cancelled while queued, or already finished
             # Not when another live process trains it.
-            return status["pid"] in (None, me) or not pid_alive(status["pid"])
+            return status.pid in (None, me) or not pid_alive(status.pid)
 
         if self.cancel_requested():
-            update_status(self.run_dir, when=claimable, state="cancelled", finished=time.time())
+            update_status(self.run_dir, when=claimable, state=RunState.CANCELLED, finished=time.time())
             return False
         now = time.time()
-        status = update_status(self.run_dir, when=claimable, state="running", pid=me, started=now,
-                               heartbeat=now, finished=None, error=None, traceback=None)
-        return status["state"] == "running" and status["pid"] == me
+        status = update_status(self.run_dir, when=claimable, state=RunState.RUNNING, pid=me,
+                               started=now, heartbeat=now, finished=None, error=None)
+        return status.state == RunState.RUNNING and status.pid == me
 
     def _beat(self) -> None:
         while not self._stop_heartbeat.wait(HEARTBEAT_SECONDS):
@@ -307,20 +309,23 @@ def _train(run_dir: Path, control: RunControl) -> None:
     mode = training_mode(config)
     fine_tune = spec.fine_tune and config.fine_tune_epochs > 0
     epochs_total = config.epochs + (config.fine_tune_epochs if fine_tune else 0)
-    config.classes = list(splits.classes)
-    config.split_counts = {**splits.counts(), "train": {
-        name: sum(s.class_name == name for s in train) for name in splits.classes}}
-    config.mode, config.replicas = mode, strategy.num_replicas_in_sync
-    config.strategy = type(strategy).__name__
-    config.versions = {**config.versions, "tensorflow": tf.__version__, "keras": keras.__version__}
+    facts = RunFacts(
+        classes=list(splits.classes),
+        split_counts={**splits.counts(), "train": {
+            name: sum(s.class_name == name for s in train) for name in splits.classes}},
+        mode=mode, strategy=type(strategy).__name__, replicas=strategy.num_replicas_in_sync,
+        versions={"python": platform.python_version(), "tensorflow": tf.__version__,
+                  "keras": keras.__version__},
+    )
     if control.writes_files:
-        write_config(run_dir, config)
-    control.status(mode=mode, epochs_total=epochs_total, phase="train" if mode == "end_to_end" else "features")
+        write_facts(run_dir, facts)
+    control.status(mode=mode, epochs_total=epochs_total,
+                   phase=Phase.TRAIN if mode == Mode.END_TO_END else Phase.FEATURES)
 
     num_classes, size, batch_size = len(splits.classes), config.image_size, config.batch_size
     keras.utils.set_random_seed(config.seed)
     decoded_cache = run_dir / ".cache"  # only used when decoded images outgrow memory
-    if mode == "cached_features":
+    if mode == Mode.CACHED_FEATURES:
         from core.models.features import cached_features
 
         with strategy.scope():
@@ -330,7 +335,7 @@ def _train(run_dir: Path, control: RunControl) -> None:
 
         def features_of(samples: list[Sample]):
             # In the "features" phase, batch / batches_total count batches of images.
-            control.status(phase="features", batch=0,
+            control.status(phase=Phase.FEATURES, batch=0,
                            batches_total=math.ceil(len(samples) / batch_size))
 
             def progress(done, total):
@@ -360,7 +365,7 @@ def _train(run_dir: Path, control: RunControl) -> None:
     checkpoint = AtomicCheckpoint(run_dir / MODEL_FILE, model, control)
     common = dict(control=control, checkpoint=checkpoint, config=config, train_images=len(train),
                   epochs_total=epochs_total, run_dir=run_dir)
-    done = _fit(fitted, train_data, val_data, phase="train", initial_epoch=0,
+    done = _fit(fitted, train_data, val_data, phase=Phase.TRAIN, initial_epoch=0,
                 epochs=config.epochs, **common)
 
     if fine_tune:
@@ -372,12 +377,12 @@ def _train(run_dir: Path, control: RunControl) -> None:
                                     augment=config.augment, cache_file=decoded_cache / "train")
         val_images = make_dataset(splits.validation, size, batch_size, training=False,
                                   cache_file=decoded_cache / "validation")
-        _fit(model, train_images, val_images, phase="fine_tune", initial_epoch=done,
+        _fit(model, train_images, val_images, phase=Phase.FINE_TUNE, initial_epoch=done,
              epochs=done + config.fine_tune_epochs, **common)
     shutil.rmtree(decoded_cache, ignore_errors=True)
 
     if control.writes_files:
-        control.status(phase="evaluate", batch=0, batches_total=0)
+        control.status(phase=Phase.EVALUATE, batch=0, batches_total=0)
         # Evaluate what was saved, loaded the way the Classify page loads it.
         best = keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True)
         evaluate_run(run_dir, model=best)
@@ -394,7 +399,7 @@ def human_message(error: BaseException) -> str:
     return f"Training failed: {type(error).__name__}: {error}"
 
 
-def execute_run(run_dir: str | os.PathLike) -> str:
+def execute_run(run_dir: str | os.PathLike) -> RunState:
     """Train the run in ``run_dir`` in this process; returns its final state.
 
     Never raises for a failing run: the error is recorded in status.json.
@@ -402,18 +407,17 @@ def execute_run(run_dir: str | os.PathLike) -> str:
     run_dir = Path(run_dir)
     control = RunControl(run_dir)
     if not control.claim():
-        return read_status(run_dir)["state"]
+        return read_status(run_dir).state
     try:
         with control:
             _train(run_dir, control)
-        state, changes = "completed", {}
+        state, changes = RunState.COMPLETED, {}
     except (RunCancelled, KeyboardInterrupt):
-        state, changes = "cancelled", {}
+        state, changes = RunState.CANCELLED, {}
     except Exception as error:  # a failed run must not take its caller down
-        lines = traceback.format_exception(error)
-        state, changes = "failed", {"error": human_message(error),
-                                    "traceback": "".join(lines)[-3000:]}
-        print("".join(lines), file=sys.stderr, flush=True)
+        state, changes = RunState.FAILED, {"error": human_message(error)}
+        # The whole traceback goes to the log; status.json keeps the sentence.
+        print("".join(traceback.format_exception(error)), file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(run_dir / ".cache", ignore_errors=True)
     if control.writes_files:
@@ -433,13 +437,13 @@ def cli_train(args) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    run_dir = create_run(config, args.runs_dir, state="running")
+    run_dir = create_run(config, args.runs_dir, state=RunState.RUNNING)
     print(f"training {config.arch} in {run_dir}", file=sys.stderr, flush=True)
     state = execute_run(run_dir)
     status = read_status(run_dir)
-    if state == "failed":
-        print(f"error: {status['error']}", file=sys.stderr)
-    elif state != "completed":
+    if state == RunState.FAILED:
+        print(f"error: {status.error}", file=sys.stderr)
+    elif state != RunState.COMPLETED:
         print(f"run {state}", file=sys.stderr)
     print(run_dir, flush=True)
-    return 0 if state == "completed" else 1
+    return 0 if state == RunState.COMPLETED else 1

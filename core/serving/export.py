@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 from core.serving.inference import load_run_model, model_path
-from core.runs.store import read_config
+from core.runs.store import read_facts
 
 EXPORTS_DIR = "exports"
 SAVEDMODEL_ZIP = "saved_model.zip"
@@ -33,7 +33,7 @@ def export_savedmodel_zip(run_dir: str | os.PathLike) -> Path:
     target = _exports_dir(run_dir) / SAVEDMODEL_ZIP
     if _is_fresh(target, run_dir):
         return target
-    labels = "\n".join(read_config(run_dir).classes) + "\n"
+    labels = "\n".join(read_facts(run_dir).classes) + "\n"
     with _scratch_dir(target.parent) as scratch:
         saved_model = _export_saved_model(run_dir, scratch / "saved_model")
         archive = scratch / SAVEDMODEL_ZIP

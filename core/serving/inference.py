@@ -29,7 +29,7 @@ from typing import BinaryIO, Sequence, Union
 import numpy as np
 
 from core.data.images import ImageError, load_resized
-from core.runs.store import MODEL_FILE, RunSummary, list_runs, read_config
+from core.runs.store import MODEL_FILE, RunState, RunSummary, list_runs, read_config, read_facts
 
 # A path, raw bytes, a (file name, bytes) pair, or a file object with a
 # ``name`` (Streamlit's UploadedFile).
@@ -112,13 +112,13 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike) -> "Predictor":
-        """Load a run's model with the class names and image size from its config.json."""
-        config = read_config(run_dir)
-        if not config.classes:
+        """Load a run's model with its class names (facts.json) and image size (config.json)."""
+        config, classes = read_config(run_dir), read_facts(run_dir).classes
+        if not classes:
             raise RunNotReadyError(
                 f"Run {Path(run_dir).name} has not started training, so it knows no classes yet."
             )
-        return cls(load_run_model(run_dir), config.classes, config.image_size,
+        return cls(load_run_model(run_dir), classes, config.image_size,
                    name=Path(run_dir).name)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
@@ -228,7 +228,7 @@ def preview_image(source: PhotoSource, max_side: int = 512) -> np.ndarray:
 def classifiable_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSummary]:
     """Completed runs with a saved model: best test accuracy first, then newest."""
     runs = [run for run in list_runs(runs_dir)
-            if run.state == "completed" and model_path(run.path).is_file() and run.classes]
+            if run.state == RunState.COMPLETED and model_path(run.path).is_file() and run.classes]
     # list_runs is newest first and sorted() is stable: equal accuracies stay newest first.
     return sorted(runs, key=lambda run: -(run.test_accuracy if run.test_accuracy is not None else -1.0))
 

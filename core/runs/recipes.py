@@ -1,0 +1,188 @@
+"""Recipes: how each architecture is trained by default, and a run's full config.
+
+One home for every training default. The Train page's form, the CLI's flags,
+the tutorial's "reproduce" button and the benchmarks all start from
+``recipe_for(arch)`` and build a checked ``TrainConfig`` with ``make_config``;
+none of them writes a default of its own.
+
+    config = make_config("~/.pawlab/datasets/cats_and_dogs_filtered", "cnn_plus")
+    config.epochs           # 30: the recipe's
+    config.augment.name     # "recommended"
+
+The tutorial's four models keep the tutorial's recipe (160 px, batch 32,
+20 epochs, its augmentations); ours are what we measured to work better.
+This module never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from core import defaults
+from core.data.augment import AugmentConfig, load_config
+from core.models.zoo import ARCHITECTURES
+
+LEARNING_RATE = 1e-3  # Adam, as the tutorial; also for a transfer model's head
+FINE_TUNE_LEARNING_RATE = 1e-5  # TF's transfer-learning guide: tiny steps for the base
+# TF's guide fine-tunes MobileNetV2 from layer 100 of 154: its top 54 layers
+# (BatchNormalization layers among them stay frozen, see core.models.zoo.unfreeze_top).
+FINE_TUNE_LAYERS = 54
+# The learning rates the Train page offers.
+LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+TUTORIAL_EPOCHS = 20  # the tutorial trains each of its models for 20 epochs
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An architecture's defaults; every field can be overridden per run."""
+
+    epochs: int
+    augment: str = "none"  # a preset or saved augmentation config name
+    learning_rate: float = LEARNING_RATE
+    patience: int = 0  # early stopping on val_accuracy; 0 = off
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float | None = None
+    fine_tune_layers: int = 0  # top layers of the ImageNet base unfrozen when fine-tuning
+
+    def describe(self) -> str:
+        parts = [f"{self.epochs} epochs"]
+        if self.fine_tune_epochs:
+            parts.append(f"then {self.fine_tune_epochs} fine-tuning epochs "
+                         f"(learning rate {self.fine_tune_learning_rate:g})")
+        if self.patience:
+            parts.append(f"early stopping after {self.patience} epochs without progress")
+        parts.append(f"augmentation: {self.augment}")
+        return ", ".join(parts)
+
+
+RECIPES: dict[str, Recipe] = {
+    # The tutorial's four, as it trains them.
+    "cnn": Recipe(TUTORIAL_EPOCHS),
+    "cnn_aug": Recipe(TUTORIAL_EPOCHS, augment="tutorial"),
+    "cnn_aug_preproc": Recipe(TUTORIAL_EPOCHS, augment="tutorial_preproc"),
+    "mobilenet_v2": Recipe(TUTORIAL_EPOCHS),
+    # Ours. Augmented photos keep a from-scratch CNN learning for longer; stop when it plateaus.
+    "cnn_plus": Recipe(30, augment="recommended", patience=8),
+    # Head on cached features first (fast), then the top of the base, tiny steps.
+    "mobilenet_v2_finetune": Recipe(10, fine_tune_epochs=10,
+                                    fine_tune_learning_rate=FINE_TUNE_LEARNING_RATE,
+                                    fine_tune_layers=FINE_TUNE_LAYERS),
+}
+
+
+def recipe_for(arch: str) -> Recipe:
+    if arch not in RECIPES:
+        raise ValueError(f"Unknown architecture '{arch}'. Choose one of: {', '.join(RECIPES)}.")
+    return RECIPES[arch]
+
+
+@dataclass
+class TrainConfig:
+    """Everything needed to reproduce a run, written once to its config.json.
+
+    What the training process finds out later (classes, split, strategy,
+    library versions) goes to the run's facts (core.runs.store.RunFacts),
+    never back into this file. Build one with ``make_config``.
+    """
+
+    data_root: str
+    arch: str
+    epochs: int
+    batch_size: int = defaults.BATCH_SIZE
+    image_size: int = defaults.IMAGE_SIZE
+    learning_rate: float = LEARNING_RATE
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float | None = None
+    fine_tune_layers: int = 0
+    patience: int = 0
+    seed: int = defaults.SEED  # split, shuffle and weight initialisation
+    test_fraction: float = defaults.TEST_FRACTION
+    validation_fraction: float = defaults.VALIDATION_FRACTION
+    subset: int = 0  # at most this many training images per class; 0 = all
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    created: float = 0.0
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.fine_tune_epochs
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # augment becomes a plain dict too
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["augment"] = AugmentConfig.from_dict(values.get("augment") or {})
+        return cls(**values)
+
+
+def _check_whole(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < low:
+        raise ValueError(f"The {name} must be a whole number of at least {low}, not {value}.")
+    return int(value)
+
+
+def _check_fractions(test_fraction: float, validation_fraction: float) -> None:
+    if not (0 <= test_fraction < 1 and 0 <= validation_fraction < 1
+            and test_fraction + validation_fraction < 1):
+        raise ValueError("Test and validation fractions must be between 0 and 1 and leave images to train on.")
+
+
+def _resolve_augment(augment: str | AugmentConfig) -> AugmentConfig:
+    if isinstance(augment, AugmentConfig):
+        return augment
+    try:
+        return load_config(augment)
+    except KeyError as error:
+        raise ValueError(error.args[0]) from None
+
+
+def make_config(
+    data_root: str | os.PathLike,
+    arch: str,
+    epochs: int | None = None,
+    *,
+    batch_size: int = defaults.BATCH_SIZE,
+    image_size: int = defaults.IMAGE_SIZE,
+    learning_rate: float | None = None,
+    fine_tune_epochs: int | None = None,
+    fine_tune_learning_rate: float | None = None,
+    patience: int | None = None,
+    seed: int = defaults.SEED,
+    augment: str | AugmentConfig | None = None,
+    subset: int = 0,
+    test_fraction: float = defaults.TEST_FRACTION,
+    validation_fraction: float = defaults.VALIDATION_FRACTION,
+) -> TrainConfig:
+    """A checked TrainConfig: what is given, the architecture's recipe for the rest.
+
+    Raises ValueError with a sentence for a person on bad values.
+    """
+    recipe = recipe_for(arch)
+    spec = ARCHITECTURES[arch]
+    epochs = _check_whole("epochs", recipe.epochs if epochs is None else epochs, 1)
+    if fine_tune_epochs is None:
+        fine_tune_epochs = recipe.fine_tune_epochs
+    fine_tune_epochs = _check_whole("fine-tune epochs", fine_tune_epochs, 0)
+    if fine_tune_epochs and not spec.fine_tune:
+        raise ValueError(f"'{arch}' has no fine-tuning phase; choose mobilenet_v2_finetune to fine-tune.")
+    _check_fractions(test_fraction, validation_fraction)
+    learning_rate = recipe.learning_rate if learning_rate is None else learning_rate
+    if not learning_rate > 0:
+        raise ValueError(f"The learning rate must be positive, not {learning_rate}.")
+    return TrainConfig(
+        data_root=str(Path(data_root).expanduser().resolve()), arch=arch, epochs=epochs,
+        batch_size=_check_whole("batch size", batch_size, 1),
+        image_size=_check_whole("image size", image_size, 32),
+        learning_rate=float(learning_rate), fine_tune_epochs=fine_tune_epochs,
+        fine_tune_learning_rate=(fine_tune_learning_rate or recipe.fine_tune_learning_rate)
+        if spec.fine_tune else None,
+        fine_tune_layers=recipe.fine_tune_layers if spec.fine_tune else 0,
+        patience=_check_whole("patience", recipe.patience if patience is None else patience, 0),
+        seed=int(seed), test_fraction=float(test_fraction),
+        validation_fraction=float(validation_fraction), subset=_check_whole("subset", subset, 0),
+        augment=_resolve_augment(recipe.augment if augment is None else augment),
+    )
