@@ -178,3 +178,48 @@ def test_pipeline_shapes_dtypes_and_determinism(tiny_dataset):
     assert epoch_labels(again) == first  # ...but the same for the same seed
     augmented = next(iter(training))[0].numpy()
     assert augmented.min() >= 0 and augmented.max() <= 255.0 + 1e-3
+
+
+# --- Layouts: every split folder a person may name, and nothing lost ------------
+
+def _relative(samples, root):
+    return {str(Path(s.path).relative_to(root)) for s in samples}
+
+
+@pytest.mark.parametrize("test_folder", ["test", "testing"])
+def test_own_test_folder_is_the_test_set_and_validation_comes_from_train(tmp_path, test_folder):
+    root = make_separable_dataset(tmp_path / "d", splits=("train", test_folder), per_class=10)
+    info = scan_dataset(root.resolve())
+    assert info.skipped == []
+    assert info.counts() == {"train": {"circles": 10, "squares": 10},
+                             "test": {"circles": 5, "squares": 5}}
+    splits = make_splits(info)
+    assert _relative(splits.test, info.root) == {
+        f"{test_folder}/{c}/{c}.{test_folder}.{n}.jpg" for c in ("circles", "squares") for n in range(5)}
+    # validation: 20% of train/ per class; train: the rest of train/
+    assert splits.counts()["validation"] == {"circles": 2, "squares": 2}
+    assert splits.counts()["train"] == {"circles": 8, "squares": 8}
+    assert all(name.startswith("train/") for name in _relative(splits.validation, info.root))
+
+
+def test_train_validation_test_folders_are_used_as_they_are(tmp_path):
+    root = make_separable_dataset(tmp_path / "d", splits=("train", "val", "testing"), per_class=6)
+    splits = make_splits(scan_dataset(root))
+    assert splits.counts() == {"train": {"circles": 6, "squares": 6},
+                               "validation": {"circles": 3, "squares": 3},
+                               "test": {"circles": 3, "squares": 3}}
+
+
+def test_photos_outside_the_split_folders_are_listed_as_skipped(tmp_path):
+    root = make_separable_dataset(tmp_path / "d", splits=("train", "validation", "extra"), per_class=4)
+    (root / "README.txt").write_text("about these photos")
+    info = scan_dataset(root)
+    skipped = dict(info.skipped)
+    assert {f"extra/{c}/{c}.extra.{n}.jpg" for c in ("circles", "squares") for n in range(2)} \
+        <= set(skipped)
+    assert "README.txt" in skipped
+    assert all("extra/" in reason or "train/" in reason
+               for name, reason in skipped.items() if name.startswith("extra/"))
+    used = sum(len(samples) for samples in info.splits.values())
+    photos = len([p for p in root.rglob("*.jpg")])
+    assert used + sum(name.endswith(".jpg") for name in skipped) == photos

@@ -16,7 +16,6 @@ Typical use (the Dataset page and the CLI)::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -25,28 +24,31 @@ import tempfile
 import time
 import urllib.parse
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Optional, Union
+from typing import BinaryIO, Callable, Optional, Union
 
-from core.data.archive import ArchiveError, is_junk, safe_extract_zip
 from core.config import Settings, get_settings
-from core.data.dataset import DatasetError
+from core.data.archive import ArchiveError, safe_extract_zip
+from core.data.dataset import DatasetError, find_dataset_root
 from core.data.download import DownloadError, download_file
-from core.data.images import IMAGE_EXTENSIONS
-
-try:  # Unix: serialise two sessions fetching the same dataset at once.
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+from core.data.layout import is_image_name, is_junk_name
+from core.fileio import FileLock, atomic_write
 
 COMPLETE_MARKER = ".complete"
 DOWNLOADS_DIR = "downloads"
-# Folder names that mean "this level already is the dataset root".
-SPLIT_NAMES = {"train", "training", "validation", "val", "valid", "test", "testing"}
+# How long a second session waits for another one fetching or importing the
+# same dataset (the official download takes well under a minute) before it
+# is told to try again.
+DATASET_LOCK_TIMEOUT_SECONDS = 5 * 60
+# Dataset folder names are cut to this many characters.
+MAX_NAME_CHARS = 64
+# Photos count as a dataset at depth 2 (class/photo) to 4 (wrapper/split/class/photo).
+MIN_PHOTO_DEPTH, MAX_PHOTO_DEPTH = 2, 4
 # (stage "download" | "extract", done, total or None)
 AcquireProgress = Callable[[str, int, Optional[int]], None]
 
 # What the Dataset page and the CLI catch to show a message instead of a traceback
-# (DatasetError: a bad name, or a folder or zip without class folders of photos).
+# (DatasetError: a bad name, or a folder or zip without class folders of photos;
+# OSError includes fileio.LockTimeout: another session kept the dataset busy).
 ACQUIRE_ERRORS = (DownloadError, ArchiveError, DatasetError, OSError)
 
 
@@ -130,27 +132,6 @@ def use_local_folder(path: Union[str, os.PathLike], settings: Optional[Settings]
     return root
 
 
-def find_dataset_root(folder: Union[str, os.PathLike]) -> Path:
-    """Unwrap single wrapper folders, e.g. ``extracted/cats_and_dogs_filtered``.
-
-    A root is the first level that holds train/validation folders, several
-    folders, image files, or a single folder that is itself a class of images.
-    """
-    current = Path(folder)
-    for _ in range(8):  # wrappers nest a few levels at most; stop on symlink loops
-        entries = _visible_entries(current)
-        subdirs = [entry for entry in entries if entry.is_dir()]
-        if len(subdirs) != 1 or subdirs[0].name.lower() in SPLIT_NAMES:
-            return current
-        if any(_is_image(entry) for entry in entries):
-            return current
-        only = subdirs[0]
-        if not any(entry.is_dir() for entry in _visible_entries(only)):
-            return current  # `only` is a class folder, not a wrapper
-        current = only
-    return current
-
-
 def list_local_datasets(settings: Optional[Settings] = None) -> list[Path]:
     """Completed datasets under `settings.datasets_dir`, sorted by name."""
     settings = settings or get_settings()
@@ -167,7 +148,7 @@ def list_local_datasets(settings: Optional[Settings] = None) -> list[Path]:
 
 def safe_dataset_name(name: str) -> str:
     """A folder name from what a person typed: "My pets!" -> "My_pets"."""
-    cleaned = re.sub(r"[^\w.-]+", "_", str(name).strip()).strip("._-")[:64]
+    cleaned = re.sub(r"[^\w.-]+", "_", str(name).strip()).strip("._-")[:MAX_NAME_CHARS]
     if not cleaned:
         raise DatasetError("Give the dataset a name with letters or digits, e.g. 'my_pets'.")
     if cleaned.lower() == DOWNLOADS_DIR:
@@ -192,7 +173,7 @@ def _install_zip(
         root = find_dataset_root(extracted)
         _require_images(root, "The archive")
         marker = {"source": origin, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        (root / COMPLETE_MARKER).write_text(json.dumps(marker) + "\n")
+        atomic_write(root / COMPLETE_MARKER, json.dumps(marker) + "\n")
         if target.exists():  # overwrite: move the old one aside, then swap
             os.replace(target, work / "previous")
         os.replace(root, target)
@@ -214,18 +195,11 @@ def _remove_leftovers(datasets_dir: Path, name: str) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _dataset_lock(datasets_dir: Path, name: str) -> Iterator[None]:
+def _dataset_lock(datasets_dir: Path, name: str) -> FileLock:
+    """One session at a time fetches, imports or replaces the dataset ``name``."""
     datasets_dir.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:  # pragma: no cover - Windows
-        yield
-        return
-    with open(datasets_dir / f".{name}.lock", "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    return FileLock(datasets_dir / f".{name}.lock", timeout=DATASET_LOCK_TIMEOUT_SECONDS,
+                    what=f"the dataset {name!r}")
 
 
 def _stage(progress: Optional[AcquireProgress], stage: str):
@@ -243,15 +217,11 @@ def _url_filename(url: str) -> str:
 
 def _visible_entries(folder: Path) -> list[Path]:
     with os.scandir(folder) as entries:
-        return sorted(
-            Path(entry.path)
-            for entry in entries
-            if not entry.name.startswith(".") and not is_junk(entry.name)
-        )
+        return sorted(Path(entry.path) for entry in entries if not is_junk_name(entry.name))
 
 
 def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+    return is_image_name(path.name) and path.is_file()
 
 
 def _require_images(root: Path, what: str) -> None:
@@ -259,9 +229,9 @@ def _require_images(root: Path, what: str) -> None:
 
     def has_images(folder: Path, depth: int) -> bool:
         for entry in _visible_entries(folder):
-            if depth >= 2 and _is_image(entry):
+            if depth >= MIN_PHOTO_DEPTH and _is_image(entry):
                 return True
-            if depth < 4 and entry.is_dir() and has_images(entry, depth + 1):
+            if depth < MAX_PHOTO_DEPTH and entry.is_dir() and has_images(entry, depth + 1):
                 return True
         return False
 

@@ -16,18 +16,22 @@ import stat
 import tempfile
 import zipfile
 import zlib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Union
 
 from core.data.download import format_size
+from core.data.layout import is_junk  # noqa: F401 (re-exported: older code imports it from here)
 
 ZipSource = Union[str, os.PathLike, BinaryIO]
 # (uncompressed bytes written so far, total uncompressed bytes declared)
 ExtractProgress = Callable[[int, int], None]
 
+# Bytes read from a member at a time while extracting.
 _CHUNK = 1 << 20
-# Files that archivers on macOS and Windows add and nobody wants as data.
-_JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+# More entries than any photo dataset has; a zip claiming more is a bomb.
+MAX_MEMBERS = 1_000_000
+# Bit 0 of a zip entry's general-purpose flags: the entry is encrypted.
+_ENCRYPTED_FLAG = 0x1
 
 
 class ArchiveError(ValueError):
@@ -38,20 +42,12 @@ class UnsafeArchiveError(ArchiveError):
     """An archive that tries to write outside its folder or to be too large."""
 
 
-def is_junk(name: str) -> bool:
-    """macOS resource forks, Finder and Explorer metadata."""
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    return bool(parts) and (
-        "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] in _JUNK_NAMES
-    )
-
-
 def safe_extract_zip(
     source: ZipSource,
     dest: Path,
     *,
     max_bytes: int,
-    max_members: int = 1_000_000,
+    max_members: int = MAX_MEMBERS,
     progress: Optional[ExtractProgress] = None,
 ) -> Path:
     """Extract the zip at `source` (path or seekable file) into the new folder `dest`.
@@ -102,8 +98,6 @@ def _checked_members(
     declared = 0
     for info in infos:
         name = info.filename
-        if is_junk(name):
-            continue
         posix = name.replace("\\", "/")
         first = posix.split("/", 1)[0]
         if posix.startswith("/") or first.endswith(":"):
@@ -116,11 +110,13 @@ def _checked_members(
                 f"{label} is refused: member {name!r} points outside the "
                 "extraction folder ('..' in its path)."
             )
+        if is_junk(name):  # after the path checks: a junk name does not excuse '..'
+            continue
         if stat.S_ISLNK(info.external_attr >> 16):
             raise UnsafeArchiveError(
                 f"{label} is refused: member {name!r} is a symbolic link."
             )
-        if info.flag_bits & 0x1:
+        if info.flag_bits & _ENCRYPTED_FLAG:
             raise ArchiveError(
                 f"{label} is password-protected ({name!r}); upload an unencrypted zip."
             )

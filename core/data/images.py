@@ -19,9 +19,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.config import get_settings
+from core.data.layout import IMAGE_EXTENSIONS, is_image_name  # noqa: F401 (IMAGE_EXTENSIONS: re-export)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# What Pillow says a file is, for the suffixes in IMAGE_EXTENSIONS (MPO: a
+# camera's multi-picture JPEG).
 SUPPORTED_FORMATS = {"JPEG", "PNG", "BMP", "GIF", "WEBP", "MPO"}
+# Scanning decodes JPEGs at 1/2..1/8 scale down to about this size: every byte
+# is still read (so truncation shows), at a fraction of the cost.
+CHECK_DRAFT_SIZE = (64, 64)
 
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
 
@@ -125,11 +130,10 @@ def load_resized(source: ImageSource, image_size: int | tuple[int, int]) -> np.n
 
 def check_image(path: str | os.PathLike) -> str | None:
     """None when ``path`` decodes as a supported image, else the reason why not."""
-    if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
+    if not is_image_name(Path(path).name):
         return f"unsupported file type '{Path(path).suffix or 'none'}'"
     try:
-        # A small draft keeps this fast while still reading every byte of a JPEG.
-        open_rgb(path, draft_size=(64, 64))
+        open_rgb(path, draft_size=CHECK_DRAFT_SIZE)
     except ImageError as error:
         return str(error)
     return None
