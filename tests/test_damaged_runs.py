@@ -1,0 +1,108 @@
+"""Damaged run files: listed with the reason, and the queue, the CLI and the store keep working.
+
+A run folder can be damaged by a crash, a full disk or a person editing it.
+One damaged run must never stop the queue, the CLI or the other runs.
+No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import pytest
+
+from core import cli
+from core.runs import jobs
+from core.runs.recipes import make_config
+from core.runs.store import (
+    METRICS_FILE, STATUS_FILE, RunFileError, RunState, append_metrics, create_run, list_runs,
+    read_metrics, read_status,
+)
+
+DAMAGED_STATUS = {
+    "empty": "",
+    "truncated": '{"state": "runn',
+    "null": "null",
+    "a number": "42",
+    "non-numeric pid": json.dumps({"state": "running", "pid": "abc"}),
+    "unknown state": json.dumps({"state": "exploded"}),
+}
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    return tmp_path / "runs"
+
+
+def new_run(tmp_path, runs_dir, state=RunState.QUEUED):
+    return create_run(make_config(tmp_path, "cnn", 1), runs_dir, state=state)
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_STATUS))
+def test_a_damaged_status_is_listed_with_its_reason(tmp_path, runs_dir, damage):
+    good = new_run(tmp_path, runs_dir, RunState.COMPLETED)
+    bad = new_run(tmp_path, runs_dir)
+    (bad / STATUS_FILE).write_text(DAMAGED_STATUS[damage])
+
+    with pytest.raises(RunFileError, match=bad.name):
+        read_status(bad)
+    listed = {summary.id: summary for summary in list_runs(runs_dir)}
+    assert listed[good.name].state == RunState.COMPLETED and listed[good.name].problem is None
+    assert listed[bad.name].problem and STATUS_FILE in listed[bad.name].problem
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_STATUS))
+def test_a_damaged_run_does_not_stop_the_queue_behind_it(tmp_path, runs_dir, damage, monkeypatch):
+    started = []
+    monkeypatch.setattr(jobs, "_start_worker", lambda run_dir: started.append(run_dir) or 4242)
+    bad = new_run(tmp_path, runs_dir)
+    (bad / STATUS_FILE).write_text(DAMAGED_STATUS[damage])
+    waiting = new_run(tmp_path, runs_dir)
+
+    jobs.recover(runs_dir)
+    assert jobs.dispatch(runs_dir) == [waiting]
+    assert started == [waiting]
+    assert read_status(waiting).state == RunState.RUNNING
+
+
+def test_the_cli_lists_a_damaged_run_instead_of_failing(tmp_path, runs_dir, capsys):
+    good = new_run(tmp_path, runs_dir, RunState.COMPLETED)
+    bad = new_run(tmp_path, runs_dir)
+    (bad / STATUS_FILE).write_text("null")
+
+    assert cli.main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    listed = {run["id"]: run for run in json.loads(capsys.readouterr().out)}
+    assert listed[good.name]["state"] == "completed"
+    assert "status.json" in listed[bad.name]["problem"]
+
+
+def test_metrics_lines_that_are_not_epochs_are_skipped(tmp_path, runs_dir):
+    run_dir = new_run(tmp_path, runs_dir)
+    append_metrics(run_dir, {"epoch": 1, "val_accuracy": 0.5})
+    with open(run_dir / METRICS_FILE, "a") as file:
+        file.write("42\nnull\n[1, 2]\n")
+    append_metrics(run_dir, {"epoch": 2, "val_accuracy": 0.6})
+    assert [m["epoch"] for m in read_metrics(run_dir)] == [1, 2]
+    assert list_runs(runs_dir)[0].best_val_accuracy == 0.6
+
+
+def test_a_disk_full_while_appending_an_epoch_leaves_no_half_line(tmp_path, runs_dir, monkeypatch):
+    run_dir = new_run(tmp_path, runs_dir)
+    append_metrics(run_dir, {"epoch": 1, "val_accuracy": 0.5})
+    real_write = os.write
+
+    def half_then_disk_full(fd, data):
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_disk_full)
+    with pytest.raises(OSError):
+        append_metrics(run_dir, {"epoch": 2, "val_accuracy": 0.6})
+    monkeypatch.setattr(os, "write", real_write)
+
+    # Space is back: the next epoch is a line of its own and every epoch is read.
+    append_metrics(run_dir, {"epoch": 3, "val_accuracy": 0.7})
+    assert [m["epoch"] for m in read_metrics(run_dir)] == [1, 3]
+    assert (run_dir / METRICS_FILE).read_text().count("\n") == 2
