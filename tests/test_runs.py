@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from core.data.augment import PRESETS
+from core.fileio import write_json
+from core.runs.recipes import RECIPES, TrainConfig, make_config
 from core.runs.store import (
-    EVALUATION_FILE, METRICS_FILE, TrainConfig, append_metrics, create_run,
-    delete_run, list_runs, make_config, read_config, read_metrics, read_status,
-    update_status, write_json,
+    EVALUATION_FILE, METRICS_FILE, RunState, append_metrics, create_run, delete_run, list_runs,
+    read_config, read_metrics, read_status, update_status,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +29,8 @@ def test_make_config_fills_in_the_architectures_defaults(tmp_path):
     assert config.fine_tune_epochs == 0 and config.fine_tune_learning_rate is None
 
     fine = make_config(tmp_path, "mobilenet_v2_finetune", 4)
-    assert fine.fine_tune_epochs == 4  # as many as the first phase, like TF's guide
+    assert fine.epochs == 4
+    assert fine.fine_tune_epochs == RECIPES["mobilenet_v2_finetune"].fine_tune_epochs == 10
     assert fine.fine_tune_learning_rate == 1e-5
     assert fine.fine_tune_layers > 0
     assert fine.augment.is_identity
@@ -55,8 +57,9 @@ def test_config_round_trips_through_json(tmp_path):
     assert again == config
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["augment"] == PRESETS["recommended"].to_dict()
-    assert saved["versions"]["python"]
     assert saved["created"] > 0
+    # What training finds out (classes, versions...) goes to facts.json, never here.
+    assert not {"versions", "classes", "split_counts", "mode"} & set(saved)
 
 
 def test_create_run_makes_a_queued_run_with_a_time_sortable_id(tmp_path):
@@ -67,7 +70,7 @@ def test_create_run_makes_a_queued_run_with_a_time_sortable_id(tmp_path):
     assert time.strftime("%Y%m%d-%H%M%S", time.localtime(config.created)) == stamp
     assert arch == "cnn"
     status = read_status(run_dir)
-    assert status["state"] == "queued" and status["pid"] is None
+    assert status.state == RunState.QUEUED and status.pid is None
 
 
 def test_runs_go_under_pawlab_home_by_default(tmp_path, pawlab_home):
@@ -81,7 +84,7 @@ def test_list_runs_is_newest_first_with_results(tmp_path):
     older = create_run(TrainConfig(str(tmp_path), "cnn", 2, created=1000.0), runs)
     newer = create_run(TrainConfig(str(tmp_path), "cnn_plus", 3, created=2000.0), runs)
     (runs / "not-a-run").mkdir()
-    update_status(older, state="completed", started=1000.0, finished=1100.0)
+    update_status(older, state=RunState.COMPLETED, started=1000.0, finished=1100.0)
     append_metrics(older, {"epoch": 1, "val_accuracy": 0.7})
     append_metrics(older, {"epoch": 2, "val_accuracy": 0.8})
     write_json(older / EVALUATION_FILE, {"accuracy": 0.75})
@@ -89,10 +92,10 @@ def test_list_runs_is_newest_first_with_results(tmp_path):
     summaries = list_runs(runs)
     assert [s.id for s in summaries] == [newer.name, older.name]
     done = summaries[1]
-    assert (done.arch, done.state, done.epochs) == ("cnn", "completed", 2)
+    assert (done.arch, done.state, done.epochs) == ("cnn", RunState.COMPLETED, 2)
     assert done.best_val_accuracy == 0.8 and done.test_accuracy == 0.75
     assert done.duration == 100.0
-    assert summaries[0].state == "queued" and summaries[0].best_val_accuracy is None
+    assert summaries[0].state == RunState.QUEUED and summaries[0].best_val_accuracy is None
 
 
 def test_read_metrics_skips_a_line_being_written(tmp_path):
@@ -117,8 +120,8 @@ def test_status_updates_from_many_writers_are_never_lost(tmp_path):
     for thread in threads:
         thread.join()
     status = read_status(run_dir)
-    assert (status["epoch"], status["batch"], status["heartbeat"]) == (30, 30, 30)
-    assert status["state"] == "queued"
+    assert (status.epoch, status.batch, status.heartbeat) == (30, 30, 30)
+    assert status.state == RunState.QUEUED
 
 
 def test_json_files_are_replaced_whole(tmp_path):
@@ -147,7 +150,7 @@ def test_update_status_refuses_unknown_states(tmp_path):
     run_dir = create_run(make_config(tmp_path, "cnn", 1), tmp_path / "runs")
     with pytest.raises(ValueError):
         update_status(run_dir, state="exploded")
-    assert read_status(run_dir)["state"] == "queued"
+    assert read_status(run_dir).state == RunState.QUEUED
 
 
 def test_delete_run_removes_finished_runs_only(tmp_path):
@@ -156,7 +159,7 @@ def test_delete_run_removes_finished_runs_only(tmp_path):
     with pytest.raises(ValueError, match="cancel it"):
         delete_run(run_dir)
     assert run_dir.exists()
-    update_status(run_dir, state="cancelled")
+    update_status(run_dir, state=RunState.CANCELLED)
     delete_run(run_dir)
     assert not run_dir.exists()
     with pytest.raises(ValueError, match="not a training run"):
