@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from conftest import REPO, make_separable_dataset
 from core.data.dataset import DatasetError, scan_dataset
 from core.data.images import ImageError, load_resized, open_rgb
-from core.data.splits import make_splits, subset
+from core.data.splits import Splits, SplitRule, make_splits, split_dataset, subset
 
 
 # --- Decoding: every mode becomes RGB, bad files get a sentence -------------
@@ -60,8 +61,20 @@ def test_bad_files_raise_a_readable_error(tmp_path):
 def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     monkeypatch.setenv("PAWLAB_MAX_IMAGE_PIXELS", "10000")
     Image.new("L", (200, 200)).save(tmp_path / "big.png")
+    Image.new("L", (50, 50)).save(tmp_path / "small.png")
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+
+    def spy_load(image):
+        decoded.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy_load)
     with pytest.raises(ImageError, match="pixel limit"):
         open_rgb(tmp_path / "big.png")
+    assert decoded == []  # refused on the header alone
+    open_rgb(tmp_path / "small.png")
+    assert (50, 50) in decoded  # the spy does see a decode
 
 
 # --- Scanning -----------------------------------------------------------------
@@ -131,14 +144,20 @@ def test_splits_are_disjoint_stratified_and_stable(cats_and_dogs, tmp_path):
     assert not (train & val) and not (train & test) and not (val & test)
     assert splits.counts()["test"] == {"cats": 100, "dogs": 100}
     assert splits.counts()["validation"] == {"cats": 400, "dogs": 400}
-    # Same split whatever the folder is called or where it lives.
-    moved = tmp_path / "elsewhere"
-    moved.symlink_to(cats_and_dogs)
-    again = make_splits(scan_dataset(moved))
-    assert _names(again.test) == test
     # Another seed gives another, equally stratified, test set.
     other = make_splits(scan_dataset(cats_and_dogs), seed=7)
     assert _names(other.test) != test and other.counts()["test"] == {"cats": 100, "dogs": 100}
+
+
+@pytest.mark.parametrize("splits", [("train", "validation"), ("",), ("train", "test")])
+def test_same_split_wherever_the_folder_lives(tmp_path, splits):
+    original = make_separable_dataset(tmp_path / "here" / "pets", splits=splits, per_class=40)
+    copy = tmp_path / "elsewhere" / "renamed"
+    shutil.copytree(original, copy)  # a real second folder: no symlink for resolve() to undo
+    first, again = make_splits(scan_dataset(original)), make_splits(scan_dataset(copy))
+    assert first.root != again.root
+    for name in ("train", "validation", "test"):
+        assert _relative(getattr(again, name), copy) == _relative(getattr(first, name), original)
 
 
 def test_pool_split_is_stratified_and_subsets_are_stable(tmp_path):
@@ -150,6 +169,72 @@ def test_pool_split_is_stratified_and_subsets_are_stable(tmp_path):
     assert len(_names(first.train) | _names(first.validation) | _names(first.test)) == 100
     subset_names = _names(subset(first.train, 5))
     assert len(subset_names) == 10 and subset_names == _names(subset(first.train, 5))
+
+
+# --- Split records: a run rebuilds its exact split later ---------------------------
+
+def test_split_record_round_trips_through_json(tiny_dataset):
+    info, splits = split_dataset(tiny_dataset, seed=5)
+    assert splits == make_splits(scan_dataset(tiny_dataset), seed=5)
+    record = json.loads(json.dumps(splits.to_record()))
+    assert record["classes"] == ["circles", "squares"]
+    assert ["train/circles/circles.train.0.jpg", "circles"] in record["train"]
+    assert Splits.from_record(record, info.root) == splits
+
+
+def test_split_record_survives_changes_to_the_folder(tiny_dataset, tmp_path, monkeypatch):
+    info, splits = split_dataset(tiny_dataset)
+    record = splits.to_record()
+    moved = tmp_path / "moved"
+    shutil.copytree(info.root, moved)
+    shutil.copy(moved / "train" / "circles" / "circles.train.0.jpg", moved / "train" / "circles" / "new.jpg")
+    (moved / "validation" / "squares" / "squares.validation.0.jpg").unlink()
+    # No scan and no decode: rebuilding from a record must not look at the photos.
+    monkeypatch.setattr("core.data.dataset.check_image", lambda path: pytest.fail("decoded"))
+    rebuilt = Splits.from_record(record, moved)
+    assert rebuilt.counts() == splits.counts()
+    assert rebuilt.to_record() == record
+    assert all(s.path.startswith(str(moved)) for s in rebuilt.train + rebuilt.validation + rebuilt.test)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda r: r.pop("test"),
+    lambda r: r["train"].append(["../../etc/passwd", "circles"]),
+    lambda r: r["train"].append(["/etc/passwd", "circles"]),
+    lambda r: r["train"].append(["train/x.jpg", "ferrets"]),
+    lambda r: r["validation"].append("not a pair"),
+])
+def test_damaged_split_record_is_refused(tiny_dataset, damage):
+    record = split_dataset(tiny_dataset)[1].to_record()
+    damage(record)
+    with pytest.raises(DatasetError, match="recorded split"):
+        Splits.from_record(record, tiny_dataset)
+
+
+def test_split_rule_is_named_for_each_layout(tmp_path):
+    rules = {}
+    for name, splits in [("pool", ("",)), ("tv", ("train", "validation")), ("tt", ("train", "testing")),
+                         ("tvt", ("train", "valid", "test")), ("t", ("train",))]:
+        root = make_separable_dataset(tmp_path / name, splits=splits, per_class=4)
+        rules[name] = SplitRule.of(scan_dataset(root))
+    assert rules == {"pool": SplitRule.POOL, "tv": SplitRule.TEST_FROM_VALIDATION,
+                     "tt": SplitRule.VALIDATION_FROM_TRAIN, "tvt": SplitRule.FOLDERS,
+                     "t": SplitRule.POOL}
+    assert "test/ is the test set" in SplitRule.VALIDATION_FROM_TRAIN.explain()
+
+
+def test_split_folders_without_train_are_refused(tmp_path):
+    root = make_separable_dataset(tmp_path / "d", splits=("validation", "test"), per_class=4)
+    with pytest.raises(DatasetError, match="no train/ folder"):
+        scan_dataset(root)
+
+
+def test_a_second_folder_for_the_same_split_is_skipped_with_a_reason(tmp_path):
+    root = make_separable_dataset(tmp_path / "d", splits=("train", "test", "testing"), per_class=4)
+    info = scan_dataset(root)
+    assert info.counts()["test"] == {"circles": 2, "squares": 2}
+    reasons = dict(info.skipped)
+    assert len(reasons) == 4 and all("second test folder" in r for r in reasons.values())
 
 
 # --- Pipeline -------------------------------------------------------------------
