@@ -8,21 +8,32 @@ Configs are plain dataclasses (no TensorFlow needed to read or save them);
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
 from pathlib import Path
 
 from core.config import get_settings
+from core.fileio import read_json, write_json
 
-FLIP_MODES = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+
+class Flip(StrEnum):
+    """keras.layers.RandomFlip's modes, plus none."""
+
+    NONE = "none"
+    HORIZONTAL = "horizontal"
+    VERTICAL = "vertical"
+    BOTH = "horizontal_and_vertical"
+
+
+# Plain strings: what the Dataset page's radio shows and what a saved config holds.
+FLIP_MODES = tuple(mode.value for mode in Flip)
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
     name: str = "none"
-    flip: str = "none"
+    flip: str = Flip.NONE.value  # one of FLIP_MODES
     rotation: float = 0.0     # fraction of a full turn, as keras.layers.RandomRotation
     zoom: float = 0.0         # +/- fraction of height
     translation: float = 0.0  # +/- fraction of height and width
@@ -40,13 +51,13 @@ class AugmentConfig:
 
     @property
     def is_identity(self) -> bool:
-        return self.flip == "none" and not any(
+        return self.flip == Flip.NONE and not any(
             (self.rotation, self.zoom, self.translation, self.contrast, self.brightness)
         )
 
     def describe(self) -> str:
         parts = []
-        if self.flip != "none":
+        if self.flip != Flip.NONE:
             parts.append(f"flip {self.flip.replace('_', ' ')}")
         for label in ("rotation", "zoom", "translation", "contrast", "brightness"):
             value = getattr(self, label)
@@ -79,7 +90,7 @@ def build_augmentation(config: AugmentConfig, seed: int | None = None):
     import keras
 
     layers = []
-    if config.flip != "none":
+    if config.flip != Flip.NONE:
         layers.append(keras.layers.RandomFlip(config.flip, seed=seed))
     if config.rotation:
         layers.append(keras.layers.RandomRotation(config.rotation, fill_mode="reflect", seed=seed))
@@ -117,28 +128,36 @@ def _folder() -> Path:
 
 
 def save_config(config: AugmentConfig) -> Path:
+    """Save under its name; sessions saving at once each write a whole file."""
     if config.name in PRESETS:
         raise ValueError(f"'{config.name}' is a built-in preset; choose another name.")
     folder = _folder()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{_slug(config.name)}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(config.to_dict(), indent=2))
-    os.replace(tmp, path)
+    write_json(path, config.to_dict())
     return path
 
 
+def _read_saved(path: Path) -> AugmentConfig | None:
+    """A saved config, or None for a damaged or hand-edited file that is not one."""
+    record = read_json(path)
+    if not record.ok:
+        return None
+    try:
+        return AugmentConfig.from_dict(record.value)
+    except (ValueError, TypeError):
+        return None
+
+
 def list_configs() -> dict[str, AugmentConfig]:
-    """Built-in presets first, then saved configs by name."""
+    """Built-in presets first, then saved configs by name; a broken file hides nothing else."""
     configs = dict(PRESETS)
     folder = _folder()
     if folder.is_dir():
         for path in sorted(folder.glob("*.json")):
-            try:
-                config = AugmentConfig.from_dict(json.loads(path.read_text()))
-            except (ValueError, TypeError):
-                continue  # a hand-edited broken file should not hide the others
-            configs[config.name] = config
+            config = _read_saved(path)
+            if config is not None:
+                configs[config.name] = config
     return configs
 
 
@@ -147,7 +166,3 @@ def load_config(name: str) -> AugmentConfig:
     if name not in configs:
         raise KeyError(f"No augmentation config named '{name}'.")
     return configs[name]
-
-
-def with_name(config: AugmentConfig, name: str) -> AugmentConfig:
-    return replace(config, name=name)
