@@ -115,6 +115,28 @@ def leftovers(folder: Path) -> list[str]:
 # --- download_file -----------------------------------------------------------
 
 
+def test_downloads_to_the_same_file_at_once_do_not_collide(server, tmp_path):
+    body = os.urandom(300_000)
+    server.routes["/blob.bin"] = ("ok", body)
+    dest = tmp_path / "blob.bin"
+    errors = []
+
+    def fetch():
+        try:
+            download_file(server.url + "/blob.bin", dest, chunk_size=4096, retries=0)
+        except Exception as error:  # noqa: BLE001 - collected and reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=fetch) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert dest.read_bytes() == body
+    assert [p.name for p in tmp_path.iterdir()] == ["blob.bin"]  # no .part left
+
+
 def test_download_streams_with_progress_up_to_total(server, tmp_path):
     body = os.urandom(100_000)
     server.routes["/blob.bin"] = ("ok", body)

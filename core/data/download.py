@@ -1,7 +1,8 @@
 """Downloading one file over HTTP(S), all or nothing.
 
-The bytes stream into ``<dest>.part`` next to the destination and are renamed
-into place only once their count matches what the server announced (and what
+The bytes stream into a uniquely named ``.<dest>.*.part`` file next to the
+destination (so two downloads of one file never write into each other) and
+are renamed into place only once their count matches what the server announced (and what
 the caller expected). A dropped connection, a short body or an HTTP error
 removes the partial file and raises ``DownloadError`` with a sentence a person
 can act on, so a later call starts from a clean slate.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +27,10 @@ ProgressCallback = Callable[[int, Optional[int]], None]
 USER_AGENT = "PawLab/1.0 (Python urllib)"
 # Seconds to wait before retry n is `RETRY_WAIT_S * n`; tests set it to 0.
 RETRY_WAIT_S = 1.0
+# Bytes read from the connection at a time.
+CHUNK_BYTES = 1 << 20
+# HTTP statuses worth retrying besides 5xx: request timeout, too many requests.
+RETRYABLE_STATUSES = (408, 429)
 
 
 class DownloadError(Exception):
@@ -55,7 +61,7 @@ def download_file(
     progress: Optional[ProgressCallback] = None,
     expected_size: Optional[int] = None,
     timeout: float = 30,
-    chunk_size: int = 1 << 20,
+    chunk_size: int = CHUNK_BYTES,
     retries: int = 2,
 ) -> Path:
     """Download `url` to `dest` atomically and return `dest`.
@@ -95,7 +101,7 @@ def _download_once(
     timeout: float,
     chunk_size: int,
 ) -> Path:
-    part = dest.with_name(dest.name + ".part")
+    part: Optional[Path] = None
     downloaded = 0
     total: Optional[int] = expected_size
     completed = False
@@ -118,6 +124,7 @@ def _download_once(
                 total = content_length
             if progress:
                 progress(0, total)
+            part = _new_part_file(dest)
             with open(part, "wb") as out:
                 while True:
                     chunk = response.read(chunk_size)
@@ -150,7 +157,7 @@ def _download_once(
         raise DownloadError(
             f"Download of {url} failed: the server answered "
             f"{error.code} {error.reason}.",
-            retryable=error.code >= 500 or error.code in (408, 429),
+            retryable=error.code >= 500 or error.code in RETRYABLE_STATUSES,
         ) from error
     except urllib.error.URLError as error:
         raise DownloadError(
@@ -171,8 +178,16 @@ def _download_once(
             f"Download of {url} failed after {format_size(downloaded)}: {_reason(error)}."
         ) from error
     finally:
-        if not completed:
+        if part is not None and not completed:
             part.unlink(missing_ok=True)
+
+
+def _new_part_file(dest: Path) -> Path:
+    """An empty, uniquely named file next to ``dest``, readable like a normal download."""
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    os.chmod(name, 0o644)  # mkstemp makes it private; the finished file should not be
+    return Path(name)
 
 
 def _content_length(response) -> Optional[int]:
