@@ -14,15 +14,17 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import defaults
 from core.data.augment import FLIP_MODES, AugmentConfig, list_configs, preview, save_config
 from core.data.images import ImageError, load_resized
 from core.data.splits import Splits
 from core.data.thumbnails import to_jpeg
 
 from pages._dataset_views import filtered_photos, photos_on_page
+from pages._text import md
 
 DEFAULT_PRESET = "recommended"
-PREVIEW_SIZE = 192  # pixels; about what the models see (160-180)
+PREVIEW_SIZE = 192  # pixels; a little larger than the default training size
 RANDOM_PHOTO = "random"
 FLIP_LABELS = {"none": "none", "horizontal": "horizontal", "vertical": "vertical",
                "horizontal_and_vertical": "both"}
@@ -52,7 +54,7 @@ def _init_state() -> None:
         st.session_state["aug_preset"] = DEFAULT_PRESET
         _load_preset()
     st.session_state.setdefault("aug_count", 4)
-    st.session_state.setdefault("aug_seed", 1337)
+    st.session_state.setdefault("aug_seed", defaults.SEED)
 
 
 def current_config(name: str) -> AugmentConfig:
@@ -75,11 +77,11 @@ def _save() -> None:
     try:
         path = save_config(current_config(name))
     except (ValueError, OSError) as error:
-        st.session_state["aug_message"] = ("error", str(error))
+        st.session_state["aug_message"] = ("error", md(error))
         return
     st.session_state["aug_preset"] = name
     st.session_state["aug_message"] = (
-        "success", f"Saved '{name}' ({path.name}). The Train page can use it now.")
+        "success", f"Saved '{md(name)}' ({md(path.name)}). The Train page can use it now.")
 
 
 # --- Cached variants -------------------------------------------------------
@@ -105,7 +107,7 @@ def show_augmentation_preview(splits: Splits) -> None:
         config = _controls()
     with output:
         photo = _photo_picker(splits)
-        st.markdown(f"**{config.name}**: {config.describe()}")
+        st.markdown(f"**{md(config.name)}**: {md(config.describe())}")
         if photo is not None:
             _show_variants(photo, config)
 
@@ -168,9 +170,9 @@ def _show_variants(path: str, config: AugmentConfig) -> None:
         with st.spinner("Loading TensorFlow (once, a few seconds)…" if first_time else "Augmenting…"):
             original, variants = _variants(path, os.stat(path).st_mtime_ns, config, count, seed)
     except (ImageError, OSError) as error:
-        st.error(f"{Path(path).name} can no longer be read: {error}")
+        st.error(f"{md(Path(path).name)} can no longer be read: {md(error)}")
         return
-    captions = [f"original: {Path(path).name}"] + [f"variant {i + 1}" for i in range(count)]
+    captions = [f"original: {md(Path(path).name)}"] + [f"variant {i + 1}" for i in range(count)]
     with st.container(key="aug_preview"):
         with st.grid(min(count + 1, 5), min_column_width=100, gap="xsmall"):
             for image, caption in zip([original, *variants], captions):

@@ -1,13 +1,13 @@
 """Dataset page, part 2: the overview (counts, skipped files) and the photo browser.
 
-Everything slow is cached: the scan per dataset folder (and its state on
-disk), each thumbnail per file path and modification time. A rerun of the
-page therefore only looks up what it shows.
+Everything slow is cached (pages/_photos.py): the scan per dataset folder
+(and its state on disk), each thumbnail per file path and modification time.
+A rerun of the page therefore only looks up what it shows.
 """
 
 from __future__ import annotations
 
-import os
+import html
 import random
 from pathlib import Path
 
@@ -15,63 +15,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.data.dataset import DatasetInfo, Sample, scan_dataset
+from core.data.dataset import DatasetInfo, Sample
 from core.data.images import ImageError
-from core.data.splits import Splits, make_splits
-from core.data.thumbnails import display_jpeg, photo_details, thumbnail_jpeg
+from core.data.splits import SplitRule, Splits
+from pages._photos import large_photo, thumbnail
+from pages._text import code, md
 
 PHOTOS_PER_PAGE = 24
-THUMBNAIL_SIZE = 160
 ALL_SPLITS = "all"
-
-
-# --- Loading, cached ------------------------------------------------------
-
-def folder_signature(root: str) -> tuple:
-    """Modification times of the folders of a dataset (3 levels deep).
-
-    Adding or removing a photo changes its folder's time, so the scan cache
-    below is refreshed; reading a few folder times costs next to nothing.
-    """
-    signature = []
-    pending = [(root, 0)]
-    while pending:
-        folder, depth = pending.pop()
-        signature.append((folder, os.stat(folder).st_mtime_ns))
-        if depth < 3:
-            with os.scandir(folder) as entries:
-                pending += [(e.path, depth + 1) for e in entries if e.is_dir() and not e.name.startswith(".")]
-    return tuple(sorted(signature))
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _scan(root: str, signature: tuple) -> tuple[DatasetInfo, Splits]:
-    info = scan_dataset(root)  # has its own disk cache of which files decode
-    return info, make_splits(info)
-
-
-def load_dataset(root: str | Path) -> tuple[DatasetInfo, Splits]:
-    """Scan ``root`` (raises core.data.dataset.DatasetError) and split it as the Train page does."""
-    root = str(root)
-    with st.spinner("Reading every photo once to find unreadable files (cached afterwards)…"):
-        return _scan(root, folder_signature(root))
-
-
-@st.cache_data(show_spinner=False, max_entries=5000)
-def _thumbnail(path: str, mtime_ns: int, size: int) -> bytes | None:
-    try:
-        return thumbnail_jpeg(path, size)
-    except (ImageError, OSError):
-        return None  # changed on disk since the scan
-
-
-def thumbnail(path: str, size: int = THUMBNAIL_SIZE) -> bytes | None:
-    return _thumbnail(path, os.stat(path).st_mtime_ns, size)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _large_photo(path: str, mtime_ns: int):
-    return display_jpeg(path), photo_details(path)
 
 
 # --- Overview -------------------------------------------------------------
@@ -79,17 +30,17 @@ def _large_photo(path: str, mtime_ns: int):
 def show_overview(info: DatasetInfo, splits: Splits) -> None:
     counts = splits.counts()
     columns = st.columns(3)
-    columns[0].metric("Classes", len(info.classes), help=", ".join(info.classes))
+    columns[0].metric("Classes", len(info.classes), help=", ".join(map(md, info.classes)))
     columns[1].metric("Usable photos", f"{info.num_images:,}")
     columns[2].metric("Skipped files", len(info.skipped))
-    st.markdown("**Classes:** " + ", ".join(f"`{name}`" for name in info.classes))
+    st.markdown("**Classes:** " + ", ".join(map(code, info.classes)))
 
     chart, table = st.columns([3, 2])
     with chart:
         st.plotly_chart(split_chart(counts), key="split_chart")
     with table:
         st.dataframe(count_table(counts), key="split_table")
-        st.caption(_split_explanation(info))
+        st.caption(SplitRule.of(info).explain())
     show_skipped(info)
 
 
@@ -98,7 +49,8 @@ def split_chart(counts: dict[str, dict[str, int]]) -> go.Figure:
     split_names = list(counts)
     class_names = list(next(iter(counts.values()), {}))
     figure = go.Figure(
-        [go.Bar(name=name, x=split_names, y=[counts[s][name] for s in split_names],
+        # Plotly reads names as HTML (links included): class names are folder names.
+        [go.Bar(name=html.escape(name), x=split_names, y=[counts[s][name] for s in split_names],
                 text=[counts[s][name] for s in split_names], textposition="outside")
          for name in class_names]
     )
@@ -115,17 +67,6 @@ def count_table(counts: dict[str, dict[str, int]]) -> pd.DataFrame:
     table["total"] = table.sum(axis=1)
     table.index.name = "class"
     return table
-
-
-def _split_explanation(info: DatasetInfo) -> str:
-    if "validation" in info.splits and "test" not in info.splits:
-        return ("train/ is the training set. The test set is 20% of validation/ per "
-                "class, picked by a stable hash of the file name, so no test photo "
-                "is ever a validation photo.")
-    if "test" in info.splits:
-        return "The train/, validation/ and test/ folders are used as they are."
-    return ("There are no split folders, so 20% of each class is held out for "
-            "validation and 20% for test, picked by a stable hash of the file name.")
 
 
 def show_skipped(info: DatasetInfo) -> None:
@@ -238,9 +179,9 @@ def _thumbnail_grid(page: list[tuple[str, Sample]]) -> None:
             with st.container(key=f"thumb_{index}", gap=None):
                 image = thumbnail(sample.path)
                 if image is None:
-                    st.warning(f"{Path(sample.path).name} can no longer be read.")
+                    st.warning(f"{md(Path(sample.path).name)} can no longer be read.")
                     continue
-                st.image(image, caption=sample.class_name, width="stretch")
+                st.image(image, caption=md(sample.class_name), width="stretch")
                 st.button(
                     "Enlarge", key=f"enlarge_{index}", type="tertiary", icon=":material/zoom_in:",
                     on_click=_select, args=(sample.path,),
@@ -251,13 +192,13 @@ def _thumbnail_grid(page: list[tuple[str, Sample]]) -> None:
 def _photo_details(choice: tuple[str, Sample]) -> None:
     split, sample = choice
     try:
-        image, details = _large_photo(sample.path, os.stat(sample.path).st_mtime_ns)
+        image, details = large_photo(sample.path)
     except (ImageError, OSError) as error:
-        st.error(f"{Path(sample.path).name} can no longer be read: {error}")
+        st.error(f"{md(Path(sample.path).name)} can no longer be read: {md(error)}")
         return
     st.image(image, width="stretch")
     st.markdown(
-        f"**{details.name}**  \n"
+        f"**{md(details.name)}**  \n"
         f"{details.width} × {details.height} px · {details.file_bytes / 1024:.1f} KB  \n"
-        f"Label: **{sample.class_name}** ({sample.label}) · {split} split"
+        f"Label: **{md(sample.class_name)}** ({sample.label}) · {split} split"
     )

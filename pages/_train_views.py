@@ -7,6 +7,7 @@ files a run folder holds (core.runs.store), never from TensorFlow.
 
 from __future__ import annotations
 
+import html
 import math
 import statistics
 import time
@@ -16,21 +17,23 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.models.zoo import ARCHITECTURES
-from core.runs.store import RunSummary
+from core.runs.recipes import TrainConfig
+from core.runs.store import Phase, RunFacts, RunState, RunStatus, RunSummary
 
 STATE_LABELS = {
-    "queued": "⏳ queued",
-    "running": "🏃 running",
-    "completed": "✅ completed",
-    "failed": "❌ failed",
-    "cancelled": "⏹️ cancelled",
-    "interrupted": "⚠️ interrupted",
+    RunState.QUEUED: "⏳ queued",
+    RunState.RUNNING: "🏃 running",
+    RunState.COMPLETED: "✅ completed",
+    RunState.FAILED: "❌ failed",
+    RunState.CANCELLED: "⏹️ cancelled",
+    RunState.INTERRUPTED: "⚠️ interrupted",
 }
+DAMAGED_LABEL = "🩹 damaged"  # a run whose files cannot be read (RunSummary.problem)
 PHASE_LABELS = {
-    "features": "Computing ImageNet features (once, then cached)",
-    "train": "Training",
-    "fine_tune": "Fine-tuning the top of the base",
-    "evaluate": "Evaluating the best model on the test photos",
+    Phase.FEATURES: "Computing ImageNet features (once, then cached)",
+    Phase.TRAIN: "Training",
+    Phase.FINE_TUNE: "Fine-tuning the top of the base",
+    Phase.EVALUATE: "Evaluating the best model on the test photos",
 }
 TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#E4572E"
 
@@ -53,16 +56,6 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def format_count(number: int | None) -> str:
-    if number is None:
-        return "…"
-    if number >= 1_000_000:
-        return f"{number / 1e6:.1f}M"
-    if number >= 1_000:
-        return f"{number / 1e3:.0f}k"
-    return str(number)
-
-
 def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
@@ -74,12 +67,17 @@ def in_percent(value: float | None) -> float | None:
 
 # --- progress --------------------------------------------------------------------------
 
-def batch_fraction(status: dict) -> float:
-    total = status.get("batches_total") or 0
-    return min(1.0, (status.get("batch") or 0) / total) if total else 0.0
+def state_label(summary: RunSummary) -> str:
+    if summary.problem:
+        return DAMAGED_LABEL
+    return STATE_LABELS.get(summary.state, str(summary.state))
 
 
-def eta_seconds(status: dict, metrics: list[dict], now: float | None = None) -> float | None:
+def batch_fraction(status: RunStatus) -> float:
+    return min(1.0, status.batch / status.batches_total) if status.batches_total else 0.0
+
+
+def eta_seconds(status: RunStatus, metrics: list[dict], now: float | None = None) -> float | None:
     """Time left, roughly: the current epoch's rest plus the remaining epochs.
 
     An epoch's cost is the median of the finished epochs of the current phase
@@ -87,52 +85,59 @@ def eta_seconds(status: dict, metrics: list[dict], now: float | None = None) -> 
     one ends, extrapolated from the batches done so far. Early stopping can
     end a run sooner.
     """
-    if status.get("state") != "running" or status.get("phase") not in ("train", "fine_tune"):
+    if status.state != RunState.RUNNING or status.phase not in (Phase.TRAIN, Phase.FINE_TUNE):
+        return None
+    if not status.epoch or not status.epochs_total:
         return None
     now = time.time() if now is None else now
-    epoch, total = status.get("epoch") or 0, status.get("epochs_total") or 0
-    if not epoch or not total:
-        return None
     fraction = batch_fraction(status)
-    same_phase = [m["seconds"] for m in metrics if m.get("phase") == status["phase"] and m.get("seconds")]
+    same_phase = [m["seconds"] for m in metrics if m.get("phase") == status.phase and m.get("seconds")]
     if same_phase:
         per_epoch = statistics.median(same_phase)
     elif fraction >= 0.05:
         # No finished epoch of this phase yet: extrapolate from the batches done.
-        epoch_start = max([m.get("time") or 0 for m in metrics] + [status.get("started") or now])
+        epoch_start = max([m.get("time") or 0 for m in metrics] + [status.started or now])
         per_epoch = max(0.0, now - epoch_start) / fraction
     else:
         return None
-    return per_epoch * (1 - fraction) + max(0, total - epoch) * per_epoch
+    return per_epoch * (1 - fraction) + max(0, status.epochs_total - status.epoch) * per_epoch
 
 
 def queue_position(run_id: str, summaries: list[RunSummary]) -> int:
     """How many queued runs start before this one (they start oldest first)."""
-    queued = sorted((s for s in summaries if s.state == "queued"), key=lambda s: (s.created, s.id))
+    queued = sorted((s for s in summaries if s.state == RunState.QUEUED), key=lambda s: (s.created, s.id))
     ids = [s.id for s in queued]
     return ids.index(run_id) if run_id in ids else 0
 
 
 # --- tables ---------------------------------------------------------------------------------
 
+RUN_COLUMNS = ["Run", "Model", "Status", "Epochs", "Size", "Best val accuracy", "Test accuracy", "Duration"]
+
+
+def _run_row(s: RunSummary) -> dict:
+    if s.problem:  # nothing else of a damaged run can be trusted
+        return {"Run": s.id, "Status": DAMAGED_LABEL, "Problem": s.problem}
+    return {
+        "Run": s.id,
+        "Model": arch_title(s.arch),
+        "Status": state_label(s),
+        "Epochs": f"{s.epochs}/{s.epochs_total}",
+        "Size": f"{s.image_size} px",
+        "Best val accuracy": in_percent(s.best_val_accuracy),
+        "Test accuracy": in_percent(s.test_accuracy),
+        "Duration": format_duration(s.duration),
+    }
+
+
 def runs_frame(summaries: list[RunSummary]) -> pd.DataFrame:
-    """One row per run, newest first, as the runs table shows it (accuracies in %)."""
-    rows = [
-        {
-            "Run": s.id,
-            "Model": arch_title(s.arch),
-            "Status": STATE_LABELS.get(s.state, s.state),
-            "Epochs": f"{s.epochs}/{s.epochs_total}",
-            "Size": f"{s.image_size} px",
-            "Best val accuracy": in_percent(s.best_val_accuracy),
-            "Test accuracy": in_percent(s.test_accuracy),
-            "Duration": format_duration(s.duration),
-        }
-        for s in summaries
-    ]
+    """One row per run, newest first, as the runs table shows it (accuracies in %).
+
+    A "Problem" column appears when a run's files are damaged.
+    """
     # The run id starts with its date and time: no separate "started" column.
-    columns = ["Run", "Model", "Status", "Epochs", "Size", "Best val accuracy", "Test accuracy", "Duration"]
-    return pd.DataFrame(rows, columns=columns)
+    columns = RUN_COLUMNS + (["Problem"] if any(s.problem for s in summaries) else [])
+    return pd.DataFrame([_run_row(s) for s in summaries], columns=columns)
 
 
 def per_class_frame(evaluation: dict) -> pd.DataFrame:
@@ -145,18 +150,22 @@ def per_class_frame(evaluation: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Class", "Precision", "Recall", "F1", "Test photos"])
 
 
-def config_lines(config) -> list[str]:
-    """The run's recipe, one fact per line, for the model summary."""
+def _epochs_line(config: TrainConfig) -> str:
+    if not config.fine_tune_epochs:
+        return f"Epochs: {config.epochs}"
+    return (f"Epochs: {config.epochs} + {config.fine_tune_epochs} fine-tuning (top "
+            f"{config.fine_tune_layers} base layers, learning rate {config.fine_tune_learning_rate:g})")
+
+
+def config_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
+    """The run's recipe, then what training found out, one fact per line (plain text)."""
     spec = ARCHITECTURES.get(config.arch)
     lines = [
         f"Model: {arch_title(config.arch)} ({config.arch})",
         f"  {spec.description}" if spec else "",
-        f"Classes: {', '.join(config.classes) or 'not known yet'}",
+        f"Classes: {', '.join(facts.classes) or 'not known yet'}",
         f"Images: {config.image_size}x{config.image_size} px, batch {config.batch_size}",
-        f"Epochs: {config.epochs}" + (f" + {config.fine_tune_epochs} fine-tuning "
-                                     f"(top {config.fine_tune_layers} base layers, "
-                                     f"learning rate {config.fine_tune_learning_rate:g})"
-                                     if config.fine_tune_epochs else ""),
+        _epochs_line(config),
         f"Learning rate: {config.learning_rate:g} (Adam)",
         f"Augmentation: {config.augment.name} ({config.augment.describe()})",
         f"Early stopping: after {config.patience} epochs without improvement"
@@ -164,13 +173,13 @@ def config_lines(config) -> list[str]:
         f"Training subset: {config.subset} photos per class" if config.subset else "Training subset: all photos",
         f"Split: seed {config.seed}, {config.test_fraction:.0%} test, {config.validation_fraction:.0%} validation",
     ]
-    if config.split_counts:
-        counts = ", ".join(f"{split} {sum(per_class.values())}" for split, per_class in config.split_counts.items())
+    if facts.split_counts:
+        counts = ", ".join(f"{split} {sum(per_class.values())}" for split, per_class in facts.split_counts.items())
         lines.append(f"Photos per split: {counts}")
-    if config.mode:
-        lines.append(f"Mode: {config.mode.replace('_', ' ')}" + (f", {config.strategy}" if config.strategy else ""))
-    if config.versions:
-        lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(config.versions.items())))
+    if facts.mode:
+        lines.append(f"Mode: {facts.mode.replace('_', ' ')}" + (f", {facts.strategy}" if facts.strategy else ""))
+    if facts.versions:
+        lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(facts.versions.items())))
     return [line for line in lines if line]
 
 
@@ -213,16 +222,13 @@ def curves_figure(metrics: list[dict], epochs_total: int = 0) -> go.Figure:
     return figure
 
 
-def overlay_figure(runs: list[tuple[str, list[dict]]], reference: dict[str, float] | None = None) -> go.Figure:
-    """Validation accuracy of several runs on one chart; ``reference`` draws dashed levels."""
+def overlay_figure(runs: list[tuple[str, list[dict]]]) -> go.Figure:
+    """Validation accuracy of several runs on one chart."""
     figure = go.Figure()
     for label, metrics in runs:
         figure.add_trace(go.Scatter(x=[m["epoch"] for m in metrics],
                                     y=[m.get("val_accuracy") for m in metrics],
-                                    name=label, mode="lines+markers"))
-    for label, level in (reference or {}).items():
-        figure.add_hline(y=level, line_dash="dash", line_color="grey",
-                         annotation_text=label, annotation_position="bottom right")
+                                    name=html.escape(label), mode="lines+markers"))
     figure.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
                          xaxis_title="epoch", yaxis_title="validation accuracy",
                          yaxis=dict(tickformat=".0%"), legend=dict(orientation="h", y=-0.2))
@@ -253,6 +259,8 @@ def comparison_figure(panels: list[tuple[str, list[dict], float | None]], epochs
 
 def confusion_figure(classes: list[str], matrix: list[list[int]]) -> go.Figure:
     """Rows: true class, columns: predicted class; the diagonal is what the model got right."""
+    # Plotly reads labels as HTML (<a href> included): class names are folder names.
+    classes = [html.escape(name) for name in classes]
     figure = go.Figure(go.Heatmap(
         z=matrix, x=classes, y=classes, colorscale="Oranges", texttemplate="%{z}",
         hovertemplate="true %{y}, predicted %{x}: %{z} photos<extra></extra>", showscale=False,

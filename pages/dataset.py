@@ -10,8 +10,10 @@ import streamlit as st
 from core.data.dataset import DatasetError
 from pages._augment_preview import show_augmentation_preview
 from pages._dataset_source import dataset_picker
-from pages._dataset_views import load_dataset, reset_browser_for, show_browser, show_overview
+from pages._dataset_views import reset_browser_for, show_browser, show_overview
+from pages._photos import load_dataset
 from pages._shell import ensure_app_shell
+from pages._text import md
 
 ensure_app_shell()
 
@@ -29,7 +31,7 @@ if root is None:
 try:
     info, splits = load_dataset(root)
 except DatasetError as error:
-    st.error(f"{error} Choose another dataset above.", icon=":material/error:")
+    st.error(f"{md(error)} Choose another dataset above.", icon=":material/error:")
     st.stop()
 reset_browser_for(root)
 

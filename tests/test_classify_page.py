@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -68,16 +69,15 @@ def test_the_page_does_not_load_tensorflow_without_a_model(tmp_path):
 
 
 def test_models_are_listed_best_test_accuracy_first(run_dir, pawlab_home):
-    import shutil
-
-    from core.runs.store import read_json, update_status, write_json
+    from core.fileio import read_json, write_json
+    from core.runs.store import update_status
 
     def copy_with(name, accuracy, created):
         target = pawlab_home / "runs" / name
         shutil.copytree(run_dir, target)
-        config = read_json(target / "config.json")
+        config = read_json(target / "config.json").value
         write_json(target / "config.json", {**config, "created": created})
-        evaluation = read_json(target / "evaluation.json")
+        evaluation = read_json(target / "evaluation.json").value
         write_json(target / "evaluation.json", {**evaluation, "accuracy": accuracy})
         return target
 

@@ -14,15 +14,18 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.runs import jobs, tutorial
-from core.runs.store import (
-    EVALUATION_FILE, MODEL_FILE, append_metrics, create_run, list_runs, make_config,
-    read_config, read_status, update_status, write_json,
-)
 from core.data.workspace import remember_dataset
+from core.fileio import write_json
+from core.runs import jobs, tutorial
+from core.runs.recipes import make_config
+from core.runs.store import (
+    EVALUATION_FILE, MODEL_FILE, RunFacts, append_metrics, create_run, list_runs, read_config,
+    read_status, update_status, write_facts,
+)
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TIMEOUT = 60  # the first run imports pandas and Plotly
@@ -75,9 +78,9 @@ def write_run(data_root: Path, arch="cnn", *, state: str, metrics: int, created:
               **status) -> Path:
     """A run folder as a worker leaves it: config, status, ``metrics`` epochs of metrics."""
     config = make_config(data_root, arch, 5, image_size=32)
-    config.classes = ["circles", "squares"]
     config.created = created or time.time()
     run_dir = create_run(config)
+    write_facts(run_dir, RunFacts(classes=["circles", "squares"], mode="end_to_end"))
     started = config.created + 1
     update_status(run_dir, state=state, started=started, epochs_total=5, phase="train",
                   mode="end_to_end", **status)
@@ -166,7 +169,7 @@ def test_a_running_run_shows_live_progress_after_a_reload(tiny_dataset):
     # A new AppTest is a new browser session: nothing in session state, all from disk.
     at = open_train_page()
 
-    assert read_status(running)["state"] == "running"  # start-up recovery left it alone
+    assert read_status(running).state == "running"  # start-up recovery left it alone
     assert metric(at, "Epoch") == "3 / 5"
     assert metric(at, "Validation accuracy") == "75.0%"
     assert next(m for m in at.metric if m.label == "Validation accuracy").delta == "+20.0 points"
@@ -220,7 +223,7 @@ def test_start_queues_a_run_with_the_form_settings(tiny_dataset, no_free_slot):
     at.selectbox(key="train_image_size").set_value(32).run()
     # The model's own default augmentation is preselected.
     assert at.selectbox(key="train_augment_cnn_aug").value == "tutorial"
-    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_epochs_cnn_aug").set_value(2)
     at.number_input(key="train_subset").set_value(5)
     button(at, "Start training").click().run()
 
@@ -305,3 +308,58 @@ def test_parameter_counts_are_counted_aside_and_remembered(tiny_dataset, monkeyp
     at = open_train_page()
     at.selectbox(key="train_image_size").set_value(32).run()
     assert any(f"{counts['cnn']:,} parameters for 2 classes at 32 px" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "cnn_plus", "mobilenet_v2_finetune"])
+def test_the_form_starts_from_the_models_recipe(tiny_dataset, arch):
+    from core import defaults
+    from core.runs.recipes import recipe_for
+
+    remember_dataset(tiny_dataset)
+    at = open_train_page()
+    at.selectbox(key="train_arch").set_value(arch).run()
+
+    recipe = recipe_for(arch)
+    assert at.selectbox(key="train_image_size").value == defaults.IMAGE_SIZE
+    assert at.selectbox(key="train_batch_size").value == defaults.BATCH_SIZE
+    assert at.number_input(key=f"train_epochs_{arch}").value == recipe.epochs
+    assert at.number_input(key=f"train_patience_{arch}").value == recipe.patience
+    assert at.select_slider(key=f"train_learning_rate_{arch}").value == recipe.learning_rate
+    assert at.selectbox(key=f"train_augment_{arch}").value == recipe.augment
+    if recipe.fine_tune_epochs:
+        assert at.number_input(key=f"train_fine_tune_{arch}").value == recipe.fine_tune_epochs
+
+
+def test_damaged_runs_are_listed_with_their_problem_and_the_page_keeps_working(tiny_dataset):
+    remember_dataset(tiny_dataset)
+    good = write_run(tiny_dataset, state="completed", metrics=2, created=time.time() - 600)
+    number = write_run(tiny_dataset, state="completed", metrics=1, created=time.time() - 300)
+    null = write_run(tiny_dataset, state="completed", metrics=1)
+    (number / "status.json").write_text("42")
+    (null / "status.json").write_text("null")
+
+    at = open_train_page()
+
+    table = runs_table(at).value
+    assert list(table["Run"]) == [null.name, number.name, good.name]
+    assert "damaged" in table["Status"][0] and "damaged" in table["Status"][1]
+    assert "completed" in table["Status"][2]
+    assert "status.json" in table["Problem"][0] and "status.json" in table["Problem"][1]
+    assert pd.isna(table["Problem"][2])  # the readable run has none
+    chart(at, f"curves_{good.name}")  # the newest readable run is the one shown
+
+    select_rows(at, [1])  # the damaged run itself: explained, not raised
+    assert any(number.name in e.value and "status.json" in e.value for e in at.error)
+
+
+def test_a_failed_run_shows_its_error_and_where_the_traceback_is(tiny_dataset):
+    remember_dataset(tiny_dataset)
+    run_dir = write_run(tiny_dataset, state="failed", metrics=1,
+                        error="Out of memory while training [details](http://example.com)")
+
+    at = open_train_page()
+
+    [error] = [e.value for e in at.error]
+    assert "Out of memory while training" in error
+    assert "[details](http" not in error and r"\[details\]" in error  # as written, never a link
+    assert any("log.txt" in c.value and str(run_dir) in c.value for c in at.caption)

@@ -1,0 +1,157 @@
+"""Train page: the form that starts a run.
+
+Every default in the form is the chosen model's recipe (core.runs.recipes)
+or a shared number (core.defaults): the page writes none of its own. Widgets
+whose default depends on the model are keyed per model, so each model keeps
+its own default, and what was typed for it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import streamlit as st
+
+from core import defaults
+from core.data.augment import list_configs
+from core.models import param_counts
+from core.models.weights import IMAGENET_SIZES, imagenet_weights_filename, keras_models_dir
+from core.models.zoo import ARCHITECTURES
+from core.runs import jobs
+from core.runs.recipes import LEARNING_RATES, Recipe, make_config, recipe_for
+from core.runs.store import read_status
+from core.runs.tutorial import REPORTED
+from pages._text import code, md
+
+MAX_EPOCHS = 500
+SUBSET_STEP = 10  # photos per class, for the "Training photos per class" steps
+
+
+# --- parameter counts, counted aside -----------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def _param_counter() -> ThreadPoolExecutor:
+    # Counting builds the models, which needs TensorFlow: a child process does
+    # it (core.models.param_counts) while this thread only waits, so the page never does.
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="count-params")
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _param_counts_future(num_classes: int, image_size: int) -> Future:
+    return _param_counter().submit(param_counts.count_in_subprocess, list(ARCHITECTURES),
+                                   num_classes, image_size)
+
+
+def param_count(arch: str, num_classes: int, image_size: int) -> tuple[bool, int | None]:
+    """(done, count): count is None while being computed, or if counting failed."""
+    known = param_counts.cached_counts([arch], num_classes, image_size)
+    if arch in known:
+        return True, known[arch]
+    future = _param_counts_future(num_classes, image_size)
+    if not future.done():
+        return False, None
+    return True, None if future.exception() is not None else future.result()[arch]
+
+
+def model_caption(arch: str, num_classes: int, image_size: int, polling: bool) -> None:
+    spec = ARCHITECTURES[arch]
+    counted, count = param_count(arch, num_classes, image_size)
+    if polling and counted:
+        st.rerun(scope="app")  # the full run sees the count is there and stops polling
+    where = f"for {num_classes} classes at {image_size} px"
+    if not counted:
+        size = f" Counting its parameters {where}…"
+    else:
+        size = f" {count:,} parameters {where}." if count else ""
+    reported = REPORTED.get(arch)
+    note = f" The tutorial reported {reported:.0%} validation accuracy." if reported else ""
+    st.caption(f"{spec.description}{size}{note}")
+
+
+# --- the form ------------------------------------------------------------------------------
+
+def new_run_form(data_root: Path, classes: list[str]) -> None:
+    """Model and image size (they change the caption at once), then the form; Start submits."""
+    arch = st.selectbox("Model", list(ARCHITECTURES), key="train_arch",
+                        format_func=lambda name: ARCHITECTURES[name].title)
+    image_size = st.selectbox(
+        "Image size", defaults.IMAGE_SIZES, index=defaults.IMAGE_SIZES.index(defaults.IMAGE_SIZE),
+        key="train_image_size", format_func=lambda s: f"{s} × {s} px",
+        help=f"Photos are resized to this square. {defaults.IMAGE_SIZES[0]} or {defaults.IMAGE_SIZES[1]} "
+             f"px train in seconds, {defaults.IMAGE_SIZE} px is the tutorial's size.")
+    # Polls until the background count is ready, then shows it.
+    counted, _ = param_count(arch, len(classes), image_size)
+    st.fragment(model_caption, run_every=None if counted else 1.0)(arch, len(classes), image_size,
+                                                                   polling=not counted)
+    weights_note(arch, image_size)
+    with st.form("new_run", border=False):
+        settings = form_fields(arch, recipe_for(arch))
+        too_few_classes = len(classes) < 2
+        if too_few_classes:
+            st.warning("Training needs at least two classes (two class folders) in the dataset.")
+        start = st.form_submit_button("Start training", type="primary", icon="▶️", disabled=too_few_classes)
+    if start:
+        start_run(data_root, arch, image_size=int(image_size), **settings)
+
+
+def weights_note(arch: str, image_size: int) -> None:
+    if ARCHITECTURES[arch].family != "transfer":
+        return
+    weights = keras_models_dir() / imagenet_weights_filename(image_size)
+    if not weights.is_file():
+        st.caption(f"ImageNet weights for {image_size} px are not on this machine yet; the run "
+                   f"downloads {code(weights.name)} first. Keras publishes "
+                   f"{', '.join(map(str, IMAGENET_SIZES))} px.")
+
+
+def form_fields(arch: str, recipe: Recipe) -> dict:
+    """The form's widgets, filled with ``recipe``; returns make_config's keyword arguments."""
+    left, right = st.columns(2)
+    epochs = left.number_input("Epochs", min_value=1, max_value=MAX_EPOCHS, value=recipe.epochs,
+                               key=f"train_epochs_{arch}")
+    batch_size = right.selectbox("Batch size", defaults.BATCH_SIZES, key="train_batch_size",
+                                 index=defaults.BATCH_SIZES.index(defaults.BATCH_SIZE))
+    rates = tuple(sorted({*LEARNING_RATES, recipe.learning_rate}))
+    learning_rate = st.select_slider("Learning rate (Adam)", rates, value=recipe.learning_rate,
+                                     format_func=lambda r: f"{r:g}", key=f"train_learning_rate_{arch}")
+    augment = augmentation_field(arch, recipe)
+    left, right = st.columns(2)
+    patience = left.number_input(
+        "Early stopping patience", min_value=0, max_value=MAX_EPOCHS, value=recipe.patience,
+        key=f"train_patience_{arch}",
+        help="Stop after this many epochs without a better validation accuracy (0 = never). "
+             "Either way the best epoch's model is the one kept.")
+    subset = right.number_input("Training photos per class", min_value=0, value=0, step=SUBSET_STEP,
+                                key="train_subset", help="0 = all. A few dozen make a quick trial run.")
+    fine_tune_epochs = 0
+    if ARCHITECTURES[arch].fine_tune:
+        fine_tune_epochs = st.number_input(
+            "Fine-tuning epochs", min_value=0, max_value=MAX_EPOCHS, value=recipe.fine_tune_epochs,
+            key=f"train_fine_tune_{arch}",
+            help=f"After the head is trained, the top of the ImageNet base is unfrozen and trained "
+                 f"with a {recipe.fine_tune_learning_rate:g} learning rate.")
+    return dict(epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate),
+                augment=augment, patience=int(patience), subset=int(subset),
+                fine_tune_epochs=int(fine_tune_epochs))
+
+
+def augmentation_field(arch: str, recipe: Recipe) -> str:
+    augmentations = list_configs()
+    names = list(augmentations)
+    return st.selectbox(
+        "Augmentation", names, index=names.index(recipe.augment) if recipe.augment in names else 0,
+        format_func=lambda name: f"{name}: {augmentations[name].describe()}",
+        key=f"train_augment_{arch}",
+        help="Random changes to the training photos each epoch. Preview them on the Dataset page.",
+    )
+
+
+def start_run(data_root: Path, arch: str, **settings) -> None:
+    try:
+        config = make_config(data_root, arch, **settings)
+    except ValueError as error:
+        st.error(md(error))
+        return
+    run_dir = jobs.submit(config)
+    st.toast(f"Run {code(run_dir.name)} {read_status(run_dir).state}.", icon="🚀")

@@ -1,0 +1,127 @@
+"""Train page: the results of one finished run.
+
+Test accuracy, the confusion matrix, per-class scores, the misclassified
+test photos, and the model itself (recipe, Keras summary, download).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import streamlit as st
+
+from core.config import get_settings
+from core.runs.recipes import TrainConfig
+from core.runs.store import (
+    MODEL_FILE, RunFacts, RunFileError, RunState, RunSummary, read_config, read_evaluation, read_facts,
+)
+from pages import _train_figures as figures
+from pages import _train_views as views
+from pages._photos import thumbnail
+from pages._text import code, md
+from pages._train_form import param_count
+
+MISCLASSIFIED_SHOWN = 24
+PERCENT = st.column_config.NumberColumn(format="%.1f%%")
+
+
+def has_results(run: RunSummary | None) -> bool:
+    """A finished run that got as far as an evaluation (or completed without one)."""
+    if run is None or run.problem or run.state is None or run.state.active:
+        return False
+    return run.state == RunState.COMPLETED or read_evaluation(run.path) is not None
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+def keras_summary(model_file: str, modified: float) -> str:
+    """Keras' layer-by-layer summary of a saved model (imports TensorFlow)."""
+    from core.serving.inference import load_run_model
+
+    model = load_run_model(Path(model_file).parent)
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line), line_length=100)
+    return "\n".join(lines)
+
+
+def results(run: RunSummary) -> None:
+    run_dir = Path(run.path)
+    evaluation = read_evaluation(run_dir)
+    st.header(f"Results · {views.arch_title(run.arch)}")
+    st.caption(f"Run {code(run.id)}")
+    columns = st.columns(4)
+    columns[0].metric("Test accuracy", views.percent(run.test_accuracy),
+                      help="On test photos the model never saw, neither for training nor for "
+                           "choosing its best epoch.")
+    columns[1].metric("Best validation accuracy", views.percent(run.best_val_accuracy))
+    columns[2].metric("Test photos", evaluation.get("count", "–") if evaluation else "–")
+    columns[3].metric("Training time", views.format_duration(run.duration))
+    if evaluation:
+        evaluation_section(evaluation, run)
+    else:
+        st.info("This run has no test evaluation (it did not get that far).")
+    with st.expander("Model", expanded=False):
+        try:
+            config, facts = read_config(run_dir), read_facts(run_dir)
+        except (RunFileError, OSError) as error:
+            st.error(md(error))
+        else:
+            model_section(run, config, facts)
+
+
+def evaluation_section(evaluation: dict, run: RunSummary) -> None:
+    classes = evaluation.get("classes") or run.classes
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Confusion matrix** (test photos)")
+        st.plotly_chart(figures.confusion(classes, evaluation["confusion_matrix"]),
+                        key=f"confusion_{run.id}", config={"displayModeBar": False})
+    with right:
+        st.markdown("**Per class**")
+        st.dataframe(views.per_class_frame(evaluation), hide_index=True, column_config={
+            name: PERCENT for name in ("Precision", "Recall", "F1")
+        })
+    misclassified_grid(evaluation.get("misclassified", []))
+
+
+def model_section(run: RunSummary, config: TrainConfig, facts: RunFacts) -> None:
+    """The recipe and facts, the Keras summary on demand, the download, TensorBoard."""
+    count = param_count(run.arch, len(facts.classes), config.image_size)[1] if facts.classes else None
+    st.code("\n".join(views.config_lines(config, facts)
+                      + ([f"Parameters: {count:,}"] if count else [])), language=None)
+    model_file = Path(run.path) / MODEL_FILE
+    if model_file.exists():
+        summary_key = f"train_show_summary_{run.id}"
+        if st.button("Show the Keras layer summary", key=f"summary_button_{run.id}",
+                     help="Loads the model with TensorFlow: takes a few seconds the first time."):
+            st.session_state[summary_key] = True
+        if st.session_state.get(summary_key):
+            st.code(keras_summary(str(model_file), model_file.stat().st_mtime), language=None)
+        st.download_button(
+            f"Download model.keras ({model_file.stat().st_size / 1e6:.1f} MB)",
+            data=partial(model_file.read_bytes), file_name=f"{run.id}.keras",
+            mime="application/octet-stream", on_click="ignore", icon="⬇️", key=f"download_{run.id}",
+        )
+    st.markdown("Training curves in TensorBoard:")
+    st.code(f"tensorboard --logdir {get_settings().runs_dir}", language="bash")
+
+
+def misclassified_grid(misclassified: list[dict]) -> None:
+    if not misclassified:
+        st.success("No test photo was misclassified.")
+        return
+    st.markdown(f"**Misclassified test photos** ({len(misclassified)}"
+                + (f", first {MISCLASSIFIED_SHOWN} shown" if len(misclassified) > MISCLASSIFIED_SHOWN else "")
+                + ")")
+    columns = st.columns(6)
+    for index, item in enumerate(misclassified[:MISCLASSIFIED_SHOWN]):
+        probabilities = sorted(item["probabilities"].items(), key=lambda kv: -kv[1])
+        caption = f"{md(item['true'])} → **{md(item['predicted'])}**  \n" + " · ".join(
+            f"{md(name)} {p:.0%}" for name, p in probabilities[:3])
+        with columns[index % len(columns)]:
+            image = thumbnail(item["file"])
+            if image is None:
+                st.caption(f"({md(Path(item['file']).name)} is no longer readable)")
+            else:
+                st.image(image)
+            st.caption(caption)
