@@ -17,8 +17,11 @@ OFFICIAL_DATASET_URL = (
 )
 
 
+_TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
 def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    return os.environ.get(name, "").strip().lower() in _TRUE_WORDS
 
 
 @dataclass(frozen=True)
@@ -63,5 +66,7 @@ def get_settings() -> Settings:
         max_image_pixels=int(
             os.environ.get("PAWLAB_MAX_IMAGE_PIXELS", Settings.max_image_pixels)
         ),
-        max_concurrent_runs=int(os.environ.get("PAWLAB_MAX_CONCURRENT_RUNS", 1)),
+        max_concurrent_runs=int(
+            os.environ.get("PAWLAB_MAX_CONCURRENT_RUNS", Settings.max_concurrent_runs)
+        ),
     )

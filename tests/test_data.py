@@ -180,6 +180,10 @@ def test_split_record_round_trips_through_json(tiny_dataset):
     assert record["classes"] == ["circles", "squares"]
     assert ["train/circles/circles.train.0.jpg", "circles"] in record["train"]
     assert Splits.from_record(record, info.root) == splits
+    # The folder as a run's config may name it: relative, or through a symlink.
+    link = tiny_dataset.parent / "link"
+    link.symlink_to(tiny_dataset)
+    assert Splits.from_record(record, link) == splits
 
 
 def test_split_record_survives_changes_to_the_folder(tiny_dataset, tmp_path, monkeypatch):

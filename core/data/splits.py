@@ -98,16 +98,20 @@ class Splits:
 
     @classmethod
     def from_record(cls, record: dict, root: str | os.PathLike) -> "Splits":
-        """The splits a record describes, with absolute paths under ``root``; no scan, no decode."""
+        """The splits a record describes, with absolute paths under ``root``; no scan, no decode.
+
+        ``root`` is resolved as scan_dataset resolves it, so the paths equal a fresh scan's.
+        """
+        base = Path(root).expanduser().resolve()
         try:
             classes = [str(name) for name in record["classes"]]
             label_of = {name: index for index, name in enumerate(classes)}
-            sets = {split: [_sample(entry, Path(root), label_of) for entry in record[split]]
+            sets = {split: [_sample(entry, base, label_of) for entry in record[split]]
                     for split in map(str, Split)}
         except (KeyError, TypeError, ValueError) as error:
             raise DatasetError(f"The recorded split is damaged ({error}).") from None
         return cls(classes, sets[Split.TRAIN], sets[Split.VALIDATION], sets[Split.TEST],
-                   root=str(root))
+                   root=str(base))
 
 
 def _sample(entry, root: Path, label_of: dict[str, int]) -> Sample:

@@ -18,6 +18,17 @@ from PIL import Image, ImageOps
 
 from core.data.images import open_rgb
 
+# Grid thumbnails: square, small, and compressed harder than photos shown alone.
+THUMBNAIL_SIZE = 160
+THUMBNAIL_QUALITY = 80
+# One photo shown on its own: at most this many pixels on its longer side.
+DISPLAY_MAX_SIDE = 640
+DISPLAY_QUALITY = 85
+JPEG_QUALITY = 90
+# EXIF's Orientation tag; values 5 to 8 turn the photo by 90 degrees.
+_EXIF_ORIENTATION = 0x0112
+_QUARTER_TURNS = (5, 6, 7, 8)
+
 
 @dataclass(frozen=True)
 class PhotoDetails:
@@ -27,7 +38,7 @@ class PhotoDetails:
     file_bytes: int
 
 
-def to_jpeg(image, quality: int = 90) -> bytes:
+def to_jpeg(image, quality: int = JPEG_QUALITY) -> bytes:
     """JPEG bytes of a PIL image or an RGB uint8 array.
 
     Browsers get JPEG bytes rather than arrays: Streamlit would otherwise
@@ -40,14 +51,16 @@ def to_jpeg(image, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def thumbnail_jpeg(path: str | os.PathLike, size: int = 160, quality: int = 80) -> bytes:
+def thumbnail_jpeg(path: str | os.PathLike, size: int = THUMBNAIL_SIZE,
+                   quality: int = THUMBNAIL_QUALITY) -> bytes:
     """A ``size`` x ``size`` centre crop, so a grid of photos lines up."""
     image = open_rgb(path, draft_size=(size, size))
     square = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
     return to_jpeg(square, quality)
 
 
-def display_jpeg(path: str | os.PathLike, max_side: int = 640, quality: int = 85) -> bytes:
+def display_jpeg(path: str | os.PathLike, max_side: int = DISPLAY_MAX_SIDE,
+                 quality: int = DISPLAY_QUALITY) -> bytes:
     """The whole photo, at most ``max_side`` pixels wide or high."""
     image = open_rgb(path, draft_size=(max_side, max_side))
     image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
@@ -59,7 +72,6 @@ def photo_details(path: str | os.PathLike) -> PhotoDetails:
     path = Path(path)
     with Image.open(path) as image:
         width, height = image.size
-        # EXIF orientations 5-8 turn the photo by 90 degrees: width and height swap.
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+        if image.getexif().get(_EXIF_ORIENTATION, 1) in _QUARTER_TURNS:  # width and height swap
             width, height = height, width
     return PhotoDetails(path.name, width, height, path.stat().st_size)
