@@ -1,8 +1,9 @@
 """Dataset page, part 1: choosing the dataset (available, download, zip, folder).
 
-The chosen dataset root is kept in ``st.session_state["dataset_root"]`` for
-this browser session and in ``core.data.workspace`` on disk, so the Train and
-Classify pages and a page reload open the same dataset.
+Which dataset this browser session uses is decided in one place,
+pages/_session.py: the select box shows exactly that dataset, a new session
+starts on the most recently used one, and a value the browser sends is checked
+on the server before it is used.
 """
 
 from __future__ import annotations
@@ -12,38 +13,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.data.acquire import (
-    ACQUIRE_ERRORS,
-    fetch_official_dataset,
-    import_zip,
-    list_local_datasets,
-    use_local_folder,
-)
 from core.config import get_settings
-from core.data.workspace import last_dataset, remember_dataset
+from core.data.acquire import ACQUIRE_ERRORS, fetch_official_dataset, import_zip, use_local_folder
+from pages._session import CHOICE_ERRORS, choose_dataset, dataset_options, session_dataset
+from pages._text import md
 
-DATASET_KEY = "dataset_root"  # session-state key the other pages read too
-
-
-def current_dataset() -> Path | None:
-    """This session's dataset, else the one chosen last on this server."""
-    chosen = st.session_state.get(DATASET_KEY)
-    if chosen and Path(chosen).is_dir():
-        return Path(chosen)
-    remembered = last_dataset()
-    if remembered:
-        st.session_state[DATASET_KEY] = str(remembered)
-    return remembered
-
-
-def choose_dataset(root: str | Path) -> None:
-    st.session_state[DATASET_KEY] = str(Path(root).resolve())
-    remember_dataset(root)
+CHOICE_KEY = "dataset_choice"  # the select box
+PROBLEM_KEY = "dataset_choice_problem"  # why the last choice was refused, shown once
 
 
 def dataset_picker() -> Path | None:
-    """The select box of known datasets and the ways to add one; returns the choice."""
-    current = current_dataset()
+    """The select box of known datasets and the ways to add one; returns this session's dataset."""
+    current = session_dataset()
     _available_datasets(current)
     with st.expander("Add a dataset", expanded=current is None, icon=":material/add_circle:"):
         download, upload, folder = st.tabs(["Download", "Upload a zip", "Folder on the server"])
@@ -53,32 +34,38 @@ def dataset_picker() -> Path | None:
             _upload_zip()
         with folder:
             _local_folder()
-    return current_dataset()
+    return current
 
 
 def _available_datasets(current: Path | None) -> None:
-    options = [str(path) for path in list_local_datasets()]
-    if current and str(current) not in options:
-        options.insert(0, str(current))  # e.g. a folder on the server's disk
+    problem = st.session_state.pop(PROBLEM_KEY, None)
+    if problem:
+        st.error(md(problem), icon=":material/block:")
+    options = dataset_options(current)
     if not options:
         st.info("No dataset yet. Download cats vs dogs, or upload a zip of your own photos.")
         return
-    # Keep the widget in step with a dataset chosen elsewhere (download, upload).
-    if current and st.session_state.get("dataset_choice") != str(current):
-        st.session_state["dataset_choice"] = str(current)
+    # The select box shows what the session uses, also when nothing was chosen in it yet
+    # (a new session) and after a refused value.
+    if current is not None and st.session_state.get(CHOICE_KEY) != str(current):
+        st.session_state[CHOICE_KEY] = str(current)
     st.selectbox(
-        "Dataset",
-        options,
-        key="dataset_choice",
-        format_func=_describe_root,
-        on_change=lambda: choose_dataset(st.session_state["dataset_choice"]),
-        help="Datasets downloaded or uploaded on this server, and the folder opened last.",
+        "Dataset", options, key=CHOICE_KEY, format_func=_describe_root, on_change=_on_choice,
+        help="Datasets downloaded or uploaded on this server, and folders opened here.",
     )
+
+
+def _on_choice() -> None:
+    # The value comes from the browser: choose_dataset checks it before it becomes a path.
+    try:
+        choose_dataset(st.session_state[CHOICE_KEY])
+    except CHOICE_ERRORS as error:
+        st.session_state[PROBLEM_KEY] = str(error)
 
 
 def _describe_root(root: str) -> str:
     path = Path(root)
-    if path.parent == get_settings().datasets_dir:
+    if path.parent == get_settings().datasets_dir.resolve():
         return path.name
     return f"{path.name}  ({path})"
 
@@ -87,10 +74,10 @@ def _acquire(action, *args, **kwargs) -> None:
     """Run an acquisition; on success switch to the new dataset, else explain."""
     try:
         root = action(*args, **kwargs)
-    except ACQUIRE_ERRORS as error:
-        st.error(f"{error}", icon=":material/error:")
+        root = choose_dataset(root)
+    except (*ACQUIRE_ERRORS, *CHOICE_ERRORS) as error:
+        st.error(md(error), icon=":material/error:")
         return
-    choose_dataset(root)
     st.rerun()
 
 

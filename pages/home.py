@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from core.data.workspace import last_dataset
+from pages._session import session_dataset
 from pages._shell import ensure_app_shell
+from pages._text import code
 
 ensure_app_shell()
 
@@ -14,11 +15,11 @@ st.markdown(
     "any folder of `class_name/*.jpg` photos."
 )
 
-dataset = last_dataset()
+dataset = session_dataset()
 steps = st.columns(3)
 with steps[0]:
     st.subheader("1. Dataset")
-    st.write(f"Current: `{dataset.name}`" if dataset else "Download cats vs dogs or upload a zip.")
+    st.write(f"Current: {code(dataset.name)}" if dataset else "Download cats vs dogs or upload a zip.")
     st.page_link("pages/dataset.py", label="Browse photos and preview augmentation", icon="🖼️")
 with steps[1]:
     st.subheader("2. Train")

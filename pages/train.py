@@ -23,10 +23,10 @@ import streamlit as st
 
 from core.config import get_settings
 from core.data.dataset import DatasetError
-from core.data.workspace import last_dataset
 from core.runs import jobs, tutorial
 from core.runs.store import list_runs
 from pages._photos import load_dataset
+from pages._session import session_dataset
 from pages._shell import ensure_app_shell
 from pages._text import md
 from pages._train_form import new_run_form
@@ -54,7 +54,7 @@ ensure_app_shell()
 st.title(":material/monitoring: Train")
 recover_runs_at_start(str(get_settings().runs_dir))
 
-data_root, info = last_dataset(), None
+data_root, info = session_dataset(), None
 if data_root is not None:
     try:
         info, splits = load_dataset(data_root)

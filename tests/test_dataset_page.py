@@ -17,8 +17,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, make_separable_dataset
-from core.data.augment import list_configs
 from core.config import get_settings
+from core.data.acquire import COMPLETE_MARKER
+from core.data.augment import list_configs
 from core.data.dataset import scan_dataset
 from core.data.splits import make_splits
 from core.data.workspace import last_dataset, remember_dataset
@@ -69,10 +70,27 @@ def real_scan_cache(cats_and_dogs, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def real_dataset(cats_and_dogs, real_scan_cache, pawlab_home) -> Path:
+def real_dataset(cats_and_dogs, real_scan_cache, pawlab_home, monkeypatch) -> Path:
+    """The real photos, opened where they are: a folder on the server the operator allowed."""
+    monkeypatch.setenv("PAWLAB_ALLOW_LOCAL_PATHS", "1")
     shutil.copytree(real_scan_cache, get_settings().cache_dir / "scans")
     remember_dataset(cats_and_dogs)
     return cats_and_dogs
+
+
+def imported(source: Path, name: str) -> Path:
+    """``source`` as an upload or download leaves it in PAWLAB_HOME/datasets."""
+    root = get_settings().datasets_dir / name
+    shutil.copytree(source, root)
+    (root / COMPLETE_MARKER).write_text("{}\n")
+    return root.resolve()
+
+
+@pytest.fixture
+def dataset(tiny_dataset, monkeypatch) -> Path:
+    """The tiny dataset, imported: a new session opens it. No local folders (a shared server)."""
+    monkeypatch.delenv("PAWLAB_ALLOW_LOCAL_PATHS", raising=False)
+    return imported(tiny_dataset, "tiny")
 
 
 def test_real_dataset_shows_classes_and_leak_free_split_counts(real_dataset):
@@ -122,17 +140,16 @@ def test_real_dataset_browser_shows_both_classes_fast(real_dataset):
     assert "test split" in page_text(app)
 
 
-def test_tiny_dataset_overview_matches_the_training_split(tiny_dataset):
-    remember_dataset(tiny_dataset)
+def test_tiny_dataset_overview_matches_the_training_split(dataset):
     app = dataset_page()
 
+    assert app.selectbox(key="dataset_choice").value == str(dataset)
     assert "**Classes:** `circles`, `squares`" in texts(app.markdown)
-    assert count_table(app) == make_splits(scan_dataset(tiny_dataset)).counts()
+    assert count_table(app) == make_splits(scan_dataset(dataset)).counts()
     assert sum(sum(c.values()) for c in count_table(app).values()) == 36
 
 
-def test_browsing_pages_filters_and_enlarging(tiny_dataset):
-    remember_dataset(tiny_dataset)
+def test_browsing_pages_filters_and_enlarging(dataset):
     app = dataset_page(BROWSE_TAB)
 
     assert set(thumbnail_captions(app)) == {"circles", "squares"}
@@ -169,7 +186,7 @@ def test_choosing_another_dataset_starts_the_browser_afresh(tiny_dataset, tmp_pa
 
 def test_a_folder_without_class_folders_is_explained(tmp_path):
     (tmp_path / "empty").mkdir()
-    remember_dataset(tmp_path / "empty")
+    imported(tmp_path / "empty", "empty")  # e.g. its photos were deleted after the import
     app = dataset_page()
 
     assert "No class folders found" in app.error[0].value
@@ -281,8 +298,7 @@ def test_download_button_fetches_the_dataset_or_explains_why_not(tiny_dataset, z
     assert "**Classes:** `circles`, `squares`" in texts(app.markdown)
 
 
-def test_augmentation_presets_preview_and_saving(tiny_dataset):
-    remember_dataset(tiny_dataset)
+def test_augmentation_presets_preview_and_saving(dataset):
     app = dataset_page(AUGMENT_TAB)
 
     # The default preset's values are in the widgets, and the preview shows them.
@@ -326,9 +342,11 @@ def test_the_page_does_not_load_tensorflow_until_the_preview(tiny_dataset, tmp_p
         f"app.session_state['dataset_tab'] = {BROWSE_TAB!r}\n"
         "app.run()\n"
         "assert not app.exception, app.exception\n"
+        "assert app.image, 'the browse tab shows no photos'\n"
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
     )
-    env = {"PAWLAB_HOME": str(home), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    env = {"PAWLAB_HOME": str(home), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+           "PAWLAB_ALLOW_LOCAL_PATHS": "1"}
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

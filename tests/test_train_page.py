@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.data.workspace import remember_dataset
+from core.config import get_settings
+from core.data.acquire import COMPLETE_MARKER
 from core.fileio import write_json
 from core.runs import jobs, tutorial
 from core.runs.recipes import make_config
@@ -107,6 +109,17 @@ def finish_run(run_dir: Path, data_root: Path) -> dict:
 
 
 @pytest.fixture
+def dataset(tiny_dataset, monkeypatch) -> Path:
+    """The tiny dataset, imported (as an upload leaves it in PAWLAB_HOME/datasets): a new
+    session's dataset. Opening folders elsewhere on the server stays switched off."""
+    monkeypatch.delenv("PAWLAB_ALLOW_LOCAL_PATHS", raising=False)
+    root = get_settings().datasets_dir / "tiny"
+    shutil.copytree(tiny_dataset, root)
+    (root / COMPLETE_MARKER).write_text("{}\n")
+    return root.resolve()
+
+
+@pytest.fixture
 def no_free_slot(monkeypatch):
     """Submitted runs stay queued: the test sees what Start wrote, nothing trains."""
     monkeypatch.setenv("PAWLAB_MAX_CONCURRENT_RUNS", "0")
@@ -125,10 +138,9 @@ def test_without_a_dataset_the_page_points_to_the_dataset_page():
     assert any("No training runs yet" in info.value for info in at.info)
 
 
-def test_a_finished_run_shows_in_the_table_with_curves_and_results(tiny_dataset):
-    remember_dataset(tiny_dataset)
-    run_dir = write_run(tiny_dataset, state="running", metrics=3, pid=None)
-    evaluation = finish_run(run_dir, tiny_dataset)
+def test_a_finished_run_shows_in_the_table_with_curves_and_results(dataset):
+    run_dir = write_run(dataset, state="running", metrics=3, pid=None)
+    evaluation = finish_run(run_dir, dataset)
     (run_dir / MODEL_FILE).write_bytes(b"not really a model")
 
     at = open_train_page()
@@ -159,11 +171,10 @@ def test_a_finished_run_shows_in_the_table_with_curves_and_results(tiny_dataset)
     assert any(f"tensorboard --logdir {run_dir.parent}" in code.value for code in at.code)
 
 
-def test_a_running_run_shows_live_progress_after_a_reload(tiny_dataset):
-    remember_dataset(tiny_dataset)
-    older = write_run(tiny_dataset, state="completed", metrics=3, created=time.time() - 600)
+def test_a_running_run_shows_live_progress_after_a_reload(dataset):
+    older = write_run(dataset, state="completed", metrics=3, created=time.time() - 600)
     # Alive (this process) with a fresh heartbeat: what a worker in epoch 3 writes.
-    running = write_run(tiny_dataset, state="running", metrics=2, pid=os.getpid(),
+    running = write_run(dataset, state="running", metrics=2, pid=os.getpid(),
                         heartbeat=time.time(), epoch=3, batch=4, batches_total=10)
 
     # A new AppTest is a new browser session: nothing in session state, all from disk.
@@ -185,11 +196,10 @@ def test_a_running_run_shows_live_progress_after_a_reload(tiny_dataset):
     assert (running / "cancel").exists()  # the worker stops after its current batch
 
 
-def test_selecting_runs_focuses_one_or_overlays_several(tiny_dataset):
-    remember_dataset(tiny_dataset)
-    first = write_run(tiny_dataset, state="completed", metrics=3, created=time.time() - 600)
-    finish_run(first, tiny_dataset)
-    second = write_run(tiny_dataset, "cnn_plus", state="completed", metrics=2)
+def test_selecting_runs_focuses_one_or_overlays_several(dataset):
+    first = write_run(dataset, state="completed", metrics=3, created=time.time() - 600)
+    finish_run(first, dataset)
+    second = write_run(dataset, "cnn_plus", state="completed", metrics=2)
     at = open_train_page()
     assert list(runs_table(at).value["Run"]) == [second.name, first.name]  # newest first
 
@@ -202,9 +212,8 @@ def test_selecting_runs_focuses_one_or_overlays_several(tiny_dataset):
     assert sorted(len(t["x"]) for t in overlay["data"]) == [2, 3]
 
 
-def test_deleting_a_run_asks_first(tiny_dataset):
-    remember_dataset(tiny_dataset)
-    run_dir = write_run(tiny_dataset, state="completed", metrics=1)
+def test_deleting_a_run_asks_first(dataset):
+    run_dir = write_run(dataset, state="completed", metrics=1)
     at = open_train_page()
     select_rows(at, [0])
 
@@ -216,8 +225,7 @@ def test_deleting_a_run_asks_first(tiny_dataset):
     assert not [d for d in at.dataframe if d.key and d.key.startswith("runs_table")]
 
 
-def test_start_queues_a_run_with_the_form_settings(tiny_dataset, no_free_slot):
-    remember_dataset(tiny_dataset)
+def test_start_queues_a_run_with_the_form_settings(dataset, no_free_slot):
     at = open_train_page()
     at.selectbox(key="train_arch").set_value("cnn_aug")
     at.selectbox(key="train_image_size").set_value(32).run()
@@ -232,14 +240,13 @@ def test_start_queues_a_run_with_the_form_settings(tiny_dataset, no_free_slot):
     config = read_config(summary.path)
     assert (config.arch, config.image_size, config.epochs, config.subset) == ("cnn_aug", 32, 2, 5)
     assert config.augment.name == "tutorial"
-    assert config.data_root == str(tiny_dataset.resolve())
+    assert config.data_root == str(dataset.resolve())
     assert summary.state == "queued"
     assert any(summary.id in t.value for t in at.toast)
     assert at.progress[0].value == 0 and "Queued" in at.progress[0].proto.text
 
 
-def test_fine_tuning_epochs_only_for_models_that_fine_tune(tiny_dataset):
-    remember_dataset(tiny_dataset)
+def test_fine_tuning_epochs_only_for_models_that_fine_tune(dataset):
     at = open_train_page()
     labels = [n.label for n in at.number_input]
     assert "Fine-tuning epochs" not in labels
@@ -248,8 +255,7 @@ def test_fine_tuning_epochs_only_for_models_that_fine_tune(tiny_dataset):
     assert "Fine-tuning epochs" in [n.label for n in at.number_input]
 
 
-def test_reproduce_the_tutorial_queues_its_four_models_and_compares(tiny_dataset, no_free_slot):
-    remember_dataset(tiny_dataset)
+def test_reproduce_the_tutorial_queues_its_four_models_and_compares(dataset, no_free_slot):
     at = open_train_page()
     button(at, "Reproduce the tutorial").click().run()
 
@@ -272,10 +278,9 @@ def test_reproduce_the_tutorial_queues_its_four_models_and_compares(tiny_dataset
     assert "cnn_plus" in [s.arch for s in list_runs()]
 
 
-def test_a_real_model_gets_a_keras_summary_on_demand(tiny_dataset):
-    remember_dataset(tiny_dataset)
-    run_dir = write_run(tiny_dataset, state="running", metrics=2, pid=None)
-    finish_run(run_dir, tiny_dataset)
+def test_a_real_model_gets_a_keras_summary_on_demand(dataset):
+    run_dir = write_run(dataset, state="running", metrics=2, pid=None)
+    finish_run(run_dir, dataset)
     from core.models.zoo import build_model
 
     build_model("cnn", 2, 32).save(run_dir / MODEL_FILE)
@@ -288,7 +293,7 @@ def test_a_real_model_gets_a_keras_summary_on_demand(tiny_dataset):
     assert "conv2d" in summary.lower() and "logits" in summary
 
 
-def test_parameter_counts_are_counted_aside_and_remembered(tiny_dataset, monkeypatch):
+def test_parameter_counts_are_counted_aside_and_remembered(dataset, monkeypatch):
     from core.models import param_counts
     from core.models.zoo import ARCHITECTURES, count_params
 
@@ -304,18 +309,16 @@ def test_parameter_counts_are_counted_aside_and_remembered(tiny_dataset, monkeyp
     assert param_counts.cached_counts(ARCHITECTURES, 2, 32) == counts  # only those asked for
 
     # The form shows the remembered count for the chosen model and size.
-    remember_dataset(tiny_dataset)
     at = open_train_page()
     at.selectbox(key="train_image_size").set_value(32).run()
     assert any(f"{counts['cnn']:,} parameters for 2 classes at 32 px" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("arch", ["cnn", "cnn_plus", "mobilenet_v2_finetune"])
-def test_the_form_starts_from_the_models_recipe(tiny_dataset, arch):
+def test_the_form_starts_from_the_models_recipe(dataset, arch):
     from core import defaults
     from core.runs.recipes import recipe_for
 
-    remember_dataset(tiny_dataset)
     at = open_train_page()
     at.selectbox(key="train_arch").set_value(arch).run()
 
@@ -330,11 +333,10 @@ def test_the_form_starts_from_the_models_recipe(tiny_dataset, arch):
         assert at.number_input(key=f"train_fine_tune_{arch}").value == recipe.fine_tune_epochs
 
 
-def test_damaged_runs_are_listed_with_their_problem_and_the_page_keeps_working(tiny_dataset):
-    remember_dataset(tiny_dataset)
-    good = write_run(tiny_dataset, state="completed", metrics=2, created=time.time() - 600)
-    number = write_run(tiny_dataset, state="completed", metrics=1, created=time.time() - 300)
-    null = write_run(tiny_dataset, state="completed", metrics=1)
+def test_damaged_runs_are_listed_with_their_problem_and_the_page_keeps_working(dataset):
+    good = write_run(dataset, state="completed", metrics=2, created=time.time() - 600)
+    number = write_run(dataset, state="completed", metrics=1, created=time.time() - 300)
+    null = write_run(dataset, state="completed", metrics=1)
     (number / "status.json").write_text("42")
     (null / "status.json").write_text("null")
 
@@ -352,9 +354,8 @@ def test_damaged_runs_are_listed_with_their_problem_and_the_page_keeps_working(t
     assert any(number.name in e.value and "status.json" in e.value for e in at.error)
 
 
-def test_a_failed_run_shows_its_error_and_where_the_traceback_is(tiny_dataset):
-    remember_dataset(tiny_dataset)
-    run_dir = write_run(tiny_dataset, state="failed", metrics=1,
+def test_a_failed_run_shows_its_error_and_where_the_traceback_is(dataset):
+    run_dir = write_run(dataset, state="failed", metrics=1,
                         error="Out of memory while training [details](http://example.com)")
 
     at = open_train_page()
