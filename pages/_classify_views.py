@@ -8,6 +8,7 @@ TensorFlow: core loads it the first time a model is needed.
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ import streamlit as st
 from core.serving.inference import Prediction, Predictor, preview_image
 from core.models.zoo import ARCHITECTURES
 from core.runs.store import RunSummary
+from pages._text import md
 
 BAR_COLOUR, TOP_COLOUR = "#9AA5B1", "#E4572E"
 
@@ -83,7 +85,8 @@ def classify(run_path: str, mtime: float, files: list[tuple[str, bytes]]) -> tup
 def probability_chart(probabilities: dict[str, float]) -> go.Figure:
     """Horizontal bars, most likely class on top and highlighted."""
     ranked = sorted(probabilities.items(), key=lambda item: item[1])
-    names, values = [n for n, _ in ranked], [v for _, v in ranked]
+    # Plotly reads labels as HTML (links included): class names are folder names.
+    names, values = [html.escape(n) for n, _ in ranked], [v for _, v in ranked]
     colours = [BAR_COLOUR] * (len(values) - 1) + [TOP_COLOUR]
     figure = go.Figure(go.Bar(
         x=values, y=names, orientation="h", marker_color=colours,
@@ -106,7 +109,7 @@ def show_prediction(index: int, prediction: Prediction, preview, run_path: str, 
     """
     picture, answer = st.columns([2, 3], gap="medium")
     with answer:
-        st.subheader(f"{prediction.label} — {prediction.confidence:.1%}", anchor=False)
+        st.subheader(f"{md(prediction.label)} — {prediction.confidence:.1%}", anchor=False)
         st.plotly_chart(probability_chart(prediction.probabilities), key=f"probabilities_{index}",
                         config={"displayModeBar": False})
         st.caption(f"⏱️ {prediction.ms:.0f} ms (decode + model)")
@@ -122,7 +125,7 @@ def show_prediction(index: int, prediction: Prediction, preview, run_path: str, 
             with st.spinner("Computing the heatmap…"):
                 heatmap = load_predictor(run_path, mtime).gradcam(prediction)
             image = overlay(preview, heatmap, opacity)
-        st.image(image, caption=prediction.file, width="stretch")
+        st.image(image, caption=md(prediction.file), width="stretch")
 
 
 def export_section(run: RunSummary) -> None:
@@ -133,7 +136,7 @@ def export_section(run: RunSummary) -> None:
     st.caption(
         "All three take float32 images in [0, 255] of shape (batch, "
         f"{run.image_size}, {run.image_size}, 3) and return one logit per class, in this order: "
-        f"{', '.join(run.classes)}. Apply softmax for probabilities."
+        f"{', '.join(map(md, run.classes))}. Apply softmax for probabilities."
     )
     keras_column, serving_column, lite_column = st.columns(3)
     with keras_column:
@@ -156,7 +159,7 @@ def export_section(run: RunSummary) -> None:
                     try:
                         path = make(run_dir)
                     except Exception as error:  # a converter failure must not end the page
-                        st.error(f"The export failed: {error}", icon="⚠️")
+                        st.error(f"The export failed: {md(error)}", icon="⚠️")
             if path is not None:
                 st.download_button(
                     f"⬇️ {label}", data=path.read_bytes, file_name=download_name, mime=mime,

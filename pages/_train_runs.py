@@ -29,7 +29,7 @@ def selected_runs(summaries: list[RunSummary]) -> list[RunSummary]:
     """Rows selected in the runs table (its state from the last interaction)."""
     state = st.session_state.get(runs_table_key(summaries))
     rows = state["selection"]["rows"] if state else []
-    return [summaries[row] for row in rows if row < len(summaries)]
+    return [summaries[row] for row in rows if 0 <= row < len(summaries)]
 
 
 def focused_run(summaries: list[RunSummary]) -> RunSummary | None:
@@ -66,7 +66,7 @@ def runs_table(summaries: list[RunSummary]) -> list[RunSummary]:
             "Problem": st.column_config.TextColumn(width="large"),
         },
     )
-    selected = [summaries[row] for row in event.selection.rows if row < len(summaries)]
+    selected = [summaries[row] for row in event.selection.rows if 0 <= row < len(summaries)]
     readable = [s for s in selected if not s.problem]
     if len(readable) >= 2:
         curves = [(f"{s.arch} · {s.id}", read_metrics(s.path)) for s in readable]

@@ -16,6 +16,7 @@ from pages._classify_views import (
     classify, export_section, load_predictor, model_mtime, run_label, show_prediction,
 )
 from pages._shell import ensure_app_shell
+from pages._text import code, md
 
 ensure_app_shell()
 
@@ -36,9 +37,9 @@ mtime = model_mtime(run)
 try:
     load_predictor(run.path, mtime)
 except (RunNotReadyError, OSError, ValueError) as error:
-    st.error(f"This model cannot be loaded: {error}", icon="⚠️")
+    st.error(f"This model cannot be loaded: {md(error)}", icon="⚠️")
     st.stop()
-st.caption(f"Run `{run.id}` · knows {len(run.classes)} classes: {', '.join(run.classes)}")
+st.caption(f"Run {code(run.id)} · knows {len(run.classes)} classes: {', '.join(map(md, run.classes))}")
 
 with st.expander("⬇️ Download this model"):
     export_section(run)
@@ -60,7 +61,7 @@ if not files:
 with st.spinner(f"Classifying {len(files)} photo{'s' if len(files) > 1 else ''}…"):
     predictions, previews = classify(run.path, mtime, files)
 st.caption(
-    f"The model picks one of {', '.join(run.classes)} for every photo, "
+    f"The model picks one of {', '.join(map(md, run.classes))} for every photo, "
     "even for a photo of something else."
 )
 
@@ -82,7 +83,7 @@ if len(predictions) > 1:
 
 for index, (prediction, preview) in enumerate(zip(predictions, previews)):
     if not prediction.ok:
-        st.error(prediction.error, icon="🚫")
+        st.error(md(prediction.error), icon="🚫")
         continue
     with st.container(border=True):
         show_prediction(index, prediction, preview, run.path, mtime)

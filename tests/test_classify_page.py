@@ -100,7 +100,27 @@ def test_models_are_listed_best_test_accuracy_first(run_dir, pawlab_home):
     assert "Tutorial CNN · test accuracy 95.0% · " in picker.options[0]
 
 
-def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, tmp_path):
+@pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """What the page's download buttons hand the browser, by file name."""
+    from streamlit.runtime.media_file_storage import MediaFileKind
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    offered: dict[str, bytes] = {}
+    store = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(self, path_or_data, mimetype, kind, filename=None):
+        if kind == MediaFileKind.DOWNLOADABLE and isinstance(path_or_data, bytes):
+            offered[filename] = path_or_data
+        return store(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    return offered
+
+
+def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, tmp_path, downloads):
+    from core.serving.inference import Predictor
+
     good = validation_files(run_dir)[:2]  # circles.validation.0.jpg, .1.jpg
     bad = write_bad_and_unusual_files(tmp_path / "bad")
     drop = [(name, open(path, "rb").read(), "image/jpeg") for name, path in (
@@ -108,17 +128,20 @@ def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, 
         ("circle-b.jpg", good[1]), ("notes.jpg", bad["bad_text"]),
         ("bomb.png", bad["bad_bomb"]), ("animated.gif", bad["animated"]),
     )]
+    # What the model itself says about the same bytes, outside the page.
+    expected = Predictor.from_run(run_dir).predict([(name, data) for name, data, _ in drop])
     app = classify_page()
     assert not app.exception
 
     app.file_uploader[0].set_value(drop).run()
 
     assert not app.exception
-    headings = texts(app.subheader)
-    answers = [h for h in headings if " — " in h]
-    assert len(answers) == 3  # two circles and the animated GIF
-    assert answers[0].startswith("circles — ") and answers[0].endswith("%")
-    assert float(answers[0].split(" — ")[1].rstrip("%")) > 50
+    answers = [h for h in texts(app.subheader) if " — " in h]
+    classified = [p for p in expected if p.ok]
+    assert [p.file for p in classified] == ["circle-a.jpg", "circle-b.jpg", "animated.gif"]
+    assert [p.label for p in classified][:2] == ["circles", "circles"]  # the photos are circles
+    # Each answer is the model's label and top probability, as the page rounds it.
+    assert answers == [f"{p.label} — {p.confidence:.1%}" for p in classified]
     errors = texts(app.error)
     assert len(errors) == 3
     assert "truncated.jpg is truncated" in errors[0]
@@ -132,8 +155,28 @@ def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, 
     [table] = app.dataframe
     assert list(table.value["file"]) == [name for name, _, _ in drop]
     assert list(table.value["prediction"])[:3] == ["circles", "not classified", "circles"]
-    csv_button = [b for b in app.get("download_button") if "CSV" in b.proto.label]
-    assert csv_button
+    assert [b.proto.label for b in app.get("download_button") if "CSV" in b.proto.label]
+    check_predictions_csv(downloads["predictions.csv"], expected, classes=["circles", "squares"])
+
+
+def check_predictions_csv(data: bytes, expected, classes: list[str]) -> None:
+    """One row per dropped file, in drop order: its label and probabilities, or why not."""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(data.decode())))
+    assert [row["file"] for row in rows] == [p.file for p in expected]
+    for row, prediction in zip(rows, expected):
+        if not prediction.ok:
+            assert row["prediction"] == "" and row["error"] == prediction.error
+            assert all(row[f"p_{name}"] == "" for name in classes)
+            continue
+        assert row["prediction"] == prediction.label and row["error"] == ""
+        assert float(row["confidence"]) == pytest.approx(prediction.confidence, abs=1e-6)
+        probabilities = {name: float(row[f"p_{name}"]) for name in classes}
+        assert probabilities == pytest.approx(prediction.probabilities, abs=1e-6)
+        assert max(probabilities, key=probabilities.get) == prediction.label
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_gradcam_toggle_shows_an_overlay(run_dir):
