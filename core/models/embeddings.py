@@ -1,0 +1,127 @@
+"""Per-photo embeddings of the frozen ImageNet backbone, cached by file content.
+
+The data doctor (core.review), transfer runs and the unknown-photo check all
+need the same thing: MobileNetV2's pooled 1280 numbers for a photo. They are
+kept per photo, keyed by the photo's bytes (sha256), the backbone and the
+image size, so a renamed or moved photo is not recomputed, a relabelled
+photo costs nothing, and a new photo costs only its own forward pass.
+
+    embeddings = embed_files(paths, image_size=160, progress=print)  # (N, 1280) float32
+
+The cache lives under ``PAWLAB_HOME/cache/embeddings/<backbone>-<size>px/``,
+one small ``.npy`` file per photo, written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from core import defaults
+from core.config import get_settings
+from core.fileio import atomic_write
+
+BACKBONE = "mobilenet_v2-imagenet"
+# The architecture whose frozen extractor ends in global pooling (1280 numbers).
+POOLED_ARCH = "mobilenet_v2_finetune"
+EXTRACT_BATCH = 64
+_HASH_CHUNK = 1 << 20
+
+Progress = Callable[[int, int], None]  # (photos done, photos in total)
+
+
+def content_key(path: str | Path) -> str:
+    """sha256 of the file's bytes: the same photo anywhere has the same key."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def content_keys(paths: Sequence[str | Path]) -> list[str]:
+    # Hashing reads files and releases the GIL: threads overlap the disk reads.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(content_key, paths))
+
+
+class EmbeddingCache:
+    """One folder of ``<key>.npy`` files per backbone and image size."""
+
+    def __init__(self, image_size: int, backbone: str = BACKBONE, root: Path | None = None):
+        root = root or get_settings().cache_dir / "embeddings"
+        self.folder = Path(root) / f"{backbone}-{image_size}px"
+
+    def _path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        try:
+            return np.load(self._path(key))
+        except (OSError, ValueError):
+            return None  # missing or damaged: compute again
+
+    def put(self, key: str, embedding: np.ndarray) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(embedding, dtype=np.float16))
+        atomic_write(path, buffer.getvalue())
+
+
+def _pooled_extractor(image_size: int):
+    from core.models.zoo import build_frozen_parts
+
+    extractor, _ = build_frozen_parts(POOLED_ARCH, num_classes=2, image_size=image_size)
+    return extractor
+
+
+def _compute(paths: list[str], image_size: int, on_batch: Callable[[int], None]) -> np.ndarray:
+    """Forward passes for ``paths``, decoded by the pipeline training uses."""
+    from core.data.dataset import Sample
+    from core.data.pipeline import make_dataset
+
+    extractor = _pooled_extractor(image_size)
+    samples = [Sample(path, 0, "") for path in paths]
+    dataset = make_dataset(samples, image_size, EXTRACT_BATCH, training=False)
+    batches = []
+    for images, _ in dataset:
+        batches.append(np.asarray(extractor.predict_on_batch(images), dtype=np.float32))
+        on_batch(len(batches[-1]))
+    return np.concatenate(batches)
+
+
+def embed_files(paths: Sequence[str | Path], image_size: int = defaults.IMAGE_SIZE,
+                progress: Progress | None = None, keys: Sequence[str] | None = None) -> np.ndarray:
+    """(N, 1280) float32 embeddings of ``paths``, in order; cached ones are not recomputed.
+
+    ``keys``: the files' content keys when the caller has them already.
+    """
+    paths = [str(path) for path in paths]
+    keys = list(keys) if keys is not None else content_keys(paths)
+    cache = EmbeddingCache(image_size)
+    cached = [cache.get(key) for key in keys]
+    missing = [index for index, vector in enumerate(cached) if vector is None]
+    done = len(paths) - len(missing)
+    if progress is not None:
+        progress(done, len(paths))
+
+    if missing:
+        def on_batch(count: int) -> None:
+            nonlocal done
+            done += count
+            if progress is not None:
+                progress(done, len(paths))
+
+        computed = _compute([paths[index] for index in missing], image_size, on_batch)
+        for index, vector in zip(missing, computed):
+            cache.put(keys[index], vector)
+            cached[index] = vector
+    if not paths:
+        return np.zeros((0, 1280), np.float32)
+    return np.stack(cached).astype(np.float32)

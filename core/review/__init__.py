@@ -1,0 +1,1 @@
+"""Reviewing a dataset before training on it: the data doctor and its corrections."""
