@@ -11,8 +11,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
-
 
 def shared_dir() -> Path:
     path = Path(os.environ.get("PAWLAB_SHARED", REPO.parent / "shared")).resolve()
@@ -26,12 +24,13 @@ def cats_and_dogs() -> Path:
 
 
 def use_temp_homes() -> Path:
-    """A fresh PAWLAB_HOME and a KERAS_HOME holding the shared ImageNet weights."""
+    """A fresh PAWLAB_HOME and a KERAS_HOME holding the shared ImageNet weights (every size there is)."""
     home = Path(tempfile.mkdtemp(prefix="pawlab-bench-"))
     os.environ.setdefault("PAWLAB_HOME", str(home / "pawlab"))
     keras_home = home / "keras"
     (keras_home / "models").mkdir(parents=True)
-    (keras_home / "models" / WEIGHTS_FILE).symlink_to(shared_dir() / "weights" / WEIGHTS_FILE)
+    for weights in sorted((shared_dir() / "weights").glob("*.h5")):
+        (keras_home / "models" / weights.name).symlink_to(weights)
     os.environ["KERAS_HOME"] = str(keras_home)
     return home
 

@@ -16,18 +16,26 @@ saved as a completed run and loaded the way the app loads it
   which Streamlit runs after every script run unless the Classify page stops it;
 - Grad-CAM: the first heatmap (traces the gradient graph) and later ones.
 
-Photos are the real validation photos (about 500x375 JPEGs). Prints Markdown tables.
+Photos are the real validation photos (about 500x375 JPEGs). Prints Markdown
+tables, os.cpu_count() and the load averages sampled at start and end.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import numpy as np
 
 from _common import cats_and_dogs, table, use_temp_homes
+
+from core import defaults
+
+
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -45,15 +53,17 @@ def timed(function, repeats: int) -> list[float]:
 
 
 def make_run(arch: str, image_size: int, runs_dir) -> str:
-    from core.serving.inference import model_path
+    """A completed run holding an untrained ``arch``: its recipe's config, facts naming the classes."""
     from core.models.zoo import build_model
-    from core.runs.store import TrainConfig, create_run, update_status
+    from core.runs.recipes import make_config
+    from core.runs.store import RunFacts, RunState, create_run, update_status, write_facts
+    from core.serving.inference import model_path
 
-    config = TrainConfig(data_root=str(cats_and_dogs()), arch=arch, epochs=1,
-                         image_size=image_size, classes=["cats", "dogs"])
-    run_dir = create_run(config, runs_dir, state="running")
-    build_model(arch, 2, image_size, seed=0).save(model_path(run_dir))
-    update_status(run_dir, state="completed", finished=time.time())
+    config = make_config(cats_and_dogs(), arch, image_size=image_size)
+    run_dir = create_run(config, runs_dir, state=RunState.RUNNING)
+    write_facts(run_dir, RunFacts(classes=["cats", "dogs"]))
+    build_model(arch, 2, image_size, seed=defaults.SEED).save(model_path(run_dir))
+    update_status(run_dir, state=RunState.COMPLETED, finished=time.time())
     return run_dir
 
 
@@ -61,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=50)
     parser.add_argument("--batch", type=int, default=20)
-    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--image-size", type=int, default=defaults.IMAGE_SIZE)
     args = parser.parse_args()
 
     home = use_temp_homes()
@@ -74,8 +84,9 @@ def main() -> None:
     photos = [p for pair in zip(cats, dogs) for p in pair][: args.photos]
     drop = photos[: args.batch]
     print(f"{len(photos)} validation photos, image size {args.image_size}, "
-          f"TensorFlow {tf.__version__}, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
-          f"intra-op threads on {__import__('os').cpu_count()} CPUs\n")
+          f"TensorFlow {tf.__version__}, intra-op threads setting "
+          f"{tf.config.threading.get_intra_op_parallelism_threads() or '0 (TensorFlow picks)'}; "
+          f"os.cpu_count(): {os.cpu_count()}; load average (1/5/15 min) at start: {load()}\n")
 
     latency_rows, call_rows, gradcam_rows = [], [], []
     for arch in ("cnn", "mobilenet_v2"):
@@ -128,6 +139,7 @@ def main() -> None:
         gradcam_rows.append({"model": arch, "first heatmap ms (trace)": first,
                              "later heatmaps median ms": statistics.median(later)})
 
+    print(f"load average (1/5/15 min) at end: {load()}\n")
     print("## Answer latency (decode + resize + model + softmax)\n")
     print(table(latency_rows, list(latency_rows[0])))
     print("\n## Model call alone (decoded photos)\n")
