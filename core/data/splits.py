@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePosixPath
 
+from core.data.corrections import apply_corrections, load_corrections
 from core.data.dataset import DatasetError, DatasetInfo, Sample, scan_dataset
 from core.data.layout import Split
 from core.defaults import SEED, TEST_FRACTION, VALIDATION_FRACTION
@@ -201,9 +202,18 @@ def split_dataset(
     validation_fraction: float = VALIDATION_FRACTION,
     *,
     use_cache: bool = True,
+    corrections: dict[str, str | None] | None = None,
 ) -> tuple[DatasetInfo, Splits]:
-    """Scan ``root`` once and split it: what a training run and the Dataset page both need."""
+    """Scan ``root`` once, apply its corrections and split it: what a training run,
+    the doctor and the Dataset page all need.
+
+    ``corrections``: a run's snapshot ({relative path: class or None}); None
+    applies the dataset's current corrections file (core.data.corrections).
+    """
     info = scan_dataset(root, use_cache=use_cache)
+    if corrections is None:
+        corrections = load_corrections(info.root).mapping
+    info = apply_corrections(info, corrections)
     return info, make_splits(info, seed, test_fraction, validation_fraction)
 
 
