@@ -364,3 +364,20 @@ def test_a_failed_run_shows_its_error_and_where_the_traceback_is(dataset):
     assert "Out of memory while training" in error
     assert "[details](http" not in error and r"\[details\]" in error  # as written, never a link
     assert any("log.txt" in c.value and str(run_dir) in c.value for c in at.caption)
+
+
+def test_names_from_the_dataset_are_shown_as_written(tmp_path, monkeypatch):
+    """Class and dataset names are folder names anyone can upload: never Markdown."""
+    from conftest import make_separable_dataset
+
+    monkeypatch.delenv("PAWLAB_ALLOW_LOCAL_PATHS", raising=False)
+    source = make_separable_dataset(tmp_path / "odd", classes=("[link](evil.example)", ":red[alarm]"))
+    root = get_settings().datasets_dir / "odd_*names*"
+    shutil.copytree(source, root)
+    (root / COMPLETE_MARKER).write_text("{}\n")
+
+    at = open_train_page()
+
+    line = next(m.value for m in at.markdown if m.value.startswith("Dataset **"))
+    assert r"odd\_\*names\*" in line
+    assert r"\[link\](evil.example)" in line and r"\:red\[alarm\]" in line
