@@ -34,6 +34,7 @@ class Planted:
     moved: set[str] = field(default_factory=set)  # file paths now in the wrong class folder
     copies: list[tuple[str, str]] = field(default_factory=list)  # (original, copy)
     strangers: set[str] = field(default_factory=set)
+    home: Path | None = None  # the PAWLAB_HOME whose caches hold its embeddings
 
 
 def stranger_photos() -> dict[str, np.ndarray]:

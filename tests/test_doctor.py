@@ -16,6 +16,7 @@ import pytest
 from _planted import plant
 from core.review.doctor import diagnose
 from core.models.embeddings import EmbeddingCache, content_key, embed_files
+from core.models.novelty import NoveltyDetector
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,7 @@ def planted(cats_and_dogs, keras_home, tmp_path_factory):
         patch.setenv("PAWLAB_HOME", str(work / "home"))
         problems = plant(cats_and_dogs, work / "data")
         report = diagnose(problems.root)
+        problems.home = work / "home"  # its embedding cache serves the tests below
         yield problems, report
 
 
@@ -78,3 +80,14 @@ def test_embeddings_are_cached_per_photo_content(tmp_path, cats_and_dogs, keras_
     assert again.shape == (1, 1280)
     assert abs(again[0] - first[0]).max() < 1e-2  # float16 storage
     assert os.path.getsize(cache._path(content_key(renamed))) < 4000
+
+
+def test_strangers_are_unknown_and_pets_are_familiar(planted, monkeypatch):
+    """The unknown-photo check: 5-NN cosine distance to the training photos' embeddings."""
+    problems, _ = planted
+    monkeypatch.setenv("PAWLAB_HOME", str(problems.home))  # embeddings cached by the doctor
+    train = [p for p in problems.root.glob("train/*/*.jpg") if str(p) not in problems.strangers]
+    pets = [p for p in problems.root.glob("validation/*/*.jpg") if str(p) not in problems.strangers]
+    detector = NoveltyDetector.fit(embed_files(train))
+    assert detector.is_unknown(embed_files(sorted(problems.strangers))).all()
+    assert detector.is_unknown(embed_files(pets)).mean() <= 0.015  # measured: 0.9%
