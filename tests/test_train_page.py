@@ -3,7 +3,7 @@
 Run folders are written by hand in core.runs.store' documented format, so each
 state (finished, running, queued) is shown exactly as a worker would leave
 it on disk, without training anything. Starting runs goes through the real
-core.runs.jobs with no free training slot (PAWLAB_MAX_CONCURRENT_RUNS=0), so a
+core.runs.jobs with its dispatch step switched off (no free training slot), so a
 submitted run stays queued and no TensorFlow process is spawned.
 """
 
@@ -121,8 +121,12 @@ def dataset(tiny_dataset, monkeypatch) -> Path:
 
 @pytest.fixture
 def no_free_slot(monkeypatch):
-    """Submitted runs stay queued: the test sees what Start wrote, nothing trains."""
-    monkeypatch.setenv("PAWLAB_MAX_CONCURRENT_RUNS", "0")
+    """Submitted runs stay queued: the test sees what Start wrote, nothing trains.
+
+    The job manager never finds a free slot (at least one slot is a setting's
+    minimum, so its dispatch step is what is switched off).
+    """
+    monkeypatch.setattr(jobs, "dispatch", lambda runs_dir=None: [])
     yield
     for summary in list_runs():
         if summary.state in ("queued", "running"):
