@@ -6,7 +6,15 @@ navigation; each page lives in ``pages/`` and all ML work in ``core/``.
 
 import streamlit as st
 
+from core.config import check_settings
+
 st.set_page_config(page_title="PawLab", page_icon="🐾", layout="wide")
+
+# A bad PAWLAB_* setting: one sentence naming it, instead of every page failing.
+settings_problem = check_settings()
+if settings_problem:
+    st.error(f"PawLab cannot start: {settings_problem}", icon=":material/settings:")
+    st.stop()
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
