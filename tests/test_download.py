@@ -7,6 +7,7 @@ the connection halfway, answer 404 or serve garbage.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import socket
@@ -303,3 +304,55 @@ def test_two_sessions_fetching_at_once_download_once(server, home, monkeypatch):
     assert errors == []
     assert len(set(results)) == 1 and len(results) == 3
     assert len(server.requests) == 1
+
+
+# --- A read-only or full PAWLAB_HOME: one sentence, no retries ---------------------
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def test_read_only_download_folder_is_one_sentence_and_not_retried(server, tmp_path, monkeypatch):
+    server.routes["/blob.bin"] = ("ok", os.urandom(10_000))
+
+    def read_only(*args, **kwargs):
+        raise _oserror(errno.EROFS)
+
+    monkeypatch.setattr(core.data.download.tempfile, "mkstemp", read_only)
+    with pytest.raises(DownloadError) as error:
+        download_file(server.url + "/blob.bin", tmp_path / "blob.bin")
+
+    assert str(error.value) == f"PawLab cannot write to {tmp_path} (read-only file system)."
+    assert not error.value.retryable and server.requests == ["/blob.bin"]
+
+
+def test_full_disk_while_downloading_is_one_sentence(server, tmp_path, monkeypatch):
+    server.routes["/blob.bin"] = ("ok", os.urandom(10_000))
+
+    def no_room(*args):
+        raise _oserror(errno.ENOSPC)
+
+    monkeypatch.setattr(core.data.download.os, "fsync", no_room)
+    with pytest.raises(DownloadError) as error:
+        download_file(server.url + "/blob.bin", tmp_path / "blob.bin")
+
+    assert str(error.value) == f"PawLab cannot write to {tmp_path} (no space left on device)."
+    assert not error.value.retryable and list(tmp_path.iterdir()) == []
+
+
+def test_fetch_into_a_read_only_home_is_one_sentence(server, home, monkeypatch):
+    server.routes["/cats_and_dogs_filtered.zip"] = ("ok", official_like_zip())
+    monkeypatch.setenv("PAWLAB_DATASET_URL", server.url + "/cats_and_dogs_filtered.zip")
+    real_mkdir = Path.mkdir
+
+    def read_only(path, *args, **kwargs):
+        if path.name == "downloads":
+            raise _oserror(errno.EROFS)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(DownloadError, match=r"^PawLab cannot write to .*/downloads "
+                                            r"\(read-only file system\)\.$"):
+        fetch_official_dataset()
+    assert list_local_datasets() == []

@@ -5,11 +5,16 @@ destination (so two downloads of one file never write into each other) and
 are renamed into place only once their count matches what the server announced (and what
 the caller expected). A dropped connection, a short body or an HTTP error
 removes the partial file and raises ``DownloadError`` with a sentence a person
-can act on, so a later call starts from a clean slate.
+can act on, so a later call starts from a clean slate. A folder that cannot be
+written (read-only, full) is the machine's fault, not the network's: it is
+said once, "PawLab cannot write to /path (read-only file system).", and not
+retried.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import http.client
 import os
 import socket
@@ -31,6 +36,11 @@ RETRY_WAIT_S = 1.0
 CHUNK_BYTES = 1 << 20
 # HTTP statuses worth retrying besides 5xx: request timeout, too many requests.
 RETRYABLE_STATUSES = (408, 429)
+# What an OSError's errno says when a folder cannot take a file. Other OSErrors
+# (a name taken, a lock busy) keep their own message.
+CANNOT_WRITE_ERRNOS = frozenset(
+    {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
+)
 
 
 class DownloadError(Exception):
@@ -40,6 +50,21 @@ class DownloadError(Exception):
         super().__init__(message)
         # Server errors and dropped connections may go away; a 404 will not.
         self.retryable = retryable
+
+
+def cannot_write_message(folder: str | os.PathLike, error: OSError) -> str:
+    """"PawLab cannot write to /path (read-only file system)." for a failed write."""
+    reason = (error.strerror or str(error) or type(error).__name__).lower()
+    return f"PawLab cannot write to {folder} ({reason})."
+
+
+@contextlib.contextmanager
+def _writing_to(folder: Path):
+    """Any OSError inside is a failed write to `folder`: a DownloadError not worth retrying."""
+    try:
+        yield
+    except OSError as error:
+        raise DownloadError(cannot_write_message(folder, error), retryable=False) from error
 
 
 def format_size(num_bytes: Optional[int]) -> str:
@@ -77,7 +102,8 @@ def download_file(
             f"Cannot download {url!r}: only http:// and https:// addresses are supported.",
             retryable=False,
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _writing_to(dest.parent):
+        dest.parent.mkdir(parents=True, exist_ok=True)
 
     for attempt in range(retries + 1):
         try:
@@ -108,29 +134,15 @@ def _download_once(
     try:
         request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            content_length = _content_length(response)
-            if (
-                content_length is not None
-                and expected_size is not None
-                and content_length != expected_size
-            ):
-                raise DownloadError(
-                    f"Download of {url} refused: the server offers "
-                    f"{format_size(content_length)} but {format_size(expected_size)} "
-                    "was expected, so it is probably a different file.",
-                    retryable=False,
-                )
-            if content_length is not None:
-                total = content_length
+            total = _announced_total(response, url, expected_size)
             if progress:
                 progress(0, total)
-            part = _new_part_file(dest)
-            with open(part, "wb") as out:
-                while True:
-                    chunk = response.read(chunk_size)
-                    if not chunk:
-                        break
-                    _write(out, chunk, part)
+            with _writing_to(dest.parent):
+                part, out = _new_part_file(dest)
+            with out:
+                while chunk := response.read(chunk_size):
+                    with _writing_to(dest.parent):
+                        out.write(chunk)
                     downloaded += len(chunk)
                     if total is not None and downloaded > total:
                         raise DownloadError(
@@ -139,8 +151,9 @@ def _download_once(
                         )
                     if progress:
                         progress(downloaded, total)
-                out.flush()
-                os.fsync(out.fileno())
+                with _writing_to(dest.parent):
+                    out.flush()
+                    os.fsync(out.fileno())
         # http.client returns a short body without complaint when the
         # connection closes early, so the byte count is the real check.
         if total is not None and downloaded != total:
@@ -148,7 +161,8 @@ def _download_once(
                 f"Download of {url} failed: the connection dropped after "
                 f"{format_size(downloaded)} of {format_size(total)}."
             )
-        os.replace(part, dest)
+        with _writing_to(dest.parent):
+            os.replace(part, dest)
         completed = True
         return dest
     except DownloadError:
@@ -182,12 +196,26 @@ def _download_once(
             part.unlink(missing_ok=True)
 
 
-def _new_part_file(dest: Path) -> Path:
-    """An empty, uniquely named file next to ``dest``, readable like a normal download."""
+def _new_part_file(dest: Path):
+    """An empty, uniquely named file next to ``dest`` and the open file to write it."""
     fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
     os.chmod(name, 0o644)  # mkstemp makes it private; the finished file should not be
-    return Path(name)
+    return Path(name), os.fdopen(fd, "wb")
+
+
+def _announced_total(response, url: str, expected_size: Optional[int]) -> Optional[int]:
+    """The size the server announces (Content-Length), checked against the caller's."""
+    content_length = _content_length(response)
+    if content_length is None:
+        return expected_size
+    if expected_size is not None and content_length != expected_size:
+        raise DownloadError(
+            f"Download of {url} refused: the server offers "
+            f"{format_size(content_length)} but {format_size(expected_size)} "
+            "was expected, so it is probably a different file.",
+            retryable=False,
+        )
+    return content_length
 
 
 def _content_length(response) -> Optional[int]:
@@ -197,17 +225,6 @@ def _content_length(response) -> Optional[int]:
     except ValueError:
         return None
     return length if length is not None and length >= 0 else None
-
-
-def _write(out, chunk: bytes, part: Path) -> None:
-    # A full disk is not the network's fault: say so and do not retry.
-    try:
-        out.write(chunk)
-    except OSError as error:
-        raise DownloadError(
-            f"Could not save the download to {part.parent}: {_reason(error)}.",
-            retryable=False,
-        ) from error
 
 
 def _reason(error) -> str:
