@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import stat
+import struct
+import time
 import zipfile
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from core.data.acquire import (
     use_local_folder,
 )
 from core.data.archive import ArchiveError, UnsafeArchiveError, safe_extract_zip
+from core.data.dataset import scan_dataset
 from core.config import get_settings
 
 
@@ -184,6 +187,156 @@ def test_existing_destination_is_not_touched(out):
     with pytest.raises(FileExistsError):
         safe_extract_zip(io.BytesIO(zip_bytes(pets())), out / "pets", max_bytes=10**6)
     assert visible(out) == ["pets", "pets/keep.txt"]
+
+
+# --- zip bombs: entries that share bytes, too many entries, too much compression ----
+
+# CPU seconds a refusal may take: a bomb must be refused on its headers alone.
+REFUSAL_CPU_SECONDS = 0.5
+_EOCD = b"PK\x05\x06"
+_CENTRAL = b"PK\x01\x02"
+
+
+def with_extra_central_records(raw: bytes, records: bytes, count: int) -> bytes:
+    """`raw` with `count` more central-directory records appended (end record fixed up)."""
+    end = raw.rindex(_EOCD)
+    entries, size, offset = struct.unpack_from("<HLL", raw, end + 10)
+    new_end = bytearray(raw[end:])
+    struct.pack_into("<HHL", new_end, 8, entries + count, entries + count, size + len(records))
+    return raw[:end] + records + bytes(new_end)
+
+
+def central_record(raw: bytes, name: bytes) -> bytes:
+    """The central-directory record of the member `name` in the zip `raw`."""
+    at = raw.index(_CENTRAL)
+    while True:
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", raw, at + 28)
+        end = at + 46 + name_len + extra_len + comment_len
+        if raw[at + 46:at + 46 + name_len] == name:
+            return raw[at:end]
+        at = end
+
+
+def overlap_bomb(copies: int, payload_bytes: int) -> bytes:
+    """Photos, plus `copies` junk entries that all point at one deflated run of zeros:
+    a checker that decompresses every entry pays `copies * payload_bytes`."""
+    name = "__MACOSX/._bomb"
+    raw = zip_bytes({name: b"\0" * payload_bytes, **pets("photos/")})
+    record = central_record(raw, name.encode())
+    return with_extra_central_records(raw, record * (copies - 1), copies - 1)
+
+
+def nested_overlap() -> bytes:
+    """Two photos with distinct names where the first entry's data holds the second
+    entry's local header and data (Fifield's overlapping construction, stored)."""
+    inner = zip_bytes({"photos/dogs/b.jpg": jpeg_bytes(2)}, zipfile.ZIP_STORED)
+    header_and_data = inner[:inner.index(_CENTRAL)]
+    outer_name = "photos/cats/a.jpg"
+    raw = zip_bytes({outer_name: header_and_data, **pets("photos/")}, zipfile.ZIP_STORED)
+    inner_record = bytearray(central_record(inner, b"photos/dogs/b.jpg"))
+    # The inner entry starts right after the outer one's local header.
+    struct.pack_into("<L", inner_record, 42, 30 + len(outer_name))
+    return with_extra_central_records(raw, bytes(inner_record), 1)
+
+
+def refuse_quickly(source, out, match, **limits):
+    limits.setdefault("max_bytes", 10**9)
+    start = time.process_time()
+    with pytest.raises(UnsafeArchiveError, match=match):
+        safe_extract_zip(source, out / "pets", **limits)
+    spent = time.process_time() - start
+    assert spent < REFUSAL_CPU_SECONDS, f"refusal took {spent:.2f} s of CPU"
+    assert visible(out) == []
+
+
+def test_entries_pointing_at_the_same_bytes_are_refused_quickly(out):
+    bomb = overlap_bomb(copies=16, payload_bytes=32 * 1024**2)  # 512 MB to inflate
+    assert len(bomb) < 200_000
+    refuse_quickly(io.BytesIO(bomb), out, "twice|overlap")
+
+
+def test_overlapping_entries_with_distinct_names_are_refused(out):
+    raw = nested_overlap()
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:  # both entries really read back
+        assert archive.read("photos/dogs/b.jpg") == jpeg_bytes(2)
+    refuse_quickly(io.BytesIO(raw), out, "'photos/cats/a.jpg' and 'photos/dogs/b.jpg' overlap")
+
+
+def test_duplicate_names_are_refused(out):
+    raw = zip_bytes(pets("photos/"))
+    doubled = with_extra_central_records(raw, central_record(raw, b"photos/cats/cats.0.jpg"), 1)
+    refuse_quickly(io.BytesIO(doubled), out, "'photos/cats/cats.0.jpg' twice")
+
+
+def test_junk_entries_count_against_the_entry_cap_before_parsing(out, monkeypatch):
+    junk = {f"__MACOSX/._{i}": b"" for i in range(150)}
+    source = io.BytesIO(zip_bytes({**junk, **pets()}))
+
+    def no_parsing(self):
+        raise AssertionError("zipfile parsed the central directory")
+
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", no_parsing)
+    refuse_quickly(source, out, "154 entries, more than the 100 allowed", max_members=100)
+
+
+def test_an_end_record_that_understates_the_entries_is_refused(out):
+    raw = bytearray(zip_bytes({**{f"__MACOSX/._{i}": b"" for i in range(150)}, **pets()}))
+    end = raw.rindex(_EOCD)
+    struct.pack_into("<HH", raw, end + 8, 1, 1)  # claims one entry
+    refuse_quickly(io.BytesIO(bytes(raw)), out, "more than the 100 allowed", max_members=100)
+
+
+def test_an_entry_that_compresses_too_well_is_refused(out):
+    # 4 MB of zeros deflate to about 4 KB: 1000:1, where photos are about 1:1.
+    source = io.BytesIO(zip_bytes({"photos/cats/zeros.jpg": b"\0" * 4_000_000, **pets("photos/")}))
+    refuse_quickly(source, out,
+                   r"'photos/cats/zeros.jpg' compresses 1,\d\d\d:1, more than the 200:1 allowed",
+                   max_ratio=200)
+
+
+def test_many_small_entries_that_compress_too_well_are_refused(out):
+    # Each is too small for the per-entry check; together they are a bomb.
+    members = {f"photos/cats/{i}.jpg": b"\0" * 200_000 for i in range(40)}
+    refuse_quickly(io.BytesIO(zip_bytes(members)), out,
+                   r"it compresses \d[\d,]*:1, more than the 200:1 allowed", max_ratio=200)
+
+
+def test_a_corrupt_entry_still_fails_while_extracting(out):
+    # No separate checksum pass: the CRC is checked as the kept entries are written.
+    data = jpeg_bytes(5)
+    raw = bytearray(zip_bytes({"photos/cats/a.jpg": data, **pets("photos/")}, zipfile.ZIP_STORED))
+    raw[raw.index(data) + 100] ^= 0xFF
+    with pytest.raises(ArchiveError, match="'photos/cats/a.jpg' fails its checksum"):
+        safe_extract_zip(io.BytesIO(bytes(raw)), out / "pets", max_bytes=10**6)
+    assert visible(out) == []
+
+
+def test_real_cats_and_dogs_zip_imports(cats_and_dogs, home):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for split in ("train", "validation"):
+            for animal in ("cats", "dogs"):
+                for photo in sorted((cats_and_dogs / split / animal).iterdir())[:20]:
+                    archive.write(photo, f"cats_and_dogs_filtered/{split}/{animal}/{photo.name}")
+        archive.writestr("__MACOSX/cats_and_dogs_filtered/._train", b"\0" * 4096)
+
+    root = import_zip(buffer, "cats and dogs")
+
+    assert scan_dataset(root).counts() == {"train": {"cats": 20, "dogs": 20},
+                                           "validation": {"cats": 20, "dogs": 20}}
+
+
+def test_an_import_over_the_datasets_quota_is_refused(home, monkeypatch):
+    first = import_zip(io.BytesIO(zip_bytes(pets())), "first")
+    used = sum(p.stat().st_size for p in first.rglob("*") if p.is_file())
+    # Room for the first dataset and half of the second.
+    monkeypatch.setenv("PAWLAB_MAX_DATASETS_BYTES", str(used + used // 2))
+
+    with pytest.raises(ArchiveError, match="PAWLAB_MAX_DATASETS_BYTES") as error:
+        import_zip(io.BytesIO(zip_bytes(pets("more/"))), "second")
+
+    assert "no room" in str(error.value).lower()
+    assert list_local_datasets() == [first]
 
 
 # --- import_zip -----------------------------------------------------------------

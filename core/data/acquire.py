@@ -7,8 +7,16 @@ single wrapper folder is unwrapped, a ``.complete`` marker is written, and only
 then is the root renamed into place. So a folder under ``datasets_dir`` is
 either a whole dataset or nothing, and a failed attempt can simply be repeated.
 
+Each attempt holds the dataset's lock (``.<name>.lock``) while it works, so a
+work folder whose lock nobody holds belongs to a process that died (a SIGKILL
+leaves hundreds of MB); ``sweep_abandoned_imports()``, called once per process
+by the app and the CLI, removes those. Imports together may take at most
+``PAWLAB_MAX_DATASETS_BYTES``, and a folder that cannot be written is one
+sentence: "PawLab cannot write to /path (read-only file system)."
+
 Typical use (the Dataset page and the CLI)::
 
+    sweep_abandoned_imports()  # once, at start
     root = fetch_official_dataset(progress=lambda stage, done, total: ...)
     root = import_zip(uploaded_file, "my pets")
     root = use_local_folder("/srv/photos/pets")  # only with PAWLAB_ALLOW_LOCAL_PATHS=1
@@ -16,6 +24,7 @@ Typical use (the Dataset page and the CLI)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,12 +38,15 @@ from typing import BinaryIO, Callable, Optional, Union
 from core.config import Settings, get_settings
 from core.data.archive import ArchiveError, safe_extract_zip
 from core.data.dataset import DatasetError, find_dataset_root
-from core.data.download import DownloadError, download_file
+from core.data.download import (CANNOT_WRITE_ERRNOS, DownloadError, cannot_write_message,
+                                download_file)
 from core.data.layout import is_image_name, is_junk_name
-from core.fileio import FileLock, atomic_write
+from core.fileio import FileLock, LockTimeout, atomic_write
 
 COMPLETE_MARKER = ".complete"
 DOWNLOADS_DIR = "downloads"
+# An attempt's work folder is ".<name>.import-<random>" next to its lock ".<name>.lock".
+IMPORT_INFIX = ".import-"
 # How long a second session waits for another one fetching or importing the
 # same dataset (the official download takes well under a minute) before it
 # is told to try again.
@@ -156,29 +168,95 @@ def safe_dataset_name(name: str) -> str:
     return cleaned
 
 
-def _install_zip(
-    zip_source, target: Path, settings: Settings, progress: Optional[AcquireProgress], *, origin: str
-) -> None:
+def _install_zip(zip_source, target: Path, settings: Settings,
+                 progress: Optional[AcquireProgress], *, origin: str) -> None:
     """Extract, unwrap, check and mark in a work folder; then rename into place."""
     datasets_dir = settings.datasets_dir
-    datasets_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.import-", dir=datasets_dir))
+    with _writing_into(datasets_dir):
+        datasets_dir.mkdir(parents=True, exist_ok=True)
+        room = settings.max_datasets_bytes - _bytes_in_datasets(datasets_dir)
+        work = Path(tempfile.mkdtemp(prefix=f".{target.name}{IMPORT_INFIX}", dir=datasets_dir))
     try:
-        extracted = safe_extract_zip(
-            zip_source,
-            work / "extracted",
-            max_bytes=settings.max_extract_bytes,
-            progress=_stage(progress, "extract"),
-        )
-        root = find_dataset_root(extracted)
-        _require_images(root, "The archive")
-        marker = {"source": origin, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        atomic_write(root / COMPLETE_MARKER, json.dumps(marker) + "\n")
-        if target.exists():  # overwrite: move the old one aside, then swap
-            os.replace(target, work / "previous")
-        os.replace(root, target)
+        with _writing_into(datasets_dir):
+            extracted = safe_extract_zip(
+                zip_source,
+                work / "extracted",
+                max_bytes=settings.max_extract_bytes,
+                max_members=settings.max_zip_entries,
+                max_ratio=settings.max_compression_ratio,
+                room=room,
+                progress=_stage(progress, "extract"),
+            )
+            root = find_dataset_root(extracted)
+            _require_images(root, "The archive")
+            marker = {"source": origin, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            atomic_write(root / COMPLETE_MARKER, json.dumps(marker) + "\n")
+            if target.exists():  # overwrite: move the old one aside, then swap
+                os.replace(target, work / "previous")
+            os.replace(root, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _writing_into(datasets_dir: Path):
+    """A read-only or full disk becomes one sentence naming the datasets folder."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in CANNOT_WRITE_ERRNOS:
+            raise
+        raise DatasetError(cannot_write_message(datasets_dir, error)) from error
+
+
+def _bytes_in_datasets(datasets_dir: Path) -> int:
+    """Bytes of every file under the datasets folder, but the downloads passing through."""
+    total = 0
+    for folder, subfolders, files in os.walk(datasets_dir):
+        if Path(folder) == datasets_dir and DOWNLOADS_DIR in subfolders:
+            subfolders.remove(DOWNLOADS_DIR)
+        for name in files:
+            with contextlib.suppress(OSError):  # removed meanwhile
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def sweep_abandoned_imports(settings: Optional[Settings] = None) -> list[Path]:
+    """Remove the work folders and partial downloads of attempts whose process died.
+
+    An attempt holds its dataset's lock while it works; a leftover whose lock
+    can be taken at once has no owner. Returns what was removed.
+    """
+    settings = settings or get_settings()
+    datasets_dir = settings.datasets_dir
+    if not datasets_dir.is_dir():
+        return []
+    leftovers = [(entry, entry.name[1:].split(IMPORT_INFIX)[0])
+                 for entry in datasets_dir.glob(f".*{IMPORT_INFIX}*")]
+    downloads = datasets_dir / DOWNLOADS_DIR
+    if downloads.is_dir():
+        leftovers += [(entry, _download_owner(entry.name)) for entry in downloads.iterdir()]
+    removed = []
+    for leftover, name in leftovers:
+        with contextlib.suppress(LockTimeout, DatasetError):
+            with FileLock(datasets_dir / f".{safe_dataset_name(name)}.lock", timeout=0):
+                _remove(leftover)
+                removed.append(leftover)
+    return removed
+
+
+def _download_owner(file_name: str) -> str:
+    """The dataset whose fetch wrote ``.<file>.zip.<random>.part`` or ``<file>.zip``."""
+    if file_name.startswith(".") and file_name.endswith(".part"):
+        file_name = file_name[1:].removesuffix(".part").rsplit(".", 1)[0]
+    return file_name.removesuffix(".zip")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _is_complete(folder: Path) -> bool:
@@ -191,15 +269,20 @@ def _remove_leftovers(datasets_dir: Path, name: str) -> None:
     if target.exists() and not _is_complete(target):
         shutil.rmtree(target, ignore_errors=True)
     if datasets_dir.is_dir():
-        for leftover in datasets_dir.glob(f".{name}.import-*"):
+        for leftover in datasets_dir.glob(f".{name}{IMPORT_INFIX}*"):
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _dataset_lock(datasets_dir: Path, name: str) -> FileLock:
+@contextlib.contextmanager
+def _dataset_lock(datasets_dir: Path, name: str):
     """One session at a time fetches, imports or replaces the dataset ``name``."""
-    datasets_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(datasets_dir / f".{name}.lock", timeout=DATASET_LOCK_TIMEOUT_SECONDS,
+    lock = FileLock(datasets_dir / f".{name}.lock", timeout=DATASET_LOCK_TIMEOUT_SECONDS,
                     what=f"the dataset {name!r}")
+    with contextlib.ExitStack() as held:
+        with _writing_into(datasets_dir):  # the lock file is the first thing written
+            datasets_dir.mkdir(parents=True, exist_ok=True)
+            held.enter_context(lock)
+        yield
 
 
 def _stage(progress: Optional[AcquireProgress], stage: str):
