@@ -198,7 +198,8 @@ def _decode_problems(files: list[Path], use_cache: bool) -> list[str | None]:
     cache_file = scan_cache_file(files)
     reasons = _read_scan_cache(cache_file, len(files)) if use_cache else None
     if reasons is None:
-        # Pillow releases the GIL while decoding: threads give real parallelism.
+        # Pillow releases the GIL while decoding: threads give real parallelism;
+        # images.DECODE_BUDGET keeps their decoded bytes together under the budget.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             reasons = list(pool.map(check_image, files))
         write_scan_cache(cache_file, reasons)

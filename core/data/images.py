@@ -5,12 +5,21 @@ decompression bombs, applies the EXIF orientation, takes the first frame of an
 animation and converts any mode (grayscale, palette, RGBA, CMYK, 16-bit) to
 8-bit RGB. ``load_resized`` adds the resize that the tf.data pipeline and the
 inference code share, so a file gets the same pixels in both.
+
+What one decode may cost is bounded before it starts, from the header:
+JPEGs decode at reduced scale (draft), so a 50 MP phone photo stays cheap;
+PNG, WebP, GIF and BMP always decode every pixel and get a lower cap; a JPEG
+far too small for the pixels it declares is refused (its data ends early and
+would decode as grey); and the decodes of all threads of a process share one
+memory budget (``DECODE_BUDGET``), so a scan's parallel decodes cannot add up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -18,21 +27,61 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.config import get_settings
+from core.config import Settings, get_settings
+from core.data.download import format_size
 from core.data.layout import IMAGE_EXTENSIONS, is_image_name  # noqa: F401 (IMAGE_EXTENSIONS: re-export)
 
 # What Pillow says a file is, for the suffixes in IMAGE_EXTENSIONS (MPO: a
 # camera's multi-picture JPEG).
 SUPPORTED_FORMATS = {"JPEG", "PNG", "BMP", "GIF", "WEBP", "MPO"}
+# Formats whose decoder scales down while decoding (draft): they get the JPEG
+# pixel cap; every other format decodes in full and gets the lower lossless cap.
+DRAFT_FORMATS = {"JPEG", "MPO"}
 # Scanning decodes JPEGs at 1/2..1/8 scale down to about this size: every byte
 # is still read (so truncation shows), at a fraction of the cost.
 CHECK_DRAFT_SIZE = (64, 64)
+# A JPEG whose data ends early decodes as grey without an error. Real photos
+# hold far more than one byte per this many declared pixels (the shared cats
+# and dogs: at most 14 pixels per byte; a flat-colour JPEG about 64). Lossless
+# decoders report missing data themselves.
+MAX_PIXELS_PER_BYTE = 2_000
+# Bytes per pixel a decode is counted at against the decode budget (RGBA).
+DECODED_BYTES_PER_PIXEL = 4
 
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
 
 
 class ImageError(ValueError):
     """A file that is not a usable image; the message is meant for a person."""
+
+
+class DecodeBudget:
+    """Bytes of decoded pixels the threads of this process may hold at once.
+
+    A decode waits until its bytes fit; one larger than the whole budget runs
+    alone, so nothing waits forever.
+    """
+
+    def __init__(self):
+        self._in_flight = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, num_bytes: int, limit: int):
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._in_flight == 0 or self._in_flight + num_bytes <= limit)
+            self._in_flight += num_bytes
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_flight -= num_bytes
+                self._changed.notify_all()
+
+
+# One budget for every decode of this process: scans, thumbnails, Classify.
+DECODE_BUDGET = DecodeBudget()
 
 
 def _as_file(source: ImageSource):
@@ -47,6 +96,21 @@ def _name(source: ImageSource) -> str:
     return getattr(source, "name", "upload")
 
 
+def _byte_size(source: ImageSource) -> int | None:
+    """The bytes Pillow will read from ``source``, or None when that cannot be told."""
+    if isinstance(source, (bytes, bytearray)):
+        return len(source)
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.getsize(source)
+    try:
+        here = source.tell()
+        end = source.seek(0, os.SEEK_END)
+        source.seek(here)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return end - here
+
+
 def open_rgb(
     source: ImageSource,
     max_pixels: int | None = None,
@@ -54,35 +118,27 @@ def open_rgb(
 ) -> Image.Image:
     """Decode ``source`` fully into an 8-bit RGB image, or raise ImageError.
 
+    ``max_pixels`` replaces the JPEG pixel cap (the lossless cap still applies).
     ``draft_size`` lets JPEG decoding scale down by a power of two while
     decoding (much faster for thumbnails and training at 160 px).
     """
-    max_pixels = max_pixels or get_settings().max_image_pixels
+    settings = get_settings()
     name = _name(source)
-    if isinstance(source, (str, os.PathLike)) and os.path.getsize(source) == 0:
-        raise ImageError(f"{name} is empty (0 bytes).")
-    if isinstance(source, (bytes, bytearray)) and len(source) == 0:
+    num_bytes = _byte_size(source)
+    if num_bytes == 0:
         raise ImageError(f"{name} is empty (0 bytes).")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(_as_file(source))
-            if image.format not in SUPPORTED_FORMATS:
-                raise ImageError(
-                    f"{name} is a {image.format} image; PawLab reads "
-                    "JPEG, PNG, BMP, GIF and WebP."
-                )
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"{name} is {width}x{height} pixels, more than the "
-                    f"{max_pixels:,} pixel limit."
-                )
-            if draft_size and image.format == "JPEG":
+            _check_header(image, name, num_bytes, max_pixels, settings)
+            if draft_size and image.format in DRAFT_FORMATS:
                 image.draft("RGB", draft_size)
-            image.load()  # decodes everything now: truncated files fail here
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            width, height = image.size
+            cost = width * height * DECODED_BYTES_PER_PIXEL
+            with DECODE_BUDGET.hold(cost, settings.decode_budget_bytes):
+                image.load()  # decodes everything now: truncated files fail here
+                return _to_rgb(ImageOps.exif_transpose(image))
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -94,6 +150,30 @@ def open_rgb(
         if "truncated" in message.lower():
             raise ImageError(f"{name} is truncated or corrupt.") from None
         raise ImageError(f"{name} could not be decoded: {message}.") from None
+
+
+def _check_header(image: Image.Image, name: str, num_bytes: int | None,
+                  max_pixels: int | None, settings: Settings) -> None:
+    """Refuse, before decoding, what a decode of ``image`` must not cost."""
+    if image.format not in SUPPORTED_FORMATS:
+        raise ImageError(
+            f"{name} is a {image.format} image; PawLab reads JPEG, PNG, BMP, GIF and WebP."
+        )
+    width, height = image.size
+    pixels = width * height
+    cap = max_pixels or settings.max_image_pixels
+    kind = ""
+    if image.format not in DRAFT_FORMATS:
+        cap, kind = min(cap, settings.max_lossless_pixels), f" for {image.format}"
+    if pixels > cap:
+        raise ImageError(
+            f"{name} is {width}x{height} pixels, more than the {cap:,} pixel limit{kind}."
+        )
+    if image.format in DRAFT_FORMATS and num_bytes and pixels > num_bytes * MAX_PIXELS_PER_BYTE:
+        raise ImageError(
+            f"{name} declares {width}x{height} pixels in only {num_bytes:,} bytes: "
+            "it is truncated or corrupt."
+        )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -136,4 +216,18 @@ def check_image(path: str | os.PathLike) -> str | None:
         open_rgb(path, draft_size=CHECK_DRAFT_SIZE)
     except ImageError as error:
         return str(error)
+    return None
+
+
+def check_drop(sizes: list[int]) -> str | None:
+    """None when a Classify drop of files of these ``sizes`` (bytes) is within the
+    limits, else the sentence to show instead of classifying."""
+    settings = get_settings()
+    if len(sizes) > settings.max_drop_photos:
+        return (f"That is {len(sizes)} photos; PawLab classifies at most "
+                f"{settings.max_drop_photos} at a time.")
+    total = sum(sizes)
+    if total > settings.max_drop_bytes:
+        return (f"Those photos take {format_size(total)}; PawLab classifies at most "
+                f"{format_size(settings.max_drop_bytes)} at a time.")
     return None
