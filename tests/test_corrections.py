@@ -106,3 +106,23 @@ def test_a_damaged_corrections_file_means_no_corrections(tiny_dataset):
     assert load_corrections(tiny_dataset).mapping == {}
     info, _ = split_dataset(tiny_dataset)
     assert info.num_images == 36
+
+
+def test_the_corrected_dataset_exports_as_a_zip(tmp_path, tiny_dataset):
+    import zipfile
+
+    from core.data.corrections import export_corrected_zip
+
+    add_correction(tiny_dataset, "train/circles/circles.train.0.jpg", "squares")
+    add_correction(tiny_dataset, "train/circles/circles.train.1.jpg", None)
+    target = export_corrected_zip(tiny_dataset, tmp_path / "out" / "corrected.zip")
+    names = zipfile.ZipFile(target).namelist()
+    assert "train/squares/circles.train.0.jpg" in names
+    assert not any(name.endswith("circles.train.1.jpg") for name in names)
+    assert len(names) == 35 and len(set(names)) == 35
+
+    # The zip is a dataset PawLab reads with the corrections built in.
+    from core.data.acquire import import_zip
+    root = import_zip(target, "corrected")
+    _, splits = split_dataset(root)
+    assert where(splits, "train/squares/circles.train.0.jpg")[1] == "squares"

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -146,3 +148,34 @@ def apply_corrections(info: DatasetInfo, mapping: dict[str, str | None]) -> Data
                 kept.append(sample)
         splits[split] = kept
     return DatasetInfo(root=info.root, classes=info.classes, splits=splits, skipped=skipped)
+
+
+def export_corrected_zip(root: str | os.PathLike, target: str | os.PathLike,
+                         progress: Callable[[int, int], None] | None = None) -> Path:
+    """A zip of the dataset as its corrections describe it: relabelled photos in
+    their new class folder, excluded ones left out, the split folders kept.
+
+    Photos are stored, not deflated (JPEGs do not compress), and the zip is
+    written to a temp file and renamed: a reader never sees half of it.
+    """
+    from core.data.dataset import scan_dataset
+    from core.data.layout import POOL
+
+    info = apply_corrections(scan_dataset(root), load_corrections(root).mapping)
+    members = [(split, sample) for split, samples in info.splits.items() for sample in samples]
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    used: set[str] = set()
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
+        for done, (split, sample) in enumerate(members, start=1):
+            folder = sample.class_name if split == POOL else f"{split}/{sample.class_name}"
+            name = f"{folder}/{Path(sample.path).name}"
+            while name in used:  # a relabelled photo whose name the class already has
+                name = f"{folder}/corrected-{len(used)}-{Path(sample.path).name}"
+            used.add(name)
+            archive.write(sample.path, name)
+            if progress is not None:
+                progress(done, len(members))
+    os.replace(partial, target)
+    return target
