@@ -51,7 +51,7 @@ def test_strangers_rank_as_outliers(planted):
 
 def test_every_copy_in_another_split_is_a_leak(planted):
     problems, report = planted
-    leaks = [{file for file, _ in group.files} for group in report.leaks]
+    leaks = [{member.file for member in group.files} for group in report.leaks]
     for original, copy in problems.copies:
         assert any({original, copy} <= leak for leak in leaks), Path(copy).name
     others = [leak for leak in leaks if not any(set(pair) <= leak for pair in problems.copies)]

@@ -52,14 +52,20 @@ class Outlier:
 
 
 @dataclass(frozen=True)
+class DuplicateMember:
+    file: str
+    split: str
+
+
+@dataclass(frozen=True)
 class DuplicateGroup:
-    files: list[tuple[str, str]]  # (file, split), the group's photos
+    files: list[DuplicateMember]  # the group's photos
     score: float  # 1.0 for byte-identical files, else cleanlab's near-duplicate score
     exact: bool
 
     @property
     def splits(self) -> set[str]:
-        return {split for _, split in self.files}
+        return {member.split for member in self.files}
 
 
 @dataclass
@@ -75,6 +81,25 @@ class DoctorReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def report_from_dict(data: dict) -> DoctorReport | None:
+    """A report saved with ``to_dict``; None when it is not one (damaged or older)."""
+    def group(entry: dict) -> DuplicateGroup:
+        return DuplicateGroup([DuplicateMember(**member) for member in entry["files"]],
+                              entry["score"], entry["exact"])
+
+    try:
+        return DoctorReport(
+            classes=list(data["classes"]), photos=int(data["photos"]),
+            label_issues=[LabelIssue(**entry) for entry in data["label_issues"]],
+            duplicates=[group(entry) for entry in data["duplicates"]],
+            leaks=[group(entry) for entry in data["leaks"]],
+            outliers=[Outlier(**entry) for entry in data["outliers"]],
+            class_balance=data["class_balance"], seconds=data.get("seconds", {}),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _labelled_photos(splits: Splits) -> tuple[list[Sample], list[str]]:
@@ -187,7 +212,8 @@ def _find_issues(samples, split_of, labels, keys, embeddings, probabilities, spl
                 for i in np.argsort(outlier_scores)[:MAX_LISTED]]
 
     def group(members, score, exact):
-        return DuplicateGroup([(samples[i].path, split_of[i]) for i in members], round(score, 4), exact)
+        return DuplicateGroup([DuplicateMember(samples[i].path, split_of[i]) for i in members],
+                              round(score, 4), exact)
 
     exact = [group(members, 1.0, True) for members in _exact_duplicates(keys)]
     exact_files = {index for members in _exact_duplicates(keys) for index in members}
