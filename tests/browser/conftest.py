@@ -7,8 +7,11 @@ Every browser test suite (Dataset, Train, Classify, end to end) uses these:
   running :class:`AppServer` (``.url``, ``.home``, ``.log()``). Servers stop
   when the test ends. The server's ``PAWLAB_HOME`` is the test's own
   ``pawlab_home`` (see tests/conftest.py) unless ``home=`` says otherwise, so
-  a test can prepare state in-process with ``core`` first (for example
-  ``remember_dataset``) and the server sees it.
+  a test can prepare state in-process with ``core`` first and the server
+  sees it. A new browser session opens the most recently used dataset that
+  it may open: one under PAWLAB_HOME/datasets, or (only with
+  ``env={"PAWLAB_ALLOW_LOCAL_PATHS": "1"}``) a folder passed to
+  ``core.data.workspace.remember_use``.
 - ``app_page`` (function scope) is a fresh Chromium tab (1280x800) wrapped
   in :class:`AppPage`: ``.page`` is the Playwright page, plus ``open``,
   ``wait_for_app``, ``assert_no_errors`` and ``screenshot``. Browser console
