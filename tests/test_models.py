@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from core.models.zoo import (
     last_conv_layer_name,
     unfreeze_top,
 )
+from core.models import weights
 from core.models.weights import WeightsUnavailableError, imagenet_weights_filename
 
 import keras
@@ -44,11 +44,14 @@ def test_architectures_are_the_contract():
     assert list(ARCHITECTURES) == ["cnn", "cnn_aug", "cnn_aug_preproc", "mobilenet_v2",
                                    "cnn_plus", "mobilenet_v2_finetune"]
     from core.data.augment import PRESETS
+    from core.runs.recipes import RECIPES
+    from core.runs.tutorial import REPORTED
 
-    for spec in ARCHITECTURES.values():
-        assert spec.default_augment in PRESETS
+    assert list(RECIPES) == list(ARCHITECTURES)  # every architecture has a recipe
+    for arch, spec in ARCHITECTURES.items():
+        assert RECIPES[arch].augment in PRESETS
         assert spec.frozen_base == (spec.family == "transfer")
-    assert [ARCHITECTURES[a].tutorial_val_accuracy for a in ("cnn", "cnn_aug", "cnn_aug_preproc", "mobilenet_v2")] \
+    assert [REPORTED[a] for a in ("cnn", "cnn_aug", "cnn_aug_preproc", "mobilenet_v2")] \
         == [0.61, 0.66, 0.70, 0.97]
     assert ARCHITECTURES["mobilenet_v2_finetune"].fine_tune and not ARCHITECTURES["mobilenet_v2"].fine_tune
 
@@ -182,29 +185,34 @@ def test_weights_filename_follows_keras():
     assert imagenet_weights_filename(100).endswith("_1.0_224_no_top.h5")
 
 
-def test_offline_without_weights_says_which_file_and_where(tmp_path, monkeypatch):
-    def blocked(*args, **kwargs):
-        raise urllib.error.URLError("network blocked by the test")
+@pytest.fixture
+def unreachable_weights_url(monkeypatch):
+    """Point the download at a loopback port nobody listens on: refused at once, online or not."""
+    with socket.socket() as closed_port:
+        closed_port.bind(("127.0.0.1", 0))  # reserved for this test, never listening
+        monkeypatch.setattr(weights, "WEIGHTS_URL", f"http://127.0.0.1:{closed_port.getsockname()[1]}/")
+        yield
 
-    monkeypatch.setattr(urllib.request, "urlretrieve", blocked)
-    monkeypatch.setattr(urllib.request, "urlopen", blocked)
+
+def test_offline_without_weights_says_which_file_and_where(tmp_path, monkeypatch,
+                                                           unreachable_weights_url):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(WeightsUnavailableError) as error:
         build_model("mobilenet_v2", 2, 160)
     message = str(error.value)
-    assert imagenet_weights_filename(160) in message
-    assert str(tmp_path / "models") in message
+    assert f"Put the file {imagenet_weights_filename(160)} into the folder {tmp_path / 'models'}" \
+        in message
     assert "Traceback" not in message
-    assert not list((tmp_path / "models").glob("*.h5"))  # no half-downloaded file left behind
+    assert not list((tmp_path / "models").iterdir())  # no half-downloaded file left behind
 
 
-def test_imagenet_weights_load_from_keras_home(keras_home, cats_and_dogs, monkeypatch):
+def test_imagenet_weights_load_from_keras_home(keras_home, cats_and_dogs, monkeypatch,
+                                               unreachable_weights_url):
     from keras.applications.mobilenet_v2 import preprocess_input
 
     from core.data.images import load_resized
 
-    monkeypatch.setenv("KERAS_HOME", str(keras_home))
-    monkeypatch.setattr(urllib.request, "urlretrieve", pytest.fail)  # must come from the cache
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))  # a download would fail: from the cache
     extractor, _ = build_frozen_parts("mobilenet_v2_finetune", 2, 160)
     # Trained BatchNorm statistics, not a fresh layer's zeros.
     assert np.abs(np.array(extractor.get_layer("bn_Conv1").moving_mean)).max() > 0.1

@@ -10,9 +10,9 @@ cache key, image size, files and labels) loads them instead.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from core.data.dataset import Sample
+from core.fileio import atomic_write
 
 Progress = Callable[[int, "int | None"], None]  # (images done, images in total)
+# Hex digits of the samples' digest in a cache file name: plenty to never collide.
+DIGEST_CHARS = 20
 
 
 def extract_features(feature_extractor, dataset, progress: Progress | None = None,
@@ -55,7 +58,7 @@ def _samples_digest(samples: list[Sample]) -> str:
         except OSError:
             version = "missing"  # the pipeline will report it; the key just must not match
         digest.update(f"{sample.path}\0{sample.label}\0{version}\n".encode())
-    return digest.hexdigest()[:20]
+    return digest.hexdigest()[:DIGEST_CHARS]
 
 
 def cache_path(cache_dir: Path, cache_key: str, image_size: int, samples: list[Sample]) -> Path:
@@ -75,16 +78,11 @@ def _load(path: Path, num_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _save(path: Path, features: np.ndarray, labels: np.ndarray) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    """Replace the cache file whole: a reader never sees half a file."""
+    buffer = io.BytesIO()
+    np.savez(buffer, features=features, labels=labels)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, features=features, labels=labels)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, buffer.getvalue())
 
 
 def cached_features(feature_extractor, samples: list[Sample], image_size: int, batch_size: int,

@@ -17,13 +17,21 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from core.config import get_settings
+from core.fileio import read_json, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ZOO_FILE = Path(__file__).resolve().with_name("zoo.py")
+# Hex digits of zoo.py's hash that key the counts.
+FINGERPRINT_CHARS = 12
+# Building all six models in a child process takes under a minute on two busy cores.
+COUNT_TIMEOUT_SECONDS = 300
+# The end of the child's stderr that a failure message quotes.
+ERROR_TAIL_CHARS = 500
+# Counting is not urgent: the child gives way to training runs and the app.
+CHILD_NICENESS = 10
 
 
 def _cache_file() -> Path:
@@ -34,7 +42,7 @@ def _cache_file() -> Path:
 def _models_fingerprint() -> str:
     # Counts belong to one definition of the models: an edited core/models/zoo.py
     # (a layer added) must not be answered from the old counts.
-    return hashlib.sha256(ZOO_FILE.read_bytes()).hexdigest()[:12]
+    return hashlib.sha256(ZOO_FILE.read_bytes()).hexdigest()[:FINGERPRINT_CHARS]
 
 
 def _key(arch: str, num_classes: int, image_size: int) -> str:
@@ -42,10 +50,8 @@ def _key(arch: str, num_classes: int, image_size: int) -> str:
 
 
 def _read_cache() -> dict[str, int]:
-    try:
-        return json.loads(_cache_file().read_text())
-    except (OSError, ValueError):
-        return {}
+    cached = read_json(_cache_file())
+    return cached.value if cached.ok else {}  # missing or damaged: count again
 
 
 def cached_counts(archs, num_classes: int, image_size: int) -> dict[str, int]:
@@ -55,7 +61,7 @@ def cached_counts(archs, num_classes: int, image_size: int) -> dict[str, int]:
     return {arch: cache[key] for arch, key in keys.items() if key in cache}
 
 
-def count_in_subprocess(archs, num_classes: int, image_size: int, timeout: float = 300) -> dict[str, int]:
+def count_in_subprocess(archs, num_classes: int, image_size: int, timeout: float = COUNT_TIMEOUT_SECONDS) -> dict[str, int]:
     """Count ``archs``' parameters in a child process, remember them on disk, return them.
 
     Raises RuntimeError with the child's last output lines if it fails.
@@ -73,7 +79,7 @@ def count_in_subprocess(archs, num_classes: int, image_size: int, timeout: float
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"Counting parameters failed: {result.stderr.strip()[-500:]}")
+        raise RuntimeError(f"Counting parameters failed: {result.stderr.strip()[-ERROR_TAIL_CHARS:]}")
     counts = json.loads(result.stdout.strip().splitlines()[-1])
     _remember(counts, num_classes, image_size)
     return {**known, **counts}
@@ -84,16 +90,12 @@ def _remember(counts: dict[str, int], num_classes: int, image_size: int) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     cache = _read_cache()
     cache.update({_key(arch, num_classes, image_size): count for arch, count in counts.items()})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".param_counts.", suffix=".tmp")
-    with os.fdopen(fd, "w") as file:
-        json.dump(cache, file, indent=1, sort_keys=True)
-    os.replace(tmp, path)  # two pages counting at once: the last complete file wins
+    write_json(path, cache)  # two pages counting at once: the last complete file wins
 
 
 def main(argv: list[str]) -> int:
-    # Counting is not urgent: give way to training runs and the app on a busy CPU.
     with contextlib.suppress(OSError):
-        os.nice(10)
+        os.nice(CHILD_NICENESS)
     from core.models.zoo import ARCHITECTURES, count_params
 
     num_classes, image_size, *archs = argv

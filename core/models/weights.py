@@ -15,6 +15,7 @@ from pathlib import Path
 # Input sizes Keras publishes ImageNet MobileNetV2 weights for; any other
 # size falls back to the 224 px weights (the network is fully convolutional).
 IMAGENET_SIZES = (96, 128, 160, 192, 224)
+FALLBACK_SIZE = 224
 # Where keras.applications.MobileNetV2 downloads them from.
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 
@@ -24,7 +25,7 @@ class WeightsUnavailableError(RuntimeError):
 
 
 def imagenet_weights_filename(image_size: int) -> str:
-    size = image_size if image_size in IMAGENET_SIZES else 224
+    size = image_size if image_size in IMAGENET_SIZES else FALLBACK_SIZE
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"
 
 
@@ -54,6 +55,7 @@ def ensure_imagenet_weights(image_size: int) -> Path:
         raise WeightsUnavailableError(
             f"The ImageNet weights for MobileNetV2 could not be downloaded ({error}). "
             f"Put the file {filename} into the folder {folder} and try again. "
-            f"Keras publishes weights for image sizes {sizes} px; other sizes use the 224 px file."
+            f"Keras publishes weights for image sizes {sizes} px; other sizes use the "
+            f"{FALLBACK_SIZE} px file."
         ) from None
     return Path(downloaded)

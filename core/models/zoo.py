@@ -166,6 +166,21 @@ def build_model(arch: str, num_classes: int, image_size: int, *,
     return _build_scratch(arch, num_classes, image_size)
 
 
+def _transfer_head(arch: str, num_classes: int) -> list:
+    from keras import layers
+
+    if arch == "mobilenet_v2":
+        # The tutorial's head: dropout and dense layers on the flattened feature map.
+        return [
+            layers.Dropout(0.2),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(num_classes, name="logits"),
+        ]
+    # Ours: a linear classifier on the pooled features.
+    return [layers.Dropout(0.2), layers.Dense(num_classes, name="logits")]
+
+
 def build_frozen_parts(arch: str, num_classes: int, image_size: int, *, weights: str | None = "imagenet"):
     """(feature_extractor, head) for an architecture with a frozen ImageNet base.
 
@@ -194,18 +209,10 @@ def build_frozen_parts(arch: str, num_classes: int, image_size: int, *, weights:
     )
     base.trainable = False
     features = base.output
-    if arch == "mobilenet_v2":
-        # The tutorial's head: dropout and dense layers on the flattened feature map.
-        head_layers = [
-            layers.Dropout(0.2),
-            layers.Flatten(),
-            layers.Dense(64, activation="relu"),
-            layers.Dense(num_classes, name="logits"),
-        ]
-    else:
+    if arch != "mobilenet_v2":
         # Pooling sits in the extractor: cached features are 1280 numbers per image.
         features = layers.GlobalAveragePooling2D(name="avg_pool")(features)
-        head_layers = [layers.Dropout(0.2), layers.Dense(num_classes, name="logits")]
+    head_layers = _transfer_head(arch, num_classes)
 
     feature_extractor = keras.Model(image, features, name=f"{arch}_features")
     head = keras.Sequential(
