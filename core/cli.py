@@ -1,12 +1,18 @@
 """Command line: everything the app does, without a browser.
 
-    python -m core data --root DIR
     python -m core fetch
-    python -m core train --data DIR --arch NAME --epochs N [...]
+    python -m core data --data DIR
+    python -m core train --data DIR --arch NAME [--epochs N ...]
     python -m core evaluate RUN_DIR
-    python -m core runs [--runs-dir D]
+    python -m core runs [--runs-dir DIR]
     python -m core predict RUN_DIR FILE...
-    python -m core worker RUN_DIR      (used by the job manager)
+    python -m core worker RUN_DIR      (the job manager's; not listed in --help)
+
+Defaults come from where they live: the architecture's recipe
+(core.runs.recipes) for epochs, learning rate, augmentation and the rest,
+core.defaults for image size, batch size and seed. A bad value is one line
+on stderr and exit status 2. Modules that import TensorFlow are imported by
+the commands that need them, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -14,22 +20,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from core import defaults
+from core.runs.recipes import RECIPES, recipe_for
+
+PROG = "python -m core"
+PUBLIC_COMMANDS = ("fetch", "data", "train", "evaluate", "runs", "predict")
+EXIT_FAILED = 1  # the command ran and failed (a run failed, a file was not classified...)
+EXIT_USAGE = 2  # the command line asked for something impossible
 
 
-def cmd_data(args) -> int:
-    from core.data.dataset import DatasetError, scan_dataset
-    from core.data.splits import make_splits
+class UsageError(Exception):
+    """A bad command line; the message is one line for a person."""
 
-    try:
-        info = scan_dataset(args.root)
-    except DatasetError as error:
-        print(json.dumps({"error": str(error)}))
-        return 2
-    summary = info.summary()
-    summary["splits"] = make_splits(info, seed=args.seed).counts()
-    print(json.dumps(summary, indent=2))
-    return 0
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is a one-line message, not usage text and an exit."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message} (see --help)")
+
+
+# --- the commands -------------------------------------------------------------
 
 def cmd_fetch(args) -> int:
     from core.data.acquire import fetch_official_dataset
@@ -44,59 +57,180 @@ def cmd_fetch(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from core.data.dataset import DatasetError
+    from core.data.splits import split_dataset
+
+    try:
+        info, splits = split_dataset(args.data, seed=args.seed)
+    except DatasetError as error:
+        print(json.dumps({"error": str(error)}))
+        return EXIT_USAGE
+    summary = info.summary()
+    summary["splits"] = splits.counts()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from core.runs.recipes import make_config
+    from core.runs.store import RunState, create_run, read_status
+    from core.runs.worker import execute_run
+
+    try:
+        config = make_config(
+            args.data, args.arch, args.epochs, batch_size=args.batch_size,
+            image_size=args.image_size, learning_rate=args.lr,
+            fine_tune_epochs=args.fine_tune_epochs, patience=args.patience, seed=args.seed,
+            augment=args.augment, subset=args.subset,
+        )
+    except ValueError as error:
+        raise UsageError(f"{PROG} train: error: {error}") from None
+    run_dir = create_run(config, args.runs_dir, state=RunState.RUNNING)
+    print(f"training {config.arch} in {run_dir}", file=sys.stderr, flush=True)
+    state = execute_run(run_dir)
+    if state == RunState.FAILED:
+        print(f"error: {read_status(run_dir).error} (traceback in {run_dir / 'log.txt'})",
+              file=sys.stderr)
+    elif state != RunState.COMPLETED:
+        print(f"run {state}", file=sys.stderr)
+    print(run_dir, flush=True)
+    return 0 if state == RunState.COMPLETED else EXIT_FAILED
+
+
+def cmd_evaluate(args) -> int:
+    from core.runs.evaluation import evaluate_run
+
+    try:
+        result = evaluate_run(args.run_dir)
+    except (OSError, ValueError) as error:
+        print(json.dumps({"error": str(error)}))
+        return EXIT_FAILED
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_runs(args) -> int:
     from core.runs.store import list_runs
 
-    summaries = list_runs(getattr(args, "runs_dir", None))
+    summaries = list_runs(args.runs_dir)
     print(json.dumps([summary.to_dict() for summary in summaries], indent=2))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core", description="PawLab engine")
-    commands = parser.add_subparsers(dest="command", required=True)
+def cmd_predict(args) -> int:
+    """One JSON line per file; exit 2 when any file (or the run) could not be used."""
+    from core.serving.inference import Predictor, RunNotReadyError
 
-    data = commands.add_parser("data", help="summarise a dataset folder as JSON")
-    data.add_argument("--root", required=True)
-    data.add_argument("--seed", type=int, default=1337)
-    data.set_defaults(func=cmd_data)
+    try:
+        predictor = Predictor.from_run(args.run_dir)
+    except (OSError, ValueError, RunNotReadyError) as error:
+        print(json.dumps({"error": str(error)}))
+        return EXIT_USAGE
+    predictions = predictor.predict(args.files)
+    for prediction in predictions:
+        print(json.dumps(prediction.to_json()))
+    return 0 if all(p.ok for p in predictions) else EXIT_USAGE
+
+
+def cmd_worker(args) -> int:
+    from core.runs.jobs import work
+    from core.runs.store import RunState
+
+    return 0 if work(args.run_dir) == RunState.COMPLETED else EXIT_FAILED
+
+
+# --- the parser ---------------------------------------------------------------
+
+def _architecture(name: str) -> str:
+    try:
+        recipe_for(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name
+
+
+def _recipes_say(value) -> str:
+    """'cnn: 20, cnn_aug: 20, ...' for one recipe field, for a help text."""
+    return ", ".join(f"{arch}: {value(recipe)}" for arch, recipe in RECIPES.items())
+
+
+def _add_train(commands) -> None:
+    train = commands.add_parser("train", help="train a model in the foreground; prints the run folder last",
+                                description="Train a model in this process. The last line of output "
+                                            "is the run folder.")
+    train.add_argument("--data", required=True, metavar="DIR", help="the dataset folder")
+    train.add_argument("--arch", required=True, type=_architecture, choices=list(RECIPES),
+                       help="the architecture")
+    train.add_argument("--epochs", type=int, metavar="N",
+                       help=f"epochs of the first phase; default: the recipe's "
+                            f"({_recipes_say(lambda r: r.epochs)})")
+    train.add_argument("--fine-tune-epochs", type=int, metavar="N",
+                       help="epochs of the fine-tuning phase (mobilenet_v2_finetune only); default: "
+                            f"the recipe's ({recipe_for('mobilenet_v2_finetune').fine_tune_epochs})")
+    train.add_argument("--lr", type=float, metavar="RATE",
+                       help=f"learning rate; default: the recipe's ({recipe_for('cnn').learning_rate:g})")
+    train.add_argument("--patience", type=int, metavar="N",
+                       help="stop after N epochs without a better validation accuracy (0: never); "
+                            f"default: the recipe's ({_recipes_say(lambda r: r.patience)})")
+    train.add_argument("--augment", metavar="NAME",
+                       help="augmentation preset or saved config; default: the recipe's "
+                            f"({_recipes_say(lambda r: r.augment)})")
+    train.add_argument("--image-size", type=int, default=defaults.IMAGE_SIZE, metavar="PX",
+                       help="side of the square images the model sees (default: %(default)s)")
+    train.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, metavar="N",
+                       help="images per batch (default: %(default)s)")
+    train.add_argument("--seed", type=int, default=defaults.SEED,
+                       help="seed of the split, the shuffling and the weights (default: %(default)s)")
+    train.add_argument("--subset", type=int, default=0, metavar="N",
+                       help="train on at most N images per class (default: 0, all of them)")
+    train.add_argument("--runs-dir", metavar="DIR",
+                       help="where the run folder goes (default: PAWLAB_HOME/runs)")
+    train.set_defaults(func=cmd_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="PawLab engine: everything the app does, as commands.")
+    # The worker is the job manager's, not a person's: a parser without help
+    # is not listed, and the metavar names only the public commands.
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                     metavar="{" + ",".join(PUBLIC_COMMANDS) + "}")
 
     fetch = commands.add_parser("fetch", help="download the official cats and dogs dataset")
     fetch.set_defaults(func=cmd_fetch)
 
-    train = commands.add_parser("train", help="train a model; prints the run folder last")
-    train.add_argument("--data", required=True)
-    train.add_argument("--arch", required=True)
-    train.add_argument("--epochs", type=int, required=True)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--image-size", type=int, default=160)
-    train.add_argument("--lr", type=float, default=None, help="default: the architecture's")
-    train.add_argument("--fine-tune-epochs", type=int, default=None,
-                       help="default: as many as --epochs for architectures that fine-tune, else 0")
-    train.add_argument("--seed", type=int, default=1337)
-    train.add_argument("--augment", default=None, help="augmentation config name; default: the architecture's")
-    train.add_argument("--patience", type=int, default=0, help="early stopping patience; 0 = off")
-    train.add_argument("--subset", type=int, default=0, help="at most this many training images per class; 0 = all")
-    train.add_argument("--runs-dir", default=None)
-    train.set_defaults(func=lambda args: __import__("core.runs.training", fromlist=["cli_train"]).cli_train(args))
+    data = commands.add_parser("data", help="summarise a dataset folder as JSON")
+    data.add_argument("--data", "--root", dest="data", required=True, metavar="DIR",
+                      help="the dataset folder (--root is the older name)")
+    data.add_argument("--seed", type=int, default=defaults.SEED,
+                      help="seed of the split whose counts are shown (default: %(default)s)")
+    data.set_defaults(func=cmd_data)
 
-    evaluate = commands.add_parser("evaluate", help="print a run's test-split evaluation as JSON")
-    evaluate.add_argument("run_dir")
-    evaluate.set_defaults(func=lambda args: __import__("core.runs.evaluation", fromlist=["cli_evaluate"]).cli_evaluate(args))
+    _add_train(commands)
 
-    runs = commands.add_parser("runs", help="list runs as JSON")
-    runs.add_argument("--runs-dir", default=None)
+    evaluate = commands.add_parser("evaluate", help="evaluate a run on its test split; prints JSON")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    runs = commands.add_parser("runs", help="list the runs as JSON")
+    runs.add_argument("--runs-dir", metavar="DIR", help="the runs folder (default: PAWLAB_HOME/runs)")
     runs.set_defaults(func=cmd_runs)
 
-    predict = commands.add_parser("predict", help="classify image files with a run's model")
-    predict.add_argument("run_dir")
-    predict.add_argument("files", nargs="+")
-    predict.set_defaults(func=lambda args: __import__("core.serving.inference", fromlist=["cli_predict"]).cli_predict(args))
+    predict = commands.add_parser("predict", help="classify photos with a run's model; one JSON line each")
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
+    predict.add_argument("files", nargs="+", metavar="FILE", help="photos to classify")
+    predict.set_defaults(func=cmd_predict)
 
-    worker = commands.add_parser("worker", help=argparse.SUPPRESS)
-    worker.add_argument("run_dir")
-    worker.set_defaults(func=lambda args: __import__("core.runs.jobs", fromlist=["cli_worker"]).cli_worker(args))
+    worker = commands.add_parser("worker", description="Train a queued run (the job manager starts this).")
+    worker.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder")
+    worker.set_defaults(func=cmd_worker)
+    return parser
 
-    args = parser.parse_args(argv)
-    return args.func(args)
 
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import make_separable_dataset
 from core.data.dataset import scan_dataset
-from core.runs.evaluation import evaluate_model, evaluate_run, run_test_split, scores
 from core.data.splits import make_splits
-from core.runs.store import MODEL_FILE, create_run, make_config, read_config, write_config
+from core.runs.evaluation import evaluate_model, evaluate_run, scores
+from core.runs.recipes import make_config
+from core.runs.run_split import split_for
+from core.runs.store import (
+    MODEL_FILE, SPLIT_FILE, RunFacts, create_run, read_config, write_facts, write_split,
+)
 
 import keras
 
@@ -68,10 +74,9 @@ def test_evaluate_model_reports_each_mistake_with_its_probabilities(data):
 
 
 def saved_run(data, tmp_path):
+    """A run trained on ``data`` as a run from before split.json: facts and model, no split."""
     run_dir = create_run(make_config(data, "cnn", 1, image_size=32, batch_size=8), tmp_path / "runs")
-    config = read_config(run_dir)
-    config.classes = ["circles", "squares"]
-    write_config(run_dir, config)
+    write_facts(run_dir, RunFacts(classes=["circles", "squares"]))
     colour_model().save(run_dir / MODEL_FILE)
     return run_dir
 
@@ -79,7 +84,7 @@ def saved_run(data, tmp_path):
 def test_evaluate_run_scores_the_saved_model_on_the_test_split(data, tmp_path):
     run_dir = saved_run(data, tmp_path)
     result = evaluate_run(run_dir)
-    classes, test = run_test_split(read_config(run_dir))
+    test = split_for(read_config(run_dir)).test
     assert result["count"] == len(test) > 0 and result["split"] == "test"
     assert result["accuracy"] == 1.0
     assert json.loads((run_dir / "evaluation.json").read_text()) == result
@@ -100,7 +105,7 @@ def test_evaluate_run_refuses_a_dataset_whose_classes_changed(data, tmp_path):
 
 
 def test_cli_evaluate_prints_json_or_an_error(data, tmp_path, capsys):
-    from core.__main__ import main
+    from core.cli import main
 
     run_dir = saved_run(data, tmp_path)
     assert main(["evaluate", str(run_dir)]) == 0
@@ -109,3 +114,36 @@ def test_cli_evaluate_prints_json_or_an_error(data, tmp_path, capsys):
     (run_dir / MODEL_FILE).unlink()
     assert main(["evaluate", str(run_dir)]) == 1
     assert "no saved model" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_a_run_without_a_recorded_split_is_split_again(data, tmp_path):
+    """Runs from before split.json: the dataset is split again by the run's seed and fractions."""
+    run_dir = saved_run(data, tmp_path)
+    assert not (run_dir / SPLIT_FILE).exists()
+    result = evaluate_run(run_dir)
+    config = read_config(run_dir)
+    resplit = make_splits(scan_dataset(data), seed=config.seed, test_fraction=config.test_fraction,
+                          validation_fraction=config.validation_fraction)
+    assert result["count"] == len(resplit.test) > 0
+    assert result["confusion_matrix"][0][0] == sum(s.class_name == "circles" for s in resplit.test)
+
+
+def test_a_recorded_split_is_used_even_when_the_dataset_would_split_differently(data, tmp_path):
+    run_dir = saved_run(data, tmp_path)
+    splits = split_for(read_config(run_dir))
+    recorded = replace(splits, test=splits.test[:1])  # one photo, which no re-split would choose
+    write_split(run_dir, recorded.to_record())
+    result = evaluate_run(run_dir)
+    assert result["count"] == 1
+
+
+def test_a_recorded_test_photo_that_is_gone_is_named(data, tmp_path):
+    run_dir = saved_run(data, tmp_path)
+    splits = split_for(read_config(run_dir))
+    write_split(run_dir, splits.to_record())
+    gone = Path(splits.test[0].path)
+    gone.unlink()
+    with pytest.raises(ValueError, match="no longer in") as error:
+        evaluate_run(run_dir)
+    assert gone.name in str(error.value)
+    assert not (run_dir / "evaluation.json").exists()

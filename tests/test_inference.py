@@ -28,21 +28,22 @@ IMAGE_SIZE = 32
 @functools.lru_cache(maxsize=None)
 def _trained_run_template(base: Path) -> Path:
     """Train a cnn on circles vs squares through core.runs.training, under ``base``."""
-    from core.runs.store import create_run, make_config
-    from core.runs.training import execute_run
+    from core.runs.recipes import make_config
+    from core.runs.store import RunState, create_run
+    from core.runs.worker import execute_run
 
     data = make_separable_dataset(base / "data", per_class=16, size=48)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PAWLAB_HOME", str(base / "home"))
         config = make_config(data, "cnn", 4, batch_size=8, image_size=IMAGE_SIZE)
-        run_dir = create_run(config, base / "runs", state="running")
+        run_dir = create_run(config, base / "runs", state=RunState.RUNNING)
         state = execute_run(run_dir)
-    assert state == "completed", (run_dir / "status.json").read_text()
+    assert state == RunState.COMPLETED, (run_dir / "status.json").read_text()
     return run_dir
 
 
 def install_trained_run(tmp_path_factory, home: Path) -> Path:
-    """A completed run (model.keras, config.json, status.json, evaluation.json) in ``home``'s runs."""
+    """A completed run (model.keras, config.json, facts.json, status.json, evaluation.json...) in ``home``'s runs."""
     template = _trained_run_template(tmp_path_factory.getbasetemp() / "trained_run")
     target = home / "runs" / template.name
     shutil.copytree(template, target)
@@ -122,21 +123,21 @@ def test_predictions_match_the_evaluation_pipeline(run_dir):
     """A file gets the probabilities core.runs.evaluation's pipeline gives it, not just the label."""
     from core.data.dataset import scan_dataset
     from core.runs.evaluation import _softmax
-    from core.serving.inference import load_run_model, predict_images
+    from core.serving.inference import Predictor, load_run_model
     from core.data.pipeline import make_dataset
-    from core.runs.store import read_config
+    from core.runs.store import read_config, read_facts
 
-    config = read_config(run_dir)
+    config, classes = read_config(run_dir), read_facts(run_dir).classes
     samples = scan_dataset(config.data_root).splits["validation"]
     dataset = make_dataset(samples, config.image_size, config.batch_size, training=False)
     model = load_run_model(run_dir)
     logits = np.concatenate([model(images, training=False) for images, _ in dataset])
     expected = _softmax(logits.astype(np.float64))
 
-    predictions = predict_images(run_dir, [s.path for s in samples])
-    got = np.array([[p.probabilities[c] for c in config.classes] for p in predictions])
+    predictions = Predictor.from_run(run_dir).predict([s.path for s in samples])
+    got = np.array([[p.probabilities[c] for c in classes] for p in predictions])
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    assert [p.label for p in predictions] == [config.classes[i] for i in expected.argmax(1)]
+    assert [p.label for p in predictions] == [classes[i] for i in expected.argmax(1)]
     assert [p.file for p in predictions] == [Path(s.path).name for s in samples]
 
 
@@ -251,7 +252,7 @@ def test_a_run_without_model_is_a_clear_error(run_dir):
 # --- Command line -------------------------------------------------------------------
 
 def run_cli(capsys, *argv) -> tuple[int, list[dict]]:
-    from core.__main__ import main
+    from core.cli import main
 
     code = main(["predict", *map(str, argv)])
     return code, [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -13,8 +13,9 @@ import pytest
 
 from conftest import REPO, make_separable_dataset
 from core.runs import jobs
+from core.runs.recipes import make_config
 from core.runs.store import (
-    CANCEL_FILE, create_run, make_config, pid_alive, read_metrics, read_status, run_dirs,
+    CANCEL_FILE, LOG_FILE, RunState, create_run, pid_alive, read_metrics, read_status, run_dirs,
     update_status,
 )
 
@@ -46,8 +47,8 @@ def wait_for(condition, timeout=WORKER_TIMEOUT, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def state(run_dir) -> str:
-    return read_status(run_dir)["state"]
+def state(run_dir) -> RunState:
+    return read_status(run_dir).state
 
 
 def log_of(run_dir) -> str:
@@ -59,7 +60,7 @@ def test_two_submits_at_once_start_one_worker_and_chain(data, pawlab_home):
     """Two processes submit at the same moment: one runs, one waits, then it starts by itself."""
     code = ("import sys\n"
             "from core.runs.jobs import submit\n"
-            "from core.runs.store import make_config\n"
+            "from core.runs.recipes import make_config\n"
             "print(submit(make_config(sys.argv[1], 'cnn', 2, image_size=32, batch_size=8)))\n")
     submitters = [subprocess.Popen([sys.executable, "-c", code, str(data)], cwd=REPO,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -68,75 +69,79 @@ def test_two_submits_at_once_start_one_worker_and_chain(data, pawlab_home):
     assert all(p.returncode == 0 for p in submitters), [err for _, err in outputs]
     runs = run_dirs()
     assert {Path(out.strip()) for out, _ in outputs} == set(runs) and len(runs) == 2
-    assert sorted(state(r) for r in runs) == ["queued", "running"]
-    first = next(r for r in runs if state(r) == "running")
+    assert sorted(state(r) for r in runs) == [RunState.QUEUED, RunState.RUNNING]
+    first = next(r for r in runs if state(r) == RunState.RUNNING)
     second = next(r for r in runs if r != first)
-    assert pid_alive(read_status(first)["pid"]) and read_status(second)["pid"] is None
+    assert pid_alive(read_status(first).pid) and read_status(second).pid is None
 
     # Then, without anyone calling dispatch again: the first trains (and shows
     # progress while it does), finishes, and its worker starts the second.
     progress_seen = {first: False, second: False}
     deadline = time.time() + 2 * WORKER_TIMEOUT
-    while not all(state(r) == "completed" for r in runs):
+    while not all(state(r) == RunState.COMPLETED for r in runs):
         assert time.time() < deadline, [log_of(r) for r in runs]
         statuses = {r: read_status(r) for r in runs}
-        assert [s["state"] for s in statuses.values()].count("running") <= 1
-        assert not any(s["state"] in ("failed", "interrupted") for s in statuses.values()), \
+        assert [s.state for s in statuses.values()].count(RunState.RUNNING) <= 1
+        assert not any(s.state in (RunState.FAILED, RunState.INTERRUPTED) for s in statuses.values()), \
             [log_of(r) for r in runs]
         for run_dir, status in statuses.items():
-            if status["state"] == "running" and (status["batch"] > 0 or read_metrics(run_dir)):
+            if status.state == RunState.RUNNING and (status.batch > 0 or read_metrics(run_dir)):
                 progress_seen[run_dir] = True
         time.sleep(0.05)
     assert progress_seen[first]
-    assert read_status(second)["started"] >= read_status(first)["finished"] - 1
+    assert read_status(second).started >= read_status(first).finished - 1
     assert [len(read_metrics(r)) for r in (first, second)] == [2, 2]
 
 
 def test_cancel_stops_a_running_run_and_a_queued_one(data):
     running = jobs.submit(config(data, epochs=500, batch_size=2))
     waiting = jobs.submit(config(data))
-    assert (state(running), state(waiting)) == ("running", "queued")
+    assert (state(running), state(waiting)) == (RunState.RUNNING, RunState.QUEUED)
 
-    assert jobs.cancel(waiting) == "cancelled"  # queued: at once, no process involved
+    assert jobs.cancel(waiting) == RunState.CANCELLED  # queued: at once, no process involved
 
-    wait_for(lambda: read_status(running)["batch"] > 0, what="training to start")
+    wait_for(lambda: read_status(running).batch > 0, what="training to start")
     asked = time.time()
-    assert jobs.cancel(running) == "running"  # the worker stops after its current batch
+    assert jobs.cancel(running) == RunState.RUNNING  # the worker stops after its current batch
     assert (running / CANCEL_FILE).exists()
-    wait_for(lambda: state(running) == "cancelled", timeout=15, what="cancel")
+    wait_for(lambda: state(running) == RunState.CANCELLED, timeout=15, what="cancel")
     assert time.time() - asked < 10
-    pid = read_status(running)["pid"]
+    pid = read_status(running).pid
     wait_for(lambda: not pid_alive(pid), timeout=30, what="worker to exit")
     assert len(read_metrics(running)) < 500
 
     # The cancelled queued run never started, even though a slot became free.
-    assert state(waiting) == "cancelled" and read_status(waiting)["pid"] is None
+    assert state(waiting) == RunState.CANCELLED and read_status(waiting).pid is None
 
 
 def test_a_failing_run_records_why_and_the_caller_carries_on(tmp_path):
     run_dir = jobs.submit(config(tmp_path / "no-such-folder"))  # returns at once, never raises
-    wait_for(lambda: state(run_dir) not in ("queued", "running"), what="the run to fail")
+    wait_for(lambda: not state(run_dir).active, what="the run to fail")
     status = read_status(run_dir)
-    assert status["state"] == "failed", log_of(run_dir)
-    assert "no-such-folder" in status["error"] and "is not a folder" in status["error"]
-    assert not pid_alive(status["pid"]) or wait_for(lambda: not pid_alive(status["pid"]), 30)
+    assert status.state == RunState.FAILED, log_of(run_dir)
+    assert "no-such-folder" in status.error and "is not a folder" in status.error
+    assert not pid_alive(status.pid) or wait_for(lambda: not pid_alive(status.pid), 30)
+    # The worker's stderr is log.txt: the traceback is there, once; status.json has the sentence.
+    log = (run_dir / LOG_FILE).read_text()
+    assert log.count("Traceback (most recent call last)") == 1 and "is not a folder" in log
+    assert "Traceback" not in status.error and "\n" not in status.error
 
 
 def test_a_killed_worker_is_marked_interrupted(data):
     run_dir = jobs.submit(config(data, epochs=500, batch_size=2))
-    wait_for(lambda: read_status(run_dir)["batch"] > 0, what="training to start")
+    wait_for(lambda: read_status(run_dir).batch > 0, what="training to start")
     # The heartbeat keeps coming while the worker lives.
-    first = read_status(run_dir)["heartbeat"]
-    wait_for(lambda: read_status(run_dir)["heartbeat"] > first, timeout=30, what="a newer heartbeat")
-    pid = read_status(run_dir)["pid"]
+    first = read_status(run_dir).heartbeat
+    wait_for(lambda: read_status(run_dir).heartbeat > first, timeout=30, what="a newer heartbeat")
+    pid = read_status(run_dir).pid
 
     os.kill(pid, signal.SIGKILL)  # no chance to write anything
     wait_for(lambda: not pid_alive(pid), timeout=30, what="the worker to die")
-    assert state(run_dir) == "running"  # what the status file still claims
+    assert state(run_dir) == RunState.RUNNING  # what the status file still claims
 
     assert jobs.recover() == [run_dir]
     status = read_status(run_dir)
-    assert status["state"] == "interrupted" and "stopped unexpectedly" in status["error"]
+    assert status.state == RunState.INTERRUPTED and "stopped unexpectedly" in status.error
     assert jobs.recover() == []  # marked once
 
 
@@ -145,25 +150,25 @@ def test_a_killed_worker_is_marked_interrupted(data):
 def test_recover_marks_runs_whose_process_is_gone(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    run_dir = create_run(config(tmp_path), state="queued")
-    update_status(run_dir, state="running", pid=gone.pid, heartbeat=time.time())
-    alive = create_run(config(tmp_path), state="running")  # this very process trains it
+    run_dir = create_run(config(tmp_path), state=RunState.QUEUED)
+    update_status(run_dir, state=RunState.RUNNING, pid=gone.pid, heartbeat=time.time())
+    alive = create_run(config(tmp_path), state=RunState.RUNNING)  # this very process trains it
 
     assert jobs.recover() == [run_dir]
-    assert state(run_dir) == "interrupted" and state(alive) == "running"
+    assert state(run_dir) == RunState.INTERRUPTED and state(alive) == RunState.RUNNING
 
 
 def test_recover_sees_a_reused_pid_behind_a_stale_heartbeat(tmp_path):
     """After a reboot the old pid may belong to another program; an old heartbeat gives it away."""
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        run_dir = create_run(config(tmp_path), state="queued")
-        update_status(run_dir, state="running", pid=sleeper.pid,
+        run_dir = create_run(config(tmp_path), state=RunState.QUEUED)
+        update_status(run_dir, state=RunState.RUNNING, pid=sleeper.pid,
                       heartbeat=time.time() - 2 * jobs.STALE_HEARTBEAT_SECONDS)
-        fresh = create_run(config(tmp_path), state="queued")
-        update_status(fresh, state="running", pid=sleeper.pid, heartbeat=time.time())
+        fresh = create_run(config(tmp_path), state=RunState.QUEUED)
+        update_status(fresh, state=RunState.RUNNING, pid=sleeper.pid, heartbeat=time.time())
         assert jobs.recover() == [run_dir]
-        assert state(fresh) == "running"  # a live pid with a fresh heartbeat is left alone
+        assert state(fresh) == RunState.RUNNING  # a live pid with a fresh heartbeat is left alone
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -180,9 +185,9 @@ def test_dispatch_respects_the_concurrency_limit(tmp_path, monkeypatch):
         runs.append(create_run(queued))
 
     assert jobs.dispatch() == runs[:2] == started  # oldest first
-    assert [state(r) for r in runs] == ["running", "running", "queued"]
+    assert [state(r) for r in runs] == [RunState.RUNNING, RunState.RUNNING, RunState.QUEUED]
     assert jobs.dispatch() == []  # still two running
-    update_status(runs[0], state="completed")
+    update_status(runs[0], state=RunState.COMPLETED)
     assert jobs.dispatch() == [runs[2]]
 
 
@@ -190,24 +195,30 @@ def test_cancel_of_a_run_whose_process_is_gone_is_immediate(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     run_dir = create_run(config(tmp_path))
-    update_status(run_dir, state="running", pid=gone.pid, heartbeat=time.time())
-    assert jobs.cancel(run_dir) == "cancelled"
-    assert state(run_dir) == "cancelled"
+    update_status(run_dir, state=RunState.RUNNING, pid=gone.pid, heartbeat=time.time())
+    assert jobs.cancel(run_dir) == RunState.CANCELLED
+    assert state(run_dir) == RunState.CANCELLED
 
 
-def test_finished_workers_do_not_linger_as_zombies(tmp_path, monkeypatch):
-    """The app lives for days and starts many workers; each one's exit is collected."""
-    monkeypatch.setattr(jobs, "_start_worker", lambda run_dir: _start_quick_exit(run_dir))
-    run_dir = jobs.submit(config(tmp_path))
-    pid = read_status(run_dir)["pid"]
-    wait_for(lambda: Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z",
-             timeout=30, what="the worker to exit")
-    update_status(run_dir, state="completed")  # as a real worker does before it exits
+def process_state(pid: int) -> str | None:
+    """The one-letter state in /proc/PID/stat ("Z": a zombie), or None once the pid is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return None
+
+
+def test_finished_workers_do_not_linger_as_zombies(tmp_path):
+    """The app lives for days and starts many workers; each one's exit is collected.
+
+    A real worker, started by the job manager itself: its run fails in its
+    first second (no dataset), before TensorFlow is imported.
+    """
+    run_dir = jobs.submit(config(tmp_path / "no-such-folder"))
+    pid = read_status(run_dir).pid
+    assert process_state(pid) is not None  # our child, not collected yet
+    wait_for(lambda: state(run_dir) == RunState.FAILED, what="the worker to finish its run")
+    # Exited, and nobody has collected its exit yet: a zombie, for now.
+    wait_for(lambda: process_state(pid) == "Z", timeout=30, what="the worker to exit")
     jobs.dispatch()  # what the app does on its next page load
-    assert not Path(f"/proc/{pid}").exists()
-
-
-def _start_quick_exit(run_dir):
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    jobs._children[process.pid] = process
-    return process.pid
+    assert process_state(pid) is None

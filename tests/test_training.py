@@ -20,12 +20,15 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_separable_dataset
+from core.runs.recipes import make_config
 from core.runs.store import (
-    MODEL_FILE, create_run, make_config, read_config, read_metrics, read_status, update_status,
+    LOG_FILE, MODEL_FILE, Mode, Phase, RunState, create_run, read_config, read_facts, read_metrics,
+    read_split, read_status, update_status,
 )
 
 import keras
 from core.runs import training
+from core.runs.worker import execute_run
 
 METRIC_KEYS = {"epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds",
                "images_per_second", "time"}
@@ -45,13 +48,13 @@ def trained(tmp_path_factory):
         data = make_separable_dataset(base / "data", per_class=30, size=32)
         run_dir = new_run(data, base / "runs", epochs=4)
         started = time.perf_counter()
-        state = training.execute_run(run_dir)
+        state = execute_run(run_dir)
         seconds = time.perf_counter() - started
     return {"run_dir": run_dir, "state": state, "data": data, "seconds": seconds}
 
 
 def test_cnn_learns_the_separable_dataset(trained):
-    assert trained["state"] == "completed", read_status(trained["run_dir"])["error"]
+    assert trained["state"] == RunState.COMPLETED, read_status(trained["run_dir"]).error
     val_accuracies = [m["val_accuracy"] for m in read_metrics(trained["run_dir"])]
     assert max(val_accuracies) >= 0.9, val_accuracies
     assert json.loads((trained["run_dir"] / "evaluation.json").read_text())["accuracy"] >= 0.9
@@ -59,18 +62,26 @@ def test_cnn_learns_the_separable_dataset(trained):
 
 def test_run_folder_holds_everything_a_page_reads(trained):
     run_dir = trained["run_dir"]
-    config = read_config(run_dir)
+    config, facts = read_config(run_dir), read_facts(run_dir)
     assert config.data_root == str(trained["data"])
-    assert config.classes == ["circles", "squares"]
+    assert facts.classes == ["circles", "squares"]
     assert (config.seed, config.test_fraction, config.validation_fraction) == (1337, 0.2, 0.2)
-    assert config.augment.is_identity and config.mode == "end_to_end"
-    assert config.versions["tensorflow"] and config.versions["keras"] and config.versions["python"]
-    assert config.split_counts["train"] == {"circles": 30, "squares": 30}
+    assert config.augment.is_identity and facts.mode == Mode.END_TO_END
+    assert facts.versions["tensorflow"] and facts.versions["keras"] and facts.versions["python"]
+    assert facts.split_counts["train"] == {"circles": 30, "squares": 30}
+    assert (facts.strategy, facts.replicas) == ("_DefaultDistributionStrategy", 1)
+    # split.json: every photo of each split, relative to the dataset, matching the counts.
+    split = read_split(run_dir)
+    assert split["classes"] == facts.classes
+    for name, counts in facts.split_counts.items():
+        assert len(split[name]) == sum(counts.values())
+        assert all(not path.startswith("/") and (trained["data"] / path).is_file()
+                   for path, _ in split[name])
 
     status = read_status(run_dir)
-    assert status["state"] == "completed" and status["pid"] == os.getpid()
-    assert status["started"] <= status["finished"] and status["error"] is None
-    assert (status["epoch"], status["epochs_total"], status["mode"]) == (4, 4, "end_to_end")
+    assert status.state == RunState.COMPLETED and status.pid == os.getpid()
+    assert status.started <= status.finished and status.error is None
+    assert (status.epoch, status.epochs_total, status.mode) == (4, 4, Mode.END_TO_END)
 
     metrics = read_metrics(run_dir)
     assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
@@ -86,7 +97,7 @@ def test_run_folder_holds_everything_a_page_reads(trained):
     assert model.predict(batch, verbose=0).argmax(axis=1).tolist() == [0, 1]
 
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
-    test_count = sum(config.split_counts["test"].values())
+    test_count = sum(facts.split_counts["test"].values())
     assert np.sum(evaluation["confusion_matrix"]) == evaluation["count"] == test_count > 0
 
     events = list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
@@ -134,7 +145,7 @@ def test_checkpoint_is_replaced_atomically_and_always_loads(tmp_path, monkeypatc
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        assert training.execute_run(run_dir) == "completed", read_status(run_dir)["error"]
+        assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
     finally:
         done.set()
         thread.join()
@@ -160,11 +171,11 @@ def test_cancel_file_stops_training_after_the_current_batch(tmp_path, monkeypatc
         return real_batch_end(self, batch, logs)
 
     monkeypatch.setattr(training.ProgressCallback, "on_train_batch_end", batch_end)
-    assert training.execute_run(run_dir) == "cancelled"
+    assert execute_run(run_dir) == RunState.CANCELLED
 
     assert len(batches) == cancel_at  # not one batch more
     status = read_status(run_dir)
-    assert status["state"] == "cancelled" and status["finished"] and status["error"] is None
+    assert status.state == RunState.CANCELLED and status.finished and status.error is None
     # Only whole epochs are results; the cut-short second one is not.
     assert [m["epoch"] for m in read_metrics(run_dir)] == [1]
     assert not (run_dir / "evaluation.json").exists()
@@ -177,7 +188,7 @@ def test_sigterm_cancels_the_run(tmp_path):
     def terminate_when_training():
         deadline = time.time() + 60
         while time.time() < deadline:
-            if read_status(run_dir)["batch"] >= 1:
+            if read_status(run_dir).batch >= 1:
                 os.kill(os.getpid(), signal.SIGTERM)  # the handler only sets a flag
                 return
             time.sleep(0.05)
@@ -186,43 +197,45 @@ def test_sigterm_cancels_the_run(tmp_path):
     killer = threading.Thread(target=terminate_when_training)
     killer.start()
     started = time.perf_counter()
-    state = training.execute_run(run_dir)
+    state = execute_run(run_dir)
     killer.join()
-    assert state == "cancelled"
+    assert state == RunState.CANCELLED
     assert len(read_metrics(run_dir)) < 200 and time.perf_counter() - started < 60
     assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
 
 
 def test_missing_data_folder_fails_with_a_sentence(tmp_path):
     run_dir = new_run(tmp_path / "nowhere", tmp_path / "runs")
-    assert training.execute_run(run_dir) == "failed"
+    assert execute_run(run_dir) == RunState.FAILED
     status = read_status(run_dir)
-    assert status["state"] == "failed" and status["finished"]
-    assert "nowhere" in status["error"] and "is not a folder" in status["error"]
-    assert "Traceback" in status["traceback"]
+    assert status.state == RunState.FAILED and status.finished
+    assert "nowhere" in status.error and "is not a folder" in status.error
+    # The sentence is in status.json, the traceback in log.txt.
+    assert "Traceback" not in status.error and "\n" not in status.error
+    assert "Traceback" in (run_dir / LOG_FILE).read_text()
 
 
 def test_one_class_dataset_fails_with_a_sentence(tmp_path):
     data = make_separable_dataset(tmp_path / "data", classes=("only",), per_class=6, size=32)
     run_dir = new_run(data, tmp_path / "runs")
-    assert training.execute_run(run_dir) == "failed"
-    assert "two classes" in read_status(run_dir)["error"]
+    assert execute_run(run_dir) == RunState.FAILED
+    assert "two classes" in read_status(run_dir).error
 
 
 def test_a_finished_run_is_not_trained_again(tmp_path):
     run_dir = new_run(tmp_path / "nowhere", tmp_path / "runs")
-    update_status(run_dir, state="cancelled")
-    assert training.execute_run(run_dir) == "cancelled"
-    assert read_status(run_dir)["started"] is None
+    update_status(run_dir, state=RunState.CANCELLED)
+    assert execute_run(run_dir) == RunState.CANCELLED
+    assert read_status(run_dir).started is None
 
 
 def test_augmented_training_runs_end_to_end(tmp_path):
     data = make_separable_dataset(tmp_path / "data", per_class=8, size=32)
     run_dir = new_run(data, tmp_path / "runs", arch="cnn_aug", epochs=1, augment="recommended")
-    assert training.execute_run(run_dir) == "completed", read_status(run_dir)["error"]
+    assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
     config = read_config(run_dir)
     assert config.augment.name == "recommended" and not config.augment.is_identity
-    assert read_status(run_dir)["mode"] == "end_to_end"
+    assert read_status(run_dir).mode == Mode.END_TO_END
 
 
 def cli(*args, env=None, timeout=240):
@@ -233,7 +246,7 @@ def cli(*args, env=None, timeout=240):
 
 def run_main(capsys, *args) -> tuple[int, str, str]:
     """``python -m core ARGS`` in this process (TensorFlow is loaded already)."""
-    from core.__main__ import main
+    from core.cli import main
 
     code = main([str(arg) for arg in args])
     out, err = capsys.readouterr()
@@ -247,7 +260,7 @@ def test_cli_train_evaluate_and_list(tmp_path, capsys):
                               "--image-size", "32", "--batch-size", "8", "--runs-dir", runs)
     assert code == 0, err[-3000:]
     run_dir = Path(out.strip().splitlines()[-1])
-    assert run_dir.parent == runs and read_status(run_dir)["state"] == "completed"
+    assert run_dir.parent == runs and read_status(run_dir).state == RunState.COMPLETED
     assert "epoch 2/2" in err  # progress for a person at the terminal
 
     code, out, err = run_main(capsys, "evaluate", run_dir)
@@ -265,8 +278,11 @@ def test_cli_train_exits_1_when_the_run_fails(tmp_path, capsys):
                               "--epochs", "1", "--runs-dir", tmp_path / "runs")
     assert code == 1
     run_dir = Path(out.strip().splitlines()[-1])
-    assert read_status(run_dir)["state"] == "failed"
+    assert read_status(run_dir).state == RunState.FAILED
     assert "missing" in err and "is not a folder" in err
+    # In the foreground too, the traceback is kept in the run's log.txt, once.
+    log = (run_dir / LOG_FILE).read_text()
+    assert log.count("Traceback (most recent call last)") == 1 and "is not a folder" in log
 
 
 def test_cli_train_refuses_bad_arguments_before_creating_a_run(tmp_path, capsys):
@@ -289,18 +305,18 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     assert trained.returncode == 0, trained.stderr[-3000:]
     run_dir = Path(trained.stdout.strip().splitlines()[-1])
     assert run_dir.parent == tmp_path / "runs"
-    config = read_config(run_dir)
-    assert (config.strategy, config.replicas) == ("MirroredStrategy", 2)
+    facts = read_facts(run_dir)
+    assert (facts.strategy, facts.replicas) == ("MirroredStrategy", 2)
     assert len(read_metrics(run_dir)) == 1
     assert keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True).output.shape[-1] == 2
 
 
 def test_training_mode_caches_features_only_for_a_frozen_base_without_augmentation(tmp_path):
-    assert training.training_mode(make_config(tmp_path, "mobilenet_v2", 1)) == "cached_features"
-    assert training.training_mode(make_config(tmp_path, "mobilenet_v2_finetune", 1)) == "cached_features"
+    assert training.training_mode(make_config(tmp_path, "mobilenet_v2", 1)) == Mode.CACHED_FEATURES
+    assert training.training_mode(make_config(tmp_path, "mobilenet_v2_finetune", 1)) == Mode.CACHED_FEATURES
     augmented = make_config(tmp_path, "mobilenet_v2", 1, augment="recommended")
-    assert training.training_mode(augmented) == "end_to_end"
-    assert training.training_mode(make_config(tmp_path, "cnn", 1)) == "end_to_end"
+    assert training.training_mode(augmented) == Mode.END_TO_END
+    assert training.training_mode(make_config(tmp_path, "cnn", 1)) == Mode.END_TO_END
 
 
 @pytest.fixture
@@ -314,9 +330,9 @@ def test_mobilenet_v2_trains_its_head_on_cached_features(tmp_path, imagenet_weig
     data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
     run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2", epochs=1, image_size=160,
                       subset=4)
-    assert training.execute_run(run_dir) == "completed", read_status(run_dir)["error"]
+    assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
 
-    assert read_status(run_dir)["mode"] == read_config(run_dir).mode == "cached_features"
+    assert read_status(run_dir).mode == read_facts(run_dir).mode == Mode.CACHED_FEATURES
     assert list((pawlab_home / "cache" / "features").glob("*.npz"))  # the base ran once, kept
     assert [m["epoch"] for m in read_metrics(run_dir)] == [1]
     model = keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True)
@@ -330,11 +346,11 @@ def test_mobilenet_v2_finetune_continues_with_a_fine_tune_phase(tmp_path, imagen
     data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
     run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2_finetune", epochs=1,
                       fine_tune_epochs=1, image_size=160, subset=4)
-    assert training.execute_run(run_dir) == "completed", read_status(run_dir)["error"]
+    assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
     metrics = read_metrics(run_dir)
-    assert [(m["epoch"], m["phase"]) for m in metrics] == [(1, "train"), (2, "fine_tune")]
+    assert [(m["epoch"], m["phase"]) for m in metrics] == [(1, Phase.TRAIN), (2, Phase.FINE_TUNE)]
     status = read_status(run_dir)
-    assert (status["epochs_total"], status["mode"]) == (2, "cached_features")
+    assert (status.epochs_total, status.mode) == (2, Mode.CACHED_FEATURES)
     assert keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True).output.shape[-1] == 2
 
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 from core.data.augment import AugmentConfig, build_augmentation
 from core.data.dataset import Sample
 from core.data.images import load_resized
+from core.defaults import SEED
 
 # Decoded images bigger than this go to a disk cache instead of memory.
 MEMORY_CACHE_BYTES = 4 * 1024**3
@@ -54,7 +55,7 @@ def make_dataset(
     batch_size: int,
     *,
     training: bool,
-    seed: int = 1337,
+    seed: int = SEED,
     augment: AugmentConfig | None = None,
     cache_file: str | Path | None = None,
 ) -> tf.data.Dataset:

@@ -1,8 +1,10 @@
 """How good is a trained model: accuracy, per-class scores, confusions, mistakes.
 
-A run is evaluated on its test split: the images ``core.data.splits.make_splits``
-sets aside with the run's seed and fractions, which training never saw
-(neither for fitting nor for choosing the best epoch).
+A run is evaluated on its test split, which training never saw (neither for
+fitting nor for choosing the best epoch): exactly the photos recorded in its
+split.json when it started (core.runs.run_split), even if the dataset folder
+changed since; a run from before split.json is split again by its seed and
+fractions.
 
 ``evaluation.json`` (also what ``evaluate_model`` returns)::
 
@@ -23,7 +25,6 @@ sets aside with the run's seed and fractions, which training never saw
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -31,8 +32,15 @@ from pathlib import Path
 import numpy as np
 
 from core.data.dataset import Sample
+from core.data.layout import Split
+from core.data.splits import Splits
+from core.defaults import BATCH_SIZE
 from core.fileio import write_json
+from core.runs.run_split import missing_files, run_splits
 from core.runs.store import EVALUATION_FILE, MODEL_FILE, read_config, read_facts
+
+# How many missing photos an error message names.
+MISSING_NAMED = 3
 
 
 def scores(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> dict:
@@ -61,7 +69,7 @@ def scores(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> d
 
 
 def evaluate_model(model, samples: list[Sample], classes: list[str], image_size: int,
-                   batch_size: int = 32) -> dict:
+                   batch_size: int = BATCH_SIZE) -> dict:
     """Score ``model`` (images -> logits) on ``samples``, through the training pipeline's decode."""
     from core.data.pipeline import make_dataset
 
@@ -90,52 +98,49 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def run_test_split(config) -> tuple[list[str], list[Sample]]:
-    """(classes, test samples) of a run's dataset, by the run's split rule."""
-    from core.data.dataset import scan_dataset
-    from core.data.splits import make_splits
+def _check_evaluable(run_dir: Path, splits: Splits) -> None:
+    """Raise ValueError with a sentence when the run's test photos cannot be scored as trained."""
+    trained_on = read_facts(run_dir).classes
+    if trained_on and splits.classes != trained_on:
+        raise ValueError(
+            f"The dataset's classes changed since training ({', '.join(trained_on)} "
+            f"then, {', '.join(splits.classes)} now); this run cannot be evaluated on it."
+        )
+    if not splits.test:
+        raise ValueError("The dataset has no test images to evaluate on.")
+    missing = missing_files(splits, Split.TEST)
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of the run's {len(splits.test)} test photos are no longer in "
+            f"{splits.root} ({', '.join(missing[:MISSING_NAMED])}); put them back to evaluate "
+            "this run on the photos it was tested on."
+        )
 
-    splits = make_splits(scan_dataset(config.data_root), seed=config.seed,
-                         test_fraction=config.test_fraction,
-                         validation_fraction=config.validation_fraction)
-    return splits.classes, splits.test
+
+def _load_model(run_dir: Path):
+    model_file = run_dir / MODEL_FILE
+    if not model_file.exists():
+        raise FileNotFoundError(f"Run {run_dir.name} has no saved model to evaluate.")
+    import keras
+
+    return keras.models.load_model(model_file, safe_mode=True)
 
 
-def evaluate_run(run_dir: str | os.PathLike, model=None) -> dict:
+def evaluate_run(run_dir: str | os.PathLike, model=None, splits: Splits | None = None) -> dict:
     """Evaluate a run's best model on its test split; writes and returns evaluation.json.
 
-    ``model`` skips loading model.keras (the training process passes the model
-    it has just loaded); otherwise the file is loaded in Keras' safe mode.
+    ``model`` and ``splits`` are what the training process has in hand already
+    (the model it just loaded, the split it recorded); otherwise model.keras
+    is loaded in Keras' safe mode and the split read from the run folder.
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
+    if splits is None:
+        splits = run_splits(run_dir, config)
+    _check_evaluable(run_dir, splits)
     if model is None:
-        model_file = run_dir / MODEL_FILE
-        if not model_file.exists():
-            raise FileNotFoundError(f"Run {run_dir.name} has no saved model to evaluate.")
-        import keras
-
-        model = keras.models.load_model(model_file, safe_mode=True)
-    classes, test = run_test_split(config)
-    trained_on = read_facts(run_dir).classes
-    if trained_on and classes != trained_on:
-        raise ValueError(
-            f"The dataset's classes changed since training ({', '.join(trained_on)} "
-            f"then, {', '.join(classes)} now); this run cannot be evaluated on it."
-        )
-    if not test:
-        raise ValueError("The dataset has no test images to evaluate on.")
-    result = evaluate_model(model, test, classes, config.image_size, config.batch_size)
-    result.update(run=run_dir.name, split="test", seed=config.seed, evaluated=time.time())
+        model = _load_model(run_dir)
+    result = evaluate_model(model, splits.test, splits.classes, config.image_size, config.batch_size)
+    result.update(run=run_dir.name, split=str(Split.TEST), seed=config.seed, evaluated=time.time())
     write_json(run_dir / EVALUATION_FILE, result)
     return result
-
-
-def cli_evaluate(args) -> int:
-    try:
-        result = evaluate_run(args.run_dir)
-    except (OSError, ValueError) as error:
-        print(json.dumps({"error": str(error)}))
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0

@@ -34,9 +34,10 @@ from core.config import get_settings
 from core.fileio import FileLock
 from core.runs.recipes import TrainConfig
 from core.runs.store import (
-    CANCEL_FILE, LOG_FILE, RunFileError, RunState, RunStatus, create_run, pid_alive, read_config,
-    read_status, run_dirs, runs_root, short_message, update_status,
+    CANCEL_FILE, LOG_FILE, RunFileError, RunState, RunStatus, create_run, pid_alive,
+    read_status, run_dirs, runs_root, update_status,
 )
+from core.runs.worker import execute_run
 
 # A running run whose heartbeat is older than this, and whose pid now belongs
 # to some other program (pids are reused after a reboot), is interrupted.
@@ -193,39 +194,13 @@ def cancel(run_dir: str | os.PathLike) -> RunState:
         return status.state
 
 
-def _dataset_problem(run_dir: Path) -> str | None:
-    """Why the run's dataset cannot be read at all, checked without TensorFlow."""
-    from core.data.dataset import DatasetError, scan_dataset
+def work(run_dir: str | os.PathLike) -> RunState:
+    """A worker process's whole job: train the run, then start the next queued one.
 
+    Its stdout and stderr are the run's log.txt (see ``_start_worker``).
+    """
+    run_dir = Path(run_dir).resolve()
     try:
-        scan_dataset(read_config(run_dir).data_root)  # cached: training scans again for free
-    except DatasetError as error:
-        return str(error)
-    return None
-
-
-def cli_worker(args) -> int:
-    """``python -m core worker RUN_DIR``: train the run, then start the next queued one."""
-    from core.models.distribute import configure_devices
-
-    run_dir = Path(args.run_dir).resolve()
-    state = "failed"
-    try:
-        problem = _dataset_problem(run_dir)
-        status = read_status(run_dir)
-        if problem and status.state == RunState.RUNNING and status.pid in (None, os.getpid()):
-            # Said in a second instead of after TensorFlow's import.
-            update_status(run_dir, state=RunState.FAILED, pid=os.getpid(), finished=time.time(),
-                          error=problem)
-            return 1
-        try:
-            configure_devices()  # before TensorFlow starts its runtime
-            from core.runs.training import execute_run
-        except Exception as error:  # a broken install: say so in the run, not only in log.txt
-            update_status(run_dir, state=RunState.FAILED, finished=time.time(),
-                          error=short_message(f"The training process could not start: {error}"))
-            raise  # the traceback goes to log.txt
-        state = execute_run(run_dir)
+        return execute_run(run_dir, stderr_is_log=True)
     finally:
         dispatch(run_dir.parent)
-    return 0 if state == RunState.COMPLETED else 1

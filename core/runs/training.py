@@ -1,26 +1,23 @@
-"""Training one run, in this process: data, model, fit, checkpoints, evaluation.
+"""The TensorFlow part of a training run: build, fit, fine-tune, evaluate.
 
-``execute_run(run_dir)`` reads the run's config.json and writes everything
-described in core.runs.store as it goes (status with heartbeat and batch progress,
-metrics.jsonl, model.keras, TensorBoard logs, evaluation.json). The job
-manager (core.runs.jobs) runs it in a worker process; ``python -m core train``
-runs it in the foreground.
+core.runs.worker claims the run and prepares its data (the dataset scanned
+once, the split recorded), then hands over to ``Training``, one method per
+step, called in this order::
 
-    scan dataset -> split (seeded) -> optional training subset
-    -> frozen ImageNet base and no augmentation?
-         yes: "cached_features": base features computed once (and cached on
-              disk), the small head trained on them, then head and base
-              assembled into one model. Same model as training end to end
-              with the base frozen, many times faster per epoch.
-         no:  "end_to_end": images through the whole model every epoch,
-              augmented in the tf.data pipeline.
-    -> fit (early stopping on val_accuracy, best model kept)
-    -> fine-tune phase for architectures that have one: the top of the base
-       unfrozen, a 100x smaller learning rate, as TF's transfer-learning guide
-    -> evaluation of the best model on the test split
+    training = Training(run_dir, config, splits, control)   # strategy, facts.json
+    training.build()       # the model under the strategy's scope
+    training.fit()         # first phase, early stopping on val_accuracy, best model kept
+    training.fine_tune()   # top of the base unfrozen, 100x smaller learning rate
+    training.evaluate()    # the best saved model on the test split: evaluation.json
 
-Stopping: a ``cancel`` file in the run folder (core.runs.jobs.cancel writes it) or
-SIGTERM stop training after the current batch; the run ends "cancelled".
+A frozen ImageNet base with no augmentation trains in "cached_features"
+mode: the base runs once per image (its features cached on disk), the small
+head trains on them, and head and base are assembled into one model, the
+same model as training end to end with the base frozen, many times faster
+per epoch. Otherwise "end_to_end": images through the whole model every
+epoch, augmented in the tf.data pipeline. Everything is written as described
+in core.runs.store (status with batch progress, metrics.jsonl, model.keras,
+TensorBoard logs).
 """
 
 from __future__ import annotations
@@ -30,113 +27,31 @@ import math
 import os
 import platform
 import shutil
-import signal
 import sys
-import threading
 import time
-import traceback
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from core.config import get_settings
-from core.data.dataset import DatasetError, Sample, scan_dataset
-from core.models.distribute import configure_devices, is_chief, strategy_for_environment
-from core.runs.evaluation import evaluate_run
-from core.models.zoo import ARCHITECTURES, assemble, build_frozen_parts, build_model, unfreeze_top
+from core.data.dataset import Sample
 from core.data.pipeline import make_dataset
-from core.runs.recipes import TrainConfig, make_config
+from core.data.splits import Splits
+from core.models.distribute import strategy_for_environment
+from core.models.zoo import ARCHITECTURES, assemble, build_frozen_parts, build_model, unfreeze_top
+from core.runs.control import DECODED_CACHE_DIR, RunControl
+from core.runs.evaluation import evaluate_run
+from core.runs.recipes import TrainConfig
 from core.runs.store import (
-    CANCEL_FILE, HEARTBEAT_SECONDS, MODEL_FILE, TENSORBOARD_DIR, Mode, Phase, RunFacts, RunState,
-    append_metrics, create_run, pid_alive, read_config, read_status, update_status, write_facts,
+    MODEL_FILE, TENSORBOARD_DIR, Mode, Phase, RunFacts, append_metrics, write_facts,
 )
-from core.data.splits import make_splits, subset
-
-# Batch progress goes to status.json at most this often (seconds).
-PROGRESS_INTERVAL = 0.25
-
-
-class RunCancelled(Exception):
-    """Someone asked the run to stop (cancel file or SIGTERM)."""
 
 
 def training_mode(config: TrainConfig) -> Mode:
     """CACHED_FEATURES when the base is frozen and images are not augmented, else END_TO_END."""
     spec = ARCHITECTURES[config.arch]
     return Mode.CACHED_FEATURES if spec.frozen_base and config.augment.is_identity else Mode.END_TO_END
-
-
-# --- talking to the outside world while training -----------------------------
-
-class RunControl:
-    """Cancel requests, heartbeat and throttled status writes for one run."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.cancel_file = run_dir / CANCEL_FILE
-        self.cancel_event = threading.Event()
-        self.writes_files = is_chief()
-        self._last_progress = 0.0
-        self._stop_heartbeat = threading.Event()
-
-    def cancel_requested(self) -> bool:
-        if not self.cancel_event.is_set() and self.cancel_file.exists():
-            self.cancel_event.set()
-        return self.cancel_event.is_set()
-
-    def check(self) -> None:
-        if self.cancel_requested():
-            raise RunCancelled()
-
-    def status(self, *, force: bool = True, **changes) -> None:
-        """Write ``changes`` to status.json; unforced writes are throttled."""
-        now = time.monotonic()
-        if not self.writes_files or (not force and now - self._last_progress < PROGRESS_INTERVAL):
-            return
-        self._last_progress = now
-        update_status(self.run_dir, heartbeat=time.time(), **changes)
-
-    def claim(self) -> bool:
-        """Mark the run as trained by this process; False if it must not run here."""
-        if not self.writes_files:
-            return True  # a non-chief worker of a cluster: the chief keeps the books
-        me = os.getpid()
-
-        def claimable(status):
-            if not status.state.active:
-                return False  # cancelled while queued, or already finished
-            # Not when another live process trains it.
-            return status.pid in (None, me) or not pid_alive(status.pid)
-
-        if self.cancel_requested():
-            update_status(self.run_dir, when=claimable, state=RunState.CANCELLED, finished=time.time())
-            return False
-        now = time.time()
-        status = update_status(self.run_dir, when=claimable, state=RunState.RUNNING, pid=me,
-                               started=now, heartbeat=now, finished=None, error=None)
-        return status.state == RunState.RUNNING and status.pid == me
-
-    def _beat(self) -> None:
-        while not self._stop_heartbeat.wait(HEARTBEAT_SECONDS):
-            update_status(self.run_dir, heartbeat=time.time())
-
-    def __enter__(self):
-        self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
-        if self.writes_files:
-            self._heartbeat.start()
-        self._previous_sigterm = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: self.cancel_event.set())
-        return self
-
-    def __exit__(self, *exc):
-        self._stop_heartbeat.set()
-        if self._heartbeat.is_alive():
-            self._heartbeat.join()
-        if self._previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
-        return False
 
 
 # --- Keras callbacks -------------------------------------------------------------
@@ -246,7 +161,7 @@ def save_atomically(model, path: Path) -> None:
             tmp.unlink()
 
 
-# --- the run -----------------------------------------------------------------------
+# --- the steps ----------------------------------------------------------------------
 
 def _compile(model, learning_rate: float) -> None:
     model.compile(
@@ -264,186 +179,131 @@ def _features_dataset(features, labels, batch_size: int, *, shuffle_seed: int | 
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _fit(model, train_data, val_data, *, control, checkpoint, config, phase, train_images,
-         initial_epoch, epochs, epochs_total, run_dir) -> int:
-    """model.fit with the run's callbacks; returns the number of epochs finished so far."""
-    batches_total = math.ceil(train_images / config.batch_size)
-    callbacks = [
-        ProgressCallback(control, phase, batches_total),  # first: others see a cancel at once
-        MetricsCallback(control, phase, train_images, epochs_total),
-        checkpoint,
-    ]
-    if control.writes_files and importlib.util.find_spec("tensorboard") is not None:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR),
-                                                     write_graph=False))
-    if config.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True))
-    history = model.fit(train_data, validation_data=val_data, epochs=epochs,
-                        initial_epoch=initial_epoch, callbacks=callbacks, verbose=0,
-                        shuffle=False)  # the tf.data pipeline shuffles
-    control.check()
-    return initial_epoch + len(history.epoch)
+class Training:
+    """One run's training in this process; call the steps in order (see the module docstring)."""
 
+    def __init__(self, run_dir: Path, config: TrainConfig, splits: Splits, control: RunControl):
+        self.run_dir, self.config, self.splits, self.control = run_dir, config, splits, control
+        self.mode = training_mode(config)
+        self.fine_tunes = ARCHITECTURES[config.arch].fine_tune and config.fine_tune_epochs > 0
+        self.epochs_total = config.epochs + (config.fine_tune_epochs if self.fine_tunes else 0)
+        self.epochs_done = 0
+        self.decoded_cache = run_dir / DECODED_CACHE_DIR  # only when decoded images outgrow memory
+        self.strategy = strategy_for_environment()
+        if control.writes_files:
+            write_facts(run_dir, self._facts())
+        control.status(mode=self.mode, epochs_total=self.epochs_total,
+                       phase=Phase.TRAIN if self.mode == Mode.END_TO_END else Phase.FEATURES)
 
-def _train(run_dir: Path, control: RunControl) -> None:
-    config = read_config(run_dir)
-    spec = ARCHITECTURES[config.arch]
-    settings = get_settings()
-
-    # Data first: a wrong folder fails in a second, before TensorFlow builds anything.
-    splits = make_splits(scan_dataset(config.data_root), seed=config.seed,
-                         test_fraction=config.test_fraction,
-                         validation_fraction=config.validation_fraction)
-    train = subset(splits.train, config.subset, seed=config.seed) if config.subset else splits.train
-    if len(splits.classes) < 2:
-        raise DatasetError("Training needs at least two classes (two class folders).")
-    if not train or not splits.validation:
-        raise DatasetError(
-            f"Not enough images: {len(train)} for training and {len(splits.validation)} for "
-            "validation. Each class needs a few images in each split."
+    def _facts(self) -> RunFacts:
+        return RunFacts(
+            classes=list(self.splits.classes), split_counts=self.splits.counts(), mode=self.mode,
+            strategy=type(self.strategy).__name__, replicas=self.strategy.num_replicas_in_sync,
+            versions={"python": platform.python_version(), "tensorflow": tf.__version__,
+                      "keras": keras.__version__},
         )
-    control.check()
 
-    strategy = strategy_for_environment()
-    mode = training_mode(config)
-    fine_tune = spec.fine_tune and config.fine_tune_epochs > 0
-    epochs_total = config.epochs + (config.fine_tune_epochs if fine_tune else 0)
-    facts = RunFacts(
-        classes=list(splits.classes),
-        split_counts={**splits.counts(), "train": {
-            name: sum(s.class_name == name for s in train) for name in splits.classes}},
-        mode=mode, strategy=type(strategy).__name__, replicas=strategy.num_replicas_in_sync,
-        versions={"python": platform.python_version(), "tensorflow": tf.__version__,
-                  "keras": keras.__version__},
-    )
-    if control.writes_files:
-        write_facts(run_dir, facts)
-    control.status(mode=mode, epochs_total=epochs_total,
-                   phase=Phase.TRAIN if mode == Mode.END_TO_END else Phase.FEATURES)
+    def build(self) -> None:
+        """The model (images -> logits) and, in cached-features mode, its extractor and head."""
+        config, num_classes = self.config, len(self.splits.classes)
+        keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            if self.mode == Mode.CACHED_FEATURES:
+                self.extractor, head = build_frozen_parts(config.arch, num_classes, config.image_size)
+                self.model = assemble(self.extractor, head)  # shares the head's layers and weights
+                self.fitted = head  # the first phase trains the head alone, on features
+            else:
+                self.model = build_model(config.arch, num_classes, config.image_size)
+                self.fitted = self.model
+            _compile(self.fitted, config.learning_rate)
+        self.checkpoint = AtomicCheckpoint(self.run_dir / MODEL_FILE, self.model, self.control)
 
-    num_classes, size, batch_size = len(splits.classes), config.image_size, config.batch_size
-    keras.utils.set_random_seed(config.seed)
-    decoded_cache = run_dir / ".cache"  # only used when decoded images outgrow memory
-    if mode == Mode.CACHED_FEATURES:
+    def fit(self) -> None:
+        """The first phase: the head on cached features, or the whole model on images."""
+        if self.mode == Mode.CACHED_FEATURES:
+            train_data, val_data = self._feature_datasets()
+        else:
+            train_data, val_data = self._image_datasets()
+        self._fit(self.fitted, train_data, val_data, Phase.TRAIN, self.config.epochs)
+
+    def fine_tune(self) -> None:
+        """The whole model from here on: images through the partly unfrozen base."""
+        if not self.fine_tunes:
+            return
+        with self.strategy.scope():
+            unfreeze_top(self.model, self.config.fine_tune_layers)
+            _compile(self.model, self.config.fine_tune_learning_rate)
+        train_data, val_data = self._image_datasets()
+        self._fit(self.model, train_data, val_data, Phase.FINE_TUNE, self.config.fine_tune_epochs)
+
+    def evaluate(self) -> None:
+        """Score what was saved, loaded the way the Classify page loads it, on the test split."""
+        shutil.rmtree(self.decoded_cache, ignore_errors=True)
+        if not self.control.writes_files:
+            return
+        self.control.status(phase=Phase.EVALUATE, batch=0, batches_total=0)
+        best = keras.models.load_model(self.run_dir / MODEL_FILE, safe_mode=True)
+        evaluate_run(self.run_dir, model=best, splits=self.splits)
+
+    # --- what the steps share ---
+
+    def _image_datasets(self):
+        config, splits = self.config, self.splits
+        train = make_dataset(splits.train, config.image_size, config.batch_size, training=True,
+                             seed=config.seed, augment=config.augment,
+                             cache_file=self.decoded_cache / "train")
+        validation = make_dataset(splits.validation, config.image_size, config.batch_size,
+                                  training=False, cache_file=self.decoded_cache / "validation")
+        return train, validation
+
+    def _feature_datasets(self):
+        batch_size = self.config.batch_size
+        train = _features_dataset(*self._features(self.splits.train), batch_size,
+                                  shuffle_seed=self.config.seed)
+        return train, _features_dataset(*self._features(self.splits.validation), batch_size)
+
+    def _features(self, samples: list[Sample]):
+        """The frozen base's features of ``samples``, computed once per dataset and size."""
         from core.models.features import cached_features
 
-        with strategy.scope():
-            feature_extractor, head = build_frozen_parts(config.arch, num_classes, size)
-            model = assemble(feature_extractor, head)  # shares the head's layers and weights
-            _compile(head, config.learning_rate)
+        batch_size = self.config.batch_size
+        # In the "features" phase, batch / batches_total count batches of images.
+        self.control.status(phase=Phase.FEATURES, batch=0,
+                            batches_total=math.ceil(len(samples) / batch_size))
 
-        def features_of(samples: list[Sample]):
-            # In the "features" phase, batch / batches_total count batches of images.
-            control.status(phase=Phase.FEATURES, batch=0,
-                           batches_total=math.ceil(len(samples) / batch_size))
+        def progress(done, total):
+            self.control.check()
+            self.control.status(force=False, batch=math.ceil(done / batch_size))
 
-            def progress(done, total):
-                control.check()
-                control.status(force=False, batch=math.ceil(done / batch_size))
-
-            # The key names the extractor; cached_features adds the files and the size.
-            return cached_features(
-                feature_extractor, samples, size, batch_size,
-                cache_key=f"{config.arch}-imagenet", cache_dir=settings.cache_dir / "features",
-                progress=progress,
-            )
-
-        train_data = _features_dataset(*features_of(train), batch_size, shuffle_seed=config.seed)
-        val_data = _features_dataset(*features_of(splits.validation), batch_size)
-        fitted = head
-    else:
-        with strategy.scope():
-            model = build_model(config.arch, num_classes, size, seed=config.seed)
-            _compile(model, config.learning_rate)
-        train_data = make_dataset(train, size, batch_size, training=True, seed=config.seed,
-                                  augment=config.augment, cache_file=decoded_cache / "train")
-        val_data = make_dataset(splits.validation, size, batch_size, training=False,
-                                cache_file=decoded_cache / "validation")
-        fitted = model
-
-    checkpoint = AtomicCheckpoint(run_dir / MODEL_FILE, model, control)
-    common = dict(control=control, checkpoint=checkpoint, config=config, train_images=len(train),
-                  epochs_total=epochs_total, run_dir=run_dir)
-    done = _fit(fitted, train_data, val_data, phase=Phase.TRAIN, initial_epoch=0,
-                epochs=config.epochs, **common)
-
-    if fine_tune:
-        # The whole model from here on: images through the partly unfrozen base.
-        with strategy.scope():
-            unfreeze_top(model, config.fine_tune_layers)
-            _compile(model, config.fine_tune_learning_rate)
-        train_images = make_dataset(train, size, batch_size, training=True, seed=config.seed,
-                                    augment=config.augment, cache_file=decoded_cache / "train")
-        val_images = make_dataset(splits.validation, size, batch_size, training=False,
-                                  cache_file=decoded_cache / "validation")
-        _fit(model, train_images, val_images, phase=Phase.FINE_TUNE, initial_epoch=done,
-             epochs=done + config.fine_tune_epochs, **common)
-    shutil.rmtree(decoded_cache, ignore_errors=True)
-
-    if control.writes_files:
-        control.status(phase=Phase.EVALUATE, batch=0, batches_total=0)
-        # Evaluate what was saved, loaded the way the Classify page loads it.
-        best = keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True)
-        evaluate_run(run_dir, model=best)
-
-
-def human_message(error: BaseException) -> str:
-    """A sentence for the Train page; the traceback is kept separately."""
-    from core.models.weights import WeightsUnavailableError
-
-    if isinstance(error, (ValueError, FileNotFoundError, WeightsUnavailableError)):
-        return str(error)
-    if isinstance(error, (MemoryError, tf.errors.ResourceExhaustedError)):
-        return "Training ran out of memory. Try a smaller batch size or image size."
-    return f"Training failed: {type(error).__name__}: {error}"
-
-
-def execute_run(run_dir: str | os.PathLike) -> RunState:
-    """Train the run in ``run_dir`` in this process; returns its final state.
-
-    Never raises for a failing run: the error is recorded in status.json.
-    """
-    run_dir = Path(run_dir)
-    control = RunControl(run_dir)
-    if not control.claim():
-        return read_status(run_dir).state
-    try:
-        with control:
-            _train(run_dir, control)
-        state, changes = RunState.COMPLETED, {}
-    except (RunCancelled, KeyboardInterrupt):
-        state, changes = RunState.CANCELLED, {}
-    except Exception as error:  # a failed run must not take its caller down
-        state, changes = RunState.FAILED, {"error": human_message(error)}
-        # The whole traceback goes to the log; status.json keeps the sentence.
-        print("".join(traceback.format_exception(error)), file=sys.stderr, flush=True)
-    finally:
-        shutil.rmtree(run_dir / ".cache", ignore_errors=True)
-    if control.writes_files:
-        update_status(run_dir, state=state, finished=time.time(), heartbeat=time.time(), **changes)
-    return state
-
-
-def cli_train(args) -> int:
-    configure_devices()  # before TensorFlow starts its runtime
-    try:
-        config = make_config(
-            args.data, args.arch, args.epochs, batch_size=args.batch_size,
-            image_size=args.image_size, learning_rate=args.lr,
-            fine_tune_epochs=args.fine_tune_epochs, patience=args.patience, seed=args.seed,
-            augment=args.augment, subset=args.subset,
+        # The key names the extractor; cached_features adds the files and the size.
+        return cached_features(
+            self.extractor, samples, self.config.image_size, batch_size,
+            cache_key=f"{self.config.arch}-imagenet",
+            cache_dir=get_settings().cache_dir / "features", progress=progress,
         )
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    run_dir = create_run(config, args.runs_dir, state=RunState.RUNNING)
-    print(f"training {config.arch} in {run_dir}", file=sys.stderr, flush=True)
-    state = execute_run(run_dir)
-    status = read_status(run_dir)
-    if state == RunState.FAILED:
-        print(f"error: {status.error}", file=sys.stderr)
-    elif state != RunState.COMPLETED:
-        print(f"run {state}", file=sys.stderr)
-    print(run_dir, flush=True)
-    return 0 if state == RunState.COMPLETED else 1
+
+    def _fit(self, model, train_data, val_data, phase: Phase, epochs: int) -> None:
+        """model.fit for ``epochs`` more epochs, with the run's callbacks."""
+        first = self.epochs_done
+        history = model.fit(train_data, validation_data=val_data, epochs=first + epochs,
+                            initial_epoch=first, callbacks=self._callbacks(phase), verbose=0,
+                            shuffle=False)  # the tf.data pipeline shuffles
+        self.control.check()
+        self.epochs_done = first + len(history.epoch)
+
+    def _callbacks(self, phase: Phase) -> list:
+        control, train_images = self.control, len(self.splits.train)
+        callbacks = [
+            # First: the others see a cancel at once.
+            ProgressCallback(control, phase, math.ceil(train_images / self.config.batch_size)),
+            MetricsCallback(control, phase, train_images, self.epochs_total),
+            self.checkpoint,
+        ]
+        if control.writes_files and importlib.util.find_spec("tensorboard") is not None:
+            callbacks.append(keras.callbacks.TensorBoard(
+                log_dir=str(self.run_dir / TENSORBOARD_DIR), write_graph=False))
+        if self.config.patience:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=self.config.patience,
+                restore_best_weights=True))
+        return callbacks

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -38,6 +37,8 @@ PhotoSource = Union[str, os.PathLike, bytes, tuple[str, bytes], BinaryIO]
 # Photos per model call. A drop of up to this many photos is one call; larger
 # drops are cut into batches of this size so memory stays bounded.
 MAX_BATCH = 32
+# The longest side of a photo shown next to its prediction (pixels).
+PREVIEW_SIDE = 512
 
 
 class RunNotReadyError(RuntimeError):
@@ -203,15 +204,7 @@ def _decode(source: PhotoSource, name: str, image_size: int) -> np.ndarray:
     return load_resized(source, image_size)
 
 
-def predict_images(run_or_predictor: str | os.PathLike | Predictor,
-                   sources: Sequence[PhotoSource]) -> list[Prediction]:
-    """Classify ``sources`` with a run folder's model (loaded now) or a loaded Predictor."""
-    predictor = (run_or_predictor if isinstance(run_or_predictor, Predictor)
-                 else Predictor.from_run(run_or_predictor))
-    return predictor.predict(sources)
-
-
-def preview_image(source: PhotoSource, max_side: int = 512) -> np.ndarray:
+def preview_image(source: PhotoSource, max_side: int = PREVIEW_SIDE) -> np.ndarray:
     """An upright RGB copy of a photo for display, at most ``max_side`` pixels wide or high."""
     from core.data.images import open_rgb
 
@@ -253,20 +246,3 @@ def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def cli_predict(args) -> int:
-    """``python -m core predict RUN_DIR FILE...``: one JSON line per file.
-
-    Exit status 0 when every file was classified, 2 when any was not (or the
-    run has no model).
-    """
-    try:
-        predictor = Predictor.from_run(args.run_dir)
-    except (OSError, ValueError, RunNotReadyError) as error:
-        print(json.dumps({"error": str(error)}))
-        return 2
-    predictions = predictor.predict(args.files)
-    for prediction in predictions:
-        print(json.dumps(prediction.to_json()))
-    return 0 if all(p.ok for p in predictions) else 2

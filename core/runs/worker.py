@@ -1,0 +1,105 @@
+"""One training run in this process, start to end: claim it, run its steps, record the outcome.
+
+``execute_run(run_dir)`` is what a worker process (core.runs.jobs) and
+``python -m core train`` both do::
+
+    claim          status.json: running, this process's pid
+    prepare data   the dataset scanned once and split; split.json    (core.runs.run_split)
+    build          strategy, facts.json, the model                    (core.runs.training)
+    fit            the first phase: the whole model, or the head on cached features
+    fine_tune      the top of the base, for architectures that fine-tune
+    evaluate       the best saved model on the test split: evaluation.json
+    outcome        completed | cancelled | failed
+
+The data step needs no TensorFlow, so a wrong folder fails in a second; the
+import comes after it. A failed run keeps one short sentence in status.json;
+its traceback goes to log.txt.
+
+Stopping: a ``cancel`` file in the run folder (core.runs.jobs.cancel writes it)
+or SIGTERM stop training after the current batch; the run ends "cancelled".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from core.fileio import append_line
+from core.models.distribute import configure_devices
+from core.models.weights import WeightsUnavailableError
+from core.runs.control import DECODED_CACHE_DIR, RunCancelled, RunControl
+from core.runs.run_split import prepare_data
+from core.runs.store import LOG_FILE, RunState, read_config, read_status, update_status, write_split
+
+
+def _run_steps(run_dir: Path, control: RunControl) -> None:
+    """The steps of the module docstring, top to bottom."""
+    config = read_config(run_dir)
+    splits = prepare_data(config)  # the run's one scan of the dataset
+    if control.writes_files:
+        write_split(run_dir, splits.to_record())
+    control.check()
+
+    configure_devices()  # TensorFlow from here on; devices before its runtime starts
+    from core.runs.training import Training
+
+    training = Training(run_dir, config, splits, control)
+    training.build()
+    training.fit()
+    training.fine_tune()
+    training.evaluate()
+
+
+def human_message(error: BaseException) -> str:
+    """A sentence for the Train page; the traceback goes to log.txt."""
+    if isinstance(error, (ValueError, FileNotFoundError, WeightsUnavailableError)):
+        return str(error)
+    if isinstance(error, MemoryError) or _is_out_of_memory(error):
+        return "Training ran out of memory. Try a smaller batch size or image size."
+    return f"Training failed: {type(error).__name__}: {error}"
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    tf = sys.modules.get("tensorflow")  # not imported: not TensorFlow's error
+    return tf is not None and isinstance(error, tf.errors.ResourceExhaustedError)
+
+
+def _log_traceback(error: BaseException, also_to: Path | None) -> None:
+    text = "".join(traceback.format_exception(error))
+    print(text, file=sys.stderr, flush=True)
+    if also_to is not None:
+        append_line(also_to, text)
+
+
+def execute_run(run_dir: str | os.PathLike, *, stderr_is_log: bool = False) -> RunState:
+    """Train the run in ``run_dir`` in this process; returns its final state.
+
+    Never raises for a failing run: status.json gets one sentence, the
+    traceback goes to stderr and to log.txt (``stderr_is_log``: the worker's
+    stderr is log.txt already, so it is written once).
+    """
+    run_dir = Path(run_dir)
+    control = RunControl(run_dir)
+    if not control.claim():
+        return read_status(run_dir).state
+    error_message = None
+    try:
+        with control:
+            _run_steps(run_dir, control)
+        state = RunState.COMPLETED
+    except (RunCancelled, KeyboardInterrupt):
+        state = RunState.CANCELLED
+    except Exception as error:  # a failed run must not take its caller down
+        state, error_message = RunState.FAILED, human_message(error)
+        log_file = run_dir / LOG_FILE if control.writes_files and not stderr_is_log else None
+        _log_traceback(error, also_to=log_file)
+    finally:
+        shutil.rmtree(run_dir / DECODED_CACHE_DIR, ignore_errors=True)
+    if control.writes_files:
+        now = time.time()
+        update_status(run_dir, state=state, finished=now, heartbeat=now, error=error_message)
+    return state

@@ -1,0 +1,119 @@
+"""The worker's steps: one scan per run, the recorded split, and failures told in one line.
+
+Runs are tiny (32 px, one epoch) and trained in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from conftest import make_separable_dataset
+from core.data import dataset, splits
+from core.data.dataset import scan_dataset
+from core.data.splits import make_splits
+from core.runs import evaluation, training
+from core.runs.recipes import make_config
+from core.runs.store import (
+    ERROR_MESSAGE_CHARS, EVALUATION_FILE, LOG_FILE, SPLIT_FILE, RunState, create_run, read_config,
+    read_split, read_status,
+)
+from core.runs.worker import execute_run
+
+
+def tiny_run(tmp_path, data=None, **kwargs):
+    data = data or make_separable_dataset(tmp_path / "data", per_class=12, size=32)
+    config = make_config(data, "cnn", 1, **(dict(image_size=32, batch_size=8) | kwargs))
+    return create_run(config, tmp_path / "runs")
+
+
+def test_a_run_scans_its_dataset_once(tmp_path, monkeypatch):
+    scans = []
+
+    def counting(scan):
+        def scan_and_count(*args, **kwargs):
+            scans.append(args)
+            return scan(*args, **kwargs)
+        return scan_and_count
+
+    # Wherever a scan may be called from: the data layer's own name and the splitter's.
+    monkeypatch.setattr(dataset, "scan_dataset", counting(dataset.scan_dataset))
+    monkeypatch.setattr(splits, "scan_dataset", counting(splits.scan_dataset))
+    run_dir = tiny_run(tmp_path)
+    assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
+    assert len(scans) == 1
+    assert (run_dir / EVALUATION_FILE).exists()  # evaluated without a second scan
+
+
+def test_evaluation_uses_the_recorded_photos_after_the_folder_changes(tmp_path, monkeypatch, capsys):
+    from core.cli import main
+
+    data = make_separable_dataset(tmp_path / "data", per_class=12, size=32)
+    run_dir = tiny_run(tmp_path, data)
+    assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
+    recorded = read_split(run_dir)
+    test_files = {str(data / path) for path, _ in recorded["test"]}
+
+    # The folder changes: new photos in validation/, a training photo gone.
+    extra = make_separable_dataset(tmp_path / "extra", per_class=12, size=32, seed=1)
+    for photo in (extra / "validation").rglob("*.jpg"):
+        shutil.copy(photo, data / "validation" / photo.parent.name / f"new-{photo.name}")
+    (data / recorded["train"][0][0]).unlink()
+    config = read_config(run_dir)
+    resplit = make_splits(scan_dataset(data), config.seed, config.test_fraction,
+                          config.validation_fraction)
+    assert {s.path for s in resplit.test} != test_files  # a re-split would test other photos
+
+    scored = []
+    real_evaluate_model = evaluation.evaluate_model
+
+    def spy(model, samples, *args, **kwargs):
+        scored.append({s.path for s in samples})
+        return real_evaluate_model(model, samples, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate_model", spy)
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == len(test_files)
+    assert scored == [test_files]
+    assert read_split(run_dir) == recorded  # never rewritten
+
+
+def test_a_subset_run_records_the_photos_it_trained_on(tmp_path):
+    run_dir = tiny_run(tmp_path, subset=3)
+    assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
+    train = read_split(run_dir)["train"]
+    assert sorted(name for _, name in train) == ["circles"] * 3 + ["squares"] * 3
+
+
+def test_a_failure_is_one_short_line_and_the_traceback_is_in_the_log(tmp_path, monkeypatch):
+    """A distributed error can print every replica's tensors: megabytes on many lines."""
+    per_replica = "PerReplica:{\n" + "".join(
+        f"  {replica}: <tf.Tensor: shape=(8, 32, 32, 3), dtype=float32, numpy=array([{'0.5, ' * 5000}])>\n"
+        for replica in range(2)) + "}"
+
+    def fit(self):
+        raise RuntimeError("Could not fit " + "x" * 5000 + " because of " + per_replica)
+
+    monkeypatch.setattr(training.Training, "fit", fit)
+    run_dir = tiny_run(tmp_path)
+    assert execute_run(run_dir) == RunState.FAILED
+
+    error = read_status(run_dir).error
+    assert error.startswith("Training failed: RuntimeError: Could not fit xxx")
+    assert "\n" not in error and len(error) <= ERROR_MESSAGE_CHARS
+    assert len((run_dir / "status.json").read_text()) < 2 * ERROR_MESSAGE_CHARS + 1000
+    log = (run_dir / LOG_FILE).read_text()
+    assert log.count("Traceback (most recent call last)") == 1
+    assert per_replica in log and "in fit" in log  # the whole message, and where it came from
+
+
+def test_a_dataset_that_cannot_train_fails_in_the_data_step(tmp_path):
+    """A one-class folder: a sentence, the traceback in the log, no split recorded."""
+    data = make_separable_dataset(tmp_path / "data", classes=("only",), per_class=6, size=32)
+    run_dir = tiny_run(tmp_path, data)
+    assert execute_run(run_dir) == RunState.FAILED
+    assert "two classes" in read_status(run_dir).error
+    assert not (run_dir / SPLIT_FILE).exists()
+    assert "DatasetError" in (run_dir / LOG_FILE).read_text()
+
