@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.serving.gradcam import GradCam, gradcam_heatmap, jet, overlay
+from core.serving.gradcam import GradCam, jet, overlay
 
 SIZE = 48
 PATCH = 12
@@ -64,7 +64,8 @@ def test_heatmap_has_the_conv_grid_shape_and_unit_range(arch, size):
         assert layer == "out_relu"
     pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3)).astype(np.uint8)
 
-    heatmap = gradcam_heatmap(model, pixels)
+    predicted = int(np.argmax(model(pixels[np.newaxis].astype(np.float32), training=False)[0]))
+    heatmap = GradCam(model).heatmap(pixels, predicted)
 
     assert heatmap.shape == tuple(model.get_layer(layer).output.shape[1:3])
     assert heatmap.dtype == np.float32 and np.isfinite(heatmap).all()

@@ -71,15 +71,6 @@ class GradCam:
         return (heatmap / peak if peak > 0 else heatmap).astype(np.float32)
 
 
-def gradcam_heatmap(model, pixels: np.ndarray, class_index: int | None = None,
-                    layer_name: str | None = None) -> np.ndarray:
-    """One-off Grad-CAM for ``pixels``; ``class_index`` defaults to the predicted class."""
-    if class_index is None:
-        logits = model(np.asarray(pixels, np.float32)[np.newaxis], training=False)
-        class_index = int(np.argmax(np.asarray(logits)[0]))
-    return GradCam(model, layer_name).heatmap(pixels, class_index)
-
-
 def jet(values: np.ndarray) -> np.ndarray:
     """The jet colormap: 0 -> dark blue, 0.5 -> green-yellow, 1 -> dark red; uint8 RGB."""
     values = np.clip(np.asarray(values, np.float32), 0.0, 1.0)[..., np.newaxis]
