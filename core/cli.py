@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     # The worker is the job manager's, not a person's: a parser without help
     # is not listed, and the metavar names only the public commands.
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                     metavar="{" + ",".join(PUBLIC_COMMANDS) + "}")
+                                     metavar="{" + ",".join(PUBLIC_COMMANDS) + "}",
+                                     help=f"what to do; '{PROG} COMMAND --help' for its options")
 
     fetch = commands.add_parser("fetch", help="download the official cats and dogs dataset")
     fetch.set_defaults(func=cmd_fetch)

@@ -51,8 +51,9 @@ def _subcommands(parser):
 
 
 def test_every_flag_and_argument_has_a_help_text():
-    for name, parser in _subcommands(cli.build_parser()).items():
-        for action in parser._actions:
+    parser = cli.build_parser()
+    for name, command in [("", parser), *_subcommands(parser).items()]:
+        for action in command._actions:
             assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
 
 
