@@ -6,6 +6,7 @@
     python -m core evaluate RUN_DIR
     python -m core runs [--runs-dir DIR]
     python -m core predict RUN_DIR FILE...
+    python -m core doctor --data DIR [--save]
     python -m core worker RUN_DIR      (the job manager's; not listed in --help)
 
 Defaults come from where they live: the architecture's recipe
@@ -26,7 +27,7 @@ from core import defaults
 from core.runs.recipes import RECIPES, recipe_for
 
 PROG = "python -m core"
-PUBLIC_COMMANDS = ("fetch", "data", "train", "evaluate", "runs", "predict")
+PUBLIC_COMMANDS = ("fetch", "data", "train", "evaluate", "runs", "predict", "doctor")
 EXIT_FAILED = 1  # the command ran and failed (a run failed, a file was not classified...)
 EXIT_USAGE = 2  # the command line asked for something impossible
 
@@ -133,6 +134,26 @@ def cmd_predict(args) -> int:
     return 0 if all(p.ok for p in predictions) else EXIT_USAGE
 
 
+def cmd_doctor(args) -> int:
+    """The data doctor's report as one JSON object; --save keeps it for the Review page."""
+    from core.data.dataset import DatasetError
+
+    try:
+        if args.save:
+            from core.review.runner import run_and_save
+
+            report = run_and_save(args.data)
+        else:
+            from core.review.doctor import diagnose
+
+            report = diagnose(args.data, seed=args.seed)
+    except DatasetError as error:
+        print(json.dumps({"error": str(error)}))
+        return EXIT_USAGE
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
 def cmd_worker(args) -> int:
     from core.runs.jobs import work
     from core.runs.store import RunState
@@ -222,6 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("files", nargs="+", metavar="FILE", help="photos to classify")
     predict.set_defaults(func=cmd_predict)
 
+    doctor = commands.add_parser("doctor", help="find label errors, duplicates, leaks and outliers; "
+                                                "prints JSON")
+    doctor.add_argument("--data", required=True, metavar="DIR", help="the dataset folder")
+    doctor.add_argument("--seed", type=int, default=defaults.SEED,
+                        help="seed of the split whose leaks are checked (default: %(default)s)")
+    doctor.add_argument("--save", action="store_true",
+                        help="also save the report (and progress) for the Review page")
+    doctor.set_defaults(func=cmd_doctor)
+
     worker = commands.add_parser("worker", description="Train a queued run (the job manager starts this).")
     worker.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder")
     worker.set_defaults(func=cmd_worker)
@@ -229,8 +259,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.config import check_settings
+
     try:
         args = build_parser().parse_args(argv)
+        problem = check_settings()
+        if problem:
+            raise UsageError(f"{PROG}: error: {problem}")
+        if args.command != "worker":
+            from core.data.acquire import sweep_abandoned_imports
+
+            try:
+                sweep_abandoned_imports()
+            except OSError:
+                pass  # a read-only home: the command itself will say what it cannot do
         return args.func(args)
     except UsageError as error:
         print(error, file=sys.stderr)

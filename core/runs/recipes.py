@@ -22,6 +22,7 @@ from pathlib import Path
 
 from core import defaults
 from core.data.augment import AugmentConfig, load_config
+from core.data.corrections import load_corrections
 from core.models.zoo import ARCHITECTURES
 
 LEARNING_RATE = 1e-3  # Adam, as the tutorial; also for a transfer model's head
@@ -102,6 +103,10 @@ class TrainConfig:
     validation_fraction: float = defaults.VALIDATION_FRACTION
     subset: int = 0  # at most this many training images per class; 0 = all
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # The dataset's corrections when the run was submitted ({relative path: class,
+    # or None for excluded}; core.data.corrections): a relabel made while the run
+    # waits in the queue does not change what it trains on.
+    corrections: dict[str, str | None] = field(default_factory=dict)
     created: float = 0.0
 
     @property
@@ -185,4 +190,5 @@ def make_config(
         seed=int(seed), test_fraction=float(test_fraction),
         validation_fraction=float(validation_fraction), subset=_check_whole("subset", subset, 0),
         augment=_resolve_augment(recipe.augment if augment is None else augment),
+        corrections=load_corrections(data_root).mapping,
     )

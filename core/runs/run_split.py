@@ -30,9 +30,10 @@ MIN_CLASSES = 2
 
 
 def split_for(config: TrainConfig) -> Splits:
-    """Scan ``config``'s dataset and split it by the run's rule, its training subset applied."""
+    """Scan ``config``'s dataset and split it by the run's rule, with the corrections it was
+    submitted with and its training subset applied."""
     _, splits = split_dataset(config.data_root, config.seed, config.test_fraction,
-                              config.validation_fraction)
+                              config.validation_fraction, corrections=config.corrections)
     if config.subset:
         splits = replace(splits, train=subset(splits.train, config.subset, seed=config.seed))
     return splits
