@@ -1,64 +1,74 @@
-"""Export: a SavedModel zip for TF Serving and a TFLite file that answers like the Keras model."""
+"""Exports: SavedModel, TFLite and ONNX zips that give the page's calibrated probabilities,
+proven on the run's test photos before they are offered, and refused when they do not agree."""
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import zipfile
 
 import numpy as np
 import pytest
 
-from test_inference import install_trained_run, validation_files
+from test_inference import install_trained_run
+
+# A temperature far enough from 1 that forgetting it moves probabilities well past the tolerance.
+TEMPERATURE = 2.5
+FORMATS = ("saved_model", "tflite", "onnx")
 
 
 @pytest.fixture
 def run_dir(tmp_path_factory, pawlab_home):
-    return install_trained_run(tmp_path_factory, pawlab_home)
+    run_dir = install_trained_run(tmp_path_factory, pawlab_home)
+    (run_dir / "trust.json").write_text(json.dumps({"temperature": TEMPERATURE, "ece_before": 0.08,
+                                                    "ece_after": 0.02}))
+    return run_dir
 
 
-def test_exports_are_made_once_cached_and_remade_for_a_newer_model(run_dir):
-    import tensorflow as tf
+def test_the_temperature_matters_on_these_photos(run_dir):
+    """Guard for the tests below: T = 2.5 and T = 1 differ by far more than the tolerance."""
+    from core.serving.export_check import TOLERANCE, KerasReference, _test_photos
+    from core.data.images import load_resized
 
-    from core.serving.export import SAVEDMODEL_ZIP, TFLITE_FILE, cached_export, export_savedmodel_zip, export_tflite
-    from core.serving.inference import Predictor
+    images = np.stack([load_resized(path, 32) for path in _test_photos(run_dir)]).astype(np.float32)
+    reference = KerasReference(run_dir)
+    calibrated = reference(images)
+    reference.temperature = 1.0
+    assert np.abs(reference(images) - calibrated).max() > 20 * TOLERANCE
 
-    assert cached_export(run_dir, SAVEDMODEL_ZIP) is None
-    archive = export_savedmodel_zip(run_dir)
-    tflite = export_tflite(run_dir)
 
-    assert archive.parent == tflite.parent == run_dir / "exports"
-    assert cached_export(run_dir, SAVEDMODEL_ZIP) == archive
-    assert cached_export(run_dir, TFLITE_FILE) == tflite
+@pytest.mark.parametrize("export_format", FORMATS)
+def test_each_format_is_made_checked_and_offered(run_dir, export_format):
+    from core.serving.export import ExportFormat
+    from core.serving.export_check import ExportState, check_export, export_status, offered_export
+    from core.serving.export_check import _test_photos
+
+    assert export_status(run_dir, export_format).state == ExportState.NONE
+    assert offered_export(run_dir, export_format) is None
+
+    status = check_export(run_dir, export_format)
+
+    test_photos = len(_test_photos(run_dir))
+    assert status.state == ExportState.AGREES, status.reason
+    assert status.agreement.photos == status.agreement.same_label == test_photos > 0
+    assert status.agreement.max_difference <= 1e-3
+    assert (status.done, status.total) == (test_photos, test_photos)
+    assert export_status(run_dir, export_format) == status  # what the page polls
+    archive = offered_export(run_dir, export_format)
+    assert archive == run_dir / "exports" / ExportFormat(export_format).archive
     with zipfile.ZipFile(archive) as zipped:
         names = set(zipped.namelist())
-        assert {"saved_model/saved_model.pb", "labels.txt"} <= names
+        member = ExportFormat(export_format).model_member
+        assert any(name == member or name.startswith(member + "/") for name in names)
+        assert {"labels.txt", "MODEL_CARD.md", "model_card.json"} <= names
         assert zipped.read("labels.txt").decode().split() == ["circles", "squares"]
-    assert not [p for p in archive.parent.iterdir() if p.name.startswith(".")]  # no leftovers
-
-    # The TFLite model gives the Keras model's logits for a real photo.
-    predictor = Predictor.from_run(run_dir)
-    [prediction] = predictor.predict(validation_files(run_dir)[:1])
-    pixels = prediction.pixels[np.newaxis].astype(np.float32)
-    interpreter = tf.lite.Interpreter(model_path=str(tflite))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels)
-    interpreter.invoke()
-    tflite_logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    keras_logits = np.asarray(predictor.model(pixels, training=False))
-    np.testing.assert_allclose(tflite_logits, keras_logits, rtol=1e-4, atol=1e-4)
-
-    # A second request is served from the run folder...
-    made = archive.stat().st_mtime_ns
-    assert export_savedmodel_zip(run_dir).stat().st_mtime_ns == made
-    # ...until training writes a better model.keras.
-    newer = archive.stat().st_mtime + 5
-    os.utime(run_dir / "model.keras", (newer, newer))
-    assert cached_export(run_dir, SAVEDMODEL_ZIP) is None
-    assert export_savedmodel_zip(run_dir).stat().st_mtime_ns != made
+        assert json.loads(zipped.read("model_card.json"))["calibration"]["temperature"] == TEMPERATURE
+    assert not [p for p in archive.parent.iterdir() if p.name.startswith(".export-")]  # no leftovers
 
 
-def test_savedmodel_serves_the_keras_logits(run_dir, tmp_path):
-    """What TF Serving would load: the zip's saved_model/ with its serving signature."""
+def test_savedmodel_serves_calibrated_probabilities(run_dir, tmp_path):
+    """What TF Serving would load: the zip's saved_model/ answers softmax(logits / T)."""
     import tensorflow as tf
 
     from core.serving.export import export_savedmodel_zip
@@ -66,18 +76,127 @@ def test_savedmodel_serves_the_keras_logits(run_dir, tmp_path):
 
     with zipfile.ZipFile(export_savedmodel_zip(run_dir)) as zipped:
         zipped.extractall(tmp_path / "unzipped")
-    loaded = tf.saved_model.load(str(tmp_path / "unzipped" / "saved_model"))
-    serve = loaded.signatures["serving_default"]
-    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    serve = tf.saved_model.load(str(tmp_path / "unzipped" / "saved_model")).signatures["serving_default"]
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
 
     [served] = serve(tf.constant(images)).values()
 
-    np.testing.assert_allclose(served, load_run_model(run_dir)(images), rtol=1e-5, atol=1e-5)
+    logits = np.asarray(load_run_model(run_dir)(images), np.float64) / TEMPERATURE
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+
+
+def test_the_check_runs_in_a_child_process_the_page_polls(run_dir):
+    from core.serving.export_check import ExportState, export_status, offered_export, start_export
+
+    started = start_export(run_dir, "tflite")
+    assert started.state == ExportState.STARTING and started.pid != os.getpid()
+    assert start_export(run_dir, "tflite").pid == started.pid  # a second press starts nothing
+
+    seen = set()
+    deadline = time.monotonic() + 300
+    while (status := export_status(run_dir, "tflite")).state.running and time.monotonic() < deadline:
+        seen.add(status.state)
+        time.sleep(0.2)
+
+    log = (run_dir / "exports" / "tflite.log").read_text()
+    assert status.state == ExportState.AGREES, (status, log[-2000:])
+    assert seen <= {ExportState.STARTING, ExportState.EXPORTING, ExportState.CHECKING}
+    assert "tflite: agrees: same label on" in log
+    assert offered_export(run_dir, "tflite") is not None
+    assert start_export(run_dir, "tflite") == status  # done already: not made again
+
+
+@pytest.mark.parametrize("damage", ["temperature 5% off", "classes swapped"])
+def test_an_export_that_does_not_agree_is_refused(run_dir, monkeypatch, damage):
+    """A converter that changed the model (here: the calibrated model perturbed before export)."""
+    import keras
+
+    from core.serving import export
+    from core.serving.export_check import ExportState, check_export, export_status, offered_export
+
+    honest = export.calibrated_model
+
+    def perturbed(run_dir):
+        model = honest(run_dir)
+        if damage == "temperature 5% off":
+            model.get_layer("temperature").scale = 1.0 / (TEMPERATURE * 1.05)
+            return model
+        swapped = keras.layers.Lambda(lambda p: keras.ops.flip(p, axis=-1))(model.output)
+        return keras.Model(model.input, swapped)
+
+    monkeypatch.setattr(export, "calibrated_model", perturbed)
+    status = check_export(run_dir, "onnx")
+
+    assert status.state == ExportState.DISAGREES
+    assert status.reason.startswith("Not offered: same label on")
+    if damage == "classes swapped":
+        assert status.agreement.same_label < status.agreement.photos
+    else:
+        assert status.agreement.same_label == status.agreement.photos
+        assert status.agreement.max_difference > 1e-3
+    assert offered_export(run_dir, "onnx") is None
+    assert export_status(run_dir, "onnx").state == ExportState.DISAGREES
+
+
+def test_an_offered_export_is_withdrawn_when_its_zip_or_model_changes(run_dir):
+    from core.serving.export_check import ExportState, check_export, export_status, offered_export
+
+    status = check_export(run_dir, "saved_model")
+    archive = offered_export(run_dir, "saved_model")
+    assert status.offered and archive is not None
+
+    with zipfile.ZipFile(archive, "a") as zipped:  # someone changed the file after the check
+        zipped.writestr("extra.txt", "not checked")
+    assert offered_export(run_dir, "saved_model") is None
+
+    newer = time.time() + 5  # training wrote a better model.keras
+    os.utime(run_dir / "model.keras", (newer, newer))
+    assert export_status(run_dir, "saved_model").state == ExportState.NONE
+
+
+def test_missing_test_photos_fail_the_check_with_a_sentence(run_dir):
+    from core.serving.export_check import ExportState, _test_photos, check_export, export_status
+
+    os.remove(_test_photos(run_dir)[0])
+    with pytest.raises(ValueError, match="no longer in the dataset"):
+        check_export(run_dir, "tflite")
+    status = export_status(run_dir, "tflite")
+    assert status.state == ExportState.FAILED
+    assert "test photos are no longer in the dataset" in status.reason
+
+
+def test_old_page_exports_still_work_and_are_calibrated(run_dir):
+    """pages/_classify_views.py calls these until it offers checked exports."""
+    import tensorflow as tf
+
+    from core.serving.export import SAVEDMODEL_ZIP, TFLITE_FILE, cached_export, export_savedmodel_zip, export_tflite
+    from core.serving.export_check import KerasReference
+
+    assert cached_export(run_dir, TFLITE_FILE) is None
+    tflite = export_tflite(run_dir)
+    assert tflite == run_dir / "exports" / TFLITE_FILE == cached_export(run_dir, TFLITE_FILE)
+    assert export_savedmodel_zip(run_dir) == cached_export(run_dir, SAVEDMODEL_ZIP)
+
+    images = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    interpreter = tf.lite.Interpreter(model_path=str(tflite))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
+    interpreter.invoke()
+    probabilities = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(probabilities, KerasReference(run_dir)(images), atol=1e-5)
+
+    newer = tflite.stat().st_mtime + 5  # a newer trust.json (recalibrated) makes it stale
+    os.utime(run_dir / "trust.json", (newer, newer))
+    assert cached_export(run_dir, TFLITE_FILE) is None
 
 
 def test_export_without_a_model_says_so(run_dir):
-    from core.serving.export import export_tflite
+    from core.serving.export import make_export
+    from core.serving.export_check import start_export
 
     (run_dir / "model.keras").unlink()
     with pytest.raises(FileNotFoundError, match="no saved model"):
-        export_tflite(run_dir)
+        make_export(run_dir, "tflite")
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        start_export(run_dir, "tflite")
