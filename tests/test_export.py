@@ -200,3 +200,16 @@ def test_export_without_a_model_says_so(run_dir):
         make_export(run_dir, "tflite")
     with pytest.raises(FileNotFoundError, match="no saved model"):
         start_export(run_dir, "tflite")
+
+
+def test_the_checks_reference_is_what_the_page_answers(run_dir):
+    """KerasReference (what exports are held to) equals the Classify page's Predictor probabilities."""
+    from core.data.images import load_resized
+    from core.serving.export_check import KerasReference, _test_photos
+    from core.serving.inference import Predictor
+
+    images = np.stack([load_resized(path, 32) for path in _test_photos(run_dir)])
+
+    page = Predictor.from_run(run_dir).probabilities(images)
+
+    np.testing.assert_allclose(page, KerasReference(run_dir)(images.astype(np.float32)), atol=1e-6)
