@@ -155,9 +155,15 @@ def test_an_offered_export_is_withdrawn_when_its_zip_or_model_changes(run_dir):
     assert export_status(run_dir, "saved_model").state == ExportState.NONE
 
 
-def test_missing_test_photos_fail_the_check_with_a_sentence(run_dir):
+def test_missing_test_photos_fail_the_check_with_a_sentence(run_dir, tmp_path):
+    import shutil
+
     from core.serving.export_check import ExportState, _test_photos, check_export, export_status
 
+    # The dataset is shared by every test's copy of the run: remove a photo from a copy of it.
+    config = json.loads((run_dir / "config.json").read_text())
+    config["data_root"] = str(shutil.copytree(config["data_root"], tmp_path / "data"))
+    (run_dir / "config.json").write_text(json.dumps(config))
     os.remove(_test_photos(run_dir)[0])
     with pytest.raises(ValueError, match="no longer in the dataset"):
         check_export(run_dir, "tflite")
