@@ -1,6 +1,5 @@
-"""Which tf.distribute strategy a training run uses: scale out without code changes.
+"""Which tf.distribute strategy a training run uses: all of this machine's GPUs.
 
-    TF_CONFIG set          -> MultiWorkerMirroredStrategy (several machines)
     more than one GPU      -> MirroredStrategy (one machine, all its GPUs)
     otherwise              -> the default strategy (one device)
 
@@ -15,14 +14,15 @@ test suite uses them, and they are handy to try scaling on a big CPU box):
 are CPUs. Logical devices must be configured before TensorFlow initialises
 its runtime, so ``configure_devices()`` runs first thing in a training process.
 
-Across machines: put the runs folder on storage they share, set TF_CONFIG on
-each and start ``python -m core worker RUN_DIR`` on every one; they train the
-same run together and only the chief (``is_chief()``) writes its files.
+A run trains on one machine. There is no multi-machine path: Keras 3's
+``fit`` does not work under MultiWorkerMirroredStrategy (its chief fails
+with "PerReplica ... unsupported type" and the other worker's run is left
+running forever: keras-team/keras#20585), so a cluster description in the
+environment is not read here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 
@@ -45,8 +45,6 @@ def strategy_for_environment():
     """The tf.distribute strategy for this process (see module docstring)."""
     import tensorflow as tf
 
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
@@ -61,12 +59,9 @@ def strategy_for_environment():
 
 
 def is_chief() -> bool:
-    """True unless this process is a non-chief member of a multi-worker cluster."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return True
-    tf_config = json.loads(raw)
-    task = tf_config.get("task", {})
-    if "chief" in tf_config.get("cluster", {}):
-        return task.get("type") == "chief"
-    return task.get("type", "worker") == "worker" and task.get("index", 0) == 0
+    """Always True: one process trains a run and writes its files.
+
+    Kept only so that older callers (tests/test_training.py) still import; it
+    used to be False for a non-chief worker of a multi-machine cluster.
+    """
+    return True
