@@ -157,13 +157,35 @@ def test_delete_run_removes_finished_runs_only(tmp_path):
     runs = tmp_path / "runs"
     run_dir = create_run(make_config(tmp_path, "cnn", 1), runs)
     with pytest.raises(ValueError, match="cancel it"):
-        delete_run(run_dir)
+        delete_run(run_dir, runs)
     assert run_dir.exists()
     update_status(run_dir, state=RunState.CANCELLED)
-    delete_run(run_dir)
+    delete_run(run_dir, runs)
     assert not run_dir.exists()
     with pytest.raises(ValueError, match="not a training run"):
-        delete_run(tmp_path)  # never removes a folder that is not a run
+        delete_run(tmp_path, runs)  # never removes a folder that is not a run
+    with pytest.raises(ValueError, match="not a training run"):
+        delete_run(runs, runs)
+
+
+def test_delete_run_never_leaves_the_runs_folder(tmp_path, pawlab_home):
+    """A folder with a config and a status elsewhere on the disk is not a run to delete."""
+    elsewhere = create_run(make_config(tmp_path, "cnn", 1), tmp_path / "elsewhere")
+    update_status(elsewhere, state=RunState.COMPLETED)
+    runs = pawlab_home / "runs"
+    runs.mkdir(parents=True)
+    (runs / "link").symlink_to(elsewhere)  # symlinks are resolved
+    for path in (elsewhere, runs / "link", runs / ".." / ".." / elsewhere.relative_to(tmp_path)):
+        with pytest.raises(ValueError, match="not a training run folder in"):
+            delete_run(path)  # default: PAWLAB_HOME/runs
+    with pytest.raises(ValueError, match="not a training run folder in"):
+        delete_run(elsewhere, runs)
+    assert (elsewhere / "config.json").exists() and (runs / "link").is_symlink()
+
+    inside = create_run(make_config(tmp_path, "cnn", 1))
+    update_status(inside, state=RunState.FAILED)
+    delete_run(inside)
+    assert not inside.exists()
 
 
 def test_cli_runs_prints_the_runs_as_json(tmp_path):

@@ -28,7 +28,7 @@ Files in a run folder
     mode, and a one-line error. State changes: queued -> running
     (core.runs.jobs.dispatch) -> completed | failed | cancelled; queued ->
     cancelled; running -> interrupted when the process disappeared without a
-    word (core.runs.jobs.recover).
+    word: its heartbeat stopped, or its pid is gone (core.runs.jobs.tick).
 
 ``metrics.jsonl``
     One JSON object per finished epoch, appended whole when the epoch ends:
@@ -52,6 +52,7 @@ Files in a run folder
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -101,6 +102,9 @@ HEARTBEAT_SECONDS = 2.0
 HEARTBEAT_OVERDUE_SECONDS = 5 * HEARTBEAT_SECONDS
 # The longest error message kept in status.json; the whole traceback is in log.txt.
 ERROR_MESSAGE_CHARS = 500
+# How long a status change waits for another process's change before giving up (seconds):
+# a page calls update_status too, and must not freeze behind a process that hangs.
+STATUS_LOCK_TIMEOUT_SECONDS = 10.0
 
 CONFIG_FILE = "config.json"
 FACTS_FILE = "facts.json"
@@ -117,6 +121,43 @@ STATUS_LOCK_FILE = ".status.lock"
 
 class RunFileError(ValueError):
     """A run file that is missing or damaged; the message names the run and the file."""
+
+
+# Why a folder cannot take a file, in words, by errno. Other OSErrors keep their own message.
+CANNOT_WRITE_REASONS = {
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+class RunsFolderError(OSError):
+    """The runs folder cannot be written (read-only, full, not allowed).
+
+    An OSError with the original errno and the folder as its filename, whose
+    text is one sentence: "PawLab cannot write to /path (the disk is full)."
+    """
+
+    def __init__(self, folder: str | os.PathLike, error: OSError):
+        super().__init__(error.errno, CANNOT_WRITE_REASONS[error.errno], str(folder))
+
+    def __str__(self) -> str:
+        return f"PawLab cannot write to {self.filename} ({self.strerror})."
+
+
+@contextlib.contextmanager
+def writing_to(folder: str | os.PathLike):
+    """A failed write inside (read-only, full...) becomes a RunsFolderError naming ``folder``."""
+    try:
+        yield
+    except RunsFolderError:
+        raise
+    except OSError as error:
+        if error.errno not in CANNOT_WRITE_REASONS:
+            raise
+        raise RunsFolderError(folder, error) from error
 
 
 def _read(run_dir: Path, name: str, expect: type = dict):
@@ -276,7 +317,8 @@ def update_status(run_dir: str | os.PathLike, *, when: Callable[[RunStatus], boo
     run_dir = Path(run_dir)
     if changes.get("error"):
         changes["error"] = short_message(changes["error"])
-    with FileLock(run_dir / STATUS_LOCK_FILE, what=f"run {run_dir.name}"):
+    with FileLock(run_dir / STATUS_LOCK_FILE, timeout=STATUS_LOCK_TIMEOUT_SECONDS,
+                  what=f"run {run_dir.name}"):
         status = read_status(run_dir)
         if when is None or when(status):
             status = replace(status, **changes)
@@ -293,22 +335,24 @@ def short_message(text: str) -> str:
 # --- metrics ---------------------------------------------------------------------------
 
 def append_metrics(run_dir: str | os.PathLike, record: dict) -> None:
-    append_line(Path(run_dir) / METRICS_FILE, json.dumps(record))
+    """One epoch's line, whole or not at all; a full disk is a RunsFolderError."""
+    with writing_to(run_dir):
+        append_line(Path(run_dir) / METRICS_FILE, json.dumps(record))
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     """The finished epochs so far, oldest first; a line that is not an epoch record is skipped."""
     path = Path(run_dir) / METRICS_FILE
     try:
-        lines = path.read_text().splitlines()
-    except (FileNotFoundError, UnicodeDecodeError):
+        lines = path.read_bytes().splitlines()
+    except OSError:
         return []
     records = []
     for line in lines:
         try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line being appended right now
+            record = json.loads(line)  # bytes: a line of garbage fails alone, not the whole file
+        except ValueError:  # UnicodeDecodeError included
+            continue  # damaged, or a line being appended right now
         if isinstance(record, dict) and isinstance(record.get("epoch"), int):
             records.append(record)
     return records
@@ -352,26 +396,39 @@ def create_run(config: TrainConfig, runs_dir: str | os.PathLike | None = None, *
     """A new run folder holding config.json and status.json; returns its path.
 
     ``state=RUNNING`` is for a run the calling process trains itself (the
-    CLI), so the job manager never picks it up as queued.
+    CLI), so the job manager never picks it up as queued. All or nothing: a
+    folder that cannot be written raises RunsFolderError and leaves no run.
     """
     root = runs_root(runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
     config.created = config.created or time.time()
+    with writing_to(root):
+        root.mkdir(parents=True, exist_ok=True)
+        run_dir = _new_run_folder(root, config)
+        try:
+            write_json(run_dir / CONFIG_FILE, config.to_dict())
+            write_status(run_dir, _first_status(state))
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)  # no half-created run for the queue to find
+            raise
+    return run_dir
+
+
+def _new_run_folder(root: Path, config: TrainConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(config.created))
     while True:
         run_dir = root / f"{stamp}-{config.arch}-{secrets.token_hex(2)}"
         try:
             run_dir.mkdir()
-            break
+            return run_dir
         except FileExistsError:
             continue
-    write_json(run_dir / CONFIG_FILE, config.to_dict())
-    status = RunStatus(state=state)
-    if state == RunState.RUNNING:
-        now = time.time()
-        status = replace(status, pid=os.getpid(), started=now, heartbeat=now)
-    write_status(run_dir, status)
-    return run_dir
+
+
+def _first_status(state: RunState) -> RunStatus:
+    if state != RunState.RUNNING:
+        return RunStatus(state=state)
+    now = time.time()
+    return RunStatus(state=state, pid=os.getpid(), started=now, heartbeat=now)
 
 
 def is_run(path: str | os.PathLike) -> bool:
@@ -431,11 +488,22 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSummary]:
     return summaries
 
 
-def delete_run(run_dir: str | os.PathLike) -> None:
-    """Remove a finished run's folder. A queued or running run must be cancelled first."""
-    run_dir = Path(run_dir)
-    if not is_run(run_dir):
-        raise ValueError(f"{run_dir} is not a training run folder.")
-    if read_status(run_dir).state in ACTIVE_STATES:
-        raise ValueError(f"Run {run_dir.name} is {read_status(run_dir).state}; cancel it before deleting it.")
-    shutil.rmtree(run_dir)
+def delete_run(run_dir: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> None:
+    """Remove a finished run's folder. A queued or running run must be cancelled first.
+
+    Only a run folder directly inside the runs folder (``runs_dir``, default
+    PAWLAB_HOME/runs) is removed, symlinks resolved: a path from a page or a
+    command can never reach another folder. A damaged run (its status cannot
+    be read) can be deleted: the queue skips it, so nothing is waiting on it.
+    """
+    root = runs_root(runs_dir).resolve()
+    target = Path(run_dir).resolve()
+    if target.parent != root or not is_run(target):
+        raise ValueError(f"{run_dir} is not a training run folder in {root}.")
+    try:
+        state = read_status(target).state
+    except RunFileError:
+        state = None  # damaged
+    if state in ACTIVE_STATES:
+        raise ValueError(f"Run {target.name} is {state}; cancel it before deleting it.")
+    shutil.rmtree(target)
