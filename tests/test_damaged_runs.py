@@ -17,8 +17,8 @@ from core import cli
 from core.runs import jobs
 from core.runs.recipes import make_config
 from core.runs.store import (
-    METRICS_FILE, STATUS_FILE, RunFileError, RunState, append_metrics, create_run, list_runs,
-    read_metrics, read_status,
+    CONFIG_FILE, METRICS_FILE, STATUS_FILE, RunFileError, RunState, append_metrics, create_run,
+    delete_run, list_runs, read_metrics, read_status,
 )
 
 DAMAGED_STATUS = {
@@ -61,10 +61,30 @@ def test_a_damaged_run_does_not_stop_the_queue_behind_it(tmp_path, runs_dir, dam
     (bad / STATUS_FILE).write_text(DAMAGED_STATUS[damage])
     waiting = new_run(tmp_path, runs_dir)
 
-    jobs.recover(runs_dir)
     assert jobs.dispatch(runs_dir) == [waiting]
     assert started == [waiting]
     assert read_status(waiting).state == RunState.RUNNING
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_STATUS))
+def test_the_page_poll_walks_past_a_damaged_run(tmp_path, runs_dir, damage, monkeypatch):
+    started = []
+    monkeypatch.setattr(jobs, "_start_worker", lambda run_dir: started.append(run_dir) or os.getpid())
+    bad = new_run(tmp_path, runs_dir)
+    (bad / STATUS_FILE).write_text(DAMAGED_STATUS[damage])
+    waiting = new_run(tmp_path, runs_dir)
+
+    assert jobs.recover(runs_dir) == [] and started == [waiting]  # recover starts what is queued
+    assert jobs.tick(runs_dir) == jobs.QueueChanges()
+    assert (bad / STATUS_FILE).read_text() == DAMAGED_STATUS[damage]  # left for a person to see
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_STATUS))
+def test_a_damaged_run_can_be_deleted(tmp_path, runs_dir, damage):
+    bad = new_run(tmp_path, runs_dir)
+    (bad / STATUS_FILE).write_text(DAMAGED_STATUS[damage])
+    delete_run(bad, runs_dir)
+    assert not bad.exists()
 
 
 def test_the_cli_lists_a_damaged_run_instead_of_failing(tmp_path, runs_dir, capsys):
@@ -86,6 +106,33 @@ def test_metrics_lines_that_are_not_epochs_are_skipped(tmp_path, runs_dir):
     append_metrics(run_dir, {"epoch": 2, "val_accuracy": 0.6})
     assert [m["epoch"] for m in read_metrics(run_dir)] == [1, 2]
     assert list_runs(runs_dir)[0].best_val_accuracy == 0.6
+
+
+def test_a_line_of_binary_garbage_in_metrics_loses_only_itself(tmp_path, runs_dir, capsys):
+    """A crash mid-append on some file systems leaves zeros or junk bytes, not valid UTF-8."""
+    run_dir = new_run(tmp_path, runs_dir)
+    append_metrics(run_dir, {"epoch": 1, "val_accuracy": 0.5})
+    with open(run_dir / METRICS_FILE, "ab") as file:
+        file.write(b"\x00\x00\xff\xfe{\"epoch\": 2\n")
+    append_metrics(run_dir, {"epoch": 3, "val_accuracy": 0.7})
+    assert [m["epoch"] for m in read_metrics(run_dir)] == [1, 3]
+
+    assert cli.main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert (listed[0]["epochs"], listed[0]["best_val_accuracy"]) == (2, 0.7)
+
+
+def test_a_damaged_config_is_listed_and_the_cli_carries_on(tmp_path, runs_dir, capsys):
+    good = new_run(tmp_path, runs_dir, RunState.COMPLETED)
+    bad = new_run(tmp_path, runs_dir, RunState.COMPLETED)
+    (bad / CONFIG_FILE).write_bytes(b"\xff\x00 not json")
+
+    assert cli.main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    listed = {run["id"]: run for run in json.loads(capsys.readouterr().out)}
+    assert listed[good.name]["state"] == "completed"
+    assert CONFIG_FILE in listed[bad.name]["problem"]
+    delete_run(bad, runs_dir)  # and it can be cleared away
+    assert not bad.exists()
 
 
 def test_a_disk_full_while_appending_an_epoch_leaves_no_half_line(tmp_path, runs_dir, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -12,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, make_separable_dataset
-from core.runs import jobs
+from core.fileio import FileLock, LockTimeout
+from core.runs import control, jobs
 from core.runs.recipes import make_config
 from core.runs.store import (
-    CANCEL_FILE, LOG_FILE, RunState, create_run, pid_alive, read_metrics, read_status, run_dirs,
-    update_status,
+    CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, RunState, create_run, pid_alive, read_metrics,
+    read_status, run_dirs, update_status,
 )
 
 WORKER_TIMEOUT = 180  # seconds; a worker spends most of its first ones importing TensorFlow
@@ -222,3 +224,101 @@ def test_finished_workers_do_not_linger_as_zombies(tmp_path):
     wait_for(lambda: process_state(pid) == "Z", timeout=30, what="the worker to exit")
     jobs.dispatch()  # what the app does on its next page load
     assert process_state(pid) is None
+
+
+# The queue keeps moving after a worker is killed (SIGKILL, out of memory): its own
+# ``finally: dispatch()`` never runs, so whoever polls must start what waits.
+
+def fake_workers(monkeypatch) -> list[Path]:
+    """Runs 'started' are recorded, no process is spawned; their pid is this process."""
+    started = []
+    monkeypatch.setattr(jobs, "_start_worker", lambda run_dir: started.append(run_dir) or os.getpid())
+    return started
+
+
+def running_run_whose_worker_is_gone(tmp_path) -> Path:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run_dir = create_run(config(tmp_path), state=RunState.QUEUED)
+    update_status(run_dir, state=RunState.RUNNING, pid=gone.pid, heartbeat=time.time())
+    return run_dir
+
+
+def test_recover_starts_the_run_queued_behind_a_dead_worker(tmp_path, monkeypatch):
+    started = fake_workers(monkeypatch)
+    dead = running_run_whose_worker_is_gone(tmp_path)
+    waiting = create_run(config(tmp_path))
+
+    assert jobs.recover() == [dead]
+    assert started == [waiting] and state(waiting) == RunState.RUNNING
+
+
+def test_tick_interrupts_a_dead_run_and_starts_the_next(tmp_path, monkeypatch):
+    started = fake_workers(monkeypatch)
+    dead = running_run_whose_worker_is_gone(tmp_path)
+    waiting = create_run(config(tmp_path))
+
+    changes = jobs.tick()
+    assert (changes.interrupted, changes.started, changes.busy) == ([dead], [waiting], False)
+    assert state(dead) == RunState.INTERRUPTED and state(waiting) == RunState.RUNNING
+    assert jobs.tick() == jobs.QueueChanges()  # nothing more to do
+
+
+def test_tick_takes_no_lock_when_nothing_changed(tmp_path, monkeypatch, pawlab_home):
+    """The page polls tick() every second: with nothing to do it must not queue behind anyone."""
+    monkeypatch.setattr(jobs, "TICK_LOCK_TIMEOUT_SECONDS", 5.0)
+    fake_workers(monkeypatch)
+    create_run(config(tmp_path), state=RunState.RUNNING)  # alive: this process trains it
+    create_run(config(tmp_path))  # queued, but the one slot is taken
+    with FileLock(pawlab_home / "runs" / ".lock"):  # as if another process were deciding
+        asked = time.monotonic()
+        assert jobs.tick() == jobs.QueueChanges()
+        assert time.monotonic() - asked < 1.0
+
+
+def test_tick_on_a_busy_queue_says_so_instead_of_freezing(tmp_path, monkeypatch, pawlab_home):
+    monkeypatch.setattr(jobs, "TICK_LOCK_TIMEOUT_SECONDS", 0.3)
+    fake_workers(monkeypatch)
+    create_run(config(tmp_path))  # queued with a free slot: work to do
+    with FileLock(pawlab_home / "runs" / ".lock"):
+        asked = time.monotonic()
+        assert jobs.tick().busy
+        assert time.monotonic() - asked < 2.0
+    assert jobs.tick().started  # the next poll does it
+
+
+def test_a_stale_heartbeat_interrupts_a_run_whatever_its_pid_says(tmp_path):
+    """A recycled pid may even look like a PawLab worker: the heartbeat decides."""
+    run_dir = create_run(config(tmp_path), state=RunState.QUEUED)
+    # A live process whose command line names the run, as a worker's would.
+    look_alike = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                                   "core", "worker", str(run_dir)])
+    try:
+        update_status(run_dir, state=RunState.RUNNING, pid=look_alike.pid,
+                      heartbeat=time.time() - jobs.STALE_HEARTBEAT_SECONDS - 1)
+        assert jobs.recover() == [run_dir]
+        assert state(run_dir) == RunState.INTERRUPTED
+    finally:
+        look_alike.kill()
+        look_alike.wait()
+
+
+def test_the_stale_heartbeat_is_many_missed_beats_but_well_under_a_minute():
+    beats = jobs.STALE_HEARTBEAT_SECONDS / HEARTBEAT_SECONDS
+    assert beats == int(beats) and beats >= 10  # a loaded machine misses a few, not ten
+    assert jobs.STALE_HEARTBEAT_SECONDS <= 30
+
+
+def test_the_heartbeat_survives_a_write_that_fails(tmp_path, monkeypatch):
+    """A lock held too long or a full disk must not stop the heartbeat of a live run."""
+    monkeypatch.setattr(control, "HEARTBEAT_SECONDS", 0.05)
+    beats = []
+
+    def flaky_update(run_dir, **changes):
+        beats.append(changes)
+        if len(beats) <= 2:
+            raise LockTimeout("busy") if len(beats) == 1 else OSError(errno.ENOSPC, "full")
+
+    monkeypatch.setattr(control, "update_status", flaky_update)
+    with control.RunControl(tmp_path):
+        wait_for(lambda: len(beats) >= 4, timeout=10, what="heartbeats after the failed ones")

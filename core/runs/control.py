@@ -13,8 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-from core.models.distribute import is_chief
-from core.runs.store import CANCEL_FILE, HEARTBEAT_SECONDS, RunState, pid_alive, update_status
+from core.runs.store import (
+    CANCEL_FILE, HEARTBEAT_SECONDS, RunFileError, RunState, pid_alive, update_status,
+)
 
 # Batch progress goes to status.json at most this often (seconds).
 PROGRESS_INTERVAL = 0.25
@@ -33,8 +34,10 @@ class RunControl:
         self.run_dir = run_dir
         self.cancel_file = run_dir / CANCEL_FILE
         self.cancel_event = threading.Event()
-        # A non-chief worker of a cluster trains, but the chief keeps the books.
-        self.writes_files = is_chief()
+        # One process trains a run and writes its files. Kept for core.runs.training
+        # and core.runs.worker, which still ask; it was False for a non-chief worker
+        # of a multi-machine cluster, which PawLab no longer runs (core.models.distribute).
+        self.writes_files = True
         self._last_progress = 0.0
         self._stop_heartbeat = threading.Event()
 
@@ -77,7 +80,12 @@ class RunControl:
 
     def _beat(self) -> None:
         while not self._stop_heartbeat.wait(HEARTBEAT_SECONDS):
-            update_status(self.run_dir, heartbeat=time.time())
+            try:
+                update_status(self.run_dir, heartbeat=time.time())
+            except (OSError, RunFileError):  # LockTimeout, a full disk, a damaged status.json
+                # A missed beat is nothing; a heartbeat thread that died would get
+                # this live run interrupted (core.runs.jobs.STALE_HEARTBEAT_SECONDS).
+                continue
 
     def __enter__(self):
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)

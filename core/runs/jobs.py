@@ -10,12 +10,18 @@ running, each in its own worker process::
 When a worker finishes, it calls ``dispatch()`` itself, so queued runs keep
 starting one after another with no page open. Every decision is taken under
 an exclusive ``fcntl.flock`` on ``runs_dir/.lock``: two submits at the same
-moment, from threads or processes, start one worker, not two.
+moment, from threads or processes, start one worker, not two. A process that
+hangs holding the lock makes the others give up after
+``QUEUE_LOCK_TIMEOUT_SECONDS`` with a LockTimeout, never freeze.
 
-A run marked running whose process is gone (killed, crashed, machine
-rebooted) is marked "interrupted" by ``recover()``, which every dispatch
-does first and the app calls at start-up. Its model.keras, if any, is the
-best model up to the moment it stopped.
+A run marked running whose process is gone (killed, out of memory, machine
+rebooted) is marked "interrupted" by ``recover()``, which then starts what
+is queued behind it. A killed worker never reaches its own ``dispatch()``,
+so the Train page polls ``tick()``: recover and dispatch, and nearly free
+when nothing changed (no lock taken). A run is gone when its heartbeat is
+older than ``STALE_HEARTBEAT_SECONDS``, whatever its pid says (pids are
+reused); a pid that no longer exists says so sooner. Its model.keras, if
+any, is the best model up to the moment it stopped.
 
 This module never imports TensorFlow: the app imports it.
 """
@@ -27,21 +33,28 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import core
 from core.config import get_settings
-from core.fileio import FileLock
+from core.fileio import FileLock, LockTimeout
 from core.runs.recipes import TrainConfig
 from core.runs.store import (
-    CANCEL_FILE, LOG_FILE, RunFileError, RunState, RunStatus, create_run, pid_alive,
-    read_status, run_dirs, runs_root, update_status,
+    CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, RunFileError, RunState, RunStatus, create_run,
+    pid_alive, read_status, run_dirs, runs_root, update_status, writing_to,
 )
 from core.runs.worker import execute_run
 
-# A running run whose heartbeat is older than this, and whose pid now belongs
-# to some other program (pids are reused after a reboot), is interrupted.
-STALE_HEARTBEAT_SECONDS = 60.0
+# A running run whose heartbeat is this old is interrupted, whatever its pid
+# says: a worker beats every HEARTBEAT_SECONDS, and 15 missed beats is not a
+# busy machine but a dead (or frozen) process whose pid may be reused.
+STALE_HEARTBEAT_SECONDS = 15 * HEARTBEAT_SECONDS
+# How long submit, cancel and dispatch wait for another process's queue
+# decision before giving up with LockTimeout: what a page can afford.
+QUEUE_LOCK_TIMEOUT_SECONDS = 10.0
+# tick() is a poll: when the queue is busy it tries again next time.
+TICK_LOCK_TIMEOUT_SECONDS = 1.0
 REPO_ROOT = Path(core.__file__).resolve().parent.parent
 
 # Worker processes this process started, by pid, so that finished ones are
@@ -66,34 +79,28 @@ def _alive(pid: int | None) -> bool:
     return pid_alive(pid)
 
 
-def _looks_like_ours(pid: int, run_dir: Path) -> bool:
-    """Whether process ``pid`` is a PawLab worker or trainer (False if unknown)."""
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return True  # no /proc: cannot tell, trust the pid
-    return run_dir.name in command or "core train" in command
-
-
-def _worker_gone(status: RunStatus, run_dir: Path) -> bool:
-    if not _alive(status.pid):
-        return True
-    stale = status.heartbeat_age > STALE_HEARTBEAT_SECONDS
-    return stale and not _looks_like_ours(status.pid, run_dir)
+def _worker_gone(status: RunStatus) -> bool:
+    """Whether the process training a running run is gone (see the module docstring)."""
+    if status.heartbeat_age > STALE_HEARTBEAT_SECONDS:
+        return True  # whatever the pid says: it may belong to another program by now
+    return not _alive(status.pid)  # the faster sign, when the process is clearly gone
 
 
 @contextlib.contextmanager
-def _queue_lock(runs_dir: Path):
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(runs_dir / ".lock", what="the training queue"):
-        yield
+def _queue_lock(runs_dir: Path, timeout: float | None = None):
+    """The queue's lock; a failed write inside (read-only or full home) is one RunsFolderError."""
+    with writing_to(runs_dir):
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(runs_dir / ".lock", what="the training queue",
+                      timeout=QUEUE_LOCK_TIMEOUT_SECONDS if timeout is None else timeout):
+            yield
 
 
 def _mark_interrupted(runs_dir: Path) -> list[Path]:
     _reap()
     marked = []
     for run_dir, status in _readable_runs(runs_dir):
-        if status.state == RunState.RUNNING and _worker_gone(status, run_dir):
+        if status.state == RunState.RUNNING and _worker_gone(status):
             update_status(
                 run_dir, state=RunState.INTERRUPTED, finished=time.time(),
                 error="The training process stopped unexpectedly (killed, crashed, or the "
@@ -115,10 +122,50 @@ def _readable_runs(runs_dir: Path) -> list[tuple[Path, RunStatus]]:
 
 
 def recover(runs_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Mark runs whose training process is gone as interrupted; returns them."""
+    """Mark runs whose training process is gone as interrupted, then start what is
+    queued behind them; returns the interrupted runs."""
     root = runs_root(runs_dir)
     with _queue_lock(root):
-        return _mark_interrupted(root)
+        interrupted = _mark_interrupted(root)
+    dispatch(root)  # the only place that starts workers (tests switch it off)
+    return interrupted
+
+
+@dataclass(frozen=True)
+class QueueChanges:
+    """What one ``tick()`` did."""
+
+    interrupted: list[Path] = field(default_factory=list)  # their process was gone
+    started: list[Path] = field(default_factory=list)  # queued runs given a worker
+    busy: bool = False  # another process held the queue; nothing done, try next tick
+
+
+def tick(runs_dir: str | os.PathLike | None = None) -> QueueChanges:
+    """Keep the queue moving; what the Train page polls while it is open.
+
+    Reads the status files without a lock, and only when a running run's
+    process is gone or a queued run has a free slot does it recover and
+    dispatch, under the lock. A queue held by another process for longer than
+    TICK_LOCK_TIMEOUT_SECONDS is ``busy``: the next tick tries again.
+    """
+    root = runs_root(runs_dir)
+    if not _needs_attention(_readable_runs(root)):
+        return QueueChanges()
+    try:
+        with _queue_lock(root, timeout=TICK_LOCK_TIMEOUT_SECONDS):
+            interrupted = _mark_interrupted(root)
+    except LockTimeout:
+        return QueueChanges(busy=True)
+    return QueueChanges(interrupted=interrupted, started=dispatch(root))
+
+
+def _needs_attention(runs: list[tuple[Path, RunStatus]]) -> bool:
+    _reap()
+    running = [status for _, status in runs if status.state == RunState.RUNNING]
+    if any(_worker_gone(status) for status in running):
+        return True
+    has_queued = any(status.state == RunState.QUEUED for _, status in runs)
+    return has_queued and len(running) < get_settings().max_concurrent_runs
 
 
 def _start_worker(run_dir: Path) -> int:
@@ -168,9 +215,16 @@ def dispatch(runs_dir: str | os.PathLike | None = None) -> list[Path]:
 
 
 def submit(config: TrainConfig, runs_dir: str | os.PathLike | None = None) -> Path:
-    """Queue a new run and start it if a slot is free; returns its folder at once."""
-    run_dir = create_run(config, runs_dir, state=RunState.QUEUED)
-    dispatch(run_dir.parent)
+    """Queue a new run and start it if a slot is free; returns its folder at once.
+
+    The run is created under the queue lock, so a queue that another process
+    holds (LockTimeout) or a home that cannot be written (RunsFolderError)
+    refuses it before anything is written.
+    """
+    root = runs_root(runs_dir)
+    with _queue_lock(root):
+        run_dir = create_run(config, root, state=RunState.QUEUED)
+    dispatch(root)
     return run_dir
 
 
@@ -188,7 +242,7 @@ def cancel(run_dir: str | os.PathLike) -> RunState:
             return RunState.CANCELLED
         if status.state == RunState.RUNNING:
             (run_dir / CANCEL_FILE).touch()
-            if _worker_gone(status, run_dir):
+            if _worker_gone(status):
                 update_status(run_dir, state=RunState.CANCELLED, finished=time.time())
                 return RunState.CANCELLED
         return status.state
