@@ -147,3 +147,30 @@ def test_a_recorded_test_photo_that_is_gone_is_named(data, tmp_path):
         evaluate_run(run_dir)
     assert gone.name in str(error.value)
     assert not (run_dir / "evaluation.json").exists()
+
+
+def test_evaluate_run_calibrates_with_the_runs_temperature_and_keeps_its_accuracy(data, tmp_path):
+    from core.data.dataset import Sample
+    from core.runs.trust import RunTrust, write_trust
+
+    run_dir = saved_run(data, tmp_path)
+    # A circle recorded as a square: a mistake whose probabilities are listed.
+    splits = split_for(read_config(run_dir))
+    circle = next(s for s in splits.test if s.class_name == "circles")
+    stray = Sample(circle.path, 1, "squares")
+    write_split(run_dir, replace(splits, test=[*splits.test, stray]).to_record())
+    uncalibrated = evaluate_run(run_dir)
+    write_trust(run_dir, RunTrust(temperature=4.0))
+    calibrated = evaluate_run(run_dir)
+
+    assert (uncalibrated["temperature"], calibrated["temperature"]) == (1.0, 4.0)
+    # The temperature never changes which class wins...
+    for key in ("accuracy", "confusion_matrix", "per_class"):
+        assert calibrated[key] == uncalibrated[key]
+    # ...only how sure the model says it is.
+    assert calibrated["ece_before"] == pytest.approx(uncalibrated["ece_before"])
+    assert uncalibrated["ece_after"] == pytest.approx(uncalibrated["ece_before"])
+    assert calibrated["ece_after"] != pytest.approx(calibrated["ece_before"])
+    assert [m["file"] for m in calibrated["misclassified"]] == [stray.path]
+    sure, humble = uncalibrated["misclassified"][0], calibrated["misclassified"][0]
+    assert 0.5 < humble["probabilities"][humble["predicted"]] < sure["probabilities"][sure["predicted"]]

@@ -27,7 +27,9 @@ from core.runs.store import (
 )
 
 import keras
+from core.models.novelty import NoveltyDetector
 from core.runs import training
+from core.runs.trust import NOVELTY_FILE, TRUST_FILE, read_trust
 from core.runs.worker import execute_run
 
 METRIC_KEYS = {"epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds",
@@ -70,6 +72,7 @@ def test_run_folder_holds_everything_a_page_reads(trained):
     assert facts.versions["tensorflow"] and facts.versions["keras"] and facts.versions["python"]
     assert facts.split_counts["train"] == {"circles": 30, "squares": 30}
     assert (facts.strategy, facts.replicas) == ("_DefaultDistributionStrategy", 1)
+    assert (run_dir / TRUST_FILE).is_file() and read_trust(run_dir).ece_after is not None
     # split.json: every photo of each split, relative to the dataset, matching the counts.
     split = read_split(run_dir)
     assert split["classes"] == facts.classes
@@ -340,6 +343,9 @@ def test_mobilenet_v2_trains_its_head_on_cached_features(tmp_path, imagenet_weig
     assert tuple(model.input.shape) == (None, 160, 160, 3) and model.output.shape[-1] == 2
     assert model.get_layer("out_relu") is not None
     assert json.loads((run_dir / "evaluation.json").read_text())["count"] > 0
+    # A frozen ImageNet base: the run keeps an unknown-photo check on its training photos.
+    assert read_trust(run_dir).novelty_threshold is not None
+    assert len(NoveltyDetector.load(run_dir / NOVELTY_FILE).reference) == 8
 
 
 def test_mobilenet_v2_finetune_continues_with_a_fine_tune_phase(tmp_path, imagenet_weights):

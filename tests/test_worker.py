@@ -45,6 +45,28 @@ def test_a_run_scans_its_dataset_once(tmp_path, monkeypatch):
     assert (run_dir / EVALUATION_FILE).exists()  # evaluated without a second scan
 
 
+def test_the_best_model_is_calibrated_before_it_is_evaluated(tmp_path, monkeypatch):
+    from core.runs.trust import NOVELTY_FILE, read_trust
+
+    steps, loads = [], []
+    for step in ("fit", "fine_tune", "calibrate", "evaluate"):
+        real = getattr(training.Training, step)
+        monkeypatch.setattr(training.Training, step,
+                            lambda self, real=real, step=step: steps.append(step) or real(self))
+    real_load = training.keras.models.load_model
+    monkeypatch.setattr(training.keras.models, "load_model",
+                        lambda *args, **kwargs: loads.append(args) or real_load(*args, **kwargs))
+    run_dir = tiny_run(tmp_path)
+    assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
+
+    assert steps == ["fit", "fine_tune", "calibrate", "evaluate"]
+    assert len(loads) == 1  # model.keras loaded once for both steps
+    trust = read_trust(run_dir)
+    evaluated = json.loads((run_dir / EVALUATION_FILE).read_text())
+    assert evaluated["temperature"] == trust.temperature != 1.0
+    assert trust.novelty_threshold is None and not (run_dir / NOVELTY_FILE).exists()  # a cnn
+
+
 def test_evaluation_uses_the_recorded_photos_after_the_folder_changes(tmp_path, monkeypatch, capsys):
     from core.cli import main
 

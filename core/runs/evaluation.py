@@ -16,8 +16,10 @@ fractions.
       "confusion_matrix": [[90, 10], [4, 96]],   # [true][predicted], class order as "classes"
       "misclassified": [
         {"file": "/abs/path.jpg", "true": "cats", "predicted": "dogs",
-         "probabilities": {"cats": 0.2, "dogs": 0.8}}, ...
+         "probabilities": {"cats": 0.2, "dogs": 0.8}}, ...   # calibrated: softmax(logits / T)
       ],
+      "temperature": 1.4,                # the run's (trust.json; 1 for runs made before it)
+      "ece_before": 0.05, "ece_after": 0.01,   # calibration error on test, T = 1 and fitted T
       # evaluate_run adds:
       "run": "<run id>", "split": "test", "seed": 1337, "evaluated": <unix time>
     }
@@ -36,8 +38,10 @@ from core.data.layout import Split
 from core.data.splits import Splits
 from core.defaults import BATCH_SIZE
 from core.fileio import write_json
+from core.runs.calibration import expected_calibration_error, softmax
 from core.runs.run_split import missing_files, run_splits
 from core.runs.store import EVALUATION_FILE, MODEL_FILE, read_config, read_facts
+from core.runs.trust import read_trust
 
 # How many missing photos an error message names.
 MISSING_NAMED = 3
@@ -69,14 +73,17 @@ def scores(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> d
 
 
 def evaluate_model(model, samples: list[Sample], classes: list[str], image_size: int,
-                   batch_size: int = BATCH_SIZE) -> dict:
-    """Score ``model`` (images -> logits) on ``samples``, through the training pipeline's decode."""
+                   batch_size: int = BATCH_SIZE, temperature: float = 1.0) -> dict:
+    """Score ``model`` (images -> logits) on ``samples``, through the training pipeline's decode.
+
+    ``temperature`` calibrates the probabilities; it never changes which class wins.
+    """
     from core.data.pipeline import make_dataset
 
     dataset = make_dataset(samples, image_size, batch_size, training=False)
     images_only = dataset.map(lambda images, labels: images)
-    logits = model.predict(images_only, verbose=0)
-    probabilities = _softmax(np.asarray(logits, dtype=np.float64))
+    logits = np.asarray(model.predict(images_only, verbose=0), dtype=np.float64)
+    probabilities = softmax(logits, temperature)
     predictions = probabilities.argmax(axis=1)
     labels = np.array([s.label for s in samples])
     result = scores(labels, predictions, classes)
@@ -90,12 +97,10 @@ def evaluate_model(model, samples: list[Sample], classes: list[str], image_size:
         for sample, predicted, probs in zip(samples, predictions, probabilities)
         if predicted != sample.label
     ]
+    result.update(temperature=temperature,
+                  ece_before=expected_calibration_error(softmax(logits), labels),
+                  ece_after=expected_calibration_error(probabilities, labels))
     return result
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _check_evaluable(run_dir: Path, splits: Splits) -> None:
@@ -140,7 +145,8 @@ def evaluate_run(run_dir: str | os.PathLike, model=None, splits: Splits | None =
     _check_evaluable(run_dir, splits)
     if model is None:
         model = _load_model(run_dir)
-    result = evaluate_model(model, splits.test, splits.classes, config.image_size, config.batch_size)
+    result = evaluate_model(model, splits.test, splits.classes, config.image_size, config.batch_size,
+                            temperature=read_trust(run_dir).temperature)
     result.update(run=run_dir.name, split=str(Split.TEST), seed=config.seed, evaluated=time.time())
     write_json(run_dir / EVALUATION_FILE, result)
     return result

@@ -8,6 +8,7 @@ step, called in this order::
     training.build()       # the model under the strategy's scope
     training.fit()         # first phase, early stopping on val_accuracy, best model kept
     training.fine_tune()   # top of the base unfrozen, 100x smaller learning rate
+    training.calibrate()   # the best saved model on validation: temperature, thresholds, trust.json
     training.evaluate()    # the best saved model on the test split: evaluation.json
 
 A frozen ImageNet base with no augmentation trains in "cached_features"
@@ -32,8 +33,10 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from core import defaults
 from core.config import get_settings
 from core.data.dataset import Sample
 from core.data.pipeline import make_dataset
@@ -46,6 +49,7 @@ from core.runs.recipes import TrainConfig
 from core.runs.store import (
     MODEL_FILE, TENSORBOARD_DIR, Mode, Phase, RunFacts, append_metrics, write_facts,
 )
+from core.runs.trust import NOVELTY_FILE, calibrate, write_trust
 
 
 def training_mode(config: TrainConfig) -> Mode:
@@ -189,6 +193,8 @@ class Training:
         self.epochs_total = config.epochs + (config.fine_tune_epochs if self.fine_tunes else 0)
         self.epochs_done = 0
         self.decoded_cache = run_dir / DECODED_CACHE_DIR  # only when decoded images outgrow memory
+        self.validation_images = None  # built once, shared by fit, fine_tune and calibrate
+        self.best_model = None  # model.keras, loaded once for calibrate and evaluate
         self.strategy = strategy_for_environment()
         if control.writes_files:
             write_facts(run_dir, self._facts())
@@ -236,25 +242,61 @@ class Training:
         train_data, val_data = self._image_datasets()
         self._fit(self.model, train_data, val_data, Phase.FINE_TUNE, self.config.fine_tune_epochs)
 
+    def calibrate(self) -> None:
+        """Temperature and "unsure" threshold on validation, the unknown-photo check: trust.json."""
+        if not self.control.writes_files:
+            return
+        self.control.status(phase=Phase.EVALUATE, batch=0, batches_total=0)
+        images = self._validation_images().map(lambda images, labels: images)
+        val_logits = self._best_model().predict(images, verbose=0)
+        val_labels = np.array([sample.label for sample in self.splits.validation])
+        trust = calibrate(val_logits, val_labels)
+        if ARCHITECTURES[self.config.arch].frozen_base:
+            trust.novelty_threshold = self._fit_novelty()
+        write_trust(self.run_dir, trust)
+
+    def _fit_novelty(self) -> float:
+        """The unknown-photo check on the training photos' ImageNet embeddings; its threshold."""
+        from core.models.embeddings import embed_files
+        from core.models.novelty import NoveltyDetector
+
+        # At the embeddings' own size, so the Review page's doctor shares the per-photo cache.
+        embeddings = embed_files([sample.path for sample in self.splits.train], defaults.IMAGE_SIZE,
+                                 progress=lambda done, total: self.control.check())
+        detector = NoveltyDetector.fit(embeddings)
+        detector.save(self.run_dir / NOVELTY_FILE)
+        return detector.threshold
+
     def evaluate(self) -> None:
         """Score what was saved, loaded the way the Classify page loads it, on the test split."""
         shutil.rmtree(self.decoded_cache, ignore_errors=True)
         if not self.control.writes_files:
             return
         self.control.status(phase=Phase.EVALUATE, batch=0, batches_total=0)
-        best = keras.models.load_model(self.run_dir / MODEL_FILE, safe_mode=True)
-        evaluate_run(self.run_dir, model=best, splits=self.splits)
+        evaluate_run(self.run_dir, model=self._best_model(), splits=self.splits)
 
     # --- what the steps share ---
 
+    def _best_model(self):
+        if self.best_model is None:
+            self.best_model = keras.models.load_model(self.run_dir / MODEL_FILE, safe_mode=True)
+        return self.best_model
+
     def _image_datasets(self):
-        config, splits = self.config, self.splits
-        train = make_dataset(splits.train, config.image_size, config.batch_size, training=True,
+        config = self.config
+        train = make_dataset(self.splits.train, config.image_size, config.batch_size, training=True,
                              seed=config.seed, augment=config.augment,
                              cache_file=self.decoded_cache / "train")
-        validation = make_dataset(splits.validation, config.image_size, config.batch_size,
-                                  training=False, cache_file=self.decoded_cache / "validation")
-        return train, validation
+        return train, self._validation_images()
+
+    def _validation_images(self):
+        """Validation photos in file order; decoded once, however many steps read them."""
+        if self.validation_images is None:
+            config = self.config
+            self.validation_images = make_dataset(
+                self.splits.validation, config.image_size, config.batch_size, training=False,
+                cache_file=self.decoded_cache / "validation")
+        return self.validation_images
 
     def _feature_datasets(self):
         batch_size = self.config.batch_size

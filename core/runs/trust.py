@@ -7,7 +7,7 @@ fits the unknown-photo check on the training photos' embeddings
 (core.models.novelty). They are kept in the run folder:
 
 ``trust.json``
-    ``RunTrust``: temperature, expected calibration error before and after,
+    ``RunTrust`` (``calibrate(val_logits, val_labels)`` makes all but the last): temperature, expected calibration error before and after,
     the reliability bins, the abstain policy (threshold, target precision,
     cross-validated coverage and precision, the trade-off curve) and the
     unknown-photo threshold.
@@ -26,7 +26,10 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
+
 from core.fileio import read_json, write_json
+from core.runs import calibration
 
 TRUST_FILE = "trust.json"
 NOVELTY_FILE = "novelty.npz"
@@ -55,6 +58,31 @@ class RunTrust:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def calibrate(val_logits: np.ndarray, val_labels: np.ndarray,
+              target_precision: float = calibration.TARGET_PRECISION) -> RunTrust:
+    """Temperature, calibration error and "unsure" threshold, all from the validation photos.
+
+    The unknown-photo check is fitted separately (it needs the training
+    photos' embeddings); ``novelty_threshold`` is left None here.
+    """
+    temperature = calibration.fit_temperature(val_logits, val_labels)
+    before = calibration.softmax(val_logits)
+    after = calibration.softmax(val_logits, temperature)
+    policy = calibration.choose_threshold(after, val_labels, target_precision)
+    return RunTrust(
+        temperature=temperature,
+        ece_before=calibration.expected_calibration_error(before, val_labels),
+        ece_after=calibration.expected_calibration_error(after, val_labels),
+        reliability_before=[asdict(b) for b in calibration.reliability(before, val_labels)],
+        reliability_after=[asdict(b) for b in calibration.reliability(after, val_labels)],
+        confidence_threshold=policy.threshold,
+        target_precision=policy.target_precision,
+        cv_coverage=policy.cv_coverage,
+        cv_precision=policy.cv_precision,
+        trade_off=[asdict(point) for point in policy.curve],
+    )
 
 
 def write_trust(run_dir: str | os.PathLike, trust: RunTrust) -> None:

@@ -8,6 +8,8 @@
     build          strategy, facts.json, the model                    (core.runs.training)
     fit            the first phase: the whole model, or the head on cached features
     fine_tune      the top of the base, for architectures that fine-tune
+    calibrate      the best saved model on validation: temperature, "unsure" threshold, and for
+                   a frozen ImageNet base the unknown-photo check; trust.json (core.runs.trust)
     evaluate       the best saved model on the test split: evaluation.json
     outcome        completed | cancelled | failed
 
@@ -51,6 +53,7 @@ def _run_steps(run_dir: Path, control: RunControl) -> None:
     training.build()
     training.fit()
     training.fine_tune()
+    training.calibrate()
     training.evaluate()
 
 
