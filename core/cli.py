@@ -120,7 +120,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    """One JSON line per file; exit 2 when any file (or the run) could not be used."""
+    """One JSON line per file, named as given, with its answer; exit 2 when any file (or the run)
+    could not be used."""
     from core.serving.inference import Predictor, RunNotReadyError
 
     try:
@@ -128,7 +129,8 @@ def cmd_predict(args) -> int:
     except (OSError, ValueError, RunNotReadyError) as error:
         print(json.dumps({"error": str(error)}))
         return EXIT_USAGE
-    predictions = predictor.predict(args.files)
+    predictions = predictor.predict(args.files, confidence_threshold=args.confidence_threshold,
+                                    novelty_threshold=args.novelty_threshold)
     for prediction in predictions:
         print(json.dumps(prediction.to_json()))
     return 0 if all(p.ok for p in predictions) else EXIT_USAGE
@@ -241,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify photos with a run's model; one JSON line each")
     predict.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
     predict.add_argument("files", nargs="+", metavar="FILE", help="photos to classify")
+    predict.add_argument("--confidence-threshold", type=float, metavar="P",
+                         help="answer \"unsure\" below this calibrated probability (default: the run's)")
+    predict.add_argument("--novelty-threshold", type=float, metavar="D",
+                         help="answer \"unknown\" above this distance to the training photos "
+                              "(default: the run's; transfer runs only)")
     predict.set_defaults(func=cmd_predict)
 
     doctor = commands.add_parser("doctor", help="find label errors, duplicates, leaks and outliers; "

@@ -120,9 +120,11 @@ def write_bad_and_unusual_files(folder: Path) -> dict[str, Path]:
 # --- Same answers as evaluation ------------------------------------------------
 
 def test_predictions_match_the_evaluation_pipeline(run_dir):
-    """A file gets the probabilities core.runs.evaluation's pipeline gives it, not just the label."""
+    """A file gets the probabilities core.runs.evaluation's pipeline gives it, calibrated by the
+    run's temperature, not just the label."""
     from core.data.dataset import scan_dataset
     from core.runs.calibration import softmax
+    from core.runs.trust import read_trust
     from core.serving.inference import Predictor, load_run_model
     from core.data.pipeline import make_dataset
     from core.runs.store import read_config, read_facts
@@ -132,13 +134,13 @@ def test_predictions_match_the_evaluation_pipeline(run_dir):
     dataset = make_dataset(samples, config.image_size, config.batch_size, training=False)
     model = load_run_model(run_dir)
     logits = np.concatenate([model(images, training=False) for images, _ in dataset])
-    expected = softmax(logits)  # this Predictor does not calibrate yet
+    expected = softmax(logits, read_trust(run_dir).temperature)
 
     predictions = Predictor.from_run(run_dir).predict([s.path for s in samples])
     got = np.array([[p.probabilities[c] for c in classes] for p in predictions])
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert [p.label for p in predictions] == [classes[i] for i in expected.argmax(1)]
-    assert [p.file for p in predictions] == [Path(s.path).name for s in samples]
+    assert [p.file for p in predictions] == [s.path for s in samples]
 
 
 def test_real_photos_match_evaluate_model(shared_dir, tmp_path, pawlab_home):
@@ -161,7 +163,7 @@ def test_real_photos_match_evaluate_model(shared_dir, tmp_path, pawlab_home):
     expected = {}
     for labelled in (samples, flipped):
         evaluation = evaluate_model(model, labelled, classes, 64, batch_size=3)
-        expected.update({Path(m["file"]).name: m["probabilities"] for m in evaluation["misclassified"]})
+        expected.update({m["file"]: m["probabilities"] for m in evaluation["misclassified"]})
     assert len(expected) == len(samples)
 
     predictions = Predictor(model, classes, 64).predict(paths)
@@ -177,8 +179,8 @@ def test_real_photos_match_evaluate_model(shared_dir, tmp_path, pawlab_home):
 def test_a_drop_is_one_model_call_and_bad_files_get_a_sentence(predictor, tmp_path, monkeypatch):
     files = write_bad_and_unusual_files(tmp_path / "drop")
     batches = []
-    compiled = predictor._probabilities
-    monkeypatch.setattr(predictor, "_probabilities",
+    compiled = predictor._logits
+    monkeypatch.setattr(predictor, "_logits",
                         lambda images: batches.append(images.shape[0]) or compiled(images))
 
     predictions = predictor.predict(list(files.values()))
@@ -200,7 +202,7 @@ def test_a_drop_is_one_model_call_and_bad_files_get_a_sentence(predictor, tmp_pa
     for case, words in reasons.items():
         prediction = by_case[case]
         assert prediction.label is None and prediction.probabilities is None
-        assert prediction.file == files[case].name
+        assert prediction.file == str(files[case])
         assert files[case].name in prediction.error
         assert re.search(words, prediction.error), prediction.error
 
@@ -264,12 +266,29 @@ def test_cli_prints_one_json_line_per_file_and_exits_0(run_dir, capsys):
     code, lines = run_cli(capsys, run_dir, *files)
 
     assert code == 0
-    assert [line["file"] for line in lines] == [Path(f).name for f in files]
+    assert [line["file"] for line in lines] == files
     for line in lines:
-        assert set(line) == {"file", "label", "probabilities", "ms"}
+        assert set(line) <= {"file", "label", "probabilities", "ms", "answer", "reason"}
+        assert {"file", "label", "probabilities", "ms", "answer"} <= set(line)
         assert line["label"] == max(line["probabilities"], key=line["probabilities"].get)
         # The separable photos are named after their class.
-        assert line["file"].startswith(line["label"])
+        assert Path(line["file"]).name.startswith(line["label"])
+
+
+def test_cli_names_each_file_as_given(run_dir, capsys, tmp_path, monkeypatch):
+    """Two photos with the same name in different folders are two different lines."""
+    first, second = validation_files(run_dir)[0], validation_files(run_dir)[-1]
+    for folder, source in (("a", first), ("b", second)):
+        (tmp_path / folder).mkdir()
+        shutil.copy(source, tmp_path / folder / "cat.1.jpg")
+    monkeypatch.chdir(tmp_path)
+
+    code, lines = run_cli(capsys, run_dir, "a/cat.1.jpg", "b/cat.1.jpg", "a/missing.jpg")
+
+    assert code == 2
+    assert [line["file"] for line in lines] == ["a/cat.1.jpg", "b/cat.1.jpg", "a/missing.jpg"]
+    assert lines[0]["label"] != lines[1]["label"]  # a circle and a square
+    assert lines[2]["error"] == "a/missing.jpg was not found."
 
 
 def test_cli_exits_2_when_any_file_fails(run_dir, capsys, tmp_path):
@@ -279,9 +298,10 @@ def test_cli_exits_2_when_any_file_fails(run_dir, capsys, tmp_path):
 
     assert code == 2
     assert "label" in lines[0]
-    assert lines[1] == {"file": "bad_text.jpg", "error": lines[1]["error"]}
+    assert lines[1] == {"file": str(files["bad_text"]), "error": lines[1]["error"]}
     assert "not an image" in lines[1]["error"]
-    assert lines[2] == {"file": "missing.jpg", "error": "missing.jpg was not found."}
+    missing = str(tmp_path / "missing.jpg")
+    assert lines[2] == {"file": missing, "error": f"{missing} was not found."}
 
 
 def test_cli_on_a_folder_that_is_not_a_run_exits_2(capsys, tmp_path):

@@ -1,8 +1,16 @@
-"""Classifying photos with a trained run: files in, class probabilities out.
+"""Classifying photos with a trained run: files in, class probabilities and an answer out.
 
-    run folder -> load model.keras once (Keras safe mode) -> Predictor
+    run folder -> load model.keras once (Keras safe mode), trust.json and
+    novelty.npz (core.runs.trust) -> Predictor
     photos -> decode + resize with core.data.images.load_resized (the training
-    pipeline's own decode) -> one batch -> compiled model call -> softmax
+    pipeline's own decode) -> one batch -> compiled model call -> logits
+    -> softmax(logits / temperature): calibrated probabilities
+    -> answer: the class, "unknown" (the photo's ImageNet embedding is far from
+       every training photo's) or "unsure" (calibrated confidence below the
+       run's threshold), with a reason sentence when it abstains
+
+A run made before trust.json answers with temperature 1 and is never unsure;
+a from-scratch model has no unknown-photo check.
 
 A file that cannot be decoded gets an error sentence; the other files in the
 same drop are still classified. The model is called on a whole batch at
@@ -27,8 +35,11 @@ from typing import BinaryIO, Sequence, Union
 
 import numpy as np
 
+from core import defaults
 from core.data.images import ImageError, load_resized
+from core.runs.calibration import softmax
 from core.runs.store import MODEL_FILE, RunState, RunSummary, list_runs, read_config, read_facts
+from core.runs.trust import NOVELTY_FILE, Abstain, RunTrust, read_trust
 
 # A path, raw bytes, a (file name, bytes) pair, or a file object with a
 # ``name`` (Streamlit's UploadedFile).
@@ -39,6 +50,9 @@ PhotoSource = Union[str, os.PathLike, bytes, tuple[str, bytes], BinaryIO]
 MAX_BATCH = 32
 # The longest side of a photo shown next to its prediction (pixels).
 PREVIEW_SIDE = 512
+# The unknown-photo check compares embeddings of photos at this size: the size
+# training embedded its photos at (core.runs.training, core.models.embeddings).
+EMBEDDING_SIZE = defaults.IMAGE_SIZE
 
 
 class RunNotReadyError(RuntimeError):
@@ -56,17 +70,40 @@ class Prediction:
     ms: float | None = None  # this photo's decode plus its share of the batch's model time
     error: str | None = None
     pixels: np.ndarray | None = None  # the (S, S, 3) uint8 image the model saw
+    answer: str | None = None  # ``label``, or Abstain.UNSURE / Abstain.UNKNOWN
+    reason: str | None = None  # why it abstained, for a person
+    novelty_distance: float | None = None  # to the training photos, when the run has the check
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_json(self) -> dict:
-        """The CLI's JSON line: {file, label, probabilities, ms} or {file, error}."""
+        """The CLI's JSON line: {file, label, probabilities, ms, answer[, reason, novelty_distance]}
+        or {file, error}."""
         if self.error is not None:
             return {"file": self.file, "error": self.error}
         data = asdict(self)
-        return {key: data[key] for key in ("file", "label", "probabilities", "ms")}
+        line = {key: data[key] for key in ("file", "label", "probabilities", "ms", "answer")}
+        return line | {key: data[key] for key in ("reason", "novelty_distance") if data[key] is not None}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a prediction is answered with something other than its class."""
+
+    confidence: float  # calibrated top probability below this: "unsure"
+    novelty: float | None  # distance to the training photos above this: "unknown" (None: no check)
+
+    def answer(self, prediction: Prediction) -> tuple[str, str | None]:
+        """(answer, reason); an unknown photo is unknown however sure the model is."""
+        distance, confidence = prediction.novelty_distance, prediction.confidence
+        if distance is not None and self.novelty is not None and distance > self.novelty:
+            return Abstain.UNKNOWN, (f"looks like none of the training photos "
+                                     f"(distance {distance:.3f} > {self.novelty:.3f})")
+        if confidence < self.confidence:
+            return Abstain.UNSURE, f"only {confidence:.0%} sure; this run answers from {self.confidence:.0%}"
+        return prediction.label, None
 
 
 def model_path(run_dir: str | os.PathLike) -> Path:
@@ -86,15 +123,22 @@ def load_run_model(run_dir: str | os.PathLike):
 
 
 class Predictor:
-    """A model with its class names and input size, ready to classify batches of photos."""
+    """A model with its class names, input size and trust record, ready to classify batches of photos.
 
-    def __init__(self, model, classes: Sequence[str], image_size: int, name: str = ""):
+    ``trust`` (default: uncalibrated, never unsure) gives the temperature and
+    the "unsure" threshold; ``novelty`` the unknown-photo check (None: none).
+    """
+
+    def __init__(self, model, classes: Sequence[str], image_size: int, name: str = "",
+                 trust: RunTrust | None = None, novelty=None):
         import tensorflow as tf
 
         self.model = model
         self.classes = list(classes)
         self.image_size = int(image_size)
         self.name = name or model.name
+        self.trust = trust or RunTrust()
+        self.novelty = novelty  # core.models.novelty.NoveltyDetector
         output_size = model.output.shape[-1]
         if output_size != len(self.classes):
             raise ValueError(
@@ -103,38 +147,66 @@ class Predictor:
             )
         size = self.image_size
         # One graph for every batch size: the batch dimension is None.
-        self._probabilities = tf.function(
-            lambda images: tf.nn.softmax(model(images, training=False), axis=-1),
+        self._logits = tf.function(
+            lambda images: model(images, training=False),
             input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
         )
+        self._embed = _pooled_embedder() if novelty is not None else None
         self._gradcam = None
         # Trace once now, so the first photo a person drops is answered quickly.
         self.probabilities(np.zeros((1, size, size, 3), np.uint8))
+        if self._embed is not None:
+            self.novelty_distances(np.zeros((1, EMBEDDING_SIZE, EMBEDDING_SIZE, 3), np.uint8))
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike) -> "Predictor":
-        """Load a run's model with its class names (facts.json) and image size (config.json)."""
+        """Load a run's model with its class names (facts.json), image size (config.json),
+        calibration and thresholds (trust.json) and unknown-photo check (novelty.npz)."""
         config, classes = read_config(run_dir), read_facts(run_dir).classes
         if not classes:
             raise RunNotReadyError(
                 f"Run {Path(run_dir).name} has not started training, so it knows no classes yet."
             )
-        return cls(load_run_model(run_dir), classes, config.image_size,
-                   name=Path(run_dir).name)
+        trust = read_trust(run_dir)
+        return cls(load_run_model(run_dir), classes, config.image_size, name=Path(run_dir).name,
+                   trust=trust, novelty=_load_novelty(run_dir, trust))
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The run's own thresholds (the Classify page starts its sliders there)."""
+        novelty = self.trust.novelty_threshold if self.novelty is not None else None
+        return Thresholds(self.trust.confidence_threshold, novelty)
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """The model's logits (N, classes) for uint8 or float images (N, S, S, 3) in [0, 255]."""
+        return _batched(self._logits, images)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, classes) for uint8 or float images (N, S, S, 3) in [0, 255]."""
-        import tensorflow as tf
+        """Calibrated class probabilities (N, classes): softmax(logits / the run's temperature)."""
+        return softmax(self.logits(images), self.trust.temperature)
 
-        batches = [
-            self._probabilities(tf.convert_to_tensor(images[start:start + MAX_BATCH], tf.float32))
-            for start in range(0, len(images), MAX_BATCH)
-        ]
-        return np.concatenate([batch.numpy() for batch in batches]).astype(np.float64)
+    def novelty_distances(self, images: np.ndarray) -> np.ndarray:
+        """Distance of each (N, EMBEDDING_SIZE, EMBEDDING_SIZE, 3) image to the training photos."""
+        return self.novelty.distance(_batched(self._embed, images))
 
-    def predict(self, sources: Sequence[PhotoSource]) -> list[Prediction]:
-        """One Prediction per source, in order; unreadable files get ``error`` set."""
-        predictions, good, decode_ms = [], [], []
+    def predict(self, sources: Sequence[PhotoSource], confidence_threshold: float | None = None,
+                novelty_threshold: float | None = None) -> list[Prediction]:
+        """One Prediction per source, in order; unreadable files get ``error`` set.
+
+        The thresholds default to the run's (``thresholds``); a value given here
+        replaces it for this call.
+        """
+        run = self.thresholds
+        thresholds = Thresholds(
+            run.confidence if confidence_threshold is None else float(confidence_threshold),
+            run.novelty if novelty_threshold is None else float(novelty_threshold))
+        predictions, decoded = self._decode_all(sources)
+        if decoded:
+            self._classify(decoded, thresholds)
+        return predictions
+
+    def _decode_all(self, sources: Sequence[PhotoSource]) -> tuple[list[Prediction], list["_Decoded"]]:
+        predictions, decoded = [], []
         for index, source in enumerate(sources):
             name, source = _named_source(source, index)
             start = time.perf_counter()
@@ -144,21 +216,31 @@ class Predictor:
                 predictions.append(Prediction(file=name, error=str(error)))
                 continue
             predictions.append(Prediction(file=name, pixels=pixels))
-            good.append(predictions[-1])
-            decode_ms.append((time.perf_counter() - start) * 1000)
-        if not good:
-            return predictions
+            decoded.append(_Decoded(predictions[-1], source, (time.perf_counter() - start) * 1000))
+        return predictions, decoded
 
+    def _classify(self, decoded: list["_Decoded"], thresholds: Thresholds) -> None:
+        """Fill in each decoded photo's probabilities, label, distance and answer."""
         start = time.perf_counter()
-        probabilities = self.probabilities(np.stack([p.pixels for p in good]))
-        model_ms_each = (time.perf_counter() - start) * 1000 / len(good)
-        for prediction, probs, decode in zip(good, probabilities, decode_ms):
-            best = int(probs.argmax())
+        probabilities = self.probabilities(np.stack([d.prediction.pixels for d in decoded]))
+        distances = [None] * len(decoded)
+        if self.novelty is not None:
+            distances = self.novelty_distances(np.stack([self._embedding_pixels(d) for d in decoded]))
+        model_ms_each = (time.perf_counter() - start) * 1000 / len(decoded)
+        for item, probs, distance in zip(decoded, probabilities, distances):
+            prediction, best = item.prediction, int(probs.argmax())
             prediction.label = self.classes[best]
             prediction.confidence = float(probs[best])
             prediction.probabilities = {name: float(p) for name, p in zip(self.classes, probs)}
-            prediction.ms = round(decode + model_ms_each, 2)
-        return predictions
+            prediction.novelty_distance = None if distance is None else float(distance)
+            prediction.answer, prediction.reason = thresholds.answer(prediction)
+            prediction.ms = round(item.decode_ms + model_ms_each, 2)
+
+    def _embedding_pixels(self, item: "_Decoded") -> np.ndarray:
+        """The photo at the embeddings' size: the model's pixels when the sizes agree."""
+        if self.image_size == EMBEDDING_SIZE:
+            return item.prediction.pixels
+        return _decode(item.source, item.prediction.file, EMBEDDING_SIZE)
 
     def gradcam(self, prediction: Prediction) -> np.ndarray:
         """Grad-CAM heatmap (conv grid size, values in [0, 1]) for the predicted class."""
@@ -171,10 +253,50 @@ class Predictor:
         return self._gradcam.heatmap(prediction.pixels, self.classes.index(prediction.label))
 
 
+@dataclass
+class _Decoded:
+    """A photo that decoded: its prediction (pixels set), where it came from, how long it took."""
+
+    prediction: Prediction
+    source: PhotoSource
+    decode_ms: float
+
+
+def _batched(function, images: np.ndarray) -> np.ndarray:
+    """``function`` (a tf.function on float32 batches) over ``images``, MAX_BATCH at a time."""
+    import tensorflow as tf
+
+    batches = [function(tf.convert_to_tensor(images[start:start + MAX_BATCH], tf.float32)).numpy()
+               for start in range(0, len(images), MAX_BATCH)]
+    return np.concatenate(batches).astype(np.float64)
+
+
+def _pooled_embedder():
+    """The frozen ImageNet MobileNetV2 that core.models.embeddings embeds training photos with."""
+    import tensorflow as tf
+
+    from core.models.embeddings import POOLED_ARCH
+    from core.models.zoo import build_frozen_parts
+
+    extractor, _ = build_frozen_parts(POOLED_ARCH, num_classes=2, image_size=EMBEDDING_SIZE)
+    return tf.function(lambda images: extractor(images, training=False), input_signature=[
+        tf.TensorSpec((None, EMBEDDING_SIZE, EMBEDDING_SIZE, 3), tf.float32)])
+
+
+def _load_novelty(run_dir: str | os.PathLike, trust: RunTrust):
+    """The run's unknown-photo check, or None (from-scratch model, or a run made before it)."""
+    path = Path(run_dir) / NOVELTY_FILE
+    if trust.novelty_threshold is None or not path.is_file():
+        return None
+    from core.models.novelty import NoveltyDetector
+
+    return NoveltyDetector.load(path)
+
+
 def _named_source(source: PhotoSource, index: int) -> tuple[str, PhotoSource]:
     """(file name for messages, something core.data.images can decode)."""
     if isinstance(source, (str, os.PathLike)):
-        return Path(source).name, source
+        return os.fspath(source), source  # as given: a/cat.1.jpg and b/cat.1.jpg stay apart
     if isinstance(source, (bytes, bytearray)):
         return f"photo {index + 1}", bytes(source)
     if isinstance(source, tuple):
@@ -227,11 +349,13 @@ def classifiable_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSumm
 
 
 def summary_rows(predictions: Sequence[Prediction], classes: Sequence[str]) -> list[dict]:
-    """One row per file for a table or CSV: file, prediction, confidence, ms, P(class)..., error."""
+    """One row per file for a table or CSV: file, prediction, answer, reason, confidence, ms,
+    P(class)..., error."""
     rows = []
     for prediction in predictions:
-        row = {"file": prediction.file, "prediction": prediction.label,
-               "confidence": prediction.confidence, "ms": prediction.ms}
+        row = {"file": prediction.file, "prediction": prediction.label, "answer": prediction.answer,
+               "reason": prediction.reason or "", "confidence": prediction.confidence,
+               "ms": prediction.ms}
         for name in classes:
             row[f"p_{name}"] = (prediction.probabilities or {}).get(name)
         row["error"] = prediction.error or ""
