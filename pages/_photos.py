@@ -3,7 +3,9 @@
 One cache each, so the Dataset page's browser and the Train page's
 misclassified photos reuse the same thumbnails, and both pages the same scan.
 Scans are keyed by the dataset's folder times (a photo added or removed
-refreshes them), photos by path and modification time.
+refreshes them), photos by path and modification time. Every page sees the
+dataset as training does: with its corrections (core.data.corrections)
+applied, relabelled photos in their new class and excluded ones skipped.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.data.corrections import apply_corrections, load_corrections
 from core.data.dataset import DatasetError, DatasetInfo, scan_dataset
 from core.data.images import ImageError
 from core.data.splits import Splits, make_splits
@@ -37,20 +40,27 @@ def folder_signature(root: str) -> tuple:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _scan(root: str, signature: tuple) -> tuple[DatasetInfo, Splits]:
-    info = scan_dataset(root)  # has its own disk cache of which files decode
+def _scan(root: str, signature: tuple) -> DatasetInfo:
+    return scan_dataset(root)  # has its own disk cache of which files decode
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _corrected(root: str, signature: tuple, corrections: tuple) -> tuple[DatasetInfo, Splits]:
+    info = apply_corrections(_scan(root, signature), dict(corrections))
     return info, make_splits(info)
 
 
 def load_dataset(root: str | Path) -> tuple[DatasetInfo, Splits]:
-    """Scan ``root`` (raises core.data.dataset.DatasetError) and split it as training does."""
+    """Scan ``root`` (raises core.data.dataset.DatasetError), apply its corrections and
+    split it as training does."""
     root = str(root)
     try:
         signature = folder_signature(root)
     except OSError as error:
         raise DatasetError(f"The dataset folder cannot be read: {error.strerror}.") from None
+    corrections = tuple(sorted(load_corrections(root).mapping.items(), key=lambda item: item[0]))
     with st.spinner("Reading every photo once to find unreadable files (cached afterwards)…"):
-        return _scan(root, signature)
+        return _corrected(root, signature, corrections)
 
 
 @st.cache_data(show_spinner=False, max_entries=5000)

@@ -1,7 +1,8 @@
 """Train page: the results of one finished run.
 
-Test accuracy, the confusion matrix, per-class scores, the misclassified
-test photos, and the model itself (recipe, Keras summary, download).
+Test accuracy, the confusion matrix, per-class scores, the photos behind
+its mistakes (pages/_train_mistakes.py), and the model itself (recipe, Keras
+summary, download).
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from core.runs.store import (
 )
 from pages import _train_figures as figures
 from pages import _train_views as views
-from pages._photos import thumbnail
 from pages._text import code, md
 from pages._train_form import param_count
+from pages._train_mistakes import mistakes_section
 
-MISCLASSIFIED_SHOWN = 24
 PERCENT = st.column_config.NumberColumn(format="%.1f%%")
 
 
@@ -81,7 +81,7 @@ def evaluation_section(evaluation: dict, run: RunSummary) -> None:
         st.dataframe(views.per_class_frame(evaluation), hide_index=True, column_config={
             name: PERCENT for name in ("Precision", "Recall", "F1")
         })
-    misclassified_grid(evaluation.get("misclassified", []))
+    mistakes_section(run, evaluation, classes)
 
 
 def model_section(run: RunSummary, config: TrainConfig, facts: RunFacts) -> None:
@@ -104,24 +104,3 @@ def model_section(run: RunSummary, config: TrainConfig, facts: RunFacts) -> None
         )
     st.markdown("Training curves in TensorBoard:")
     st.code(f"tensorboard --logdir {get_settings().runs_dir}", language="bash")
-
-
-def misclassified_grid(misclassified: list[dict]) -> None:
-    if not misclassified:
-        st.success("No test photo was misclassified.")
-        return
-    st.markdown(f"**Misclassified test photos** ({len(misclassified)}"
-                + (f", first {MISCLASSIFIED_SHOWN} shown" if len(misclassified) > MISCLASSIFIED_SHOWN else "")
-                + ")")
-    columns = st.columns(6)
-    for index, item in enumerate(misclassified[:MISCLASSIFIED_SHOWN]):
-        probabilities = sorted(item["probabilities"].items(), key=lambda kv: -kv[1])
-        caption = f"{md(item['true'])} → **{md(item['predicted'])}**  \n" + " · ".join(
-            f"{md(name)} {p:.0%}" for name, p in probabilities[:3])
-        with columns[index % len(columns)]:
-            image = thumbnail(item["file"])
-            if image is None:
-                st.caption(f"({md(Path(item['file']).name)} is no longer readable)")
-            else:
-                st.image(image)
-            st.caption(caption)

@@ -173,6 +173,9 @@ def config_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
         f"Training subset: {config.subset} photos per class" if config.subset else "Training subset: all photos",
         f"Split: seed {config.seed}, {config.test_fraction:.0%} test, {config.validation_fraction:.0%} validation",
     ]
+    if config.corrections:  # the dataset's corrections when the run was submitted
+        excluded = sum(label is None for label in config.corrections.values())
+        lines.append(f"Corrections: {len(config.corrections) - excluded} relabelled, {excluded} excluded")
     if facts.split_counts:
         counts = ", ".join(f"{split} {sum(per_class.values())}" for split, per_class in facts.split_counts.items())
         lines.append(f"Photos per split: {counts}")

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.data.dataset import DatasetError
 from pages._augment_preview import show_augmentation_preview
+from pages._corrections import corrections_note
 from pages._dataset_source import dataset_picker
 from pages._dataset_views import reset_browser_for, show_browser, show_overview
 from pages._photos import load_dataset
@@ -34,6 +35,7 @@ except DatasetError as error:
     st.error(f"{md(error)} Choose another dataset above.", icon=":material/error:")
     st.stop()
 reset_browser_for(root)
+corrections_note(root)
 
 overview, browse, augment = st.tabs(
     [OVERVIEW_TAB, BROWSE_TAB, AUGMENT_TAB],

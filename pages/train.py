@@ -25,6 +25,7 @@ from core.config import get_settings
 from core.data.dataset import DatasetError
 from core.runs import jobs, tutorial
 from core.runs.store import list_runs
+from pages._corrections import corrections_note
 from pages._photos import load_dataset
 from pages._session import session_dataset
 from pages._shell import ensure_app_shell
@@ -69,6 +70,7 @@ with left:
         st.page_link("pages/dataset.py", label="Go to the Dataset page", icon="🖼️")
     else:
         dataset_summary(data_root, info.classes, splits.counts())
+        corrections_note(data_root)
         new_tab, tutorial_tab_ = st.tabs(["New run", "Reproduce the tutorial"])
         with new_tab:
             new_run_form(data_root, info.classes)

@@ -21,4 +21,22 @@ def test_home_without_a_dataset_says_how_to_get_one():
 
     assert not at.exception
     assert any("Download cats vs dogs or upload a zip." in m.value for m in at.markdown)
-    assert [link.proto.page for link in at.get("page_link")] == ["dataset", "train", "classify"]
+    assert [link.proto.page for link in at.get("page_link")] == ["dataset", "review", "train", "classify"]
+
+
+def test_abandoned_imports_are_swept_once_per_server_process(pawlab_home):
+    import streamlit as st
+
+    from core.config import get_settings
+
+    datasets = get_settings().datasets_dir
+    leftover = datasets / ".pets.import-abc123"  # an import whose process died
+    (leftover / "cats").mkdir(parents=True)
+    st.cache_resource.clear()  # a new server process
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert not leftover.exists()
+
+    (leftover / "cats").mkdir(parents=True)  # not swept again by the same process
+    AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    assert leftover.exists()
