@@ -15,12 +15,14 @@ from pathlib import Path
 import streamlit as st
 
 from core import defaults
-from core.data.augment import FLIP_MODES, AugmentConfig, list_configs, preview, save_config
+from core.data import augment
+from core.data.augment import FLIP_MODES, AugmentConfig, list_configs, preview
 from core.data.images import ImageError, load_resized
 from core.data.splits import Splits
 from core.data.thumbnails import to_jpeg
 
 from pages._dataset_views import filtered_photos, photos_on_page
+from pages._errors import cannot
 from pages._text import md
 
 DEFAULT_PRESET = "recommended"
@@ -75,9 +77,12 @@ def _save() -> None:
         st.session_state["aug_message"] = ("error", "Type a name to save this config under.")
         return
     try:
-        path = save_config(current_config(name))
-    except (ValueError, OSError) as error:
+        path = augment.save_config(current_config(name))
+    except ValueError as error:
         st.session_state["aug_message"] = ("error", md(error))
+        return
+    except OSError as error:  # a read-only or full PAWLAB_HOME
+        st.session_state["aug_message"] = ("error", cannot("save the augmentation config", error))
         return
     st.session_state["aug_preset"] = name
     st.session_state["aug_message"] = (

@@ -14,8 +14,10 @@ from pathlib import Path
 import streamlit as st
 
 from core.config import get_settings
-from core.data.acquire import ACQUIRE_ERRORS, fetch_official_dataset, import_zip, use_local_folder
+from core.data import acquire  # by module: tests replace its functions
+from core.data.acquire import ACQUIRE_ERRORS
 from pages._session import CHOICE_ERRORS, choose_dataset, dataset_options, session_dataset
+from pages._errors import cannot
 from pages._text import md
 
 CHOICE_KEY = "dataset_choice"  # the select box
@@ -76,7 +78,9 @@ def _acquire(action, *args, **kwargs) -> None:
         root = action(*args, **kwargs)
         root = choose_dataset(root)
     except (*ACQUIRE_ERRORS, *CHOICE_ERRORS) as error:
-        st.error(md(error), icon=":material/error:")
+        # An OSError (a read-only or full PAWLAB_HOME) is put in words; the others are sentences.
+        message = cannot("add the dataset", error) if isinstance(error, OSError) else md(error)
+        st.error(message, icon=":material/error:")
         return
     st.rerun()
 
@@ -89,7 +93,7 @@ def _download_official() -> None:
     )
     if st.button("Download cats vs dogs (~65 MB)", icon=":material/download:", key="download_official"):
         bar = ProgressBar(st.progress(0.0, text="Connecting…"))
-        _acquire(fetch_official_dataset, settings, progress=bar)
+        _acquire(acquire.fetch_official_dataset, settings, progress=bar)
     st.caption(f"From `{settings.dataset_url}`. A finished download is reused.")
 
 
@@ -108,7 +112,7 @@ def _upload_zip() -> None:
     if st.button("Import zip", disabled=uploaded is None, key="dataset_zip_import"):
         bar = ProgressBar(st.progress(0.0, text="Extracting…"))
         name = name.strip() or Path(uploaded.name).stem
-        _acquire(import_zip, uploaded, name, overwrite=overwrite, progress=bar)
+        _acquire(acquire.import_zip, uploaded, name, overwrite=overwrite, progress=bar)
 
 
 def _local_folder() -> None:
@@ -126,7 +130,7 @@ def _local_folder() -> None:
         help="A folder with one sub-folder of photos per class. Photos stay where they are.",
     )
     if st.button("Open folder", disabled=not path.strip(), key="local_path_open"):
-        _acquire(use_local_folder, path.strip())
+        _acquire(acquire.use_local_folder, path.strip())
 
 
 class ProgressBar:

@@ -22,6 +22,7 @@ from core.runs import jobs
 from core.runs.recipes import LEARNING_RATES, Recipe, make_config, recipe_for
 from core.runs.store import read_status
 from core.runs.tutorial import REPORTED
+from pages._errors import cannot
 from pages._text import code, md
 
 MAX_EPOCHS = 500
@@ -150,8 +151,11 @@ def augmentation_field(arch: str, recipe: Recipe) -> str:
 def start_run(data_root: Path, arch: str, **settings) -> None:
     try:
         config = make_config(data_root, arch, **settings)
+        run_dir = jobs.submit(config)
     except ValueError as error:
         st.error(md(error))
         return
-    run_dir = jobs.submit(config)
+    except OSError as error:  # a read-only or full PAWLAB_HOME
+        st.error(cannot("start the run", error))
+        return
     st.toast(f"Run {code(run_dir.name)} {read_status(run_dir).state}.", icon="🚀")

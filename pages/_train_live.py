@@ -19,6 +19,7 @@ from core.runs.store import (
 )
 from pages import _train_figures as figures
 from pages import _train_views as views
+from pages._errors import cannot
 from pages._text import code, md
 from pages._train_runs import focused_run, runs_signature
 
@@ -60,7 +61,11 @@ def live_panel() -> None:
     st.plotly_chart(figures.curves(metrics, epochs_total), key=f"curves_{run.id}",
                     config={"displayModeBar": False})
     if status.state.active and st.button("Cancel run", icon="⏹️", key=f"cancel_{run.id}"):
-        new_state = jobs.cancel(run.path)
+        try:
+            new_state = jobs.cancel(run.path)
+        except OSError as error:
+            st.error(cannot("cancel the run", error))
+            return
         st.toast("Cancelled." if new_state == RunState.CANCELLED else "Stopping after the current batch…")
 
 

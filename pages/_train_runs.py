@@ -10,9 +10,11 @@ import hashlib
 
 import streamlit as st
 
-from core.runs.store import RunState, RunSummary, delete_run, read_metrics
+from core.runs import store  # by module: tests replace its functions
+from core.runs.store import RunState, RunSummary, read_metrics
 from pages import _train_figures as figures
 from pages import _train_views as views
+from pages._errors import cannot
 from pages._text import code, md
 
 PERCENT = st.column_config.NumberColumn(format="%.1f%%")
@@ -92,8 +94,11 @@ def delete_dialog(selected: list[RunSummary]) -> None:
         if st.button("Delete for good", type="primary", key="train_delete_confirm"):
             for summary in selected:
                 try:
-                    delete_run(summary.path)
-                except (OSError, ValueError) as error:
-                    st.error(md(str(error)))
+                    store.delete_run(summary.path)
+                except OSError as error:
+                    st.error(cannot(f"delete run {summary.id}", error))
+                    return
+                except ValueError as error:
+                    st.error(md(error))
                     return
             st.rerun()

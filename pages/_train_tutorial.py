@@ -19,6 +19,7 @@ from core.runs.recipes import TUTORIAL_EPOCHS, make_config, recipe_for
 from core.runs.store import RunFileError, RunState, RunSummary, read_evaluation, read_metrics, read_status
 from pages import _train_figures as figures
 from pages import _train_views as views
+from pages._errors import cannot
 from pages._text import code, md
 
 PERCENT_COLUMNS = ("Tutorial reported", "Tutorial code, re-run", "PawLab best validation", "PawLab test")
@@ -43,8 +44,12 @@ def tutorial_tab(data_root: Path, summaries: list[RunSummary]) -> None:
     if busy:
         st.info(f"The tutorial's runs are under way ({len(busy)} still queued or running).")
     if st.button("Reproduce the tutorial", icon="🧪", disabled=bool(busy), key="train_tutorial"):
-        for config in tutorial.tutorial_configs(data_root):
-            jobs.submit(config)
+        try:
+            for config in tutorial.tutorial_configs(data_root):
+                jobs.submit(config)
+        except OSError as error:
+            st.error(cannot("queue the tutorial's runs", error))
+            return
         st.toast("Queued the tutorial's four models.", icon="🧪")
         st.rerun()
     st.caption(tutorial.LEAK_NOTE)
@@ -97,6 +102,10 @@ def next_steps(data_root: Path) -> None:
             st.markdown(f"**{spec.title}**: {spec.description}")
             st.caption(tutorial.describe_recipe(arch))
             if st.button(f"Train {spec.title}", key=f"train_recipe_{arch}", icon="🚀"):
-                run_dir = jobs.submit(make_config(data_root, arch))
+                try:
+                    run_dir = jobs.submit(make_config(data_root, arch))
+                except OSError as error:
+                    st.error(cannot("start the run", error))
+                    return
                 st.toast(f"Run {code(run_dir.name)} {read_status(run_dir).state}.", icon="🚀")
                 st.rerun(scope="app")

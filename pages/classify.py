@@ -10,7 +10,7 @@ classified in one batched call (core.serving.inference).
 import pandas as pd
 import streamlit as st
 
-from core.data.images import IMAGE_EXTENSIONS
+from core.data.images import IMAGE_EXTENSIONS, check_drop
 from core.serving.inference import RunNotReadyError, classifiable_runs, predictions_csv, summary_rows
 from pages._classify_views import (
     classify, export_section, load_predictor, model_mtime, run_label, show_prediction,
@@ -56,6 +56,11 @@ files = [(upload.name, upload.getvalue()) for upload in uploads or []]
 if camera_photo is not None:
     files.append(("camera photo.jpg", camera_photo.getvalue()))
 if not files:
+    st.stop()
+# Over the limits (PAWLAB_MAX_DROP_*): one sentence, nothing classified.
+too_much = check_drop([len(data) for _, data in files])
+if too_much:
+    st.error(f"{md(too_much)} Drop fewer or smaller photos.", icon=":material/block:")
     st.stop()
 
 with st.spinner(f"Classifying {len(files)} photo{'s' if len(files) > 1 else ''}…"):

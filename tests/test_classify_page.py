@@ -231,3 +231,32 @@ def test_reruns_keep_the_compiled_model(run_dir, monkeypatch):
     app.toggle(key="gradcam_0").set_value(True).run()
 
     assert clears == []
+
+
+def test_a_drop_over_the_limits_is_refused_in_one_sentence(run_dir, monkeypatch):
+    """PAWLAB_MAX_DROP_PHOTOS / _BYTES: nothing is classified, the page says why."""
+    import core.serving.inference as inference
+
+    photos = validation_files(run_dir)[:3]
+    drop = [(Path(path).name, open(path, "rb").read(), "image/jpeg") for path in photos]
+    classified = []
+    predict = inference.Predictor.predict
+    monkeypatch.setattr(inference.Predictor, "predict",
+                        lambda self, files, *a, **k: classified.append(len(files)) or predict(self, files, *a, **k))
+    monkeypatch.setenv("PAWLAB_MAX_DROP_PHOTOS", "2")
+    app = classify_page()
+    app.file_uploader[0].set_value(drop).run()
+
+    assert not app.exception
+    assert [e.value for e in app.error] == [
+        "That is 3 photos; PawLab classifies at most 2 at a time. Drop fewer or smaller photos."]
+    assert not [h for h in texts(app.subheader) if " — " in h] and classified == []
+
+    monkeypatch.setenv("PAWLAB_MAX_DROP_PHOTOS", "200")
+    monkeypatch.setenv("PAWLAB_MAX_DROP_BYTES", str(sum(len(data) for _, data, _ in drop) - 1))
+    app.run()
+    assert "PawLab classifies at most" in app.error[0].value and classified == []
+
+    monkeypatch.delenv("PAWLAB_MAX_DROP_BYTES")
+    app.run()
+    assert not app.error and classified == [3]

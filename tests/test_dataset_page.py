@@ -3,6 +3,7 @@ it, preview and save augmentation, with clear messages when something fails."""
 
 from __future__ import annotations
 
+import errno
 import io
 import shutil
 import subprocess
@@ -351,3 +352,39 @@ def test_the_page_does_not_load_tensorflow_until_the_preview(tiny_dataset, tmp_p
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def read_only(*args, **kwargs):
+    raise OSError(errno.EROFS, "Read-only file system", str(get_settings().home))
+
+
+def test_a_read_only_home_is_one_sentence_not_a_traceback(dataset, tiny_dataset, monkeypatch):
+    from core.data import acquire, augment
+
+    monkeypatch.setattr(acquire, "import_zip", read_only)
+    monkeypatch.setattr(augment, "save_config", read_only)
+    app = dataset_page(AUGMENT_TAB)
+
+    app.file_uploader(key="dataset_zip").set_value(("shapes.zip", zip_of(tiny_dataset), "application/zip")).run()
+    app.button(key="dataset_zip_import").click().run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [
+        f"Could not add the dataset: the folder PawLab writes to is read-only (`{get_settings().home}`)."]
+
+    app.text_input(key="aug_save_name").set_value("gentle").run()
+    app.button(key="aug_save").click().run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [f"Could not save the augmentation config: the folder PawLab "
+                                            f"writes to is read-only (`{get_settings().home}`)."]
+
+
+def test_corrections_are_applied_and_counted(dataset):
+    from core.data.corrections import add_correction
+
+    add_correction(dataset, "train/circles/circles.train.0.jpg", "squares")
+    add_correction(dataset, "train/circles/circles.train.1.jpg", None)
+    app = dataset_page()
+
+    assert "1 relabelled, 1 excluded" in page_text(app)
+    assert count_table(app)["train"] == {"circles": 10, "squares": 13}
+    assert [m.value for m in app.metric] == ["2", "35", "1"]  # the excluded photo is listed as skipped

@@ -9,6 +9,7 @@ submitted run stays queued and no TensorFlow process is spawned.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -385,3 +386,86 @@ def test_names_from_the_dataset_are_shown_as_written(tmp_path, monkeypatch):
     line = next(m.value for m in at.markdown if m.value.startswith("Dataset **"))
     assert r"odd\_\*names\*" in line
     assert r"\[link\](evil.example)" in line and r"\:red\[alarm\]" in line
+
+
+def two_mistakes(run_dir: Path, data_root: Path) -> tuple[Path, Path]:
+    """A finished run that took a square for a circle (sure) and a circle for a square (unsure)."""
+    square = sorted((data_root / "validation" / "squares").glob("*.jpg"))[0]
+    circle = sorted((data_root / "validation" / "circles").glob("*.jpg"))[0]
+    evaluation = {
+        "accuracy": 0.5, "count": 4, "classes": ["circles", "squares"],
+        "per_class": {name: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+                      for name in ("circles", "squares")},
+        "confusion_matrix": [[1, 1], [1, 1]],
+        "misclassified": [
+            {"file": str(circle), "true": "circles", "predicted": "squares",
+             "probabilities": {"circles": 0.4, "squares": 0.6}},
+            {"file": str(square), "true": "squares", "predicted": "circles",
+             "probabilities": {"circles": 0.95, "squares": 0.05}},
+        ],
+    }
+    write_json(run_dir / EVALUATION_FILE, evaluation)
+    update_status(run_dir, state="completed", finished=time.time(), phase="evaluate")
+    return square, circle
+
+
+def test_mistakes_by_confusion_cell_and_top_losses_can_be_relabelled(dataset):
+    from core.data.corrections import load_corrections
+
+    square, circle = two_mistakes(write_run(dataset, state="running", metrics=3, pid=None), dataset)
+    at = open_train_page()
+
+    # Top losses: every mistake, the most confidently wrong first.
+    captions = [c.value for c in at.caption if "→" in c.value]
+    assert captions == ["squares → **circles**  \ncircles 95% · squares 5%",
+                        "circles → **squares**  \nsquares 60% · circles 40%"]
+    # One cell of the confusion matrix: true circles, predicted squares.
+    run_id = list_runs()[0].id
+    at.selectbox(key=f"mistakes_true_{run_id}").set_value("circles")
+    at.selectbox(key=f"mistakes_predicted_{run_id}").set_value("squares").run()
+    assert [c.value for c in at.caption if "→" in c.value] == [captions[1]]
+    assert len(at.image) == 1
+
+    button(at, "Move to squares").click().run()
+    assert not at.exception
+    relative = circle.relative_to(dataset).as_posix()
+    assert load_corrections(dataset).mapping == {relative: "squares"}
+    assert "1 correction: 1 relabelled, 0 excluded" in "\n".join(m.value for m in at.markdown)
+    at.selectbox(key=f"mistakes_predicted_{run_id}").set_value("circles").run()
+    assert any("diagonal" in i.value for i in at.info)
+
+
+def test_a_runs_config_shows_the_corrections_it_trains_with(dataset):
+    from core.data.corrections import add_correction
+
+    add_correction(dataset, "train/circles/circles.train.0.jpg", "squares")
+    add_correction(dataset, "train/circles/circles.train.1.jpg", None)
+    run_dir = write_run(dataset, state="running", metrics=3, pid=None)
+    finish_run(run_dir, dataset)
+    at = open_train_page()
+
+    [config] = [c.value for c in at.code if c.value.startswith("Model: ")]
+    assert "Corrections: 1 relabelled, 1 excluded" in config.splitlines()
+
+
+def read_only(*args, **kwargs):
+    raise OSError(errno.EROFS, "Read-only file system", str(get_settings().home))
+
+
+def test_a_read_only_home_is_one_sentence_not_a_traceback(dataset, monkeypatch):
+    run_dir = write_run(dataset, state="completed", metrics=1)
+    monkeypatch.setattr(jobs, "submit", read_only)
+    monkeypatch.setattr("core.runs.store.delete_run", read_only)
+    at = open_train_page()
+
+    button(at, "Start training").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        f"Could not start the run: the folder PawLab writes to is read-only (`{get_settings().home}`)."]
+
+    select_rows(at, [0])
+    button(at, "Delete for good").click().run()
+    assert not at.exception
+    assert any(e.value.startswith(f"Could not delete run {run_dir.name}: the folder PawLab writes to is "
+                                  "read-only") for e in at.error)
+    assert run_dir.exists()
