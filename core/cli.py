@@ -7,6 +7,7 @@
     python -m core runs [--runs-dir DIR]
     python -m core predict RUN_DIR FILE...
     python -m core doctor --data DIR [--save]
+    python -m core serve RUN_DIR [--host 127.0.0.1] [--port 8000]
     python -m core worker RUN_DIR      (the job manager's; not listed in --help)
 
 Defaults come from where they live: the architecture's recipe
@@ -27,7 +28,7 @@ from core import defaults
 from core.runs.recipes import RECIPES, recipe_for
 
 PROG = "python -m core"
-PUBLIC_COMMANDS = ("fetch", "data", "train", "evaluate", "runs", "predict", "doctor")
+PUBLIC_COMMANDS = ("fetch", "data", "train", "evaluate", "runs", "predict", "doctor", "serve")
 EXIT_FAILED = 1  # the command ran and failed (a run failed, a file was not classified...)
 EXIT_USAGE = 2  # the command line asked for something impossible
 
@@ -156,6 +157,19 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    """The run's model over HTTP (core.serving.api) until Ctrl-C."""
+    from core.serving.api import serve
+    from core.serving.inference import RunNotReadyError
+
+    try:
+        serve(args.run_dir, args.host, args.port)
+    except (OSError, ValueError, RunNotReadyError) as error:
+        print(json.dumps({"error": str(error)}))
+        return EXIT_USAGE
+    return 0
+
+
 def cmd_worker(args) -> int:
     from core.runs.jobs import work
     from core.runs.store import RunState
@@ -258,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--save", action="store_true",
                         help="also save the report (and progress) for the Review page")
     doctor.set_defaults(func=cmd_doctor)
+
+    serve = commands.add_parser("serve", help="serve a run's model over HTTP: POST /v1/predict, "
+                                              "GET /healthz, /docs")
+    serve.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: %(default)s, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    serve.set_defaults(func=cmd_serve)
 
     worker = commands.add_parser("worker", description="Train a queued run (the job manager starts this).")
     worker.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder")

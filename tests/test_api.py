@@ -184,11 +184,11 @@ def test_openapi_page_documents_predict(base_url):
     assert httpx.get(f"{base_url}/docs").status_code == 200
 
 
-def test_python_m_serve_listens_on_loopback(api_run):
-    """The command the CLI's ``serve`` runs: a real process, stopped by its id."""
+def test_python_m_core_serve_listens_on_loopback(api_run):
+    """The README's command: a real process on 127.0.0.1, stopped by its id."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    child = subprocess.Popen([sys.executable, "-m", "core.serving.api", str(api_run), "--port", str(port)],
+    child = subprocess.Popen([sys.executable, "-m", "core", "serve", str(api_run), "--port", str(port)],
                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -208,10 +208,10 @@ def test_python_m_serve_listens_on_loopback(api_run):
 def test_a_run_without_a_model_cannot_be_served(api_run, tmp_path, capsys):
     import shutil
 
-    from core.serving.api import main
+    from core import cli
 
     copy = tmp_path / api_run.name
     shutil.copytree(api_run, copy)
     (copy / "model.keras").unlink()
-    assert main([str(copy), "--port", str(free_port())]) == 1
-    assert "has no saved model" in capsys.readouterr().err
+    assert cli.main(["serve", str(copy), "--port", str(free_port())]) == 2
+    assert "has no saved model" in capsys.readouterr().out

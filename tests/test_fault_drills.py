@@ -192,11 +192,9 @@ def test_a_full_disk_while_saving_the_model_keeps_the_previous_one(data, tmp_pat
     assert leftover_temp_files(run_dir) == []
     assert [m["epoch"] for m in read_metrics(run_dir)] == [1, 2]
     error = read_status(run_dir).error
-    assert "\n" not in error and "no space left on device" in error.lower()
+    assert "\n" not in error and "the disk is full" in error
 
 
-@pytest.mark.xfail(strict=True, reason="core/runs/worker.py human_message does not name the disk "
-                                       "yet (see the store's RunsFolderError)")
 def test_the_failed_runs_sentence_names_the_full_disk():
     from core.runs.worker import human_message
 

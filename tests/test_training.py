@@ -358,20 +358,3 @@ def test_mobilenet_v2_finetune_continues_with_a_fine_tune_phase(tmp_path, imagen
     status = read_status(run_dir)
     assert (status.epochs_total, status.mode) == (2, Mode.CACHED_FEATURES)
     assert keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True).output.shape[-1] == 2
-
-
-@pytest.mark.parametrize("tf_config, chief", [
-    (None, True),
-    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
-    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
-    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, False),
-    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, True),
-])
-def test_only_the_chief_of_a_cluster_writes_the_run(monkeypatch, tf_config, chief):
-    from core.models.distribute import is_chief
-
-    if tf_config is None:
-        monkeypatch.delenv("TF_CONFIG", raising=False)
-    else:
-        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    assert is_chief() is chief

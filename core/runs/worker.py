@@ -23,6 +23,7 @@ or SIGTERM stop training after the current batch; the run ends "cancelled".
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -35,7 +36,10 @@ from core.models.distribute import configure_devices
 from core.models.weights import WeightsUnavailableError
 from core.runs.control import DECODED_CACHE_DIR, RunCancelled, RunControl
 from core.runs.run_split import prepare_data
-from core.runs.store import LOG_FILE, RunState, read_config, read_status, update_status, write_split
+from core.runs.store import (
+    CANNOT_WRITE_REASONS, LOG_FILE, RunsFolderError, RunState, read_config, read_status, update_status,
+    write_split,
+)
 
 
 def _run_steps(run_dir: Path, control: RunControl) -> None:
@@ -57,10 +61,12 @@ def _run_steps(run_dir: Path, control: RunControl) -> None:
     training.evaluate()
 
 
-def human_message(error: BaseException) -> str:
+def human_message(error: BaseException, run_dir: str | os.PathLike | None = None) -> str:
     """A sentence for the Train page; the traceback goes to log.txt."""
-    if isinstance(error, (ValueError, FileNotFoundError, WeightsUnavailableError)):
+    if isinstance(error, (ValueError, FileNotFoundError, WeightsUnavailableError, RunsFolderError)):
         return str(error)
+    if isinstance(error, OSError) and error.errno in CANNOT_WRITE_REASONS:
+        return str(RunsFolderError(run_dir or "the run folder", error))
     if isinstance(error, MemoryError) or _is_out_of_memory(error):
         return "Training ran out of memory. Try a smaller batch size or image size."
     return f"Training failed: {type(error).__name__}: {error}"
@@ -75,7 +81,8 @@ def _log_traceback(error: BaseException, also_to: Path | None) -> None:
     text = "".join(traceback.format_exception(error))
     print(text, file=sys.stderr, flush=True)
     if also_to is not None:
-        append_line(also_to, text)
+        with contextlib.suppress(OSError):  # a full disk must not turn "failed" into "interrupted"
+            append_line(also_to, text)
 
 
 def execute_run(run_dir: str | os.PathLike, *, stderr_is_log: bool = False) -> RunState:
@@ -97,7 +104,7 @@ def execute_run(run_dir: str | os.PathLike, *, stderr_is_log: bool = False) -> R
     except (RunCancelled, KeyboardInterrupt):
         state = RunState.CANCELLED
     except Exception as error:  # a failed run must not take its caller down
-        state, error_message = RunState.FAILED, human_message(error)
+        state, error_message = RunState.FAILED, human_message(error, run_dir)
         log_file = run_dir / LOG_FILE if control.writes_files and not stderr_is_log else None
         _log_traceback(error, also_to=log_file)
     finally:
