@@ -91,3 +91,10 @@ def test_strangers_are_unknown_and_pets_are_familiar(planted, monkeypatch):
     detector = NoveltyDetector.fit(embed_files(train))
     assert detector.is_unknown(embed_files(sorted(problems.strangers))).all()
     assert detector.is_unknown(embed_files(pets)).mean() <= 0.015  # measured: 0.9%
+
+
+def test_outliers_say_which_ones_cleanlab_flags(planted):
+    problems, report = planted
+    flagged = [outlier for outlier in report.outliers if outlier.flagged]
+    assert 0 < len(flagged) < len(report.outliers)
+    assert {o.file for o in report.outliers[:15]} & problems.strangers <= {o.file for o in flagged} | set()

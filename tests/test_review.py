@@ -66,3 +66,22 @@ def test_a_review_runs_out_of_process_and_is_found_again(tmp_path, with_weights)
     assert seen_running
     assert state.status == ReviewStatus.DONE, state.error
     assert state.report.photos == 60 and state.finished
+
+
+def test_a_review_whose_process_dies_is_reported_failed(tmp_path, with_weights):
+    import os
+    import signal
+
+    from core.fileio import read_json
+    from core.review.runner import PROGRESS_FILE, review_dir
+
+    data = make_separable_dataset(tmp_path / "shapes", per_class=20)
+    assert start_review(data)
+    pid = read_json(review_dir(data) / PROGRESS_FILE).value["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while (state := review_state(data)).status == ReviewStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert state.status == ReviewStatus.FAILED and "log.txt" in state.error
+    assert start_review(data)  # and it can be started again
+    os.kill(read_json(review_dir(data) / PROGRESS_FILE).value["pid"], signal.SIGKILL)

@@ -49,6 +49,7 @@ class Outlier:
     file: str
     split: str
     score: float  # cleanlab's outlier score: low = unlike the other photos
+    flagged: bool = False  # cleanlab calls it an outlier; the others are the next in the ranking
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ def _find_issues(samples, split_of, labels, keys, embeddings, probabilities, spl
         key=lambda issue: issue.score)[:MAX_LISTED]
 
     outlier_scores = outlier_table["outlier_score"].to_numpy()
-    outliers = [Outlier(samples[i].path, split_of[i], float(outlier_scores[i]))
+    outliers = [Outlier(samples[i].path, split_of[i], float(outlier_scores[i]), bool(is_outlier[i]))
                 for i in np.argsort(outlier_scores)[:MAX_LISTED]]
 
     def group(members, score, exact):

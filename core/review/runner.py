@@ -87,8 +87,18 @@ def review_state(root: str | os.PathLike) -> ReviewState:
     if (folder / ERROR_FILE).is_file():
         return ReviewState(ReviewStatus.FAILED, report=report, finished=finished,
                            error=(folder / ERROR_FILE).read_text().strip())
+    if _died_unfinished(folder, finished):
+        return ReviewState(ReviewStatus.FAILED, report=report, finished=finished,
+                           error=f"The review stopped before it finished; its output is in {folder / LOG_FILE}.")
     return ReviewState(ReviewStatus.DONE if report else ReviewStatus.NEVER, report=report,
                        finished=finished)
+
+
+def _died_unfinished(folder: Path, finished: float | None) -> bool:
+    """A review was started after the last report, and its process is gone (killed, crashed)."""
+    progress = read_json(folder / PROGRESS_FILE).value or {}
+    started = progress.get("time")
+    return isinstance(started, (int, float)) and (finished is None or started > finished)
 
 
 def start_review(root: str | os.PathLike) -> bool:
