@@ -126,3 +126,10 @@ def test_the_corrected_dataset_exports_as_a_zip(tmp_path, tiny_dataset):
     root = import_zip(target, "corrected")
     _, splits = split_dataset(root)
     assert where(splits, "train/squares/circles.train.0.jpg")[1] == "squares"
+
+
+def test_moving_a_photo_back_to_its_own_folder_is_no_correction(tiny_dataset):
+    photo = "train/circles/circles.train.5.jpg"
+    add_correction(tiny_dataset, photo, "squares")
+    add_correction(tiny_dataset, photo, "circles")
+    assert load_corrections(tiny_dataset).mapping == {}

@@ -47,8 +47,13 @@ class Corrections:
 
     @property
     def mapping(self) -> dict[str, str | None]:
-        """The last word on each photo: {relative path: class, or None to exclude}."""
-        return {correction.file: correction.label for correction in self.history}
+        """The last word on each photo: {relative path: class, or None to exclude}.
+
+        A photo moved back to the class of its own folder needs no correction.
+        """
+        last = {correction.file: correction.label for correction in self.history}
+        return {file: label for file, label in last.items()
+                if label != PurePosixPath(file).parent.name}
 
     def to_dict(self) -> dict:
         return {"history": [asdict(correction) for correction in self.history]}
