@@ -66,7 +66,7 @@ def comparison_row(model: tutorial.TutorialModel, run_dir: Path | None, metrics:
     return {
         "Model": ARCHITECTURES[model.arch].title,
         "Tutorial reported": views.in_percent(model.reported),
-        "Tutorial code, re-run": views.in_percent(model.rerun),
+        "Tutorial code, re-run": views.in_percent(model.rerun_accuracy),
         "PawLab best validation": views.in_percent(max(val)) if val else None,
         "PawLab test": views.in_percent(evaluation.get("accuracy")),
         "Status": views.STATE_LABELS.get(state, state)
@@ -91,6 +91,10 @@ def tutorial_comparison(data_root: Path) -> None:
     st.dataframe(rows, hide_index=True, placeholder="–",
                  column_config={name: percent for name in PERCENT_COLUMNS})
     st.caption(tutorial.LEAK_NOTE)
+    with st.expander("Where the re-run figures come from"):
+        st.markdown("\n".join(
+            f"- {ARCHITECTURES[m.arch].title}: " + (m.rerun.describe() if m.rerun else "not re-run yet")
+            for m in tutorial.TUTORIAL_MODELS))
     next_steps(data_root)
 
 
