@@ -1,7 +1,7 @@
-"""Pieces of the Classify page: model labels, the cached model, one photo's answer, exports.
+"""Pieces of the Classify page: model labels, the cached model, one photo's answer.
 
-Widgets and charts only; classifying, Grad-CAM and exporting live in
-core.serving.inference, core.serving.gradcam and core.serving.export. Nothing here imports
+Widgets and charts only; classifying and Grad-CAM live in
+core.serving.inference and core.serving.gradcam. Nothing here imports
 TensorFlow: core loads it the first time a model is needed.
 """
 
@@ -20,6 +20,7 @@ import streamlit as st
 from core.serving.inference import Prediction, Predictor, preview_image
 from core.models.zoo import ARCHITECTURES
 from core.runs.store import RunSummary
+from pages._classify_answers import show_answer
 from pages._text import md
 
 BAR_COLOUR, TOP_COLOUR = "#9AA5B1", "#E4572E"
@@ -109,7 +110,7 @@ def show_prediction(index: int, prediction: Prediction, preview, run_path: str, 
     """
     picture, answer = st.columns([2, 3], gap="medium")
     with answer:
-        st.subheader(f"{md(prediction.label)} — {prediction.confidence:.1%}", anchor=False)
+        show_answer(prediction)
         st.plotly_chart(probability_chart(prediction.probabilities), key=f"probabilities_{index}",
                         config={"displayModeBar": False})
         st.caption(f"⏱️ {prediction.ms:.0f} ms (decode + model)")
@@ -126,42 +127,3 @@ def show_prediction(index: int, prediction: Prediction, preview, run_path: str, 
                 heatmap = load_predictor(run_path, mtime).gradcam(prediction)
             image = overlay(preview, heatmap, opacity)
         st.image(image, caption=md(prediction.file), width="stretch")
-
-
-def export_section(run: RunSummary) -> None:
-    """Downloads of the model: as trained (model.keras), for TF Serving, for TF Lite."""
-    from core.serving.export import SAVEDMODEL_ZIP, TFLITE_FILE, cached_export, export_savedmodel_zip, export_tflite
-
-    run_dir = Path(run.path)
-    st.caption(
-        "All three take float32 images in [0, 255] of shape (batch, "
-        f"{run.image_size}, {run.image_size}, 3) and return one logit per class, in this order: "
-        f"{', '.join(map(md, run.classes))}. Apply softmax for probabilities."
-    )
-    keras_column, serving_column, lite_column = st.columns(3)
-    with keras_column:
-        model_file = run_dir / "model.keras"
-        st.download_button(
-            "⬇️ Keras model (.keras)", data=model_file.read_bytes, file_name=f"{run.id}.keras",
-            mime="application/octet-stream", on_click="ignore", key="download_keras",
-        )
-    exports = [
-        (serving_column, "SavedModel for TF Serving (.zip)", SAVEDMODEL_ZIP, export_savedmodel_zip,
-         f"{run.id}-saved_model.zip", "application/zip", "savedmodel"),
-        (lite_column, "TensorFlow Lite (.tflite)", TFLITE_FILE, export_tflite,
-         f"{run.id}.tflite", "application/octet-stream", "tflite"),
-    ]
-    for column, label, file_name, make, download_name, mime, key in exports:
-        with column:
-            path = cached_export(run_dir, file_name)
-            if path is None and st.button(f"Prepare {label}", key=f"prepare_{key}"):
-                with st.spinner(f"Converting to {label}…"):
-                    try:
-                        path = make(run_dir)
-                    except Exception as error:  # a converter failure must not end the page
-                        st.error(f"The export failed: {md(error)}", icon="⚠️")
-            if path is not None:
-                st.download_button(
-                    f"⬇️ {label}", data=path.read_bytes, file_name=download_name, mime=mime,
-                    on_click="ignore", key=f"download_{key}",
-                )

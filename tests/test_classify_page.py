@@ -31,8 +31,20 @@ def classify_page_alone() -> AppTest:
     return AppTest.from_file(str(REPO / "pages" / "classify.py"), default_timeout=120).run()
 
 
+TITLES = {"unsure": "Not sure", "unknown": "None of these"}
+
+
 def texts(elements) -> list[str]:
     return [element.value for element in elements]
+
+
+def heading(prediction) -> str:
+    """The subheader the page gives an answer."""
+    if prediction.answer == "unsure":
+        return ":orange[Not sure]"
+    if prediction.answer == "unknown":
+        return ":violet[None of these]"
+    return f"{prediction.label} — {prediction.confidence:.1%}"
 
 
 @pytest.fixture
@@ -136,12 +148,14 @@ def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, 
     app.file_uploader[0].set_value(drop).run()
 
     assert not app.exception
-    answers = [h for h in texts(app.subheader) if " — " in h]
+    answers = [h for h in texts(app.subheader) if h != "Summary"]
     classified = [p for p in expected if p.ok]
     assert [p.file for p in classified] == ["circle-a.jpg", "circle-b.jpg", "animated.gif"]
     assert [p.label for p in classified][:2] == ["circles", "circles"]  # the photos are circles
-    # Each answer is the model's label and top probability, as the page rounds it.
-    assert answers == [f"{p.label} — {p.confidence:.1%}" for p in classified]
+    # Each answer is the model's (the run's thresholds): its label and top probability, as the
+    # page rounds it, or "Not sure".
+    assert answers == [heading(p) for p in classified]
+    assert any(c.startswith("Probabilities are calibrated (temperature ") for c in texts(app.caption))
     errors = texts(app.error)
     assert len(errors) == 3
     assert "truncated.jpg is truncated" in errors[0]
@@ -155,6 +169,7 @@ def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, 
     [table] = app.dataframe
     assert list(table.value["file"]) == [name for name, _, _ in drop]
     assert list(table.value["prediction"])[:3] == ["circles", "not classified", "circles"]
+    assert list(table.value["answer"]) == [TITLES.get(p.answer, p.answer or "") for p in expected]
     assert [b.proto.label for b in app.get("download_button") if "CSV" in b.proto.label]
     check_predictions_csv(downloads["predictions.csv"], expected, classes=["circles", "squares"])
 
@@ -172,6 +187,7 @@ def check_predictions_csv(data: bytes, expected, classes: list[str]) -> None:
             assert all(row[f"p_{name}"] == "" for name in classes)
             continue
         assert row["prediction"] == prediction.label and row["error"] == ""
+        assert row["answer"] == prediction.answer and row["reason"] == (prediction.reason or "")
         assert float(row["confidence"]) == pytest.approx(prediction.confidence, abs=1e-6)
         probabilities = {name: float(row[f"p_{name}"]) for name in classes}
         assert probabilities == pytest.approx(prediction.probabilities, abs=1e-6)
@@ -180,6 +196,8 @@ def check_predictions_csv(data: bytes, expected, classes: list[str]) -> None:
 
 
 def test_gradcam_toggle_shows_an_overlay(run_dir):
+    from core.serving.inference import Predictor
+
     path = validation_files(run_dir)[-1]  # a square
     app = classify_page()
     app.file_uploader[0].set_value(("square.jpg", open(path, "rb").read(), "image/jpeg")).run()
@@ -195,25 +213,7 @@ def test_gradcam_toggle_shows_an_overlay(run_dir):
 
     app.slider(key="opacity_0").set_value(0.9).run()
     assert app.image[0].proto.imgs[0].url not in (photo_url, overlay_url)
-    assert texts(app.subheader)[-1].startswith("squares — ")
-
-
-def test_export_buttons_prepare_and_offer_the_files(run_dir):
-    app = classify_page_alone()
-    assert not app.exception
-    labels = [b.proto.label for b in app.get("download_button")]
-    assert any("Keras model" in label for label in labels)
-    assert not any("TensorFlow Lite" in label for label in labels)  # not made yet
-
-    app.button(key="prepare_tflite").click().run()
-
-    assert not app.exception and not app.error, [e.value for e in app.error]
-    assert (run_dir / "exports" / "model.tflite").is_file()
-    labels = [b.proto.label for b in app.get("download_button")]
-    assert any("TensorFlow Lite" in label for label in labels)
-    app.run()  # from now on the prepared file is offered straight away
-    assert not [b for b in app.button if b.key == "prepare_tflite"]
-    assert [b for b in app.button if b.key == "prepare_savedmodel"]
+    assert texts(app.subheader)[-1] == heading(Predictor.from_run(run_dir).predict([path])[0])
 
 
 def test_reruns_keep_the_compiled_model(run_dir, monkeypatch):
@@ -260,3 +260,262 @@ def test_a_drop_over_the_limits_is_refused_in_one_sentence(run_dir, monkeypatch)
     monkeypatch.delenv("PAWLAB_MAX_DROP_BYTES")
     app.run()
     assert not app.error and classified == [3]
+
+
+# --- Answers: a class, "Not sure" or "None of these" --------------------------------
+
+WHITE_DISTANCE, NOVELTY_THRESHOLD = 1.0, 0.5
+
+
+class BrightnessNovelty:
+    """A stand-in unknown-photo check: a photo's distance is its mean brightness (0..1).
+
+    The tiny run's circles and squares are dark (about 0.15); a white photo is 1.0.
+    """
+
+    threshold = NOVELTY_THRESHOLD
+
+    def distance(self, embeddings):
+        return embeddings[:, 0] / 255.0
+
+
+def brightness_embedder():
+    import tensorflow as tf
+
+    return tf.function(lambda images: tf.reduce_mean(images, axis=[1, 2, 3])[:, None])
+
+
+@pytest.fixture
+def checked_run(run_dir, monkeypatch):
+    """The tiny run with an unknown-photo check (a stub: real ones need ImageNet weights), and
+    so unsure (a high temperature) that no photo reaches its confidence threshold."""
+    import core.serving.inference as inference
+    from core.runs.trust import read_trust, write_trust
+
+    trust = read_trust(run_dir)
+    trust.temperature, trust.confidence_threshold, trust.novelty_threshold = 50.0, 0.9, NOVELTY_THRESHOLD
+    write_trust(run_dir, trust)
+    monkeypatch.setattr(inference, "_load_novelty", lambda run, trust: BrightnessNovelty())
+    monkeypatch.setattr(inference, "_pooled_embedder", brightness_embedder)
+    return run_dir
+
+
+def white_photo() -> tuple[str, bytes, str]:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (255, 255, 255)).save(buffer, "PNG")
+    return ("white wall.png", buffer.getvalue(), "image/png")
+
+
+def test_answers_are_not_sure_or_none_of_these_with_their_reason_and_sliders_change_them(checked_run):
+    circle = validation_files(checked_run)[0]
+    app = classify_page()
+    app.file_uploader[0].set_value([("circle.jpg", open(circle, "rb").read(), "image/jpeg"),
+                                    white_photo()]).run()
+
+    assert not app.exception
+    assert texts(app.subheader)[1:] == [":orange[Not sure]", ":violet[None of these]"]
+    [unsure] = texts(app.warning)
+    assert "sure; this run answers from 90%. The closest class: circles (" in unsure
+    [unknown] = texts(app.info)
+    assert unknown.startswith("Looks like none of the training photos (distance 1.000 \\> 0.500).")
+    assert list(app.dataframe[0].value["answer"]) == ["Not sure", "None of these"]
+    confidence = app.slider(key=f"answer_confidence_{checked_run.name}")
+    novelty = app.slider(key=f"answer_novelty_{checked_run.name}")
+    assert (confidence.value, novelty.value) == (0.9, NOVELTY_THRESHOLD)  # the run's own
+
+    confidence.set_value(0.0).run()  # answer whatever the confidence
+    assert not app.exception
+    assert texts(app.subheader)[1].startswith("circles — ")
+    assert texts(app.subheader)[2] == ":violet[None of these]"  # unknown however sure
+
+    app.slider(key=f"answer_novelty_{checked_run.name}").set_value(1.0).run()  # nothing is too far
+    assert all(" — " in h for h in texts(app.subheader)[1:])  # both answered with a class
+    assert not app.info and not app.warning
+    assert list(app.dataframe[0].value["answer"]) == list(app.dataframe[0].value["prediction"])
+
+
+def test_a_from_scratch_model_says_why_it_has_no_unknown_check(run_dir):
+    app = classify_page()
+
+    assert not [s for s in app.slider if s.key.startswith("answer_novelty")]
+    assert any("only models with a frozen ImageNet backbone can tell a photo of something else" in c
+               for c in texts(app.caption))
+    assert app.slider(key=f"answer_confidence_{run_dir.name}").value == pytest.approx(
+        __import__("core.runs.trust", fromlist=["read_trust"]).read_trust(run_dir).confidence_threshold)
+
+
+# --- Many photos at once -------------------------------------------------------------
+
+@pytest.fixture
+def deferred_downloads(monkeypatch) -> dict:
+    """Download buttons whose data is made on click: their callables, by file name."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    offered = {}
+    add = MediaFileManager.add_deferred
+
+    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        offered[file_name] = data_callable
+        return add(self, data_callable, mimetype, coordinates, file_name=file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
+    return offered
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_zip_is_classified_with_progress_into_the_table_csv_and_a_sorted_zip(
+        checked_run, downloads, deferred_downloads, monkeypatch):
+    import csv
+    import io
+    import zipfile
+
+    import pages._classify_batch as batch
+
+    seen, classify_many = [], batch.classify_many
+
+    def spying(predictor, photos, progress=None, **kwargs):
+        assert progress is not None  # the page's progress bar
+        return classify_many(predictor, photos, **kwargs,
+                             progress=lambda done, total: seen.append((done, total)) or progress(done, total))
+
+    monkeypatch.setattr(batch, "classify_many", spying)
+    monkeypatch.setattr("core.serving.batch.BATCH", 2)
+    circles = validation_files(checked_run)[:3]
+    upload = {f"trip/{i}-{Path(p).name}": open(p, "rb").read() for i, p in enumerate(circles)}
+    upload |= {"trip/white.png": white_photo()[1], "trip/broken.jpg": b"not a photo", "readme.txt": b"hi"}
+
+    app = classify_page()
+    [confidence] = [s for s in app.slider if s.key.startswith("answer_confidence")]
+    confidence.set_value(0.0).run()  # circles are answered; the white photo is still unknown
+    app.file_uploader(key="batch_zip").set_value(("holiday.zip", zip_bytes(upload), "application/zip")).run()
+
+    assert not app.exception and not app.error, texts(app.error)
+    names = sorted(n for n in upload if n.endswith((".jpg", ".png")))
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    table = app.dataframe[0].value
+    assert list(table["file"]) == names
+    assert dict(zip(table["file"], table["answer"])) == {
+        **{n: "circles" for n in names if "circle" in n}, "trip/white.png": "None of these",
+        "trip/broken.jpg": ""}
+    rows = list(csv.DictReader(io.StringIO(downloads["batch-predictions.csv"].decode())))
+    assert [(r["file"], r["answer"]) for r in rows] == [(n, "unknown" if "white" in n else "" if "broken" in n
+                                                         else "circles") for n in names]
+    assert rows[names.index("trip/white.png")]["reason"].startswith("looks like none of the training photos")
+    assert any(m.value.startswith("**5 photos**") for m in app.markdown)
+
+    archive = zipfile.ZipFile(io.BytesIO(deferred_downloads["sorted-by-answer.zip"]()))
+    assert sorted(archive.namelist()) == sorted(
+        [f"circles/{Path(n).name}" for n in names if "circle" in n] + ["unknown/white.png",
+                                                                       "unreadable/broken.jpg"])
+
+    # The sliders re-answer the zip without classifying it again.
+    app.slider(key=f"answer_novelty_{checked_run.name}").set_value(1.0).run()
+    assert seen[3:] == [] and "None of these" not in list(app.dataframe[0].value["answer"])
+
+
+def test_a_zip_that_cannot_be_extracted_is_one_sentence(run_dir):
+    app = classify_page()
+    app.file_uploader(key="batch_zip").set_value(("photos.zip", b"PK not really a zip", "application/zip")).run()
+
+    assert not app.exception
+    [error] = texts(app.error)
+    assert "is not a zip archive, or it is damaged" in error
+    assert not app.dataframe
+
+
+def test_a_server_folder_only_when_local_paths_are_allowed(run_dir, monkeypatch):
+    assert not [t for t in classify_page().text_input if t.key == "batch_folder"]
+
+    monkeypatch.setenv("PAWLAB_ALLOW_LOCAL_PATHS", "1")
+    app = classify_page()
+    folder = str(Path(validation_files(run_dir)[0]).parent.parent)  # validation/{circles,squares}
+    app.text_input(key="batch_folder").set_value(folder).run()
+    assert not app.exception
+    assert len(app.dataframe[0].value) == len(validation_files(run_dir))
+
+
+# --- Exports that are proven to agree ---------------------------------------------------
+
+def export_tab_with(monkeypatch, run_dir, statuses: dict, offered: dict) -> tuple[AppTest, list]:
+    """The page with export_check's answers replaced: ``statuses`` and ``offered`` by format."""
+    import pages._classify_export as export
+    from core.serving.export_check import ExportStatus
+
+    started = []
+    monkeypatch.setattr(export, "export_status",
+                        lambda run, fmt: statuses.get(fmt, ExportStatus(fmt)))
+    monkeypatch.setattr(export, "offered_export", lambda run, fmt: offered.get(fmt))
+    monkeypatch.setattr(export, "start_export", lambda run, fmt: started.append(fmt))
+    app = classify_page_alone()
+    assert not app.exception, app.exception
+    return app, started
+
+
+def test_only_an_export_that_agrees_is_offered_with_its_agreement(run_dir, monkeypatch, tmp_path):
+    from core.serving.export import ExportFormat
+    from core.serving.export_check import Agreement, ExportState, ExportStatus
+
+    checked = tmp_path / "saved_model.zip"
+    checked.write_bytes(b"a checked zip")
+    agree = Agreement(photos=200, same_label=200, max_difference=6.6e-08)
+    statuses = {
+        ExportFormat.SAVED_MODEL: ExportStatus(ExportFormat.SAVED_MODEL, ExportState.AGREES, 200, 200, agree),
+        ExportFormat.TFLITE: ExportStatus(
+            ExportFormat.TFLITE, ExportState.DISAGREES, 200, 200, Agreement(200, 197, 0.3),
+            reason="Not offered: same label on 197 of 200 test photos, largest probability difference 3.0e-01."),
+        ExportFormat.ONNX: ExportStatus(ExportFormat.ONNX, ExportState.CHECKING, 64, 200),
+    }
+    app, started = export_tab_with(monkeypatch, run_dir, statuses, {ExportFormat.SAVED_MODEL: checked})
+
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert "⬇️ saved_model.zip" in labels
+    assert not [label for label in labels if "tflite" in label or "onnx" in label]
+    assert any("same label on 200 of 200 test photos, largest probability difference 6.6e-08" in c
+               for c in texts(app.caption))
+    assert [w.value.replace("\\", "") for w in app.warning] == [statuses[ExportFormat.TFLITE].reason]
+    assert [p.proto.text for p in app.progress] == ["Checking it on the run's test photos (64 of 200)"]
+    assert [b.key for b in app.button if b.key.startswith("prepare_")] == ["prepare_tflite"]
+
+    app.button(key="prepare_tflite").click().run()
+    assert started == [ExportFormat.TFLITE]
+
+
+def test_an_agreeing_status_without_its_checked_zip_is_not_offered(run_dir, monkeypatch):
+    from core.serving.export import ExportFormat
+    from core.serving.export_check import Agreement, ExportState, ExportStatus
+
+    agree = Agreement(photos=10, same_label=10, max_difference=1e-7)
+    statuses = {ExportFormat.ONNX: ExportStatus(ExportFormat.ONNX, ExportState.AGREES, 10, 10, agree)}
+    app, started = export_tab_with(monkeypatch, run_dir, statuses, offered={})  # the zip changed
+
+    assert not [b for b in app.get("download_button") if "onnx" in b.proto.label]
+    assert any("prepare it again" in w.value for w in app.warning)
+    assert {b.key for b in app.button if b.key.startswith("prepare_")} == {
+        "prepare_saved_model", "prepare_tflite", "prepare_onnx"}
+
+
+def test_the_model_card_is_offered_alone_and_shown_as_core_wrote_it(run_dir, downloads):
+    from core.serving.model_card import card_json, card_markdown, model_card
+
+    app = classify_page_alone()
+    card = model_card(run_dir)
+    assert downloads[f"{run_dir.name}-MODEL_CARD.md"].decode() == card_markdown(card)
+    assert downloads[f"{run_dir.name}-model_card.json"].decode() == card_json(card)
+    assert not [m for m in app.markdown if m.value.startswith("# Model card")]
+
+    app.toggle(key=f"show_card_{run_dir.name}").set_value(True).run()
+    assert [m.value for m in app.markdown if m.value.startswith("# Model card")] == [card_markdown(card).strip()]
