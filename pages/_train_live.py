@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.runs import jobs
 from core.runs.store import (
-    HEARTBEAT_OVERDUE_SECONDS, LOG_FILE, MODEL_FILE, Phase, RunFileError, RunState, RunStatus,
+    LOG_FILE, MODEL_FILE, Phase, RunFileError, RunState, RunStatus,
     RunSummary, list_runs, read_metrics, read_status,
 )
 from pages import _train_figures as figures
@@ -37,6 +37,7 @@ def show_live_panel(summaries: list[RunSummary]) -> None:
 
 
 def live_panel() -> None:
+    keep_the_queue_moving()
     summaries = list_runs()
     if runs_signature(summaries) != st.session_state.get(SIGNATURE_KEY):
         # A run started, finished or appeared: the table and results need the whole page.
@@ -53,8 +54,6 @@ def live_panel() -> None:
         st.error(f"Run {code(run.id)} cannot be shown: {md(error)}")
         return
     metrics = read_metrics(run.path)
-    if status.state == RunState.RUNNING and status.heartbeat_age > HEARTBEAT_OVERDUE_SECONDS:
-        jobs.recover()  # its process may be gone: mark it interrupted instead of "running" forever
     _heading(run, status, metrics)
     _state_message(run, status, metrics, summaries)
     epochs_total = status.epochs_total or run.epochs_total
@@ -67,6 +66,15 @@ def live_panel() -> None:
             st.error(cannot("cancel the run", error))
             return
         st.toast("Cancelled." if new_state == RunState.CANCELLED else "Stopping after the current batch…")
+
+
+def keep_the_queue_moving() -> None:
+    """Every poll: a run whose worker died is marked interrupted and the queue behind it
+    starts (core.runs.jobs.tick, cheap when nothing changed), so a queue never stalls."""
+    try:
+        jobs.tick()
+    except OSError as error:  # LockTimeout, RunsFolderError: say it, poll again next time
+        st.error(cannot("move the training queue on", error))
 
 
 def _heading(run: RunSummary, status: RunStatus, metrics: list[dict]) -> None:

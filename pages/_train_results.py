@@ -1,7 +1,8 @@
 """Train page: the results of one finished run.
 
 Test accuracy, the confusion matrix, per-class scores, the photos behind
-its mistakes (pages/_train_mistakes.py), and the model itself (recipe, Keras
+its mistakes (pages/_train_mistakes.py), how far to trust its answers
+(calibration, pages/_train_trust.py), and the model itself (recipe, Keras
 summary, download).
 """
 
@@ -22,6 +23,7 @@ from pages import _train_views as views
 from pages._text import code, md
 from pages._train_form import param_count
 from pages._train_mistakes import mistakes_section
+from pages._train_trust import trust_section
 
 PERCENT = st.column_config.NumberColumn(format="%.1f%%")
 
@@ -60,6 +62,7 @@ def results(run: RunSummary) -> None:
         evaluation_section(evaluation, run)
     else:
         st.info("This run has no test evaluation (it did not get that far).")
+    trust_section(run)
     with st.expander("Model", expanded=False):
         try:
             config, facts = read_config(run_dir), read_facts(run_dir)

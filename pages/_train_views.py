@@ -33,7 +33,7 @@ PHASE_LABELS = {
     Phase.FEATURES: "Computing ImageNet features (once, then cached)",
     Phase.TRAIN: "Training",
     Phase.FINE_TUNE: "Fine-tuning the top of the base",
-    Phase.EVALUATE: "Evaluating the best model on the test photos",
+    Phase.EVALUATE: "Calibrating and evaluating the best model on the validation and test photos",
 }
 TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#E4572E"
 

@@ -40,10 +40,8 @@ from pages._train_tutorial import tutorial_comparison, tutorial_tab
 @st.cache_resource(show_spinner=False)
 def recover_runs_at_start(runs_dir: str) -> list[Path]:
     """Runs whose worker died while no server was up are marked interrupted, and
-    queued runs get started, once per server process (and runs folder)."""
-    interrupted = jobs.recover(runs_dir)
-    jobs.dispatch(runs_dir)
-    return interrupted
+    queued runs get started (recover dispatches), once per server process (and runs folder)."""
+    return jobs.recover(runs_dir)
 
 
 def dataset_summary(root: Path, classes: list[str], counts: dict[str, dict[str, int]]) -> None:

@@ -474,3 +474,73 @@ def test_a_read_only_home_is_one_sentence_not_a_traceback(dataset, monkeypatch):
     assert any(e.value.startswith(f"Could not delete run {run_dir.name}: the folder PawLab writes to is "
                                   "read-only") for e in at.error)
     assert run_dir.exists()
+
+
+# --- How far to trust a run (trust.json) -----------------------------------------------
+
+def write_trust_json(run_dir: Path):
+    """A calibration as a worker writes it, from made-up validation logits (overconfident)."""
+    import numpy as np
+
+    from core.runs.trust import calibrate, write_trust
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    right = rng.random(200) < 0.85
+    predicted = np.where(right, labels, 1 - labels)
+    logits = np.zeros((200, 2))
+    logits[np.arange(200), predicted] = rng.uniform(2, 8, 200)  # far too sure
+    trust = calibrate(logits, labels)
+    write_trust(run_dir, trust)
+    return trust
+
+
+def test_a_calibrated_run_shows_its_reliability_diagram_threshold_and_trade_off(dataset):
+    run_dir = write_run(dataset, state="running", metrics=3, pid=None)
+    finish_run(run_dir, dataset)
+    trust = write_trust_json(run_dir)
+
+    at = open_train_page()
+
+    assert metric(at, "Calibration error before") == f"{trust.ece_before:.1%}"
+    assert metric(at, "Calibration error after") == f"{trust.ece_after:.1%}"
+    assert metric(at, "Answers from") == f"{trust.confidence_threshold:.0%}"
+    reliability = chart(at, f"reliability_{run_dir.name}")
+    diagonal, before, after = reliability["data"]
+    assert diagonal["x"] == [0, 1] and diagonal["y"] == [0, 1]
+    assert before["x"] == [b["confidence"] for b in trust.reliability_before]
+    assert before["y"] == [b["accuracy"] for b in trust.reliability_before]
+    assert after["y"] == [b["accuracy"] for b in trust.reliability_after]
+    curve, chosen = chart(at, f"trade_off_{run_dir.name}")["data"]
+    assert sorted(curve["x"]) == sorted(p["coverage"] for p in trust.trade_off)
+    assert chosen["text"] == [f"{trust.confidence_threshold:.0%}"]
+    assert any(f"was right on {trust.cv_precision:.1%}" in c.value and "no check for photos of something else"
+               in c.value for c in at.caption)
+
+
+def test_a_run_without_trust_json_shows_no_calibration(dataset):
+    run_dir = write_run(dataset, state="running", metrics=3, pid=None)
+    finish_run(run_dir, dataset)
+
+    at = open_train_page()
+
+    assert not [m for m in at.metric if m.label.startswith("Calibration error")]
+    assert not [c for c in at.get("plotly_chart") if "reliability_" in c.proto.id]
+
+
+def test_the_live_panel_starts_a_run_queued_behind_a_dead_worker(dataset, monkeypatch):
+    """No restart, no click: the panel's poll (jobs.tick) notices the dead worker and
+    starts the queued run."""
+    started = []
+    monkeypatch.setattr(jobs, "_start_worker", lambda run_dir: started.append(run_dir) or os.getpid())
+    at = open_train_page()  # start-up recovery has run, with nothing to do
+    dead = write_run(dataset, state="running", metrics=1, created=time.time() - 600, pid=2 ** 22 + 7,
+                     heartbeat=time.time() - 3600)
+    queued = write_run(dataset, state="queued", metrics=0)
+
+    at.run()  # the panel polls
+
+    assert not at.exception, at.exception
+    assert read_status(dead).state == "interrupted"
+    assert started == [queued] and read_status(queued).state == "running"
+    jobs.cancel(queued)
