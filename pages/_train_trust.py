@@ -105,5 +105,6 @@ def trade_off_figure(trust: RunTrust) -> go.Figure:
         title=dict(text="Answer more, or be right more", font=dict(size=14)), height=330,
         margin=dict(l=0, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.2),
         xaxis=dict(title="share of photos answered", range=[0, 1.02], tickformat=".0%"),
-        yaxis=dict(title="right among them", tickformat=".0%"))
+        yaxis=dict(title="right among them", tickformat=".0%",
+                   range=[min(0.5, *(p["precision"] for p in curve)) - 0.02, 1.02]))
     return figure

@@ -13,8 +13,11 @@ prepared or bypassed: everything happens through the pages.
 2. Train: a small CNN (32 px, 2 epochs, 20 photos per class). The progress
    bar and the live chart move; a reload mid-run finds the run still live;
    the confusion matrix appears at the end. A second run is cancelled.
-3. Classify: a cat photo, a dog photo and a text file renamed .jpg, dropped
-   at once: two answers with probabilities and Grad-CAM heatmaps, one error.
+3. Classify: a transfer model (frozen ImageNet MobileNetV2 on cached features,
+   5 epochs) is trained through the form, and its results show its calibration.
+   A cat photo, a cup of coffee, a dog photo and a text file renamed .jpg,
+   dropped at once: the pets answered with probabilities and Grad-CAM heatmaps,
+   the coffee "None of these" with its reason, one error.
 
 After every step (and on arriving at each page) the page must show no
 Streamlit exception box, no Python traceback and no browser console error.
@@ -45,7 +48,9 @@ from browser._journey_data import (
 )
 # The harness: the same server its function-scoped
 # ``streamlit_app`` factory starts, here once for the whole module.
-from browser.conftest import REPO, VIEWPORT, AppPage, AppServer, screenshot_dir, start_app_server
+from browser.conftest import (
+    REPO, VIEWPORT, AppPage, AppServer, screenshot_dir, start_app_server, wait_for_app,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -114,11 +119,11 @@ class Journey:
 
 
 @pytest.fixture(scope="module")
-def journey(chromium, cats_and_dogs, tmp_path_factory):
+def journey(chromium, cats_and_dogs, keras_home, tmp_path_factory):
     work = tmp_path_factory.mktemp("journey")
     zip_path, zipped = build_dataset_zip(cats_and_dogs, work / ZIP_NAME, PHOTOS_PER_FOLDER)
-    keras_home = work / "keras_home"  # the server's Keras writes here, never to ~/.keras
-    keras_home.mkdir()
+    # The server's Keras writes to the test session's KERAS_HOME (never ~/.keras), which
+    # holds the shared ImageNet weights the Classify story's transfer model needs.
     print(f"\nscreenshots: {screenshot_dir()}")
     # A page redraw can take seconds on a busy two-core CI machine.
     expect.set_options(timeout=PATIENCE)
@@ -172,10 +177,18 @@ def wait_for_new_variants(page, previews, before: list[str], timeout: float = 60
     return after
 
 
-def choose(page, label: str, option: str) -> None:
-    """Pick ``option`` in the select box labelled ``label``."""
-    page.get_by_role("combobox", name=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
+def choose(page, label: str, option: str, tries: int = 3) -> None:
+    """Pick ``option`` in the select box labelled ``label`` (again, if a rerun closed its list)."""
+    for attempt in range(tries):
+        page.get_by_role("combobox", name=label).click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+            return
+        except PlaywrightError:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+            wait_for_app(page)
 
 
 def panel_run_id(panel) -> str | None:
@@ -398,31 +411,82 @@ def train_screenshots(journey: Journey) -> None:
 
 # --- 3. Classify -----------------------------------------------------------------------------
 
+TRANSFER_TITLE = "MobileNetV2 + fine-tuning (ours)"
+TRANSFER_EPOCHS = 5
+STRANGER = "coffee"  # tests/_planted.py: a cup of coffee, neither cat nor dog
+
+
+def train_a_transfer_model(journey: Journey) -> None:
+    """A frozen ImageNet MobileNetV2 with a head on its cached features, no fine-tuning: the
+    kind of model that can tell a photo of something else (its run has the unknown-photo check)."""
+    page = journey.page
+    journey.go_to("train")
+    choose(page, "Model", TRANSFER_TITLE)
+    journey.app.wait_for_app()
+    choose(page, "Image size", "160 × 160 px")
+    journey.app.wait_for_app()
+    page.get_by_label("Epochs", exact=True).fill(str(TRANSFER_EPOCHS))
+    page.get_by_label("Fine-tuning epochs", exact=True).fill("0")
+    page.get_by_label("Training photos per class", exact=True).fill("0")  # all 30
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    panel = page.locator(".st-key-train_live")
+    expect(panel.get_by_role("heading", name=TRANSFER_TITLE)).to_be_visible(timeout=SLOW)
+    watch_run(page, panel, "✅ completed", timeout=600)
+    print(f"[{journey.elapsed()}] transfer run completed")
+    # Its results say how far to trust it: the reliability diagram of its calibration.
+    trust = page.get_by_role("heading", name="How far to trust its answers")
+    expect(trust).to_be_visible(timeout=SLOW)
+    reliability = page.locator(".st-key-train_results").get_by_test_id("stPlotlyChart").filter(
+        has_text="Reliability")
+    expect(reliability).to_have_count(1)
+    journey.app.wait_for_app()
+    scroll_to_top_of(page, trust)
+    journey.step("3-train-transfer-trust")
+
+
 def test_3_classify_a_drop_of_photos(journey, cats_and_dogs, tmp_path):
     journey.require("train")
     page = journey.page
+    train_a_transfer_model(journey)
     cat = photo_to_drop(cats_and_dogs, "cats", journey.zipped_photos)
     dog = photo_to_drop(cats_and_dogs, "dogs", journey.zipped_photos)
+    stranger = stranger_photo(tmp_path, STRANGER)
     broken = tmp_path / "holiday notes.jpg"
     broken.write_text("Pack the cat's food and the dog's lead.")
 
-    # The completed run is offered (the cancelled one is not).
+    # The completed runs are offered (the cancelled one is not); choose the transfer model.
     journey.go_to("classify")
     model = page.get_by_role("combobox", name="Model")
-    expect(model).to_have_value(re.compile(r"^Tutorial CNN · test accuracy \d+\.\d% · "), timeout=SLOW)
+    expect(model).to_have_value(re.compile(r" · test accuracy \d+\.\d% · "), timeout=SLOW)
+    model.click()
+    options = page.get_by_role("option")
+    assert sorted(o.split(" · ")[0] for o in options.all_inner_texts()) == [TRANSFER_TITLE, "Tutorial CNN"]
+    options.filter(has_text=TRANSFER_TITLE).click()
+    journey.app.wait_for_app(SLOW)
+    expect(model).to_have_value(re.compile("^" + re.escape(TRANSFER_TITLE)))
     journey.step("3-classify-empty")
 
-    # One drop of three files through the uploader's own file input.
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
-        [str(cat), str(dog), str(broken)], timeout=SLOW)
+    # One drop of four files through the photo uploader's own file input.
+    page.get_by_test_id("stFileUploader").filter(has_text="Drop photos here").locator(
+        'input[type="file"]').set_input_files([str(cat), str(stranger), str(dog), str(broken)], timeout=SLOW)
     journey.app.wait_for_app(SLOW)
 
-    # Two answers with their probabilities, and one clear error.
-    answers = page.get_by_role("heading", name=re.compile(r"^(cats|dogs) — \d{1,3}\.\d%$"))
-    expect(answers).to_have_count(2, timeout=SLOW)
+    # Three answers with their probabilities, and one clear error. The cup of coffee is
+    # "None of these"; the pets get their class (or, honestly, "Not sure").
+    answers = page.get_by_role("heading", name=re.compile(
+        r"^((cats|dogs) — \d{1,3}\.\d%|Not sure|None of these)$"))
+    expect(answers).to_have_count(3, timeout=SLOW)
+    headings = [text.strip() for text in answers.all_inner_texts()]
+    print(f"answers: {headings}")
+    assert headings[1] == "None of these", headings
+    assert all(re.fullmatch(r"(cats|dogs) — \d{1,3}\.\d%|Not sure", h) for h in headings[::2]), headings
+    expect(page.get_by_test_id("stAlertContentInfo")).to_contain_text(
+        re.compile(r"Looks like none of the training photos \(distance \d\.\d+ > \d\.\d+\)\. The closest class: "))
+    expect(page.get_by_test_id("stCaptionContainer").filter(has_text="Probabilities are calibrated (temperature")) \
+        .to_be_visible()
     charts = page.get_by_test_id("stPlotlyChart")
-    expect(charts).to_have_count(2)
-    for index in range(2):
+    expect(charts).to_have_count(3)
+    for index in range(3):
         chart = charts.nth(index)
         chart.scroll_into_view_if_needed()
         bars = chart.locator("text.bartext")
@@ -430,16 +494,17 @@ def test_3_classify_a_drop_of_photos(journey, cats_and_dogs, tmp_path):
         labels = bars.all_text_contents()
         assert sum(float(label.rstrip("%")) for label in labels) == pytest.approx(100, abs=0.2), labels
     photos = page.get_by_test_id("stImage")
-    expect(photos).to_have_count(2)
-    assert [c.strip() for c in photos.get_by_test_id("stImageCaption").all_inner_texts()] == [cat.name, dog.name]
+    expect(photos).to_have_count(3)
+    assert [c.strip() for c in photos.get_by_test_id("stImageCaption").all_inner_texts()] == [
+        cat.name, stranger.name, dog.name]
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(1)
     expect(page.get_by_test_id("stAlertContentError")).to_contain_text("holiday notes.jpg is not an image file")
-    expect(page.get_by_test_id("stDataFrame")).to_be_visible()  # the drop's summary table
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # the drop's summary table
     journey.step("3-classify-predictions")
 
-    # Grad-CAM: each photo is replaced by its heatmap overlay.
+    # Grad-CAM: each pet photo is replaced by its heatmap overlay.
     images = photos.locator("img")
-    for index in range(2):
+    for index in (0, 2):
         plain = images.nth(index).get_attribute("src")
         page.get_by_text("Grad-CAM heatmap").nth(index).click()
         journey.app.wait_for_app(SLOW)
@@ -451,6 +516,17 @@ def test_3_classify_a_drop_of_photos(journey, cats_and_dogs, tmp_path):
     journey.readme_screenshot("classify", classify_screenshot(journey))
     journey.passed.add("classify")
     print(f"[{journey.elapsed()}] journey complete")
+
+
+def stranger_photo(folder: Path, name: str) -> Path:
+    """One of tests/_planted.py's photos of something else, as a PNG file to drop."""
+    from PIL import Image
+
+    from _planted import stranger_photos
+
+    path = folder / f"{name}.png"
+    Image.fromarray(stranger_photos()[name]).save(path)
+    return path
 
 
 def classify_screenshot(journey: Journey) -> Path:
