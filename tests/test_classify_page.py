@@ -519,3 +519,23 @@ def test_the_model_card_is_offered_alone_and_shown_as_core_wrote_it(run_dir, dow
 
     app.toggle(key=f"show_card_{run_dir.name}").set_value(True).run()
     assert [m.value for m in app.markdown if m.value.startswith("# Model card")] == [card_markdown(card).strip()]
+
+
+def test_a_real_export_is_prepared_in_the_background_checked_and_then_offered(run_dir):
+    """Prepare starts core's real check (a child process): progress while it runs, then the zip."""
+    from core.serving.export_check import ExportState, export_status
+
+    app = classify_page_alone()
+    app.button(key="prepare_tflite").click().run()
+    assert not app.exception and not app.error
+    deadline = time.monotonic() + 300
+    while export_status(run_dir, "tflite").state.running and time.monotonic() < deadline:
+        time.sleep(1)
+    status = export_status(run_dir, "tflite")
+    assert status.state == ExportState.AGREES, status
+
+    app.run()
+    assert [b.proto.label for b in app.get("download_button") if "tflite" in b.proto.label] == ["⬇️ tflite.zip"]
+    assert any(c.startswith(f"✅ Checked: same label on {status.agreement.photos} of {status.agreement.photos}")
+               for c in texts(app.caption))
+    assert not [b for b in app.button if b.key == "prepare_tflite"]
