@@ -71,10 +71,10 @@ def test_savedmodel_serves_calibrated_probabilities(run_dir, tmp_path):
     """What TF Serving would load: the zip's saved_model/ answers softmax(logits / T)."""
     import tensorflow as tf
 
-    from core.serving.export import export_savedmodel_zip
+    from core.serving.export import make_export
     from core.serving.inference import load_run_model
 
-    with zipfile.ZipFile(export_savedmodel_zip(run_dir)) as zipped:
+    with zipfile.ZipFile(make_export(run_dir, "saved_model")) as zipped:
         zipped.extractall(tmp_path / "unzipped")
     serve = tf.saved_model.load(str(tmp_path / "unzipped" / "saved_model")).signatures["serving_default"]
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
@@ -172,18 +172,14 @@ def test_missing_test_photos_fail_the_check_with_a_sentence(run_dir, tmp_path):
     assert "test photos are no longer in the dataset" in status.reason
 
 
-def test_old_page_exports_still_work_and_are_calibrated(run_dir):
-    """pages/_classify_views.py calls these until it offers checked exports."""
+def test_tflite_serves_calibrated_probabilities_and_a_new_calibration_remakes_it(run_dir, tmp_path):
     import tensorflow as tf
 
-    from core.serving.export import SAVEDMODEL_ZIP, TFLITE_FILE, cached_export, export_savedmodel_zip, export_tflite
+    from core.serving.export import extract_model, make_export
     from core.serving.export_check import KerasReference
 
-    assert cached_export(run_dir, TFLITE_FILE) is None
-    tflite = export_tflite(run_dir)
-    assert tflite == run_dir / "exports" / TFLITE_FILE == cached_export(run_dir, TFLITE_FILE)
-    assert export_savedmodel_zip(run_dir) == cached_export(run_dir, SAVEDMODEL_ZIP)
-
+    archive = make_export(run_dir, "tflite")
+    tflite = extract_model(archive, "tflite", tmp_path / "unzipped")
     images = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
     interpreter = tf.lite.Interpreter(model_path=str(tflite))
     interpreter.allocate_tensors()
@@ -192,9 +188,11 @@ def test_old_page_exports_still_work_and_are_calibrated(run_dir):
     probabilities = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(probabilities, KerasReference(run_dir)(images), atol=1e-5)
 
-    newer = tflite.stat().st_mtime + 5  # a newer trust.json (recalibrated) makes it stale
+    made = archive.stat().st_mtime
+    assert make_export(run_dir, "tflite").stat().st_mtime == made  # fresh: not made again
+    newer = made + 5  # a newer trust.json (recalibrated) makes it stale
     os.utime(run_dir / "trust.json", (newer, newer))
-    assert cached_export(run_dir, TFLITE_FILE) is None
+    assert make_export(run_dir, "tflite").stat().st_mtime > made
 
 
 def test_export_without_a_model_says_so(run_dir):

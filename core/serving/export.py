@@ -71,8 +71,6 @@ class ExportFormat(StrEnum):
 
 
 # Kept for pages/_classify_views.py until it offers checked exports (export_check.offered_export).
-SAVEDMODEL_ZIP = ExportFormat.SAVED_MODEL.archive
-TFLITE_FILE = "model.tflite"
 
 
 # --- the model every format is made from ---------------------------------------------
@@ -161,34 +159,6 @@ def extract_model(archive: str | os.PathLike, export_format: ExportFormat | str,
     with zipfile.ZipFile(archive) as zipped:
         zipped.extractall(folder)  # our own zip, made above: names are ours
     return folder / export_format.model_member
-
-
-# --- kept for pages/_classify_views.py until it offers checked exports ----------------
-
-def export_savedmodel_zip(run_dir: str | os.PathLike) -> Path:
-    """``exports/saved_model.zip`` (not yet checked: see core.serving.export_check)."""
-    return make_export(run_dir, ExportFormat.SAVED_MODEL)
-
-
-def export_tflite(run_dir: str | os.PathLike) -> Path:
-    """``exports/model.tflite``: the TFLite zip's model file on its own (not yet checked)."""
-    run_dir = Path(run_dir)
-    target = _exports_dir(run_dir) / TFLITE_FILE
-    if _is_fresh(target, run_dir):
-        return target
-    archive = make_export(run_dir, ExportFormat.TFLITE)
-    with _scratch_dir(target.parent) as scratch:
-        os.replace(extract_model(archive, ExportFormat.TFLITE, scratch), target)
-    return target
-
-
-def cached_export(run_dir: str | os.PathLike, file_name: str) -> Path | None:
-    """``exports/<file_name>`` when it was made from the current model and trust.json, else None."""
-    run_dir = Path(run_dir)
-    target = run_dir / EXPORTS_DIR / file_name
-    if model_path(run_dir).is_file() and _is_fresh(target, run_dir):
-        return target
-    return None
 
 
 # --- files -----------------------------------------------------------------------------
