@@ -65,10 +65,11 @@ def _counts(report: DoctorReport) -> None:
                       help="Byte-identical files and near-identical photos.")
     first.metric("Leaks across splits", len(report.leaks), border=True,
                       help="Duplicate groups whose photos fall in different splits. " + LEAK_WHY)
-    second.metric("Unusual photos", f"{len(report.outliers)} ranked", border=True,
-                  help="Photos ranked by how unlike the others they are (the first "
-                       f"{len(report.outliers)} listed): photos of something else, blank or broken "
-                       "pictures come first. Most of the list is usually fine.")
+    flagged = sum(outlier.flagged for outlier in report.outliers)
+    second.metric("Unusual photos", flagged, border=True,
+                  help="Photos cleanlab calls outliers: unlike the others, often photos of something "
+                       f"else, blank or broken pictures. The tab ranks the first {len(report.outliers)} "
+                       "by how unusual they are; most of the rest of the list is usually fine.")
 
 
 def balance_figure(balance: dict[str, dict[str, int]]) -> go.Figure:

@@ -104,6 +104,7 @@ def test_the_page_shows_the_saved_report(dataset, reviewed):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Suspected label errors"] == str(len(report["label_issues"]))
     assert metrics["Leaks across splits"] == "1" and metrics["Duplicate groups"] == "1"
+    assert metrics["Unusual photos"] == str(sum(o["flagged"] for o in report["outliers"]))
     # The planted mislabel heads the label issues, with what the model suggests.
     assert report["label_issues"][0]["file"].endswith(PLANTED)
     assert "**squares** → circles?" in texts(at)
