@@ -279,7 +279,7 @@ def test_reproduce_the_tutorial_queues_its_four_models_and_compares(dataset, no_
     shown = [None if value != value else round(value, 1) for value in comparison["Tutorial code, re-run"]]
     assert shown == [round(100 * m.rerun.val_accuracy, 1) if m.rerun else None
                      for m in tutorial.TUTORIAL_MODELS]
-    assert shown[0] == 73.8 and shown[3] == 98.5
+    assert shown == [73.8, 69.9, 70.2, 98.5]
     assert any("benchmarks/results/tutorial_mobilenet_v2" in m.value for m in at.markdown)
     assert len(chart(at, "tutorial_comparison")["layout"]["annotations"]) >= 4
     assert any("never share a photo" in c.value for c in at.caption)

@@ -54,8 +54,12 @@ TUTORIAL_MODELS: tuple[TutorialModel, ...] = (
     TutorialModel("cnn", "CNN", 0.61, Rerun(
         0.738, "2026-11-30", f"{_BENCH} cnn,cnn_aug,cnn_aug_preproc --out benchmarks/results/tutorial_cnns",
         "benchmarks/results/tutorial_cnns")),
-    TutorialModel("cnn_aug", "+ augmentation", 0.66, None),
-    TutorialModel("cnn_aug_preproc", "+ preprocessing", 0.70, None),
+    TutorialModel("cnn_aug", "+ augmentation", 0.66, Rerun(
+        0.699, "2026-11-30", f"{_BENCH} cnn_aug,cnn_aug_preproc --out benchmarks/results/tutorial_cnn_aug",
+        "benchmarks/results/tutorial_cnn_aug")),
+    TutorialModel("cnn_aug_preproc", "+ preprocessing", 0.70, Rerun(
+        0.702, "2026-11-30", f"{_BENCH} cnn_aug,cnn_aug_preproc --out benchmarks/results/tutorial_cnn_aug",
+        "benchmarks/results/tutorial_cnn_aug")),
     TutorialModel("mobilenet_v2", "MobileNetV2", 0.97, Rerun(
         0.985, "2026-11-30", f"{_BENCH} mobilenet_v2 --out benchmarks/results/tutorial_mobilenet_v2",
         "benchmarks/results/tutorial_mobilenet_v2")),
