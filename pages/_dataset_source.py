@@ -28,7 +28,15 @@ def dataset_picker() -> Path | None:
     """The select box of known datasets and the ways to add one; returns this session's dataset."""
     current = session_dataset()
     _available_datasets(current)
-    with st.expander("Add a dataset", expanded=current is None, icon=":material/add_circle:"):
+    # With no dataset the ways to add one are the page, not behind an expander: a
+    # browser keeps an expander's open/closed state across reruns, so one first
+    # drawn closed would stay closed for a newcomer.
+    if current is None:
+        adder = st.container(border=True)
+        adder.markdown(":material/add_circle: **Add a dataset**")
+    else:
+        adder = st.expander("Add a dataset", expanded=False, icon=":material/add_circle:")
+    with adder:
         download, upload, folder = st.tabs(["Download", "Upload a zip", "Folder on the server"])
         with download:
             _download_official()
