@@ -183,6 +183,30 @@ def _features_dataset(features, labels, batch_size: int, *, shuffle_seed: int | 
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def fit_data(train_data: tf.data.Dataset, val_data: tf.data.Dataset | None) -> dict:
+    """model.fit's data arguments: ONE training iterator for the whole fit.
+
+    Given a finite dataset, Keras makes a new iterator every epoch, and destroying
+    the previous one waits for that iterator's tf.data autotune thread
+    (RootDataset::Iterator's destructor): the main thread stalled for seconds in
+    about every second epoch. ``repeat()`` with ``steps_per_epoch`` = the batches
+    of one pass keeps one iterator; each repetition still reshuffles and holds
+    every photo exactly once, in the same batches as a new iterator would.
+    Keras makes a new validation iterator per epoch whatever it is given, so the
+    validation data runs without the autotune thread (the same batches, in file
+    order).
+    """
+    steps = int(train_data.cardinality())
+    arguments = {"x": train_data}
+    if steps > 0:  # known and finite: always, for PawLab's pipelines
+        arguments = {"x": train_data.repeat(), "steps_per_epoch": steps}
+    if val_data is not None:
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        arguments["validation_data"] = val_data.with_options(options)
+    return arguments
+
+
 class Training:
     """One run's training in this process; call the steps in order (see the module docstring)."""
 
@@ -327,7 +351,7 @@ class Training:
     def _fit(self, model, train_data, val_data, phase: Phase, epochs: int) -> None:
         """model.fit for ``epochs`` more epochs, with the run's callbacks."""
         first = self.epochs_done
-        history = model.fit(train_data, validation_data=val_data, epochs=first + epochs,
+        history = model.fit(**fit_data(train_data, val_data), epochs=first + epochs,
                             initial_epoch=first, callbacks=self._callbacks(phase), verbose=0,
                             shuffle=False)  # the tf.data pipeline shuffles
         self.control.check()
