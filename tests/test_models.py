@@ -224,3 +224,24 @@ def test_imagenet_weights_load_from_keras_home(keras_home, cats_and_dogs, monkey
         input_shape=(160, 160, 3), include_top=False, pooling="avg",
         weights=str(keras_home / "models" / imagenet_weights_filename(160)))
     np.testing.assert_allclose(ours, reference(preprocess_input(cat.copy()), training=False), rtol=1e-4, atol=1e-4)
+
+
+def test_parameter_counts_go_to_the_home_that_asked(tmp_path, monkeypatch):
+    """A page's counting thread can outlive its session: the counts still go to the
+    PAWLAB_HOME that was in force when it asked, not to whatever is set when the child ends."""
+    from types import SimpleNamespace
+
+    from core.models import param_counts
+
+    asked, later = tmp_path / "asked", tmp_path / "later"
+    monkeypatch.setenv("PAWLAB_HOME", str(asked))
+
+    def child_meanwhile_settings_change(*args, **kwargs):
+        monkeypatch.setenv("PAWLAB_HOME", str(later))
+        return SimpleNamespace(returncode=0, stdout='{"cnn": 45218}\n', stderr="")
+
+    monkeypatch.setattr(param_counts.subprocess, "run", child_meanwhile_settings_change)
+    assert param_counts.count_in_subprocess(["cnn"], 2, 32) == {"cnn": 45218}
+    assert param_counts.cached_counts(["cnn"], 2, 32) == {}  # nothing written into "later"
+    monkeypatch.setenv("PAWLAB_HOME", str(asked))
+    assert param_counts.cached_counts(["cnn"], 2, 32) == {"cnn": 45218}

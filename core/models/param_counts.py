@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from core.config import get_settings
-from core.fileio import read_json, write_json
+from core.fileio import FileLock, read_json, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ZOO_FILE = Path(__file__).resolve().with_name("zoo.py")
@@ -49,8 +49,8 @@ def _key(arch: str, num_classes: int, image_size: int) -> str:
     return f"{_models_fingerprint()}/{arch}/{num_classes}/{image_size}"
 
 
-def _read_cache() -> dict[str, int]:
-    cached = read_json(_cache_file())
+def _read_cache(path: Path | None = None) -> dict[str, int]:
+    cached = read_json(path or _cache_file())
     return cached.value if cached.ok else {}  # missing or damaged: count again
 
 
@@ -66,6 +66,9 @@ def count_in_subprocess(archs, num_classes: int, image_size: int, timeout: float
 
     Raises RuntimeError with the child's last output lines if it fails.
     """
+    # The cache this call belongs to, fixed now: the settings may change while the
+    # child counts (a page's background thread outlives the session that asked).
+    cache_file = _cache_file()
     known = cached_counts(archs, num_classes, image_size)
     missing = [arch for arch in archs if arch not in known]
     if not missing:
@@ -81,16 +84,16 @@ def count_in_subprocess(archs, num_classes: int, image_size: int, timeout: float
     if result.returncode != 0:
         raise RuntimeError(f"Counting parameters failed: {result.stderr.strip()[-ERROR_TAIL_CHARS:]}")
     counts = json.loads(result.stdout.strip().splitlines()[-1])
-    _remember(counts, num_classes, image_size)
+    _remember(cache_file, counts, num_classes, image_size)
     return {**known, **counts}
 
 
-def _remember(counts: dict[str, int], num_classes: int, image_size: int) -> None:
-    path = _cache_file()
+def _remember(path: Path, counts: dict[str, int], num_classes: int, image_size: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    cache = _read_cache()
-    cache.update({_key(arch, num_classes, image_size): count for arch, count in counts.items()})
-    write_json(path, cache)  # two pages counting at once: the last complete file wins
+    with FileLock(path.with_suffix(".lock"), what="the parameter counts"):  # two pages at once
+        cache = _read_cache(path)
+        cache.update({_key(arch, num_classes, image_size): count for arch, count in counts.items()})
+        write_json(path, cache)
 
 
 def main(argv: list[str]) -> int:
