@@ -83,6 +83,9 @@ def classify(run_path: str, mtime: float, files: list[tuple[str, bytes]]) -> tup
     return predictions, previews
 
 
+MIN_BAR = 0.002  # the narrowest bar drawn, as a fraction of the axis
+
+
 def probability_chart(probabilities: dict[str, float]) -> go.Figure:
     """Horizontal bars, most likely class on top and highlighted."""
     ranked = sorted(probabilities.items(), key=lambda item: item[1])
@@ -90,9 +93,11 @@ def probability_chart(probabilities: dict[str, float]) -> go.Figure:
     names, values = [html.escape(n) for n, _ in ranked], [v for _, v in ranked]
     colours = [BAR_COLOUR] * (len(values) - 1) + [TOP_COLOUR]
     figure = go.Figure(go.Bar(
-        x=values, y=names, orientation="h", marker_color=colours,
-        text=[f"{v:.1%}" for v in values], textposition="auto",
-        hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+        # Plotly draws no label on a bar of zero width: a class at 0.0% keeps a sliver,
+        # so its measured value is still written beside it.
+        x=[max(v, MIN_BAR) for v in values], y=names, orientation="h", marker_color=colours,
+        text=[f"{v:.1%}" for v in values], textposition="auto", customdata=values,
+        hovertemplate="%{y}: %{customdata:.2%}<extra></extra>",
     ))
     figure.update_layout(
         height=70 + 28 * len(names), margin=dict(l=0, r=30, t=10, b=30),

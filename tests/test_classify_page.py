@@ -350,21 +350,6 @@ def test_a_from_scratch_model_says_why_it_has_no_unknown_check(run_dir):
 
 # --- Many photos at once -------------------------------------------------------------
 
-@pytest.fixture
-def deferred_downloads(monkeypatch) -> dict:
-    """Download buttons whose data is made on click: their callables, by file name."""
-    from streamlit.runtime.media_file_manager import MediaFileManager
-
-    offered = {}
-    add = MediaFileManager.add_deferred
-
-    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
-        offered[file_name] = data_callable
-        return add(self, data_callable, mimetype, coordinates, file_name=file_name, **kwargs)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
-    return offered
-
 
 def zip_bytes(files: dict[str, bytes]) -> bytes:
     import io
@@ -539,3 +524,12 @@ def test_a_real_export_is_prepared_in_the_background_checked_and_then_offered(ru
     assert any(c.startswith(f"✅ Checked: same label on {status.agreement.photos} of {status.agreement.photos}")
                for c in texts(app.caption))
     assert not [b for b in app.button if b.key == "prepare_tflite"]
+
+
+def test_a_class_at_zero_percent_still_gets_its_label():
+    """Plotly writes no label on a bar of zero width; the chart keeps a sliver so 0.0% is shown."""
+    from pages._classify_views import probability_chart
+
+    bar = probability_chart({"cats": 1.0, "dogs": 0.0}).data[0]
+    assert list(bar.text) == ["0.0%", "100.0%"]
+    assert min(bar.x) > 0 and list(bar.customdata) == [0.0, 1.0]
