@@ -89,3 +89,20 @@ def make_separable_dataset(
 @pytest.fixture
 def tiny_dataset(tmp_path) -> Path:
     return make_separable_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture
+def deferred_downloads(monkeypatch) -> dict:
+    """What the pages' download buttons would hand the browser when clicked: their
+    data callables, by file name (AppTest does not click downloads)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    offered = {}
+    add = MediaFileManager.add_deferred
+
+    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        offered[file_name] = data_callable
+        return add(self, data_callable, mimetype, coordinates, file_name=file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
+    return offered

@@ -26,16 +26,14 @@ from pathlib import Path
 import pytest
 
 import core.fileio
+from _runs import config, log_of, state, wait_for
 from conftest import REPO, make_separable_dataset
 from core.fileio import LockTimeout
 from core.runs import jobs, store
-from core.runs.recipes import make_config
 from core.runs.store import (
     METRICS_FILE, MODEL_FILE, STATUS_LOCK_FILE, RunsFolderError, RunState, create_run, pid_alive,
     read_metrics, read_status, run_dirs,
 )
-
-WORKER_TIMEOUT = 180  # seconds; a loaded machine takes long to import TensorFlow
 
 
 @pytest.fixture(autouse=True)
@@ -57,29 +55,6 @@ def our_workers():
         child.kill()
         child.wait()
     jobs._reap()
-
-
-def config(data, epochs=2, **kwargs):
-    return make_config(data, "cnn", epochs, **(dict(image_size=32, batch_size=8) | kwargs))
-
-
-def wait_for(condition, timeout=WORKER_TIMEOUT, what="condition", every=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def state(run_dir) -> RunState:
-    return read_status(run_dir).state
-
-
-def log_of(run_dir) -> str:
-    path = Path(run_dir) / "log.txt"
-    return path.read_text()[-3000:] if path.exists() else "(no log)"
 
 
 def load_model(path: Path):

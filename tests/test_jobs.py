@@ -12,16 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from _runs import WORKER_TIMEOUT, config, log_of, state, wait_for
 from conftest import REPO, make_separable_dataset
 from core.fileio import FileLock, LockTimeout
 from core.runs import control, jobs
-from core.runs.recipes import make_config
 from core.runs.store import (
     CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, RunState, create_run, pid_alive, read_metrics,
     read_status, run_dirs, update_status,
 )
-
-WORKER_TIMEOUT = 180  # seconds; a worker spends most of its first ones importing TensorFlow
 
 
 @pytest.fixture(autouse=True)
@@ -33,29 +31,6 @@ def quiet_workers(monkeypatch):
 @pytest.fixture
 def data(tmp_path):
     return make_separable_dataset(tmp_path / "data", per_class=12, size=32)
-
-
-def config(data, epochs=2, **kwargs):
-    return make_config(data, "cnn", epochs, **(dict(image_size=32, batch_size=8) | kwargs))
-
-
-def wait_for(condition, timeout=WORKER_TIMEOUT, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def state(run_dir) -> RunState:
-    return read_status(run_dir).state
-
-
-def log_of(run_dir) -> str:
-    path = Path(run_dir) / "log.txt"
-    return path.read_text()[-3000:] if path.exists() else "(no log)"
 
 
 def test_two_submits_at_once_start_one_worker_and_chain(data, pawlab_home):
@@ -260,6 +235,7 @@ def test_tick_interrupts_a_dead_run_and_starts_the_next(tmp_path, monkeypatch):
 
     changes = jobs.tick()
     assert (changes.interrupted, changes.started, changes.busy) == ([dead], [waiting], False)
+    assert started == [waiting]  # a worker was started for it
     assert state(dead) == RunState.INTERRUPTED and state(waiting) == RunState.RUNNING
     assert jobs.tick() == jobs.QueueChanges()  # nothing more to do
 

@@ -159,22 +159,6 @@ def test_counts_show_on_the_dataset_and_train_pages(dataset):
     assert "2 corrections: 1 relabelled, 1 excluded" in texts(train_page)
 
 
-@pytest.fixture
-def deferred_downloads(monkeypatch) -> dict:
-    """What the page's download buttons would hand the browser when clicked, by file name."""
-    from streamlit.runtime.media_file_manager import MediaFileManager
-
-    offered = {}
-    add = MediaFileManager.add_deferred
-
-    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
-        offered[file_name] = data_callable
-        return add(self, data_callable, mimetype, coordinates, file_name, **kwargs)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
-    return offered
-
-
 def test_export_downloads_the_corrected_dataset_as_a_zip(dataset, deferred_downloads):
     corrections.add_correction(dataset, PLANTED, "circles")
     corrections.add_correction(dataset, COPY, None)
