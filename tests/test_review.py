@@ -85,3 +85,13 @@ def test_a_review_whose_process_dies_is_reported_failed(tmp_path, with_weights):
     assert state.status == ReviewStatus.FAILED and "log.txt" in state.error
     assert start_review(data)  # and it can be started again
     os.kill(read_json(review_dir(data) / PROGRESS_FILE).value["pid"], signal.SIGKILL)
+
+
+def test_the_doctor_works_for_more_than_two_classes_and_a_single_pool(tmp_path, with_weights, capsys):
+    data = make_separable_dataset(tmp_path / "three", classes=("circles", "squares", "rings"),
+                                  per_class=15, splits=("",))  # class folders only: one pool
+    assert cli.main(["doctor", "--data", str(data)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == ["circles", "rings", "squares"] and report["photos"] == 45
+    assert all(set(counts) == set(report["classes"]) for counts in report["class_balance"].values())
+    assert set(report["class_balance"]) == {"train", "validation", "test"}
