@@ -74,7 +74,8 @@ class EmbeddingCache:
         atomic_write(path, buffer.getvalue())
 
 
-def _pooled_extractor(image_size: int):
+def pooled_extractor(image_size: int):
+    """The frozen MobileNetV2, globally pooled: images in [0, 255] -> 1280 numbers."""
     from core.models.zoo import build_frozen_parts
 
     extractor, _ = build_frozen_parts(POOLED_ARCH, num_classes=2, image_size=image_size)
@@ -86,7 +87,7 @@ def _compute(paths: list[str], image_size: int, on_batch: Callable[[int], None])
     from core.data.dataset import Sample
     from core.data.pipeline import make_dataset
 
-    extractor = _pooled_extractor(image_size)
+    extractor = pooled_extractor(image_size)
     samples = [Sample(path, 0, "") for path in paths]
     dataset = make_dataset(samples, image_size, EXTRACT_BATCH, training=False)
     batches = []

@@ -48,21 +48,21 @@ class TutorialModel:
         return self.rerun.val_accuracy if self.rerun else None
 
 
-_BENCH = "python benchmarks/bench_training.py --models '' --tutorial"
+def _rerun(val_accuracy: float, models: str, folder: str) -> Rerun:
+    """A figure printed by ``benchmarks/bench_training.py --tutorial MODELS`` on 2026-11-30."""
+    results = f"benchmarks/results/{folder}"
+    command = f"python benchmarks/bench_training.py --models '' --tutorial {models} --out {results}"
+    return Rerun(val_accuracy, "2026-11-30", command, results)
+
+
 # In the tutorial's order.
 TUTORIAL_MODELS: tuple[TutorialModel, ...] = (
-    TutorialModel("cnn", "CNN", 0.61, Rerun(
-        0.738, "2026-11-30", f"{_BENCH} cnn,cnn_aug,cnn_aug_preproc --out benchmarks/results/tutorial_cnns",
-        "benchmarks/results/tutorial_cnns")),
-    TutorialModel("cnn_aug", "+ augmentation", 0.66, Rerun(
-        0.699, "2026-11-30", f"{_BENCH} cnn_aug,cnn_aug_preproc --out benchmarks/results/tutorial_cnn_aug",
-        "benchmarks/results/tutorial_cnn_aug")),
-    TutorialModel("cnn_aug_preproc", "+ preprocessing", 0.70, Rerun(
-        0.702, "2026-11-30", f"{_BENCH} cnn_aug,cnn_aug_preproc --out benchmarks/results/tutorial_cnn_aug",
-        "benchmarks/results/tutorial_cnn_aug")),
-    TutorialModel("mobilenet_v2", "MobileNetV2", 0.97, Rerun(
-        0.985, "2026-11-30", f"{_BENCH} mobilenet_v2 --out benchmarks/results/tutorial_mobilenet_v2",
-        "benchmarks/results/tutorial_mobilenet_v2")),
+    TutorialModel("cnn", "CNN", 0.61, _rerun(0.738, "cnn,cnn_aug,cnn_aug_preproc", "tutorial_cnns")),
+    TutorialModel("cnn_aug", "+ augmentation", 0.66,
+                  _rerun(0.699, "cnn_aug,cnn_aug_preproc", "tutorial_cnn_aug")),
+    TutorialModel("cnn_aug_preproc", "+ preprocessing", 0.70,
+                  _rerun(0.702, "cnn_aug,cnn_aug_preproc", "tutorial_cnn_aug")),
+    TutorialModel("mobilenet_v2", "MobileNetV2", 0.97, _rerun(0.985, "mobilenet_v2", "tutorial_mobilenet_v2")),
 )
 TUTORIAL_ARCHS = tuple(model.arch for model in TUTORIAL_MODELS)
 REPORTED = {model.arch: model.reported for model in TUTORIAL_MODELS}

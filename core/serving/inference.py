@@ -275,10 +275,9 @@ def _pooled_embedder():
     """The frozen ImageNet MobileNetV2 that core.models.embeddings embeds training photos with."""
     import tensorflow as tf
 
-    from core.models.embeddings import POOLED_ARCH
-    from core.models.zoo import build_frozen_parts
+    from core.models.embeddings import pooled_extractor
 
-    extractor, _ = build_frozen_parts(POOLED_ARCH, num_classes=2, image_size=EMBEDDING_SIZE)
+    extractor = pooled_extractor(EMBEDDING_SIZE)
     return tf.function(lambda images: extractor(images, training=False), input_signature=[
         tf.TensorSpec((None, EMBEDDING_SIZE, EMBEDDING_SIZE, 3), tf.float32)])
 
