@@ -8,6 +8,7 @@
     python -m core predict RUN_DIR FILE...
     python -m core doctor --data DIR [--save]
     python -m core serve RUN_DIR [--host 127.0.0.1] [--port 8000]
+    python -m core sweep --data DIR --arch NAME --trials N [--grid KNOB=V1,V2 ...]
     python -m core worker RUN_DIR      (the job manager's; not listed in --help)
 
 Defaults come from where they live: the architecture's recipe
@@ -22,13 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 from core import defaults
 from core.runs.recipes import RECIPES, recipe_for
 
 PROG = "python -m core"
-PUBLIC_COMMANDS = ("fetch", "data", "train", "evaluate", "runs", "predict", "doctor", "serve")
+PUBLIC_COMMANDS = ("fetch", "data", "train", "evaluate", "runs", "predict", "doctor", "serve", "sweep")
 EXIT_FAILED = 1  # the command ran and failed (a run failed, a file was not classified...)
 EXIT_USAGE = 2  # the command line asked for something impossible
 
@@ -170,6 +173,57 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _parse_grid(items: list[str]) -> dict[str, list[str]]:
+    grid = {}
+    for item in items:
+        name, _, values = item.partition("=")
+        if not name or not values:
+            raise UsageError(f"{PROG} sweep: error: --grid takes KNOB=V1,V2 (e.g. learning_rate=1e-3,3e-4), "
+                             f"not '{item}'.")
+        grid[name.strip()] = [value.strip() for value in values.split(",") if value.strip()]
+    return grid
+
+
+def cmd_sweep(args) -> int:
+    """Queue a sweep, follow it on stderr, print the best trial's config as JSON last."""
+    from core.models.zoo import ARCHITECTURES
+    from core.runs import jobs
+    from core.runs.recipes import make_config
+    from core.runs.search import SweepSpec
+    from core.runs.store import read_status
+    from core.runs.sweep import read_sweep_result
+
+    try:
+        spec = SweepSpec.from_grid(args.trials, _parse_grid(args.grid), concurrent=args.concurrent,
+                                   arch_family=ARCHITECTURES[args.arch].family)
+        config = make_config(args.data, args.arch, args.epochs, image_size=args.image_size,
+                             seed=args.seed, subset=args.subset, cpus=args.cpus, search=spec)
+    except ValueError as error:
+        raise UsageError(f"{PROG} sweep: error: {error}") from None
+    print(f"{config.sweep_cost()}: {config.search.total_trials} trials", file=sys.stderr, flush=True)
+    run_dir = jobs.submit(config, args.runs_dir)
+    print(f"sweep {run_dir}", file=sys.stderr, flush=True)
+    try:
+        while read_status(run_dir).state.active:
+            jobs.tick(run_dir.parent)
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        jobs.cancel(run_dir)
+        return EXIT_FAILED
+    status, result = read_status(run_dir), read_sweep_result(run_dir)
+    if result is not None:
+        for trial in result.trials:
+            print(json.dumps(asdict(trial)), file=sys.stderr)
+    if status.error:
+        print(f"error: {status.error} (log in {run_dir / 'log.txt'})", file=sys.stderr)
+    if result is None or result.best_config is None:
+        print(json.dumps({"error": f"the sweep ended {status.state} with no completed trial"}))
+        return EXIT_FAILED
+    print(json.dumps({"run": result.best_run, "seconds": round(result.seconds, 1),
+                      "config": result.best_config}), flush=True)
+    return 0
+
+
 def cmd_worker(args) -> int:
     from core.runs.jobs import work
     from core.runs.store import RunState
@@ -224,6 +278,38 @@ def _add_train(commands) -> None:
     train.add_argument("--runs-dir", metavar="DIR",
                        help="where the run folder goes (default: PAWLAB_HOME/runs)")
     train.set_defaults(func=cmd_train)
+
+
+def _add_sweep(commands) -> None:
+    from core.runs.search import DEFAULT_TRIALS, Knob
+
+    sweep = commands.add_parser(
+        "sweep", help="search a recipe's knobs with Ray Tune; prints the best config as JSON last",
+        description="Queue a sweep (embedded Ray on this machine, loopback only; or the cluster "
+                    "RAY_ADDRESS names), follow it, and print the best trial's config as JSON on the "
+                    "last line. Every trial is a run in the runs folder.")
+    sweep.add_argument("--data", required=True, metavar="DIR", help="the dataset folder")
+    sweep.add_argument("--arch", required=True, type=_architecture, choices=list(RECIPES),
+                       help="the architecture")
+    sweep.add_argument("--trials", type=int, default=DEFAULT_TRIALS, metavar="N",
+                       help="trials in all (default: %(default)s); with a grid, rounded up to a "
+                            "whole number of passes over its combinations")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KNOB=V1,V2",
+                       help=f"try every listed value of a knob ({', '.join(Knob)}); repeatable. "
+                            "Without it, the head's learning rate, dropout and hidden units are sampled")
+    sweep.add_argument("--epochs", type=int, metavar="N",
+                       help="epochs per trial, at most (default: the recipe's); ASHA stops bad trials sooner")
+    sweep.add_argument("--cpus", type=float, metavar="N",
+                       help="CPUs the sweep may use, one per trial at a time (default: all of this machine's)")
+    sweep.add_argument("--concurrent", type=int, default=0, metavar="N",
+                       help="trials at the same time (default: one per CPU)")
+    sweep.add_argument("--image-size", type=int, default=defaults.IMAGE_SIZE, metavar="PX",
+                       help="side of the square images (default: %(default)s)")
+    sweep.add_argument("--seed", type=int, default=defaults.SEED, help="seed of the split (default: %(default)s)")
+    sweep.add_argument("--subset", type=int, default=0, metavar="N",
+                       help="train on at most N images per class (default: 0, all of them)")
+    sweep.add_argument("--runs-dir", metavar="DIR", help="the runs folder (default: PAWLAB_HOME/runs)")
+    sweep.set_defaults(func=cmd_sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,8 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     serve.set_defaults(func=cmd_serve)
 
+    _add_sweep(commands)
+
     worker = commands.add_parser("worker", description="Train a queued run (the job manager starts this).")
     worker.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder")
+    # Handled by core.__main__ before anything is imported (core.runs.sweep_driver).
+    worker.add_argument("--loopback-only", action="store_true",
+                        help="in a loopback-only network of its own (a sweep's embedded Ray)")
     worker.set_defaults(func=cmd_worker)
     return parser
 

@@ -27,6 +27,7 @@ STATE_LABELS = {
     RunState.FAILED: "❌ failed",
     RunState.CANCELLED: "⏹️ cancelled",
     RunState.INTERRUPTED: "⚠️ interrupted",
+    RunState.STOPPED: "✂️ stopped early",
 }
 DAMAGED_LABEL = "🩹 damaged"  # a run whose files cannot be read (RunSummary.problem)
 PHASE_LABELS = {

@@ -73,6 +73,31 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 MOBILENET_OUTPUT_LAYER = "out_relu"
 
 
+@dataclass(frozen=True)
+class Head:
+    """A transfer model's trainable head: dropout, then an optional hidden layer, then logits."""
+
+    dropout: float = 0.2  # the tutorial's
+    hidden_units: int = 0  # 0: a linear classifier
+
+    def __post_init__(self):
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"The head's dropout must be at least 0 and below 1, not {self.dropout}.")
+        if isinstance(self.hidden_units, bool) or not isinstance(self.hidden_units, int) or self.hidden_units < 0:
+            raise ValueError(f"The head's hidden units must be a whole number of at least 0, "
+                             f"not {self.hidden_units}.")
+
+
+# The tutorial's head: dropout and a dense layer of 64 on the flattened feature map.
+TUTORIAL_HEAD = Head(dropout=0.2, hidden_units=64)
+# Ours: a linear classifier on the pooled features.
+POOLED_HEAD = Head(dropout=0.2, hidden_units=0)
+
+
+def default_head(arch: str) -> Head:
+    return TUTORIAL_HEAD if arch == "mobilenet_v2" else POOLED_HEAD
+
+
 def _spec(arch: str) -> ArchSpec:
     if arch not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture '{arch}'. Choose one of: {', '.join(ARCHITECTURES)}.")
@@ -149,12 +174,13 @@ def _build_scratch(arch: str, num_classes: int, image_size: int):
 
 
 def build_model(arch: str, num_classes: int, image_size: int, *,
-                weights: str | None = "imagenet", seed: int | None = None):
+                weights: str | None = "imagenet", seed: int | None = None, head: Head | None = None):
     """A fresh model for ``arch``: images in [0, 255] -> logits.
 
     ``weights`` only matters for transfer models: "imagenet" (cached or
     downloaded, see core.models.weights), None for random init, or a weights file.
     ``seed`` seeds Keras' global random state first, for reproducible init.
+    ``head``: a transfer model's head (default: the architecture's own).
     """
     import keras
 
@@ -162,26 +188,23 @@ def build_model(arch: str, num_classes: int, image_size: int, *,
     if seed is not None:
         keras.utils.set_random_seed(seed)
     if spec.family == "transfer":
-        return assemble(*build_frozen_parts(arch, num_classes, image_size, weights=weights))
+        return assemble(*build_frozen_parts(arch, num_classes, image_size, weights=weights, head=head))
     return _build_scratch(arch, num_classes, image_size)
 
 
-def _transfer_head(arch: str, num_classes: int) -> list:
+def _transfer_head(arch: str, num_classes: int, head: Head) -> list:
     from keras import layers
 
+    head_layers = [layers.Dropout(head.dropout)]
     if arch == "mobilenet_v2":
-        # The tutorial's head: dropout and dense layers on the flattened feature map.
-        return [
-            layers.Dropout(0.2),
-            layers.Flatten(),
-            layers.Dense(64, activation="relu"),
-            layers.Dense(num_classes, name="logits"),
-        ]
-    # Ours: a linear classifier on the pooled features.
-    return [layers.Dropout(0.2), layers.Dense(num_classes, name="logits")]
+        head_layers.append(layers.Flatten())  # the tutorial flattens the 5x5x1280 map
+    if head.hidden_units:
+        head_layers.append(layers.Dense(head.hidden_units, activation="relu"))
+    return head_layers + [layers.Dense(num_classes, name="logits")]
 
 
-def build_frozen_parts(arch: str, num_classes: int, image_size: int, *, weights: str | None = "imagenet"):
+def build_frozen_parts(arch: str, num_classes: int, image_size: int, *, weights: str | None = "imagenet",
+                       head: Head | None = None):
     """(feature_extractor, head) for an architecture with a frozen ImageNet base.
 
     feature_extractor: images in [0, 255] -> base features, all layers frozen.
@@ -212,13 +235,13 @@ def build_frozen_parts(arch: str, num_classes: int, image_size: int, *, weights:
     if arch != "mobilenet_v2":
         # Pooling sits in the extractor: cached features are 1280 numbers per image.
         features = layers.GlobalAveragePooling2D(name="avg_pool")(features)
-    head_layers = _transfer_head(arch, num_classes)
+    head_layers = _transfer_head(arch, num_classes, head or default_head(arch))
 
     feature_extractor = keras.Model(image, features, name=f"{arch}_features")
-    head = keras.Sequential(
+    head_model = keras.Sequential(
         [keras.Input(shape=features.shape[1:], name="features")] + head_layers, name=f"{arch}_head"
     )
-    return feature_extractor, head
+    return feature_extractor, head_model
 
 
 def assemble(feature_extractor, head):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from core.runs.store import (
-    CANCEL_FILE, HEARTBEAT_SECONDS, RunFileError, RunState, pid_alive, update_status,
+    CANCEL_FILE, HEARTBEAT_SECONDS, Executor, RunFileError, RunState, pid_alive, update_status,
 )
 
 # Batch progress goes to status.json at most this often (seconds).
@@ -40,6 +42,16 @@ class RunControl:
         self.writes_files = True
         self._last_progress = 0.0
         self._stop_heartbeat = threading.Event()
+        # Called with each finished epoch's metrics record (a sweep's trial reports to Ray Tune).
+        self.epoch_listeners: list[Callable[[dict], None]] = []
+        # What trains the run, recorded by claim() with this machine's name: the Train
+        # page shows it, and core.runs.jobs only trusts a pid on the machine it belongs to.
+        self.executor = Executor.LOCAL
+        self.ray_node: str | None = None
+
+    def epoch_finished(self, record: dict) -> None:
+        for listener in self.epoch_listeners:
+            listener(record)
 
     def cancel_requested(self) -> bool:
         if not self.cancel_event.is_set() and self.cancel_file.exists():
@@ -75,7 +87,8 @@ class RunControl:
             return False
         now = time.time()
         status = update_status(self.run_dir, when=claimable, state=RunState.RUNNING, pid=me,
-                               started=now, heartbeat=now, finished=None, error=None)
+                               started=now, heartbeat=now, finished=None, error=None,
+                               executor=self.executor, host=socket.gethostname(), ray_node=self.ray_node)
         return status.state == RunState.RUNNING and status.pid == me
 
     def _beat(self) -> None:

@@ -30,19 +30,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import core
 from core.config import get_settings
 from core.fileio import FileLock, LockTimeout
 from core.runs.recipes import TrainConfig
+from core.runs.executors import REPO_ROOT, configured_executor, run_on_ray
 from core.runs.store import (
-    CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, RunFileError, RunState, RunStatus, create_run,
-    pid_alive, read_status, run_dirs, runs_root, update_status, writing_to,
+    CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, Executor, RunFileError, RunState, RunStatus, create_run,
+    pid_alive, read_config, read_status, run_dirs, runs_root, update_status, writing_to,
 )
 from core.runs.worker import execute_run
 
@@ -55,7 +56,6 @@ STALE_HEARTBEAT_SECONDS = 15 * HEARTBEAT_SECONDS
 QUEUE_LOCK_TIMEOUT_SECONDS = 10.0
 # tick() is a poll: when the queue is busy it tries again next time.
 TICK_LOCK_TIMEOUT_SECONDS = 1.0
-REPO_ROOT = Path(core.__file__).resolve().parent.parent
 
 # Worker processes this process started, by pid, so that finished ones are
 # reaped (no zombies) and their exit is seen at once.
@@ -83,6 +83,8 @@ def _worker_gone(status: RunStatus) -> bool:
     """Whether the process training a running run is gone (see the module docstring)."""
     if status.heartbeat_age > STALE_HEARTBEAT_SECONDS:
         return True  # whatever the pid says: it may belong to another program by now
+    if status.executor == Executor.RAY or status.host not in (None, socket.gethostname()):
+        return False  # a pid on another machine (or a Ray worker's) means nothing here
     return not _alive(status.pid)  # the faster sign, when the process is clearly gone
 
 
@@ -200,15 +202,17 @@ def dispatch(runs_dir: str | os.PathLike | None = None) -> list[Path]:
                 continue
             # "running" before the worker exists, so that however fast it is, it
             # never finds its run still queued, and nothing it writes is overwritten.
-            now = time.time()
-            update_status(run_dir, state=RunState.RUNNING, pid=None, started=now, heartbeat=now)
+            now, executor = time.time(), configured_executor()
+            update_status(run_dir, state=RunState.RUNNING, pid=None, started=now, heartbeat=now,
+                          executor=executor, host=socket.gethostname(), ray_node=None)
             try:
                 pid = _start_worker(run_dir)
             except OSError as error:
                 update_status(run_dir, state=RunState.FAILED, finished=time.time(),
                               error=f"The training process could not be started: {error}")
                 continue
-            update_status(run_dir, pid=pid, when=lambda status: status.pid is None)
+            if executor == Executor.LOCAL:  # a Ray run's launcher is not what trains it
+                update_status(run_dir, pid=pid, when=lambda status: status.pid is None)
             started.append(run_dir)
             free -= 1
     return started
@@ -249,12 +253,23 @@ def cancel(run_dir: str | os.PathLike) -> RunState:
 
 
 def work(run_dir: str | os.PathLike) -> RunState:
-    """A worker process's whole job: train the run, then start the next queued one.
+    """A worker process's whole job: its run, then start the next queued one.
 
-    Its stdout and stderr are the run's log.txt (see ``_start_worker``).
+    A sweep is driven here (core.runs.sweep); a run trains here, or on the
+    Ray cluster when RAY_ADDRESS is set (core.runs.executors). Its stdout and
+    stderr are the run's log.txt (see ``_start_worker``).
     """
     run_dir = Path(run_dir).resolve()
     try:
+        if read_config(run_dir).is_sweep:
+            from core.runs.sweep_driver import drive_sweep
+
+            return drive_sweep(run_dir)
+        if configured_executor() == Executor.RAY:
+            return run_on_ray(run_dir)
         return execute_run(run_dir, stderr_is_log=True)
+    except RunFileError as error:
+        print(error, file=sys.stderr, flush=True)  # a damaged run: nothing to train
+        return RunState.FAILED
     finally:
         dispatch(run_dir.parent)

@@ -17,13 +17,14 @@ This module never imports TensorFlow.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from core import defaults
 from core.data.augment import AugmentConfig, load_config
 from core.data.corrections import load_corrections
-from core.models.zoo import ARCHITECTURES
+from core.models.zoo import ARCHITECTURES, Head, default_head
+from core.runs.search import Cost, Knob, SweepSpec, parse_value
 
 LEARNING_RATE = 1e-3  # Adam, as the tutorial; also for a transfer model's head
 FINE_TUNE_LEARNING_RATE = 1e-5  # TF's transfer-learning guide: tiny steps for the base
@@ -107,20 +108,50 @@ class TrainConfig:
     # or None for excluded}; core.data.corrections): a relabel made while the run
     # waits in the queue does not change what it trains on.
     corrections: dict[str, str | None] = field(default_factory=dict)
+    # A transfer model's head (core.models.zoo.Head); None: the architecture's own.
+    dropout: float | None = None
+    head_units: int | None = None
+    # What the run asks of the machine that trains it. A local worker uses the
+    # machine it is on; on a Ray cluster (core.runs.executors) the run waits for a
+    # node with these free: CPUs, GPUs and custom resources ({"big_node": 1}).
+    cpus: float = 1.0
+    gpus: float = 0.0
+    ray_resources: dict[str, float] = field(default_factory=dict)
+    # A sweep (core.runs.sweep): ``search`` is set on the sweep's own entry in the
+    # queue, and each trial it makes names the sweep's run id in ``sweep``.
+    search: SweepSpec | None = None
+    sweep: str = ""
     created: float = 0.0
 
     @property
     def total_epochs(self) -> int:
         return self.epochs + self.fine_tune_epochs
 
+    @property
+    def head(self) -> Head:
+        default = default_head(self.arch)
+        return Head(default.dropout if self.dropout is None else self.dropout,
+                    default.hidden_units if self.head_units is None else self.head_units)
+
+    @property
+    def is_sweep(self) -> bool:
+        return self.search is not None
+
+    def sweep_cost(self) -> Cost:
+        spec = ARCHITECTURES[self.arch]
+        return self.search.cost(fine_tunes=spec.fine_tune and self.fine_tune_epochs > 0,
+                                frozen_base=spec.frozen_base, augments=not self.augment.is_identity)
+
     def to_dict(self) -> dict:
-        return asdict(self)  # augment becomes a plain dict too
+        return asdict(self)  # augment and search become plain dicts too
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["augment"] = AugmentConfig.from_dict(values.get("augment") or {})
+        if values.get("search") is not None:
+            values["search"] = SweepSpec.from_dict(values["search"])
         return cls(**values)
 
 
@@ -161,9 +192,17 @@ def make_config(
     subset: int = 0,
     test_fraction: float = defaults.TEST_FRACTION,
     validation_fraction: float = defaults.VALIDATION_FRACTION,
+    dropout: float | None = None,
+    head_units: int | None = None,
+    cpus: float | None = None,
+    gpus: float = 0.0,
+    ray_resources: dict[str, float] | None = None,
+    search: SweepSpec | None = None,
 ) -> TrainConfig:
     """A checked TrainConfig: what is given, the architecture's recipe for the rest.
 
+    With ``search``, the config is a sweep's: its trials start from it, and
+    it may use all of this machine's CPUs unless ``cpus`` says otherwise.
     Raises ValueError with a sentence for a person on bad values.
     """
     recipe = recipe_for(arch)
@@ -191,4 +230,57 @@ def make_config(
         validation_fraction=float(validation_fraction), subset=_check_whole("subset", subset, 0),
         augment=_resolve_augment(recipe.augment if augment is None else augment),
         corrections=load_corrections(data_root).mapping,
+        **_checked_head(arch, dropout, head_units),
+        **_checked_resources(_default_cpus(search) if cpus is None else cpus, gpus, ray_resources or {}),
+        search=search,
     )
+
+
+def _checked_head(arch: str, dropout: float | None, head_units: int | None) -> dict:
+    if (dropout is not None or head_units is not None) and ARCHITECTURES[arch].family != "transfer":
+        raise ValueError(f"'{arch}' has no transfer head; dropout and head units apply to "
+                         f"{', '.join(a for a, s in ARCHITECTURES.items() if s.family == 'transfer')}.")
+    default = default_head(arch)
+    Head(default.dropout if dropout is None else dropout,
+         default.hidden_units if head_units is None else head_units)  # raises on bad values
+    return {"dropout": dropout, "head_units": head_units}
+
+
+# A run asks for at most this much of one machine (a page must not queue a run no node can take).
+MAX_CPUS, MAX_GPUS = 1024, 64
+
+
+def _default_cpus(search: SweepSpec | None) -> float:
+    return float(os.cpu_count() or 1) if search is not None else 1.0
+
+
+def _checked_resources(cpus, gpus, ray_resources: dict) -> dict:
+    for name, value, low, high in (("CPUs", cpus, 0.01, MAX_CPUS), ("GPUs", gpus, 0, MAX_GPUS)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ValueError(f"A run asks for {low:g} to {high} {name}, not {value}.")
+    for name, amount in ray_resources.items():
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"A Ray resource name is letters, digits, - and _, not {name!r}.")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount > 0:
+            raise ValueError(f"Ray resource {name} needs a positive amount, not {amount!r}.")
+    return {"cpus": float(cpus), "gpus": float(gpus),
+            "ray_resources": {name: float(amount) for name, amount in ray_resources.items()}}
+
+
+def with_knobs(config: TrainConfig, values: dict, *, sweep: str) -> TrainConfig:
+    """A sweep's trial: ``config`` with the knobs in ``values`` changed, checked as make_config checks.
+
+    The trial keeps the sweep's corrections snapshot; it is no sweep itself.
+    """
+    changes = {}
+    for name, value in values.items():
+        knob = Knob(name)
+        value = parse_value(knob, value)
+        if knob == Knob.AUGMENT:
+            value = _resolve_augment(value)
+        elif knob == Knob.FINE_TUNE_LAYERS and not ARCHITECTURES[config.arch].fine_tune:
+            raise ValueError(f"'{config.arch}' does not fine-tune; fine_tune_layers does not apply.")
+        changes[knob.value] = value
+    trial = replace(config, **changes, search=None, sweep=sweep, created=0.0)
+    _checked_head(trial.arch, trial.dropout, trial.head_units)
+    return trial

@@ -57,6 +57,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
@@ -75,6 +76,7 @@ class RunState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    STOPPED = "stopped"  # a sweep's trial its scheduler stopped early (core.runs.sweep)
 
     @property
     def active(self) -> bool:
@@ -89,6 +91,13 @@ class Phase(StrEnum):
     TRAIN = "train"
     FINE_TUNE = "fine_tune"
     EVALUATE = "evaluate"
+
+
+class Executor(StrEnum):
+    """What trains a run (core.runs.executors)."""
+
+    LOCAL = "local"  # a worker process on the machine that serves PawLab
+    RAY = "ray"  # a Ray task on a node of the cluster RAY_ADDRESS names
 
 
 class Mode(StrEnum):
@@ -189,11 +198,15 @@ class RunStatus:
     batches_total: int = 0
     mode: Mode | None = None
     error: str | None = None  # one sentence for a person (failed or interrupted runs)
+    executor: Executor = Executor.LOCAL
+    host: str | None = None  # the machine whose process trains the run (its pid is only meaningful there)
+    ray_node: str | None = None  # a Ray run's node, by address, once a worker there took it
 
     def __post_init__(self):
         # Enums from the strings JSON gives back; a value we do not know is damage.
         try:
             object.__setattr__(self, "state", RunState(self.state))
+            object.__setattr__(self, "executor", Executor(self.executor))
             if self.phase is not None:
                 object.__setattr__(self, "phase", Phase(self.phase))
             if self.mode is not None:
@@ -253,6 +266,10 @@ class RunSummary:
     test_accuracy: float | None = None
     error: str | None = None
     problem: str | None = None  # why the run's files cannot be read
+    executor: Executor | None = None
+    where: str = ""  # "this machine", or the Ray node that trains it
+    sweep: str = ""  # the sweep this run is a trial of
+    is_sweep: bool = False  # the run is a sweep's own entry, not a model
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -428,7 +445,7 @@ def _first_status(state: RunState) -> RunStatus:
     if state != RunState.RUNNING:
         return RunStatus(state=state)
     now = time.time()
-    return RunStatus(state=state, pid=os.getpid(), started=now, heartbeat=now)
+    return RunStatus(state=state, pid=os.getpid(), host=socket.gethostname(), started=now, heartbeat=now)
 
 
 def is_run(path: str | os.PathLike) -> bool:
@@ -474,7 +491,20 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
         classes=facts.classes, mode=status.mode or facts.mode or "",
         best_val_accuracy=max(val_accuracies) if val_accuracies else None,
         test_accuracy=evaluation.get("accuracy"), error=status.error,
+        executor=status.executor, where=describe_where(status),
+        sweep=config.sweep, is_sweep=config.is_sweep,
     )
+
+
+def describe_where(status: RunStatus) -> str:
+    """Where a run trains (or trained), in words for the runs table."""
+    if status.executor == Executor.RAY:
+        if status.ray_node:
+            return f"Ray node {status.ray_node}"
+        return "Ray (waiting for a node)" if status.state.active else "Ray"
+    if status.host and status.host != socket.gethostname():
+        return f"machine {status.host}"
+    return "this machine"
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSummary]:

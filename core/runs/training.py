@@ -58,6 +58,24 @@ def training_mode(config: TrainConfig) -> Mode:
     return Mode.CACHED_FEATURES if spec.frozen_base and config.augment.is_identity else Mode.END_TO_END
 
 
+def frozen_features(extractor, config: TrainConfig, samples: list[Sample], progress=None):
+    """(features, labels) of ``samples`` through the run's frozen base, computed once and cached."""
+    from core.models.features import cached_features
+
+    # The key names the extractor; cached_features adds the files and the size.
+    return cached_features(
+        extractor, samples, config.image_size, config.batch_size, cache_key=f"{config.arch}-imagenet",
+        cache_dir=get_settings().cache_dir / "features", progress=progress,
+    )
+
+
+def cache_frozen_features(config: TrainConfig, splits: Splits, progress=None) -> None:
+    """Fill the feature cache for every run of ``config``'s photos: a sweep's one feature pass."""
+    extractor, _ = build_frozen_parts(config.arch, len(splits.classes), config.image_size)
+    for samples in (splits.train, splits.validation):
+        frozen_features(extractor, config, samples, progress)
+
+
 # --- Keras callbacks -------------------------------------------------------------
 
 class ProgressCallback(keras.callbacks.Callback):
@@ -119,6 +137,7 @@ class MetricsCallback(keras.callbacks.Callback):
         }
         if self.control.writes_files:
             append_metrics(self.control.run_dir, record)
+        self.control.epoch_finished(record)
         scores = " ".join(f"{key} {record[key]:.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy")
                           if record[key] is not None)
         print(f"epoch {epoch + 1}/{self.epochs_total} {self.phase}: {scores} ({record['seconds']:.1f} s)",
@@ -239,11 +258,12 @@ class Training:
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             if self.mode == Mode.CACHED_FEATURES:
-                self.extractor, head = build_frozen_parts(config.arch, num_classes, config.image_size)
+                self.extractor, head = build_frozen_parts(config.arch, num_classes, config.image_size,
+                                                          head=config.head)
                 self.model = assemble(self.extractor, head)  # shares the head's layers and weights
                 self.fitted = head  # the first phase trains the head alone, on features
             else:
-                self.model = build_model(config.arch, num_classes, config.image_size)
+                self.model = build_model(config.arch, num_classes, config.image_size, head=config.head)
                 self.fitted = self.model
             _compile(self.fitted, config.learning_rate)
         self.checkpoint = AtomicCheckpoint(self.run_dir / MODEL_FILE, self.model, self.control)
@@ -330,8 +350,6 @@ class Training:
 
     def _features(self, samples: list[Sample]):
         """The frozen base's features of ``samples``, computed once per dataset and size."""
-        from core.models.features import cached_features
-
         batch_size = self.config.batch_size
         # In the "features" phase, batch / batches_total count batches of images.
         self.control.status(phase=Phase.FEATURES, batch=0,
@@ -341,12 +359,7 @@ class Training:
             self.control.check()
             self.control.status(force=False, batch=math.ceil(done / batch_size))
 
-        # The key names the extractor; cached_features adds the files and the size.
-        return cached_features(
-            self.extractor, samples, self.config.image_size, batch_size,
-            cache_key=f"{self.config.arch}-imagenet",
-            cache_dir=get_settings().cache_dir / "features", progress=progress,
-        )
+        return frozen_features(self.extractor, self.config, samples, progress)
 
     def _fit(self, model, train_data, val_data, phase: Phase, epochs: int) -> None:
         """model.fit for ``epochs`` more epochs, with the run's callbacks."""
@@ -362,8 +375,10 @@ class Training:
         callbacks = [
             # First: the others see a cancel at once.
             ProgressCallback(control, phase, math.ceil(train_images / self.config.batch_size)),
-            MetricsCallback(control, phase, train_images, self.epochs_total),
+            # The model before its epoch's metrics line: whoever reads epoch N (a page, a
+            # sweep's scheduler that may stop the trial right there) finds its model saved.
             self.checkpoint,
+            MetricsCallback(control, phase, train_images, self.epochs_total),
         ]
         if control.writes_files and importlib.util.find_spec("tensorboard") is not None:
             callbacks.append(keras.callbacks.TensorBoard(

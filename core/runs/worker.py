@@ -77,7 +77,7 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return tf is not None and isinstance(error, tf.errors.ResourceExhaustedError)
 
 
-def _log_traceback(error: BaseException, also_to: Path | None) -> None:
+def log_traceback(error: BaseException, also_to: Path | None) -> None:
     text = "".join(traceback.format_exception(error))
     print(text, file=sys.stderr, flush=True)
     if also_to is not None:
@@ -85,15 +85,17 @@ def _log_traceback(error: BaseException, also_to: Path | None) -> None:
             append_line(also_to, text)
 
 
-def execute_run(run_dir: str | os.PathLike, *, stderr_is_log: bool = False) -> RunState:
+def execute_run(run_dir: str | os.PathLike, *, stderr_is_log: bool = False,
+                control: RunControl | None = None) -> RunState:
     """Train the run in ``run_dir`` in this process; returns its final state.
 
     Never raises for a failing run: status.json gets one sentence, the
     traceback goes to stderr and to log.txt (``stderr_is_log``: the worker's
-    stderr is log.txt already, so it is written once).
+    stderr is log.txt already, so it is written once). ``control``: the run's
+    RunControl when the caller sets it up (a Ray task, a sweep's trial).
     """
     run_dir = Path(run_dir)
-    control = RunControl(run_dir)
+    control = control or RunControl(run_dir)
     if not control.claim():
         return read_status(run_dir).state
     error_message = None
@@ -106,7 +108,7 @@ def execute_run(run_dir: str | os.PathLike, *, stderr_is_log: bool = False) -> R
     except Exception as error:  # a failed run must not take its caller down
         state, error_message = RunState.FAILED, human_message(error, run_dir)
         log_file = run_dir / LOG_FILE if control.writes_files and not stderr_is_log else None
-        _log_traceback(error, also_to=log_file)
+        log_traceback(error, also_to=log_file)
     finally:
         shutil.rmtree(run_dir / DECODED_CACHE_DIR, ignore_errors=True)
     if control.writes_files:

@@ -1,0 +1,239 @@
+"""Drive a sweep with Ray Tune, in the sweep's own worker process (core.runs.jobs.work).
+
+    isolate     no RAY_ADDRESS: the ImageNet weights are fetched, then this process
+                restarts itself in a loopback-only network (core.netns) and starts an
+                embedded Ray there, with no dashboard and so no job API
+    features    head-only knobs on a frozen base: one pass of the base over the
+                photos, as one Ray task, so every trial reads cached features
+    trials      Ray Tune samples the knobs (core.runs.search); each trial is a PawLab
+                run folder trained by execute_run in a Ray worker, reporting every
+                epoch's val_accuracy; ASHA stops the worst trials early
+    results     trials the scheduler stopped are marked "stopped"; sweep.json
+                (core.runs.sweep) lists every trial and the best by validation
+
+With RAY_ADDRESS set, the sweep connects to that cluster instead and its
+trials spread over the nodes. Cancelling the sweep stops every trial.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from core.models.zoo import ARCHITECTURES
+from core.netns import interfaces
+from core.runs.control import RunCancelled, RunControl
+from core.runs.executors import connect_to_cluster, configured_executor, worker_environment
+from core.runs.recipes import TrainConfig, with_knobs
+from core.runs.run_split import prepare_data
+from core.runs.search import Cost, KnobSpace
+from core.runs.store import (
+    CANCEL_FILE, Executor, Phase, RunState, create_run, read_config, read_status, summarize,
+    update_status,
+)
+from core.runs.sweep import SweepResult, TrialResult, trials_of, write_sweep_result
+from core.runs.worker import execute_run, human_message, log_traceback
+
+TUNE_DIR = "tune"  # Ray Tune's own experiment state, inside the sweep's folder
+TRIAL_CPUS = 1.0  # what one trial asks of Ray: a sweep runs CPUs / TRIAL_CPUS trials at once
+LOOPBACK_ONLY_FLAG = "--loopback-only"  # core.__main__ enters the network before anything else
+_RESTARTED = "PAWLAB_SWEEP_RESTARTED"  # set across the restart, so it happens once
+EMBEDDED = "embedded (loopback only)"
+
+
+# --- in the Ray workers -----------------------------------------------------------
+
+def _trial(knobs: dict, sweep_dir: str) -> None:
+    """One Tune trial: a PawLab run of the sweep's config with ``knobs``, reporting each epoch."""
+    sweep_dir = Path(sweep_dir)
+    trial = with_knobs(read_config(sweep_dir), knobs, sweep=sweep_dir.name)
+    run_dir = create_run(trial, sweep_dir.parent, state=RunState.RUNNING)
+    control = RunControl(run_dir)
+    control.executor, control.ray_node = Executor.RAY, ray.util.get_node_ip_address()
+    # Tune ends a trial as soon as it reports its last epoch (ASHA's max_t), which would
+    # cut calibration and the test evaluation short: the last epoch is reported after them.
+    last_epoch = []
+
+    def report(record: dict) -> None:
+        if record["epoch"] >= trial.total_epochs:
+            last_epoch.append(record)
+        else:
+            tune.report({"val_accuracy": record.get("val_accuracy") or 0.0})
+
+    control.epoch_listeners.append(report)
+    execute_run(run_dir, control=control)
+    for record in last_epoch:
+        tune.report({"val_accuracy": record.get("val_accuracy") or 0.0})
+
+
+def _cache_features(config: TrainConfig) -> None:
+    """The sweep's one feature pass: its trials then train their heads on cached features."""
+    from core.models.distribute import configure_devices
+
+    configure_devices()
+    from core.runs.training import cache_frozen_features
+
+    cache_frozen_features(config, prepare_data(config))
+
+
+class CancelStopper(tune.Stopper):
+    """Tune stops every trial once the sweep's cancel file appears (core.runs.jobs.cancel)."""
+
+    def __init__(self, cancel_file: Path):
+        self.cancel_file = str(cancel_file)
+
+    def __call__(self, trial_id, result) -> bool:
+        return self.stop_all()
+
+    def stop_all(self) -> bool:
+        return os.path.exists(self.cancel_file)
+
+
+# --- the driver -------------------------------------------------------------------
+
+def _isolate(run_dir: Path, config: TrainConfig) -> None:
+    """Fetch what needs the network, then restart this process in a loopback-only one."""
+    if os.environ.get(_RESTARTED):
+        raise RuntimeError("The sweep could not move into a loopback-only network for its embedded Ray.")
+    if ARCHITECTURES[config.arch].family == "transfer":
+        from core.models.weights import ensure_imagenet_weights
+
+        for size in _image_sizes(config):
+            ensure_imagenet_weights(size)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Same pid, so the queue still knows this process; core.__main__ handles the flag.
+    os.execve(sys.executable, [sys.executable, "-m", "core", "worker", LOOPBACK_ONLY_FLAG, str(run_dir)],
+              {**os.environ, _RESTARTED: "1"})
+
+
+def _image_sizes(config: TrainConfig) -> list[int]:
+    sizes = config.search.knobs.get("image_size")
+    return sorted(set(sizes.values)) if sizes and sizes.values else [config.image_size]
+
+
+def _tune_space(knobs: dict[str, KnobSpace]) -> dict:
+    space = {}
+    for name, knob in knobs.items():
+        if knob.values:
+            space[name] = tune.grid_search(list(knob.values)) if knob.grid else tune.choice(list(knob.values))
+        else:
+            space[name] = (tune.loguniform if knob.log else tune.uniform)(knob.low, knob.high)
+    return space
+
+
+def _max_epochs(config: TrainConfig) -> int:
+    epochs = config.search.knobs.get("epochs")
+    return max(epochs.values) if epochs and epochs.values else config.total_epochs
+
+
+def _start_ray(config: TrainConfig) -> str:
+    if configured_executor() == Executor.RAY:
+        connect_to_cluster()
+        return os.environ.get("RAY_ADDRESS", "")
+    if interfaces() != ["lo"]:
+        raise RuntimeError("PawLab starts its embedded Ray only in a loopback-only network.")
+    ray.init(num_cpus=max(1, int(config.cpus)), include_dashboard=False,
+             runtime_env={"env_vars": worker_environment()}, log_to_driver=True)
+    return EMBEDDED
+
+
+def _run_trials(run_dir: Path, config: TrainConfig) -> None:
+    spec = config.search
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // TRIAL_CPUS))
+    trainable = tune.with_resources(tune.with_parameters(_trial, sweep_dir=str(run_dir)), {"cpu": TRIAL_CPUS})
+    tuner = tune.Tuner(
+        trainable,
+        param_space=_tune_space(spec.knobs),
+        tune_config=tune.TuneConfig(
+            metric="val_accuracy", mode="max", num_samples=spec.samples_per_grid_point,
+            max_concurrent_trials=spec.concurrent or slots,
+            reuse_actors=True,  # TensorFlow is imported once per worker, not once per trial
+            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=_max_epochs(config),
+                                    grace_period=spec.grace_epochs, reduction_factor=2),
+        ),
+        run_config=tune.RunConfig(name="sweep", storage_path=str(run_dir / TUNE_DIR), verbose=0,
+                                  stop=CancelStopper(run_dir / CANCEL_FILE)),
+    )
+    tuner.fit()
+
+
+def _settle_trials(run_dir: Path, cancelled: bool) -> list[TrialResult]:
+    """Trials Tune stopped are still "running" on disk: mark them; then every trial's line."""
+    results = []
+    for trial_dir in trials_of(run_dir):
+        summary = summarize(trial_dir)
+        if summary.state is not None and summary.state.active:
+            state = RunState.CANCELLED if cancelled else RunState.STOPPED
+            reason = None if cancelled else (f"Stopped early by the sweep's scheduler (ASHA) after "
+                                             f"{summary.epochs} epochs: other trials were ahead.")
+            update_status(trial_dir, when=lambda status: status.state.active, state=state,
+                          finished=time.time(), error=reason)
+            summary = summarize(trial_dir)
+        config = read_config(trial_dir)
+        results.append(TrialResult(
+            run=summary.id, knobs=_knob_values(config, read_config(run_dir).search.knobs),
+            state=str(summary.state), epochs=summary.epochs,
+            best_val_accuracy=summary.best_val_accuracy, test_accuracy=summary.test_accuracy))
+    return results
+
+
+def _knob_values(config: TrainConfig, knobs) -> dict:
+    values = {name: getattr(config, name) for name in knobs}
+    if "augment" in values:
+        values["augment"] = config.augment.name
+    return values
+
+
+def _best(trials: list[TrialResult], run_dir: Path) -> tuple[str | None, dict | None]:
+    finished = [t for t in trials if t.state == RunState.COMPLETED and t.best_val_accuracy is not None]
+    if not finished:
+        return None, None
+    best = max(finished, key=lambda t: t.best_val_accuracy)
+    config = read_config(run_dir.parent / best.run)
+    config.sweep, config.created = "", 0.0  # trained again, it is a run of its own
+    return best.run, config.to_dict()
+
+
+def drive_sweep(run_dir: str | os.PathLike) -> RunState:
+    """The sweep's worker: isolate, start Ray, run the trials, record the result."""
+    run_dir = Path(run_dir).resolve()
+    config = read_config(run_dir)
+    if configured_executor() == Executor.LOCAL and interfaces() != ["lo"]:
+        _isolate(run_dir, config)  # does not return: the process restarts
+    control = RunControl(run_dir)
+    if not control.claim():
+        return read_status(run_dir).state
+    started, error_message, where = time.time(), None, ""
+    try:
+        with control:
+            where = _start_ray(config)
+            if config.sweep_cost() != Cost.END_TO_END:
+                control.status(phase=Phase.FEATURES)
+                ray.get(ray.remote(_cache_features).options(num_cpus=config.cpus, max_retries=0)
+                        .remote(config))
+            control.status(phase=Phase.TRAIN)
+            _run_trials(run_dir, config)
+            control.check()
+        state = RunState.COMPLETED
+    except (RunCancelled, KeyboardInterrupt):
+        state = RunState.CANCELLED
+    except Exception as error:  # a failed sweep must not take the queue down
+        state, error_message = RunState.FAILED, human_message(error, run_dir)
+        log_traceback(error, also_to=None)
+    finally:
+        trials = _settle_trials(run_dir, cancelled=control.cancel_requested())
+        best_run, best_config = _best(trials, run_dir)
+        write_sweep_result(run_dir, SweepResult(
+            trials=trials, best_run=best_run, best_config=best_config, seconds=time.time() - started,
+            cost=str(config.sweep_cost()), ray=where))
+        if ray.is_initialized():
+            ray.shutdown()
+    update_status(run_dir, state=state, finished=time.time(), heartbeat=time.time(), error=error_message)
+    return state
