@@ -9,6 +9,10 @@ in pages/_train_views.py, without Streamlit.
 
 from __future__ import annotations
 
+import html
+import math
+
+import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _train_views as views
@@ -32,3 +36,69 @@ def comparison(panels: list[tuple[str, list[dict], float | None]], epochs: int) 
 @st.cache_data(show_spinner=False, max_entries=32)
 def confusion(classes: list[str], matrix: list[list[int]]) -> dict:
     return views.confusion_figure(classes, matrix).to_dict()
+
+
+# --- the Sweep tab's figures (pages/_train_sweep.py) ---------------------------------------
+# Built here, each a small function of plain data, cached like the ones above.
+
+def _sweep_curves_figure(trials: list[tuple[str, list[dict]]]) -> go.Figure:
+    """Validation accuracy per epoch, one line per trial (labelled by its run id)."""
+    figure = go.Figure()
+    for run_id, metrics in trials:
+        figure.add_trace(go.Scatter(x=[m.get("epoch") for m in metrics],
+                                    y=[m.get("val_accuracy") for m in metrics],
+                                    name=html.escape(run_id), mode="lines+markers"))
+    most = max((len(metrics) for _, metrics in trials), default=0)
+    figure.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10),
+                         xaxis=dict(title="epoch", dtick=1, range=[0.5, max(most, 1) + 0.5]),
+                         yaxis=dict(title="validation accuracy", tickformat=".0%"),
+                         legend=dict(orientation="h", y=-0.25, font=dict(size=10)))
+    if not any(metrics for _, metrics in trials):
+        figure.add_annotation(text="Waiting for the first epoch of a trial…", showarrow=False,
+                              xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=14, color="grey"))
+    return figure
+
+
+def _knob_dimension(label: str, values: list) -> dict:
+    """One parallel-coordinates axis: numbers as they are (a learning rate on a log scale),
+    names (augmentations) as evenly spaced ticks."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if label == "learning rate" and all(v > 0 for v in values):
+            low, high = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+            ticks = list(range(low, max(high, low + 1) + 1))
+            return dict(label=label, values=[math.log10(v) for v in values],
+                        tickvals=ticks, ticktext=[f"1e{t}" for t in ticks], range=[ticks[0], ticks[-1]])
+        whole = all(float(v).is_integer() for v in values)
+        return dict(label=label, values=values, tickformat="d" if whole else ".2~f")
+    names = sorted({str(v) for v in values})
+    return dict(label=label, values=[names.index(str(v)) for v in values],
+                tickvals=list(range(len(names))), ticktext=[html.escape(n) for n in names])
+
+
+def _sweep_parallel_figure(knobs: list[str], rows: list[tuple[dict, float]]) -> go.Figure:
+    """One axis per knob plus best validation accuracy; one line per trial, coloured by accuracy.
+
+    ``rows``: (knob values, best validation accuracy) of each trial that reached an epoch.
+    """
+    accuracies = [accuracy for _, accuracy in rows]
+    dimensions = [_knob_dimension(knob.replace("_", " "), [values.get(knob) for values, _ in rows])
+                  for knob in knobs]
+    dimensions.append(dict(label="best val accuracy", values=accuracies, tickformat=".0%"))
+    figure = go.Figure(go.Parcoords(
+        line=dict(color=accuracies, colorscale="Viridis", showscale=True,
+                  colorbar=dict(tickformat=".0%", thickness=12)),
+        dimensions=dimensions, labelangle=0, labelside="top",
+        labelfont=dict(size=13), tickfont=dict(size=11), rangefont=dict(size=10, color="grey"),
+    ))
+    figure.update_layout(height=380, margin=dict(l=50, r=40, t=60, b=30))
+    return figure
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sweep_curves(trials: list[tuple[str, list[dict]]]) -> dict:
+    return _sweep_curves_figure(trials).to_dict()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sweep_parallel(knobs: list[str], rows: list[tuple[dict, float]]) -> dict:
+    return _sweep_parallel_figure(knobs, rows).to_dict()

@@ -34,6 +34,7 @@ from pages._train_form import new_run_form
 from pages._train_live import show_live_panel
 from pages._train_results import has_results, results
 from pages._train_runs import focused_run, runs_table
+from pages._train_sweep import sweep_tab
 from pages._train_tutorial import tutorial_comparison, tutorial_tab
 
 
@@ -69,9 +70,11 @@ with left:
     else:
         dataset_summary(data_root, info.classes, splits.counts())
         corrections_note(data_root)
-        new_tab, tutorial_tab_ = st.tabs(["New run", "Reproduce the tutorial"])
+        new_tab, sweep_tab_, tutorial_tab_ = st.tabs(["New run", "Sweep", "Reproduce the tutorial"])
         with new_tab:
             new_run_form(data_root, info.classes)
+        with sweep_tab_:
+            sweep_tab(data_root, info.classes)
 
 # Read after the form, so a run just started is part of everything below.
 summaries = list_runs()
