@@ -67,14 +67,24 @@ def connect_to_cluster() -> None:
                  log_to_driver=True)
 
 
-def _train_in_ray_worker(run_dir: str) -> str:
-    """The Ray task: train the run in this Ray worker, recording the node it runs on."""
+def ray_node_name() -> str:
+    """This Ray worker's node, for a person: its address and the start of its id
+    (two nodes on one machine share the address)."""
     import ray
 
+    return f"{ray.util.get_node_ip_address()} · {ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def ray_control(run_dir: str | os.PathLike) -> RunControl:
+    """The RunControl of a run that a Ray worker trains."""
     control = RunControl(Path(run_dir))
-    control.executor = Executor.RAY
-    control.ray_node = ray.util.get_node_ip_address()
-    return str(execute_run(run_dir, control=control))
+    control.executor, control.ray_node = Executor.RAY, ray_node_name()
+    return control
+
+
+def _train_in_ray_worker(run_dir: str) -> str:
+    """The Ray task: train the run in this Ray worker, recording the node it runs on."""
+    return str(execute_run(run_dir, control=ray_control(run_dir)))
 
 
 def _beat_until_taken(run_dir: Path, done: threading.Event) -> None:
@@ -93,26 +103,33 @@ def run_on_ray(run_dir: str | os.PathLike) -> RunState:
     import ray
 
     run_dir = Path(run_dir).resolve()
-    config = read_config(run_dir)
-    connect_to_cluster()
-    task = ray.remote(_train_in_ray_worker).options(
-        num_cpus=config.cpus, num_gpus=config.gpus, resources=config.ray_resources or None,
-        max_retries=0,  # a dead worker means an interrupted run, never a silent second run
-        max_calls=1,  # a fresh process per run: TensorFlow's memory goes back when it ends
-        name=f"pawlab-run-{run_dir.name}",
-    )
-    waiting = threading.Event()
-    beat = threading.Thread(target=_beat_until_taken, args=(run_dir, waiting), daemon=True)
-    beat.start()
     try:
-        return RunState(ray.get(task.remote(str(run_dir))))
-    except ray.exceptions.RayError as error:
-        update_status(
-            run_dir, when=lambda status: status.state.active, state=RunState.INTERRUPTED,
-            finished=time.time(),
-            error=f"The Ray worker training this run stopped unexpectedly ({type(error).__name__}); "
-                  f"launcher on {socket.gethostname()}.",
+        config = read_config(run_dir)
+        connect_to_cluster()
+        task = ray.remote(max_calls=1)(_train_in_ray_worker).options(  # a fresh process per run
+            num_cpus=config.cpus, num_gpus=config.gpus, resources=config.ray_resources or None,
+            max_retries=0,  # a dead worker means an interrupted run, never a silent second run
+            name=f"pawlab-run-{run_dir.name}",
         )
-        return read_status(run_dir).state
+        result = task.remote(str(run_dir))
+    except Exception as error:  # no cluster, a refused token, resources Ray cannot parse
+        return _end_active(run_dir, RunState.FAILED,
+                           f"The run could not be handed to the Ray cluster at "
+                           f"{os.environ.get(RAY_ADDRESS_VARIABLE)}: {type(error).__name__}: {error}")
+    waiting = threading.Event()
+    threading.Thread(target=_beat_until_taken, args=(run_dir, waiting), daemon=True).start()
+    try:
+        return RunState(ray.get(result))
+    except ray.exceptions.RayError as error:
+        return _end_active(run_dir, RunState.INTERRUPTED,
+                           f"The Ray worker training this run stopped unexpectedly ({type(error).__name__}); "
+                           f"its launcher ran on {socket.gethostname()}.")
     finally:
         waiting.set()
+
+
+def _end_active(run_dir: Path, state: RunState, message: str) -> RunState:
+    """End a run that is still queued or running with ``state`` and one sentence."""
+    update_status(run_dir, when=lambda status: status.state.active, state=state, finished=time.time(),
+                  error=message)
+    return read_status(run_dir).state

@@ -29,7 +29,7 @@ from ray.tune.schedulers import ASHAScheduler
 from core.models.zoo import ARCHITECTURES
 from core.netns import interfaces
 from core.runs.control import RunCancelled, RunControl
-from core.runs.executors import connect_to_cluster, configured_executor, worker_environment
+from core.runs.executors import configured_executor, connect_to_cluster, ray_control, worker_environment
 from core.runs.recipes import TrainConfig, with_knobs
 from core.runs.run_split import prepare_data
 from core.runs.search import Cost, KnobSpace
@@ -45,6 +45,7 @@ TRIAL_CPUS = 1.0  # what one trial asks of Ray: a sweep runs CPUs / TRIAL_CPUS t
 LOOPBACK_ONLY_FLAG = "--loopback-only"  # core.__main__ enters the network before anything else
 _RESTARTED = "PAWLAB_SWEEP_RESTARTED"  # set across the restart, so it happens once
 EMBEDDED = "embedded (loopback only)"
+STOPPED_EARLY = "Stopped early by the sweep's scheduler (ASHA) after {epochs} epochs: other trials were ahead."
 
 
 # --- in the Ray workers -----------------------------------------------------------
@@ -54,8 +55,7 @@ def _trial(knobs: dict, sweep_dir: str) -> None:
     sweep_dir = Path(sweep_dir)
     trial = with_knobs(read_config(sweep_dir), knobs, sweep=sweep_dir.name)
     run_dir = create_run(trial, sweep_dir.parent, state=RunState.RUNNING)
-    control = RunControl(run_dir)
-    control.executor, control.ray_node = Executor.RAY, ray.util.get_node_ip_address()
+    control = ray_control(run_dir)
     # Tune ends a trial as soon as it reports its last epoch (ASHA's max_t), which would
     # cut calibration and the test evaluation short: the last epoch is reported after them.
     last_epoch = []
@@ -63,13 +63,15 @@ def _trial(knobs: dict, sweep_dir: str) -> None:
     def report(record: dict) -> None:
         if record["epoch"] >= trial.total_epochs:
             last_epoch.append(record)
-        else:
-            tune.report({"val_accuracy": record.get("val_accuracy") or 0.0})
+            return
+        # A trial the scheduler stopped ends here (Tune raises SystemExit in it); the driver
+        # marks its run "stopped" (MarkStoppedTrials).
+        tune.report({"val_accuracy": record.get("val_accuracy") or 0.0, "run": run_dir.name})
 
     control.epoch_listeners.append(report)
     execute_run(run_dir, control=control)
     for record in last_epoch:
-        tune.report({"val_accuracy": record.get("val_accuracy") or 0.0})
+        tune.report({"val_accuracy": record.get("val_accuracy") or 0.0, "run": run_dir.name})
 
 
 def _cache_features(config: TrainConfig) -> None:
@@ -80,6 +82,21 @@ def _cache_features(config: TrainConfig) -> None:
     from core.runs.training import cache_frozen_features
 
     cache_frozen_features(config, prepare_data(config))
+
+
+class MarkStoppedTrials(tune.Callback):
+    """In the driver: a trial the scheduler stopped is marked "stopped" in its run folder at
+    once (its Ray worker may be ended before it can say so itself)."""
+
+    def __init__(self, runs_dir: Path):
+        self.runs_dir = runs_dir
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run, epochs = trial.last_result.get("run"), trial.last_result.get("training_iteration", 0)
+        if run:
+            update_status(self.runs_dir / run, when=lambda status: status.state.active,
+                          state=RunState.STOPPED, finished=time.time(),
+                          error=STOPPED_EARLY.format(epochs=epochs))
 
 
 class CancelStopper(tune.Stopper):
@@ -159,7 +176,8 @@ def _run_trials(run_dir: Path, config: TrainConfig) -> None:
                                     grace_period=spec.grace_epochs, reduction_factor=2),
         ),
         run_config=tune.RunConfig(name="sweep", storage_path=str(run_dir / TUNE_DIR), verbose=0,
-                                  stop=CancelStopper(run_dir / CANCEL_FILE)),
+                                  stop=CancelStopper(run_dir / CANCEL_FILE),
+                                  callbacks=[MarkStoppedTrials(run_dir.parent)]),
     )
     tuner.fit()
 
@@ -171,8 +189,7 @@ def _settle_trials(run_dir: Path, cancelled: bool) -> list[TrialResult]:
         summary = summarize(trial_dir)
         if summary.state is not None and summary.state.active:
             state = RunState.CANCELLED if cancelled else RunState.STOPPED
-            reason = None if cancelled else (f"Stopped early by the sweep's scheduler (ASHA) after "
-                                             f"{summary.epochs} epochs: other trials were ahead.")
+            reason = None if cancelled else STOPPED_EARLY.format(epochs=summary.epochs)
             update_status(trial_dir, when=lambda status: status.state.active, state=state,
                           finished=time.time(), error=reason)
             summary = summarize(trial_dir)
