@@ -113,7 +113,15 @@ def queue_position(run_id: str, summaries: list[RunSummary]) -> int:
 
 # --- tables ---------------------------------------------------------------------------------
 
-RUN_COLUMNS = ["Run", "Model", "Status", "Epochs", "Size", "Best val accuracy", "Test accuracy", "Duration"]
+RUN_COLUMNS = ["Run", "Model", "Status", "Epochs", "Size", "Best val accuracy", "Test accuracy", "Duration",
+               "Where"]
+
+
+def model_label(s: RunSummary) -> str:
+    """The model column: a sweep and a sweep's trials say so."""
+    if s.is_sweep:
+        return f"Sweep · {arch_title(s.arch)}"
+    return arch_title(s.arch) + (f" · trial of {s.sweep}" if s.sweep else "")
 
 
 def _run_row(s: RunSummary) -> dict:
@@ -121,13 +129,14 @@ def _run_row(s: RunSummary) -> dict:
         return {"Run": s.id, "Status": DAMAGED_LABEL, "Problem": s.problem}
     return {
         "Run": s.id,
-        "Model": arch_title(s.arch),
+        "Model": model_label(s),
         "Status": state_label(s),
         "Epochs": f"{s.epochs}/{s.epochs_total}",
         "Size": f"{s.image_size} px",
         "Best val accuracy": in_percent(s.best_val_accuracy),
         "Test accuracy": in_percent(s.test_accuracy),
         "Duration": format_duration(s.duration),
+        "Where": s.where,
     }
 
 
@@ -168,12 +177,21 @@ def config_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
         f"Images: {config.image_size}x{config.image_size} px, batch {config.batch_size}",
         _epochs_line(config),
         f"Learning rate: {config.learning_rate:g} (Adam)",
+        f"Head: dropout {config.head.dropout:g}, "
+        + (f"{config.head.hidden_units} hidden units" if config.head.hidden_units else "linear")
+        if spec and spec.family == "transfer" else "",
         f"Augmentation: {config.augment.name} ({config.augment.describe()})",
         f"Early stopping: after {config.patience} epochs without improvement"
         if config.patience else "Early stopping: off (the best epoch's model is kept anyway)",
         f"Training subset: {config.subset} photos per class" if config.subset else "Training subset: all photos",
         f"Split: seed {config.seed}, {config.test_fraction:.0%} test, {config.validation_fraction:.0%} validation",
     ]
+    if config.sweep:
+        lines.append(f"Trial of sweep {config.sweep}")
+    if config.cpus != 1 or config.gpus or config.ray_resources:
+        asked = [f"{config.cpus:g} CPUs"] + ([f"{config.gpus:g} GPUs"] if config.gpus else [])
+        asked += [f"{amount:g} {name}" for name, amount in config.ray_resources.items()]
+        lines.append("Resources: " + ", ".join(asked))
     if config.corrections:  # the dataset's corrections when the run was submitted
         excluded = sum(label is None for label in config.corrections.values())
         lines.append(f"Corrections: {len(config.corrections) - excluded} relabelled, {excluded} excluded")

@@ -17,7 +17,7 @@ from conftest import REPO, make_separable_dataset
 from core.fileio import FileLock, LockTimeout
 from core.runs import control, jobs
 from core.runs.store import (
-    CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, RunState, create_run, pid_alive, read_metrics,
+    CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, Executor, RunState, create_run, pid_alive, read_metrics,
     read_status, run_dirs, update_status,
 )
 
@@ -298,3 +298,31 @@ def test_the_heartbeat_survives_a_write_that_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(control, "update_status", flaky_update)
     with control.RunControl(tmp_path):
         wait_for(lambda: len(beats) >= 4, timeout=10, what="heartbeats after the failed ones")
+
+
+def test_a_ray_run_or_a_run_on_another_machine_lives_by_its_heartbeat_not_a_pid(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that means nothing on this machine
+    on_ray = create_run(config(tmp_path), state=RunState.QUEUED)
+    update_status(on_ray, state=RunState.RUNNING, executor=Executor.RAY, pid=gone.pid, heartbeat=time.time())
+    elsewhere = create_run(config(tmp_path), state=RunState.QUEUED)
+    update_status(elsewhere, state=RunState.RUNNING, host="another-node", pid=gone.pid, heartbeat=time.time())
+    silent = create_run(config(tmp_path), state=RunState.QUEUED)
+    update_status(silent, state=RunState.RUNNING, executor=Executor.RAY,
+                  heartbeat=time.time() - 2 * jobs.STALE_HEARTBEAT_SECONDS)
+
+    assert jobs.recover() == [silent]
+    assert state(on_ray) == state(elsewhere) == RunState.RUNNING
+
+
+def test_with_ray_address_set_dispatch_hands_runs_to_a_launcher_and_records_no_pid(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    monkeypatch.setattr(jobs, "_start_worker", lambda run_dir: os.getpid())
+    run_dir = jobs.submit(config(tmp_path))
+    status = read_status(run_dir)
+    assert (status.state, status.executor, status.pid) == (RunState.RUNNING, Executor.RAY, None)
+    monkeypatch.delenv("RAY_ADDRESS")
+    second = create_run(config(tmp_path), state=RunState.QUEUED)
+    monkeypatch.setenv("PAWLAB_MAX_CONCURRENT_RUNS", "2")
+    jobs.dispatch()
+    assert (read_status(second).executor, read_status(second).pid) == (Executor.LOCAL, os.getpid())

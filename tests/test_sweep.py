@@ -24,7 +24,7 @@ from conftest import REPO, make_separable_dataset
 from core.netns import network_namespace
 from core.runs.recipes import TrainConfig, make_config, with_knobs
 from core.runs.search import MAX_TRIALS, Cost, KnobSpace, SweepSpec
-from core.runs.store import RunState, list_runs, read_config, read_status, run_dirs
+from core.runs.store import RunState, list_runs, read_config, read_facts, read_status, run_dirs
 from core.runs.sweep import read_sweep_result, trials_of
 
 SWEEP_TIMEOUT = 420
@@ -194,3 +194,28 @@ def test_the_sweep_took_one_slot_of_the_queue(sweep):
     assert all(run.sweep == sweep["sweep_dir"].name for run in runs if not run.is_sweep)
     assert all(run.where.startswith("Ray node 127.0.0.1") for run in runs if not run.is_sweep)
     assert math.isfinite(sweep["seconds"])
+
+
+# --- what the runs table says about where a run trains ------------------------------
+
+def test_the_runs_table_says_where_each_run_trains_and_which_are_sweeps(tmp_path):
+    from core.runs.store import Executor, create_run, update_status
+    from pages import _train_views as views
+
+    data = make_separable_dataset(tmp_path / "data")
+    local = create_run(make_config(data, "cnn", 1))
+    sweep_dir = create_run(make_config(data, "mobilenet_v2", search=SweepSpec.from_grid(2, {})))
+    trial = create_run(with_knobs(read_config(sweep_dir), {"dropout": 0.1}, sweep=sweep_dir.name))
+    update_status(trial, state=RunState.RUNNING, executor=Executor.RAY, ray_node="10.0.0.7 · 1a2b3c4d")
+    waiting = create_run(make_config(data, "cnn", 1, ray_resources={"gpu_box": 1}))
+    update_status(waiting, state=RunState.RUNNING, executor=Executor.RAY)
+
+    rows = {row["Run"]: row for row in views.runs_frame(list_runs()).to_dict("records")}
+    assert rows[local.name]["Where"] == "this machine"
+    assert rows[trial.name]["Where"] == "Ray node 10.0.0.7 · 1a2b3c4d"
+    assert rows[waiting.name]["Where"] == "Ray (waiting for a node)"
+    assert rows[sweep_dir.name]["Model"].startswith("Sweep · ")
+    assert rows[trial.name]["Model"].endswith(f"trial of {sweep_dir.name}")
+    lines = views.config_lines(read_config(trial), read_facts(trial))
+    assert "Head: dropout 0.1, 64 hidden units" in lines and f"Trial of sweep {sweep_dir.name}" in lines
+    assert "Resources: 1 CPUs, 1 gpu_box" in views.config_lines(read_config(waiting), read_facts(waiting))
