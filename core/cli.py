@@ -78,7 +78,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from core.runs.recipes import make_config
+    from core.runs.recipes import make_config, parse_ray_resources
     from core.runs.store import RunState, create_run, read_status
     from core.runs.worker import execute_run
 
@@ -87,20 +87,47 @@ def cmd_train(args) -> int:
             args.data, args.arch, args.epochs, batch_size=args.batch_size,
             image_size=args.image_size, learning_rate=args.lr,
             fine_tune_epochs=args.fine_tune_epochs, patience=args.patience, seed=args.seed,
-            augment=args.augment, subset=args.subset,
+            augment=args.augment, subset=args.subset, cpus=args.cpus, gpus=args.gpus,
+            ray_resources=parse_ray_resources(args.ray_resources),
         )
     except ValueError as error:
         raise UsageError(f"{PROG} train: error: {error}") from None
-    run_dir = create_run(config, args.runs_dir, state=RunState.RUNNING)
-    print(f"training {config.arch} in {run_dir}", file=sys.stderr, flush=True)
-    state = execute_run(run_dir)
-    if state == RunState.FAILED:
-        print(f"error: {read_status(run_dir).error} (traceback in {run_dir / 'log.txt'})",
-              file=sys.stderr)
-    elif state != RunState.COMPLETED:
-        print(f"run {state}", file=sys.stderr)
+    if args.queue:
+        run_dir = _follow(_submit(config, args.runs_dir))
+    else:
+        run_dir = create_run(config, args.runs_dir, state=RunState.RUNNING)
+        print(f"training {config.arch} in {run_dir}", file=sys.stderr, flush=True)
+        execute_run(run_dir)
+    status = read_status(run_dir)
+    if status.state == RunState.FAILED:
+        print(f"error: {status.error} (traceback in {run_dir / 'log.txt'})", file=sys.stderr)
+    elif status.state != RunState.COMPLETED:
+        print(f"run {status.state}" + (f": {status.error}" if status.error else ""), file=sys.stderr)
     print(run_dir, flush=True)
-    return 0 if state == RunState.COMPLETED else EXIT_FAILED
+    return 0 if status.state == RunState.COMPLETED else EXIT_FAILED
+
+
+def _submit(config, runs_dir) -> Path:
+    from core.runs import jobs
+    from core.runs.executors import configured_executor
+
+    run_dir = jobs.submit(config, runs_dir)
+    print(f"queued {run_dir} ({configured_executor()} executor)", file=sys.stderr, flush=True)
+    return run_dir
+
+
+def _follow(run_dir: Path) -> Path:
+    """Wait for a queued run or sweep to end, keeping the queue moving; Ctrl-C cancels it."""
+    from core.runs import jobs
+    from core.runs.store import read_status
+
+    try:
+        while read_status(run_dir).state.active:
+            jobs.tick(run_dir.parent)
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        jobs.cancel(run_dir)
+    return run_dir
 
 
 def cmd_evaluate(args) -> int:
@@ -187,9 +214,8 @@ def _parse_grid(items: list[str]) -> dict[str, list[str]]:
 def cmd_sweep(args) -> int:
     """Queue a sweep, follow it on stderr, print the best trial's config as JSON last."""
     from core.models.zoo import ARCHITECTURES
-    from core.runs import jobs
     from core.runs.recipes import make_config
-    from core.runs.search import SweepSpec
+    from core.runs.search import COST_SENTENCES, SweepSpec
     from core.runs.store import read_status
     from core.runs.sweep import read_sweep_result
 
@@ -200,16 +226,9 @@ def cmd_sweep(args) -> int:
                              seed=args.seed, subset=args.subset, cpus=args.cpus, search=spec)
     except ValueError as error:
         raise UsageError(f"{PROG} sweep: error: {error}") from None
-    print(f"{config.sweep_cost()}: {config.search.total_trials} trials", file=sys.stderr, flush=True)
-    run_dir = jobs.submit(config, args.runs_dir)
-    print(f"sweep {run_dir}", file=sys.stderr, flush=True)
-    try:
-        while read_status(run_dir).state.active:
-            jobs.tick(run_dir.parent)
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        jobs.cancel(run_dir)
-        return EXIT_FAILED
+    print(f"{config.search.total_trials} trials; {COST_SENTENCES[config.sweep_cost()]}",
+          file=sys.stderr, flush=True)
+    run_dir = _follow(_submit(config, args.runs_dir))
     status, result = read_status(run_dir), read_sweep_result(run_dir)
     if result is not None:
         for trial in result.trials:
@@ -277,6 +296,15 @@ def _add_train(commands) -> None:
                        help="train on at most N images per class (default: 0, all of them)")
     train.add_argument("--runs-dir", metavar="DIR",
                        help="where the run folder goes (default: PAWLAB_HOME/runs)")
+    train.add_argument("--queue", action="store_true",
+                       help="hand the run to PawLab's queue and wait for it, instead of training in this "
+                            "process: a worker on this machine, or a Ray task when RAY_ADDRESS is set")
+    train.add_argument("--cpus", type=float, default=1.0, metavar="N",
+                       help="CPUs the run asks of a Ray node (default: %(default)s)")
+    train.add_argument("--gpus", type=float, default=0.0, metavar="N",
+                       help="GPUs the run asks of a Ray node (default: %(default)s)")
+    train.add_argument("--ray-resources", default="", metavar="NAME=N,...",
+                       help="custom Ray resources the run needs, e.g. gpu_box=1 (pins it to nodes that have them)")
     train.set_defaults(func=cmd_train)
 
 

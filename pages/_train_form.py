@@ -19,8 +19,11 @@ from core.models import param_counts
 from core.models.weights import IMAGENET_SIZES, imagenet_weights_filename, keras_models_dir
 from core.models.zoo import ARCHITECTURES
 from core.runs import jobs
-from core.runs.recipes import LEARNING_RATES, Recipe, make_config, recipe_for
-from core.runs.store import read_status
+from core.runs.executors import configured_executor
+from core.runs.recipes import (
+    LEARNING_RATES, MAX_CPUS, MAX_GPUS, Recipe, make_config, parse_ray_resources, recipe_for,
+)
+from core.runs.store import Executor, read_status
 from core.runs.tutorial import REPORTED
 from pages._errors import cannot
 from pages._text import code, md
@@ -134,7 +137,23 @@ def form_fields(arch: str, recipe: Recipe) -> dict:
                  f"with a {recipe.fine_tune_learning_rate:g} learning rate.")
     return dict(epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate),
                 augment=augment, patience=int(patience), subset=int(subset),
-                fine_tune_epochs=int(fine_tune_epochs))
+                fine_tune_epochs=int(fine_tune_epochs), **cluster_fields())
+
+
+def cluster_fields() -> dict:
+    """What a run asks of a Ray cluster's node; only when RAY_ADDRESS names one (core.runs.executors)."""
+    if configured_executor() != Executor.RAY:
+        return {}
+    with st.expander("Ray cluster: what this run needs from a node"):
+        left, right = st.columns(2)
+        cpus = left.number_input("CPUs", min_value=0.5, max_value=float(MAX_CPUS), value=1.0, step=0.5,
+                                 key="train_cpus")
+        gpus = right.number_input("GPUs", min_value=0.0, max_value=float(MAX_GPUS), value=0.0, step=1.0,
+                                  key="train_gpus")
+        resources = st.text_input("Custom resources", key="train_ray_resources", placeholder="gpu_box=1",
+                                  help="NAME=AMOUNT, comma-separated: the run waits for a node that has them "
+                                       "(`ray start --resources`).")
+    return dict(cpus=float(cpus), gpus=float(gpus), ray_resources=resources)
 
 
 def augmentation_field(arch: str, recipe: Recipe) -> str:
@@ -150,6 +169,8 @@ def augmentation_field(arch: str, recipe: Recipe) -> str:
 
 def start_run(data_root: Path, arch: str, **settings) -> None:
     try:
+        if "ray_resources" in settings:  # typed in the browser: checked here, on the server
+            settings["ray_resources"] = parse_ray_resources(settings["ray_resources"])
         config = make_config(data_root, arch, **settings)
         run_dir = jobs.submit(config)
     except ValueError as error:

@@ -96,7 +96,7 @@ def main(work: Path) -> dict:
 
     from core.runs import jobs
     from core.runs.recipes import make_config
-    from core.runs.store import RunState, read_status
+    from core.runs.store import list_runs, read_status
 
     ray.init()
     outcome["nodes"] = {name: node["NodeID"][:8] for node in ray.nodes() if node["Alive"]
@@ -104,11 +104,18 @@ def main(work: Path) -> dict:
     outcome["listening"] = sorted(listening_addresses())
     ray.shutdown()
 
-    pinned = {node: jobs.submit(make_config(data, "cnn", 2, image_size=32, ray_resources={node: 1}))
-              for node in ("node_a", "node_b")}
+    # One run through the queue as the Train page sends it, one as a person types it.
+    pinned = {"node_a": jobs.submit(make_config(data, "cnn", 2, image_size=32, ray_resources={"node_a": 1}))}
+    typed = subprocess.run(
+        [sys.executable, "-m", "core", "train", "--queue", "--data", str(data), "--arch", "cnn", "--epochs", "2",
+         "--image-size", "32", "--ray-resources", "node_b=1"],
+        capture_output=True, text=True, timeout=WAIT_SECONDS)
+    outcome["cli"] = {"exit": typed.returncode, "stderr": typed.stderr[-2000:]}
+    pinned["node_b"] = Path(typed.stdout.strip().splitlines()[-1])
     wait_until(lambda: all(not read_status(run).state.active for run in pinned.values()), "pinned runs")
+    outcome["where"] = {run.id: run.where for run in list_runs()}
     outcome["pinned"] = {
-        node: {"state": str(read_status(run).state), "ray_node": read_status(run).ray_node,
+        node: {"id": run.name, "state": str(read_status(run).state), "ray_node": read_status(run).ray_node,
                "executor": str(read_status(run).executor),
                "files": sorted(path.name for path in run.iterdir()),
                "metrics_lines": len((run / "metrics.jsonl").read_text().splitlines())}

@@ -51,6 +51,13 @@ def test_a_run_pinned_to_each_node_completes_there_with_all_its_files(outcome):
     assert outcome["pinned"]["node_a"]["ray_node"] != outcome["pinned"]["node_b"]["ray_node"]
 
 
+def test_the_runs_table_shows_the_node_and_the_cli_can_queue_onto_the_cluster(outcome):
+    assert outcome["cli"]["exit"] == 0, outcome["cli"]["stderr"]
+    assert "ray executor" in outcome["cli"]["stderr"]
+    for run in outcome["pinned"].values():
+        assert outcome["where"][run["id"]] == f"Ray node {run['ray_node']}"
+
+
 def test_killing_the_ray_worker_interrupts_the_run_and_does_not_retry_it(outcome):
     killed = outcome["killed"]
     assert killed["state"] == "interrupted" and "Ray worker" in killed["error"]

@@ -267,6 +267,18 @@ def _checked_resources(cpus, gpus, ray_resources: dict) -> dict:
             "ray_resources": {name: float(amount) for name, amount in ray_resources.items()}}
 
 
+def parse_ray_resources(text: str) -> dict[str, float]:
+    """"gpu_box=1, fast_disk=0.5" -> {"gpu_box": 1.0, "fast_disk": 0.5}; ValueError with a sentence."""
+    resources = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, amount = item.partition("=")
+        try:
+            resources[name.strip()] = float(amount)
+        except ValueError:
+            raise ValueError(f"A Ray resource is NAME=AMOUNT (like gpu_box=1), not '{item}'.") from None
+    return _checked_resources(1.0, 0.0, resources)["ray_resources"]
+
+
 def with_knobs(config: TrainConfig, values: dict, *, sweep: str) -> TrainConfig:
     """A sweep's trial: ``config`` with the knobs in ``values`` changed, checked as make_config checks.
 

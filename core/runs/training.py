@@ -69,11 +69,19 @@ def frozen_features(extractor, config: TrainConfig, samples: list[Sample], progr
     )
 
 
-def cache_frozen_features(config: TrainConfig, splits: Splits, progress=None) -> None:
-    """Fill the feature cache for every run of ``config``'s photos: a sweep's one feature pass."""
+def cache_frozen_features(config: TrainConfig, splits: Splits) -> None:
+    """What every run of ``config`` computes the same way, computed once: a sweep's feature pass.
+
+    The frozen base's features of the training and validation photos (the head
+    trains on them) and the training photos' embeddings (the unknown-photo check
+    that calibrate fits, Training._fit_novelty).
+    """
+    from core.models.embeddings import embed_files
+
     extractor, _ = build_frozen_parts(config.arch, len(splits.classes), config.image_size)
     for samples in (splits.train, splits.validation):
-        frozen_features(extractor, config, samples, progress)
+        frozen_features(extractor, config, samples)
+    embed_files([sample.path for sample in splits.train], defaults.IMAGE_SIZE)
 
 
 # --- Keras callbacks -------------------------------------------------------------
