@@ -251,6 +251,25 @@ def test_start_queues_a_run_with_the_form_settings(dataset, no_free_slot):
     assert at.progress[0].value == 0 and "Queued" in at.progress[0].proto.text
 
 
+def test_with_a_ray_cluster_the_form_asks_what_a_run_needs_and_checks_it(dataset, no_free_slot, monkeypatch):
+    at = open_train_page()
+    assert "train_cpus" not in [n.key for n in at.number_input]  # no cluster: nothing to ask
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    at.run()
+    at.selectbox(key="train_image_size").set_value(32).run()
+    at.number_input(key="train_cpus").set_value(2.0)
+    at.text_input(key="train_ray_resources").set_value("gpu box=1")
+    button(at, "Start training").click().run()
+    assert "Ray resource name" in at.error[0].value and list_runs() == []  # refused on the server
+
+    at.text_input(key="train_ray_resources").set_value("gpu_box=1")
+    button(at, "Start training").click().run()
+    [summary] = list_runs()
+    config = read_config(summary.path)
+    assert (config.cpus, config.gpus, config.ray_resources) == (2.0, 0.0, {"gpu_box": 1.0})
+
+
 def test_fine_tuning_epochs_only_for_models_that_fine_tune(dataset):
     at = open_train_page()
     labels = [n.label for n in at.number_input]
