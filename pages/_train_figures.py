@@ -51,7 +51,7 @@ def _sweep_curves_figure(trials: list[tuple[str, list[dict]]]) -> go.Figure:
     most = max((len(metrics) for _, metrics in trials), default=0)
     figure.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10),
                          xaxis=dict(title="epoch", dtick=1, range=[0.5, max(most, 1) + 0.5]),
-                         yaxis=dict(title="validation accuracy", tickformat=".0%"),
+                         yaxis=dict(title="validation accuracy", tickformat=".0%", range=[0, 1.02]),
                          legend=dict(orientation="h", y=-0.25, font=dict(size=10)))
     if not any(metrics for _, metrics in trials):
         figure.add_annotation(text="Waiting for the first epoch of a trial…", showarrow=False,

@@ -31,7 +31,9 @@ from core.runs.recipes import MAX_CPUS, TrainConfig, make_config, recipe_for
 from core.runs.search import (
     COST_SENTENCES, DEFAULT_TRIALS, MAX_TRIALS, Knob, KnobSpace, SweepSpec, parse_value,
 )
-from core.runs.store import RunFileError, RunState, RunSummary, list_runs, read_config, read_metrics, summarize
+from core.runs.store import (
+    LOG_FILE, RunFileError, RunState, RunSummary, list_runs, read_config, read_metrics, summarize,
+)
 from core.runs.sweep import SweepResult, read_sweep_result, trials_of
 from pages import _train_figures as figures
 from pages import _train_views as views
@@ -166,7 +168,7 @@ def knob_field(arch: str, knob: Knob, recipe) -> tuple[str, object]:
             listed = default_space.values if default_space is not None and default_space.values else ()
             text = st.text_input("values, comma-separated", ", ".join(map(_text, listed)),
                                  key=f"{key}_{kind}", placeholder=examples(knob),
-                                 help=f"For example {examples(knob)}.")
+                                 help=f"For example {md(examples(knob))}.")
             values = _values(text)
             if not values:
                 raise ValueError(f"Give the {label.lower()} at least one value, or fix it.")
@@ -297,7 +299,7 @@ def sweep_panel(sweep_dir: str, was_active: bool) -> None:
         live_trials(sweep, search.total_trials, knob_names)
         cancel_button(sweep)
     elif result is not None:
-        results(sweep, result, knob_names)
+        results(sweep, result, knob_names, search.total_trials)
     else:
         if sweep.error:
             st.error(md(sweep.error))
@@ -311,18 +313,26 @@ def knob_values(config: TrainConfig, knob_names: list[str]) -> dict:
 
 
 def trials_frame(rows: list[dict], knob_names: list[str]) -> pd.DataFrame:
-    """One row per trial: run, knob values, state, epochs, best val and test accuracy (in %)."""
-    frame = [{"Run": row["run"], **{KNOB_LABELS[Knob(k)]: row["knobs"].get(k) for k in knob_names},
-              "State": views.STATE_LABELS.get(row["state"], str(row["state"])), "Epochs": row["epochs"],
-              "Best val accuracy": views.in_percent(row["best_val_accuracy"]),
-              "Test accuracy": views.in_percent(row["test_accuracy"])} for row in rows]
-    columns = ["Run", *(KNOB_LABELS[Knob(k)] for k in knob_names), "State", "Epochs",
-               "Best val accuracy", "Test accuracy"]
+    """One row per trial: run, best val and test accuracy (in %), knob values, state, epochs.
+
+    The accuracies come right after the run: in the tab's narrow column they are what
+    shows without scrolling.
+    """
+    frame = [{"Run": row["run"], "Best val accuracy": views.in_percent(row["best_val_accuracy"]),
+              "Test accuracy": views.in_percent(row["test_accuracy"]),
+              **{KNOB_LABELS[Knob(k)]: row["knobs"].get(k) for k in knob_names},
+              "State": views.STATE_LABELS.get(row["state"], str(row["state"])), "Epochs": row["epochs"]}
+             for row in rows]
+    columns = ["Run", "Best val accuracy", "Test accuracy", *(KNOB_LABELS[Knob(k)] for k in knob_names),
+               "State", "Epochs"]
     return pd.DataFrame(frame, columns=columns)
 
 
 def trials_table(rows: list[dict], knob_names: list[str], key: str) -> None:
-    config = {"Run": st.column_config.TextColumn(pinned=True), "Best val accuracy": PERCENT, "Test accuracy": PERCENT,
+    config = {"Run": st.column_config.TextColumn(pinned=True),
+              "Best val accuracy": st.column_config.NumberColumn(
+                  "Val accuracy", format="%.1f%%", help="The best epoch's validation accuracy."),
+              "Test accuracy": PERCENT,
               KNOB_LABELS[Knob.LEARNING_RATE]: st.column_config.NumberColumn(format="%.2e"),
               KNOB_LABELS[Knob.DROPOUT]: st.column_config.NumberColumn(format="%.2f")}
     st.dataframe(trials_frame(rows, knob_names), key=key, hide_index=True, placeholder="–",
@@ -365,12 +375,17 @@ def cancel_button(sweep: RunSummary) -> None:
         st.toast("Cancelled." if state == RunState.CANCELLED else "Stopping the trials…")
 
 
-def results(sweep: RunSummary, result: SweepResult, knob_names: list[str]) -> None:
+def results(sweep: RunSummary, result: SweepResult, knob_names: list[str], total: int) -> None:
     """sweep.json: every trial, the parallel-coordinates plot, the best, train it again."""
     best = next((t for t in result.trials if t.run == result.best_run), None)
     if sweep.state == RunState.COMPLETED:
-        st.success(f"{len(result.trials)} trials in {views.format_duration(result.seconds)}"
-                   + (f" on Ray: {md(result.ray)}." if result.ray else "."))
+        ran = len(result.trials)
+        st.success(f"{ran}{f' of {total}' if ran < total else ''} trials in "
+                   f"{views.format_duration(result.seconds)}" + (f" on Ray: {md(result.ray)}." if result.ray else "."))
+        if ran < total:  # a trial that failed before it had a run folder is not in sweep.json
+            missing = total - ran
+            st.caption(f"{missing} trial{'s' if missing > 1 else ''} failed before making a run folder; "
+                       f"the sweep's {code(LOG_FILE)} says why: {code(Path(sweep.path) / LOG_FILE)}")
     else:
         st.warning(md(sweep.error or f"The sweep was {sweep.state} after "
                                      f"{views.format_duration(result.seconds)}."))

@@ -257,9 +257,23 @@ def test_the_results_show_the_parallel_coordinates_and_the_best_run(dataset):
     assert axes["head units"] == [64, 0, 128] and axes["best val accuracy"] == [0.90, 0.55, 0.80]
     page = texts(at)
     assert f"Best: run `{trial_dirs[0].name}`, 90.0% validation accuracy, 88.0% on the test photos" in page
-    assert "embedded (loopback only)" in page and "42s" in page
+    assert "3 trials in 42s on Ray: embedded (loopback only)." in page
     frame = trials_table(at)
     assert list(frame["Run"]) == [trial_dirs[0].name, trial_dirs[2].name, trial_dirs[1].name]  # best first
+
+
+def test_trials_missing_from_the_result_are_counted(dataset):
+    """A Tune trial that failed before it made a run folder is not in sweep.json: 2 of 3 ran."""
+    sweep_dir = write_sweep(dataset)
+    trial_dirs = write_trials(sweep_dir, TRIALS[:2])
+    result = finish_sweep(sweep_dir, trial_dirs)
+    assert len(result.trials) == 2 and SEARCH.total_trials == 3
+
+    at = open_train_page()
+
+    page = texts(at)
+    assert "2 of 3 trials in 42s" in page
+    assert "1 trial failed before making a run folder" in page
 
 
 def test_train_the_best_queues_a_run_with_the_best_trials_knobs(dataset):
