@@ -2,15 +2,27 @@
 
 import sys
 
-# A sweep's driver (core.runs.sweep) re-starts itself with this flag to get a
-# loopback-only network for its embedded Ray. Entering one needs a
+# A sweep's driver (core.runs.sweep_driver) restarts itself with this flag to
+# get a loopback-only network for its embedded Ray. Entering one needs a
 # single-threaded process, so it happens here, before numpy starts its threads.
-LOOPBACK_ONLY_FLAG = "--loopback-only"
+from core.netns import LOOPBACK_ONLY_FLAG
+
+
+def isolate_or_fail(run_dir: str) -> None:
+    """Enter a loopback-only network, or end the run "failed" with the reason and exit."""
+    from core.netns import NetworkIsolationError, enter_loopback_only_network
+
+    try:
+        enter_loopback_only_network()
+    except NetworkIsolationError as error:
+        from core.runs.worker import fail_run
+
+        fail_run(run_dir, str(error))
+        sys.exit(1)
+
 
 if __name__ == "__main__" and sys.argv[1:3] == ["worker", LOOPBACK_ONLY_FLAG]:
-    from core.netns import enter_loopback_only_network
-
-    enter_loopback_only_network()
+    isolate_or_fail(sys.argv[3])
 
 from core.cli import main  # noqa: E402  (after the network is settled)
 

@@ -28,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core import defaults
+from core.netns import LOOPBACK_ONLY_FLAG
 from core.runs.recipes import RECIPES, recipe_for
 
 PROG = "python -m core"
@@ -94,17 +95,17 @@ def cmd_train(args) -> int:
         raise UsageError(f"{PROG} train: error: {error}") from None
     if args.queue:
         run_dir = _follow(_submit(config, args.runs_dir))
+        state = read_status(run_dir).state
     else:
         run_dir = create_run(config, args.runs_dir, state=RunState.RUNNING)
         print(f"training {config.arch} in {run_dir}", file=sys.stderr, flush=True)
-        execute_run(run_dir)
-    status = read_status(run_dir)
-    if status.state == RunState.FAILED:
-        print(f"error: {status.error} (traceback in {run_dir / 'log.txt'})", file=sys.stderr)
-    elif status.state != RunState.COMPLETED:
-        print(f"run {status.state}" + (f": {status.error}" if status.error else ""), file=sys.stderr)
+        state = execute_run(run_dir)
+    if state == RunState.FAILED:
+        print(f"error: {read_status(run_dir).error} (traceback in {run_dir / 'log.txt'})", file=sys.stderr)
+    elif state != RunState.COMPLETED:
+        print(f"run {state}", file=sys.stderr)
     print(run_dir, flush=True)
-    return 0 if status.state == RunState.COMPLETED else EXIT_FAILED
+    return 0 if state == RunState.COMPLETED else EXIT_FAILED
 
 
 def _submit(config, runs_dir) -> Path:
@@ -400,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", description="Train a queued run (the job manager starts this).")
     worker.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder")
     # Handled by core.__main__ before anything is imported (core.runs.sweep_driver).
-    worker.add_argument("--loopback-only", action="store_true",
+    worker.add_argument(LOOPBACK_ONLY_FLAG, action="store_true",
                         help="in a loopback-only network of its own (a sweep's embedded Ray)")
     worker.set_defaults(func=cmd_worker)
     return parser

@@ -25,6 +25,10 @@ import socket
 import struct
 from pathlib import Path
 
+# ``python -m core worker --loopback-only RUN_DIR``: core.__main__ enters the network
+# before anything else (core.runs.sweep_driver restarts a sweep's worker this way).
+LOOPBACK_ONLY_FLAG = "--loopback-only"
+
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1

@@ -219,3 +219,20 @@ def test_the_runs_table_says_where_each_run_trains_and_which_are_sweeps(tmp_path
     lines = views.config_lines(read_config(trial), read_facts(trial))
     assert "Head: dropout 0.1, 64 hidden units" in lines and f"Trial of sweep {sweep_dir.name}" in lines
     assert "Resources: 1 CPUs, 1 gpu_box" in views.config_lines(read_config(waiting), read_facts(waiting))
+
+
+def test_where_linux_refuses_a_private_network_the_sweep_fails_with_a_sentence(tmp_path, monkeypatch):
+    import core.__main__ as entry
+    from core import netns
+    from core.runs.store import create_run
+
+    def refuse():
+        raise netns.NetworkIsolationError(1, "PawLab could not give its embedded Ray a loopback-only network")
+
+    monkeypatch.setattr(netns, "enter_loopback_only_network", refuse)
+    sweep_dir = create_run(make_config(make_separable_dataset(tmp_path / "data"), "mobilenet_v2",
+                                       search=SweepSpec.from_grid(2, {})), state=RunState.RUNNING)
+    with pytest.raises(SystemExit):
+        entry.isolate_or_fail(str(sweep_dir))
+    status = read_status(sweep_dir)
+    assert status.state == RunState.FAILED and "loopback-only network" in status.error

@@ -27,7 +27,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from core.models.zoo import ARCHITECTURES
-from core.netns import interfaces
+from core.netns import LOOPBACK_ONLY_FLAG, interfaces
 from core.runs.control import RunCancelled, RunControl
 from core.runs.executors import configured_executor, connect_to_cluster, ray_control, worker_environment
 from core.runs.recipes import TrainConfig, with_knobs
@@ -42,7 +42,6 @@ from core.runs.worker import execute_run, human_message, log_traceback
 
 TUNE_DIR = "tune"  # Ray Tune's own experiment state, inside the sweep's folder
 TRIAL_CPUS = 1.0  # what one trial asks of Ray: a sweep runs CPUs / TRIAL_CPUS trials at once
-LOOPBACK_ONLY_FLAG = "--loopback-only"  # core.__main__ enters the network before anything else
 _RESTARTED = "PAWLAB_SWEEP_RESTARTED"  # set across the restart, so it happens once
 EMBEDDED = "embedded (loopback only)"
 STOPPED_EARLY = "Stopped early by the sweep's scheduler (ASHA) after {epochs} epochs: other trials were ahead."

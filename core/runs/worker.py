@@ -115,3 +115,10 @@ def execute_run(run_dir: str | os.PathLike, *, stderr_is_log: bool = False,
         now = time.time()
         update_status(run_dir, state=state, finished=now, heartbeat=now, error=error_message)
     return state
+
+
+def fail_run(run_dir: str | os.PathLike, message: str) -> None:
+    """End a run that could not even start with one sentence (its log gets it too)."""
+    print(message, file=sys.stderr, flush=True)
+    update_status(run_dir, when=lambda status: status.state.active, state=RunState.FAILED,
+                  finished=time.time(), error=message)
