@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import get_settings
 from core.data.acquire import COMPLETE_MARKER
+from core.models.zoo import ARCHITECTURES
 from core.runs import jobs
 from core.runs.recipes import make_config, with_knobs
 from core.runs.search import COST_SENTENCES, Cost, KnobSpace, SweepSpec
@@ -166,6 +167,30 @@ def test_the_tab_says_what_a_trial_costs_and_how_many_trials_before_start(datase
     assert COST_SENTENCES[Cost.HEAD] not in texts(at)
     # 12 trials over 2 grid values: 6 each.
     assert any(m.value.startswith("**12 trials** (2 grid combinations, each tried 6 times)") for m in at.markdown)
+
+
+def test_every_model_gets_its_own_knobs_and_a_search_that_can_start(dataset):
+    at = open_train_page()
+    for arch, spec in ARCHITECTURES.items():
+        at.selectbox(key="sweep_arch").set_value(arch)
+        run(at)
+        kinds = {c.key.removeprefix(f"sweep_{arch}_").removesuffix("_kind") for c in at.segmented_control
+                 if c.key.startswith(f"sweep_{arch}_")}
+        head = {"dropout", "head_units"} if spec.family == "transfer" else set()
+        fine_tune = {"fine_tune_layers"} if spec.fine_tune else set()
+        assert kinds == {"learning_rate", "epochs", "augment", "image_size"} | head | fine_tune, arch
+        assert not at.error, (arch, [e.value for e in at.error])
+        assert not button(at, "Start sweep").disabled
+        # From scratch, or fine-tuning the base: images through the network every epoch.
+        end_to_end = not spec.frozen_base or spec.fine_tune
+        assert COST_SENTENCES[Cost.END_TO_END if end_to_end else Cost.HEAD] in texts(at), arch
+
+    at.segmented_control(key="sweep_mobilenet_v2_finetune_fine_tune_layers_kind").set_value("grid")
+    run(at)
+    at.text_input(key="sweep_mobilenet_v2_finetune_fine_tune_layers_grid").input("20, 54")
+    run(at)
+    assert not at.error
+    assert "fine-tuned layers every one of 20, 54" in texts(at)
 
 
 def test_a_bad_grid_value_is_one_sentence_and_queues_nothing(dataset):
