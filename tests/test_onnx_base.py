@@ -56,6 +56,17 @@ def test_onnx_runtime_gives_keras_features_and_keeps_the_conversion(pawlab_home)
         onnx_path(model, pawlab_home / "cache" / "onnx").name]
 
 
+def test_a_batch_is_shared_out_over_cores_and_comes_back_in_order(pawlab_home):
+    model = small_convnet()
+    one_core = fast_base(model)
+    assert one_core.cores >= 1
+    expected = model.predict_on_batch(photos(5))
+    for cores in (1, 2, 3, 8):
+        base = OnnxBase(one_core.session, one_core.input_name, cores=cores)
+        np.testing.assert_allclose(base.predict_on_batch(photos(5)), expected, atol=1e-4)
+        np.testing.assert_allclose(base.predict_on_batch(photos(5)[:1]), expected[:1], atol=1e-4)
+
+
 @pytest.fixture
 def no_tf2onnx(monkeypatch):
     """Fails a test that needs tf2onnx: MobileNetV2's layers are written directly."""
