@@ -8,9 +8,11 @@ of 32, through the architecture's frozen extractor
 (core.models.zoo.build_frozen_parts), exactly as core.models.features does in a
 cached_features run. Each round runs Keras, then ONNX Runtime (converted once,
 in round 1; the conversion is timed on its own), each with a fresh pipeline,
-so both decode every photo. Wall and CPU seconds of this process are printed
-with the 1-minute load average before and after each measurement: on a shared
-machine, compare the rounds' ratios, not single numbers.
+so both decode every photo; "decode only" and "... only" time the two halves
+alone, and the combined rows say how long the loop waited for decoded photos.
+Wall and CPU seconds of this process are printed with the 1-minute load
+average before and after each measurement: on a shared machine, compare the
+rounds' ratios, not single numbers.
 """
 
 from __future__ import annotations

@@ -181,7 +181,6 @@ def _session(serialized: bytes) -> OnnxBase:
     return OnnxBase(session, session.get_inputs()[0].name)
 
 
-
 def _check_agreement(model, base: OnnxBase) -> None:
     """Raise OnnxMismatchError unless both runtimes give the same features on a probe batch."""
     shape = (PROBE_IMAGES, *model.input_shape[1:])
