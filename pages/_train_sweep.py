@@ -34,7 +34,7 @@ from core.runs.search import (
 from core.runs.store import (
     LOG_FILE, RunFileError, RunState, RunSummary, list_runs, read_config, read_metrics, summarize,
 )
-from core.runs.sweep import SweepResult, read_sweep_result, trials_of
+from core.runs.sweep import SweepResult, knob_values, read_sweep_result, trials_of
 from pages import _train_figures as figures
 from pages import _train_views as views
 from pages._errors import cannot
@@ -304,12 +304,6 @@ def sweep_panel(sweep_dir: str, was_active: bool) -> None:
         if sweep.error:
             st.error(md(sweep.error))
         live_trials(sweep, search.total_trials, knob_names)
-
-
-def knob_values(config: TrainConfig, knob_names: list[str]) -> dict:
-    """A trial's value of each searched knob, read from its config (an augmentation by its name)."""
-    return {name: config.augment.name if name == Knob.AUGMENT else getattr(config, name, None)
-            for name in knob_names}
 
 
 def trials_frame(rows: list[dict], knob_names: list[str]) -> pd.DataFrame:

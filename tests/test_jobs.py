@@ -326,3 +326,18 @@ def test_with_ray_address_set_dispatch_hands_runs_to_a_launcher_and_records_no_p
     monkeypatch.setenv("PAWLAB_MAX_CONCURRENT_RUNS", "2")
     jobs.dispatch()
     assert (read_status(second).executor, read_status(second).pid) == (Executor.LOCAL, os.getpid())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"epochs": 0}, "epochs must be a whole number"), ({"learning_rate": -1}, "learning rate must be positive"),
+    ({"image_size": 8}, "image size"), ({"dropout": 1.5}, "dropout"), ({"cpus": 0}, "CPUs"),
+    ({"arch": "resnet"}, "Unknown architecture"),
+])
+def test_submit_refuses_a_config_read_back_from_a_file_with_a_bad_value(tmp_path, change, message):
+    """A sweep's best config comes back from sweep.json: it is checked again before it is queued."""
+    from core.runs.recipes import TrainConfig
+
+    edited = TrainConfig.from_dict(config(tmp_path).to_dict() | change)
+    with pytest.raises(ValueError, match=message):
+        jobs.submit(edited)
+    assert run_dirs() == []

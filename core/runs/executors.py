@@ -58,13 +58,13 @@ def worker_environment() -> dict[str, str]:
     return {**forwarded, "PYTHONPATH": python_path}
 
 
-def connect_to_cluster() -> None:
-    """ray.init on RAY_ADDRESS, with PawLab's code and settings for its workers."""
+def connect_to_cluster(extra_env: dict[str, str] | None = None) -> None:
+    """ray.init on RAY_ADDRESS, with PawLab's code and settings (and ``extra_env``) for its workers."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=os.environ[RAY_ADDRESS_VARIABLE], runtime_env={"env_vars": worker_environment()},
-                 log_to_driver=True)
+        ray.init(address=os.environ[RAY_ADDRESS_VARIABLE], log_to_driver=True,
+                 runtime_env={"env_vars": {**worker_environment(), **(extra_env or {})}})
 
 
 def ray_node_name() -> str:

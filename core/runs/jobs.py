@@ -39,7 +39,7 @@ from pathlib import Path
 
 from core.config import get_settings
 from core.fileio import FileLock, LockTimeout
-from core.runs.recipes import TrainConfig
+from core.runs.recipes import TrainConfig, check_config
 from core.runs.executors import REPO_ROOT, configured_executor, run_on_ray
 from core.runs.store import (
     CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, Executor, RunFileError, RunState, RunStatus, create_run,
@@ -225,6 +225,7 @@ def submit(config: TrainConfig, runs_dir: str | os.PathLike | None = None) -> Pa
     holds (LockTimeout) or a home that cannot be written (RunsFolderError)
     refuses it before anything is written.
     """
+    check_config(config)  # whatever built it: a form, a command, a file read back
     root = runs_root(runs_dir)
     with _queue_lock(root):
         run_dir = create_run(config, root, state=RunState.QUEUED)

@@ -267,6 +267,22 @@ def _checked_resources(cpus, gpus, ray_resources: dict) -> dict:
             "ray_resources": {name: float(amount) for name, amount in ray_resources.items()}}
 
 
+def check_config(config: TrainConfig) -> None:
+    """make_config's checks, for a config that comes back from a file (a sweep's best trial):
+    ValueError with a sentence for a value make_config would have refused."""
+    recipe_for(config.arch)
+    for name, value, low in (("epochs", config.epochs, 1), ("fine-tune epochs", config.fine_tune_epochs, 0),
+                             ("batch size", config.batch_size, 1), ("image size", config.image_size, 32),
+                             ("patience", config.patience, 0), ("subset", config.subset, 0)):
+        _check_whole(name, value, low)
+    _check_fractions(config.test_fraction, config.validation_fraction)
+    if isinstance(config.learning_rate, bool) or not isinstance(config.learning_rate, (int, float)) \
+            or not config.learning_rate > 0:
+        raise ValueError(f"The learning rate must be positive, not {config.learning_rate}.")
+    _checked_head(config.arch, config.dropout, config.head_units)
+    _checked_resources(config.cpus, config.gpus, config.ray_resources)
+
+
 def parse_ray_resources(text: str) -> dict[str, float]:
     """"gpu_box=1, fast_disk=0.5" -> {"gpu_box": 1.0, "fast_disk": 0.5}; ValueError with a sentence."""
     resources = {}

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core.fileio import read_json, write_json
+from core.runs.recipes import TrainConfig
 from core.runs.store import RunFileError, read_config, run_dirs
 
 SWEEP_FILE = "sweep.json"
@@ -65,6 +66,12 @@ def read_sweep_result(run_dir: str | os.PathLike) -> SweepResult | None:
         return SweepResult(**data)
     except TypeError:
         return None
+
+
+def knob_values(config: TrainConfig, knob_names) -> dict:
+    """A trial's value of each searched knob, read from its config (an augmentation by its name)."""
+    return {name: config.augment.name if name == "augment" else getattr(config, name, None)
+            for name in knob_names}
 
 
 def trials_of(sweep_dir: str | os.PathLike) -> list[Path]:

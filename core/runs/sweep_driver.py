@@ -37,13 +37,16 @@ from core.runs.store import (
     CANCEL_FILE, Executor, Phase, RunState, create_run, read_config, read_status, summarize,
     update_status,
 )
-from core.runs.sweep import SweepResult, TrialResult, trials_of, write_sweep_result
+from core.runs.sweep import SweepResult, TrialResult, knob_values, trials_of, write_sweep_result
 from core.runs.worker import execute_run, human_message, log_traceback
 
 TUNE_DIR = "tune"  # Ray Tune's own experiment state, inside the sweep's folder
 TRIAL_CPUS = 1.0  # what one trial asks of Ray: a sweep runs CPUs / TRIAL_CPUS trials at once
 _RESTARTED = "PAWLAB_SWEEP_RESTARTED"  # set across the restart, so it happens once
 EMBEDDED = "embedded (loopback only)"
+# A worker is reused for the next trial only once the stopped trial's thread has ended, which
+# happens at its next epoch; Tune's 2 s default gives up too soon, and Tune then loses the trial.
+TRIAL_ENVIRONMENT = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
 STOPPED_EARLY = "Stopped early by the sweep's scheduler (ASHA) after {epochs} epochs: other trials were ahead."
 
 
@@ -151,12 +154,12 @@ def _max_epochs(config: TrainConfig) -> int:
 
 def _start_ray(config: TrainConfig) -> str:
     if configured_executor() == Executor.RAY:
-        connect_to_cluster()
+        connect_to_cluster(TRIAL_ENVIRONMENT)
         return os.environ.get("RAY_ADDRESS", "")
     if interfaces() != ["lo"]:
         raise RuntimeError("PawLab starts its embedded Ray only in a loopback-only network.")
-    ray.init(num_cpus=max(1, int(config.cpus)), include_dashboard=False,
-             runtime_env={"env_vars": worker_environment()}, log_to_driver=True)
+    ray.init(num_cpus=max(1, int(config.cpus)), include_dashboard=False, log_to_driver=True,
+             runtime_env={"env_vars": {**worker_environment(), **TRIAL_ENVIRONMENT}})
     return EMBEDDED
 
 
@@ -170,7 +173,9 @@ def _run_trials(run_dir: Path, config: TrainConfig) -> None:
         tune_config=tune.TuneConfig(
             metric="val_accuracy", mode="max", num_samples=spec.samples_per_grid_point,
             max_concurrent_trials=spec.concurrent or slots,
-            reuse_actors=True,  # TensorFlow is imported once per worker, not once per trial
+            # Head trials last seconds: a worker that keeps TensorFlow imported saves most of
+            # each one. Long trials start fresh workers, which never wait on a stopped trial.
+            reuse_actors=config.sweep_cost() == Cost.HEAD,
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=_max_epochs(config),
                                     grace_period=spec.grace_epochs, reduction_factor=2),
         ),
@@ -194,17 +199,10 @@ def _settle_trials(run_dir: Path, cancelled: bool) -> list[TrialResult]:
             summary = summarize(trial_dir)
         config = read_config(trial_dir)
         results.append(TrialResult(
-            run=summary.id, knobs=_knob_values(config, read_config(run_dir).search.knobs),
+            run=summary.id, knobs=knob_values(config, read_config(run_dir).search.knobs),
             state=str(summary.state), epochs=summary.epochs,
             best_val_accuracy=summary.best_val_accuracy, test_accuracy=summary.test_accuracy))
     return results
-
-
-def _knob_values(config: TrainConfig, knobs) -> dict:
-    values = {name: getattr(config, name) for name in knobs}
-    if "augment" in values:
-        values["augment"] = config.augment.name
-    return values
 
 
 def _best(trials: list[TrialResult], run_dir: Path) -> tuple[str | None, dict | None]:
