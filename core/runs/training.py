@@ -383,10 +383,8 @@ class Training:
         callbacks = [
             # First: the others see a cancel at once.
             ProgressCallback(control, phase, math.ceil(train_images / self.config.batch_size)),
-            # The model before its epoch's metrics line: whoever reads epoch N (a page, a
-            # sweep's scheduler that may stop the trial right there) finds its model saved.
-            self.checkpoint,
             MetricsCallback(control, phase, train_images, self.epochs_total),
+            self.checkpoint,
         ]
         if control.writes_files and importlib.util.find_spec("tensorboard") is not None:
             callbacks.append(keras.callbacks.TensorBoard(
