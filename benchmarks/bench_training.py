@@ -15,8 +15,9 @@ architecture's recipe (core.runs.recipes.recipe_for); the flags override them.
   val_accuracy, seconds, images/second, unix time), evaluation.json (accuracy
   on the leak-free test split), status.json (state) and facts.json (split
   counts, mode: cached_features or end_to_end). Frozen-base models first
-  extract ImageNet features (phase "features"); PAWLAB_HOME is a fresh temp
-  folder, so that cache is cold and its time counts.
+  extract ImageNet features (phase "features", the base in ONNX Runtime:
+  core.models.onnx_base); PAWLAB_HOME is a fresh temp folder, so that cache
+  and the base's ONNX copy are cold and their time counts.
 - The tutorial's pipeline (``--tutorial``): ``image_dataset_from_directory``
   (shuffled, unseeded) + ``prefetch(AUTOTUNE)`` on the train/ and validation/
   folders, the tutorial's model (augmentation layers inside for the CNNs; a
