@@ -14,6 +14,7 @@ from core.models.zoo import (
     assemble,
     base_layers,
     build_frozen_parts,
+    head_of,
     build_model,
     count_params,
     last_conv_layer_name,
@@ -128,6 +129,12 @@ def test_frozen_parts_and_assembled_model_agree(arch, tmp_path):
     np.testing.assert_array_equal(loaded(batch, training=False), model(batch, training=False))
     # Still frozen after loading: only the head trains.
     assert len(loaded.trainable_weights) == len(head.trainable_weights)
+    # And the saved head, taken out again, maps the extractor's features to the same logits
+    # (calibration reads the best model's logits off cached features this way).
+    features = extractor(batch, training=False)
+    taken_out = head_of(loaded, extractor.layers[-1].name)
+    np.testing.assert_allclose(taken_out(features, training=False), loaded(batch, training=False),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_count_params_matches_the_layers_and_is_cached():

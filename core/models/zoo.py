@@ -258,6 +258,19 @@ def assemble(feature_extractor, head):
     return keras.Model(feature_extractor.input, logits, name=name)
 
 
+def head_of(model, features_layer: str):
+    """The head inside an assembled transfer model, as a model of its own: features -> logits.
+
+    The inverse of ``assemble``: the layers after ``features_layer`` (the
+    extractor's last layer), applied to a new input and sharing their weights.
+    """
+    import keras
+
+    names = [layer.name for layer in model.layers]  # a functional model's layers, in graph order
+    features = keras.Input(shape=model.get_layer(features_layer).output.shape[1:], name="features")
+    return keras.Model(features, _stack(features, model.layers[names.index(features_layer) + 1:]))
+
+
 def base_layers(model) -> list:
     """The MobileNetV2 base's layers inside ``model``, bottom to top."""
     names = [layer.name for layer in model.layers]

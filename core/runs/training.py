@@ -42,7 +42,9 @@ from core.data.dataset import Sample
 from core.data.pipeline import make_dataset
 from core.data.splits import Splits
 from core.models.distribute import strategy_for_environment
-from core.models.zoo import ARCHITECTURES, assemble, build_frozen_parts, build_model, unfreeze_top
+from core.models.zoo import (
+    ARCHITECTURES, assemble, build_frozen_parts, build_model, head_of, unfreeze_top,
+)
 from core.runs.control import DECODED_CACHE_DIR, RunControl
 from core.runs.evaluation import evaluate_run
 from core.runs.recipes import TrainConfig
@@ -299,13 +301,22 @@ class Training:
         if not self.control.writes_files:
             return
         self.control.status(phase=Phase.EVALUATE, batch=0, batches_total=0)
-        images = self._validation_images().map(lambda images, labels: images)
-        val_logits = self._best_model().predict(images, verbose=0)
+        val_logits = self._best_validation_logits()
         val_labels = np.array([sample.label for sample in self.splits.validation])
         trust = calibrate(val_logits, val_labels)
         if ARCHITECTURES[self.config.arch].frozen_base:
             trust.novelty_threshold = self._fit_novelty()
         write_trust(self.run_dir, trust)
+
+    def _best_validation_logits(self) -> np.ndarray:
+        if self.mode == Mode.CACHED_FEATURES and not self.fine_tunes:
+            # The base is frozen and was never changed: the best head on the cached validation
+            # features gives the best model's logits without a second pass of the base.
+            features, _ = frozen_features(self.extractor, self.config, self.splits.validation)
+            head = head_of(self._best_model(), self.extractor.layers[-1].name)
+            return head.predict(features.astype("float32"), batch_size=self.config.batch_size, verbose=0)
+        images = self._validation_images().map(lambda images, labels: images)
+        return self._best_model().predict(images, verbose=0)
 
     def _fit_novelty(self) -> float:
         """The unknown-photo check on the training photos' ImageNet embeddings; its threshold."""
