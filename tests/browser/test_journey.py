@@ -332,7 +332,7 @@ def test_2_train_watch_reload_and_cancel(journey):
     expect(page.get_by_role("combobox", name="Model")).to_have_value("Tutorial CNN")
     choose(page, "Image size", "32 × 32 px")
     journey.app.wait_for_app()
-    page.get_by_label("Epochs", exact=True).fill(str(EPOCHS))
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill(str(EPOCHS))
     choose(page, "Batch size", "8")
     page.get_by_label("Training photos per class", exact=True).fill(str(TRAINING_PHOTOS_PER_CLASS))
     journey.step("2-train-form")
@@ -384,7 +384,7 @@ def test_2_train_watch_reload_and_cancel(journey):
     train_screenshots(journey)
 
     # A second, longer run, cancelled while it runs.
-    page.get_by_label("Epochs", exact=True).fill("50")
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("50")
     page.get_by_role("button", name=re.compile("Start training")).click()
     expect(panel).not_to_contain_text(f"Run {run_id}", timeout=30_000)
     expect(panel).to_contain_text("🏃 running", timeout=30_000)
@@ -425,7 +425,7 @@ def train_a_transfer_model(journey: Journey) -> None:
     journey.app.wait_for_app()
     choose(page, "Image size", "160 × 160 px")
     journey.app.wait_for_app()
-    page.get_by_label("Epochs", exact=True).fill(str(TRANSFER_EPOCHS))
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill(str(TRANSFER_EPOCHS))
     page.get_by_label("Fine-tuning epochs", exact=True).fill("0")
     page.get_by_label("Training photos per class", exact=True).fill("0")  # all 30
     page.get_by_role("button", name=re.compile("Start training")).click()

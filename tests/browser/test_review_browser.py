@@ -118,7 +118,7 @@ def test_review_fix_the_planted_mislabel_and_train_with_it(streamlit_app, app_pa
     expect(page.get_by_text("1 correction: 1 relabelled, 0 excluded")).to_be_visible()
     choose(page, "Image size", "32 × 32 px")
     app_page.wait_for_app()
-    page.get_by_label("Epochs", exact=True).fill("1")
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("1")
     choose(page, "Batch size", "8")
     page.get_by_role("button", name=re.compile("Start training")).click()
     results = page.locator(".st-key-train_results")
