@@ -11,7 +11,6 @@ from core.data.dataset import Sample
 from core.models import onnx_base
 from core.models.features import cached_features, extract_features
 from core.models.onnx_base import OnnxBase, fast_base, onnx_path
-from core.models.onnx_export import UnsupportedLayer, export
 
 SIZE = 32
 
@@ -27,11 +26,7 @@ def small_convnet(seed: int = 0):
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv")(x)
     x = keras.layers.BatchNormalization(name="bn")(x)
     x = keras.layers.ReLU(6.0, name="relu6")(x)
-    shortcut = x
     x = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
-    x = keras.layers.Add(name="residual")([shortcut, x])
-    x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(x)
-    x = keras.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2, use_bias=True, name="down")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     model = keras.Model(image, x, name="small_convnet")
     model.trainable = False
@@ -65,33 +60,6 @@ def test_a_batch_is_shared_out_over_cores_and_comes_back_in_order(pawlab_home):
         base = OnnxBase(one_core.session, one_core.input_name, cores=cores)
         np.testing.assert_allclose(base.predict_on_batch(photos(5)), expected, atol=1e-4)
         np.testing.assert_allclose(base.predict_on_batch(photos(5)[:1]), expected[:1], atol=1e-4)
-
-
-@pytest.fixture
-def no_tf2onnx(monkeypatch):
-    """Fails a test that needs tf2onnx: MobileNetV2's layers are written directly."""
-    def refuse(model):
-        raise AssertionError(f"{model.name} went to tf2onnx")
-
-    monkeypatch.setattr(onnx_base, "_convert_with_tf2onnx", refuse)
-
-
-def test_mobilenet_layers_are_written_directly(no_tf2onnx):
-    model = small_convnet()
-    base = onnx_base._session(export(model))
-    np.testing.assert_allclose(base.predict_on_batch(photos()), model.predict_on_batch(photos()),
-                               atol=1e-4)
-
-
-def test_other_layers_go_to_tf2onnx(pawlab_home):
-    inner = small_convnet()
-    model = keras.Model(inner.input, keras.layers.Dense(3, name="dense")(inner.output), name="with_dense")
-    with pytest.raises(UnsupportedLayer, match="Dense layer 'dense'"):
-        export(model)
-    base = fast_base(model)
-    assert isinstance(base, OnnxBase)
-    np.testing.assert_allclose(base.predict_on_batch(photos()), model.predict_on_batch(photos()),
-                               atol=1e-4)
 
 
 def test_a_kept_conversion_is_reused_without_converting(pawlab_home, monkeypatch):
@@ -200,7 +168,7 @@ def imagenet_weights(keras_home, monkeypatch):
 
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v2_finetune"])
 def test_imagenet_mobilenet_v2_features_agree_on_real_photos(arch, imagenet_weights, cats_and_dogs,
-                                                             pawlab_home, no_tf2onnx):
+                                                             pawlab_home):
     """The real base at 160 px, on cats and dogs: what a transfer run's head is trained on."""
     from core.data.pipeline import make_dataset
     from core.models.zoo import build_frozen_parts

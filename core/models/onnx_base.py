@@ -4,14 +4,13 @@ Feature extraction pushes every photo once through the frozen MobileNetV2,
 and on a CPU that forward pass is most of a transfer run's wait. Measured on
 this project's 2-core machine (MobileNetV2 at 160 px, batches of 32 and 64):
 Keras ``predict_on_batch`` 4.6-4.8 ms per photo, XLA about ten times slower,
-ONNX Runtime on an ONNX copy of the same model 2.1-2.5 ms.
+ONNX Runtime on a tf2onnx conversion of the same model 2.1-2.5 ms.
 
     base = fast_base(extractor)          # an OnnxBase, or the extractor itself
     features = base.predict_on_batch(images)
 
-The conversion (core.models.onnx_export for MobileNetV2's layers, 0.1-0.2 s;
-tf2onnx for anything else, 1.2-1.8 s) happens once per model, weights and
-converter versions; the .onnx file is kept under ``PAWLAB_HOME/cache/onnx/`` and
+The conversion (about 1.3 s) happens once per model, weights and converter
+versions; the .onnx file is kept under ``PAWLAB_HOME/cache/onnx/`` and
 reused by every later run. A conversion is used only after its outputs agree
 with Keras' on a probe batch. Anything that goes wrong (no onnxruntime, a
 layer tf2onnx cannot convert, a disagreement) leaves the Keras model in
@@ -21,7 +20,6 @@ charge: slower, never different.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -36,6 +34,7 @@ from core.fileio import atomic_write
 
 log = logging.getLogger("pawlab.onnx")
 
+OPSET = 17
 # Probe photos compared between Keras and ONNX Runtime before a conversion is used.
 PROBE_IMAGES = 2
 # Agreement required, relative to the largest feature: float16, which the
@@ -125,12 +124,11 @@ def onnx_path(model, cache_dir: Path) -> Path:
 def _model_digest(model) -> str:
     import keras
     import tensorflow as tf
-
-    from core.models.onnx_export import EXPORTER_VERSION, OPSET
+    import tf2onnx
 
     digest = hashlib.sha256()
-    versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": _version("tf2onnx"),
-                "onnx": _version("onnx"), "exporter": EXPORTER_VERSION, "opset": OPSET}
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__,
+                "tf2onnx": tf2onnx.__version__, "opset": OPSET}
     digest.update(json.dumps(versions, sort_keys=True).encode())
     digest.update(model.to_json().encode())
     for weights in model.get_weights():
@@ -138,30 +136,9 @@ def _model_digest(model) -> str:
     return digest.hexdigest()[:20]
 
 
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
-
-
 def _convert(model) -> bytes:
-    """Written directly when core.models.onnx_export knows every layer (MobileNetV2's: 0.1-0.2 s),
-    else by tf2onnx, which converts any TensorFlow graph (1.2-1.8 s)."""
-    from core.models.onnx_export import UnsupportedLayer, export
-
-    try:
-        return export(model)
-    except UnsupportedLayer as reason:
-        log.info("Converting %s with tf2onnx: %s", model.name, reason)
-    return _convert_with_tf2onnx(model)
-
-
-def _convert_with_tf2onnx(model) -> bytes:
     import tensorflow as tf
     import tf2onnx
-
-    from core.models.onnx_export import OPSET
 
     # Any batch size; the model's own height, width and channels.
     signature = (tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="image"),)
