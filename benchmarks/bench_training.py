@@ -86,6 +86,8 @@ RUN_ORDER = (
 )
 # The tutorial's best validation accuracy per family: what "as good" means.
 TARGETS = {"scratch": 0.73, "transfer": 0.97}
+# Launch to the transfer target, cold, on 2 cores (issue 12; it was "< 60 s" before).
+TRANSFER_GOAL_SECONDS = 30
 FAMILY = {"cnn": "scratch", "cnn_aug": "scratch", "cnn_aug_preproc": "scratch", "cnn_plus": "scratch",
           "mobilenet_v2": "transfer", "mobilenet_v2_finetune": "transfer"}
 # How the tutorial's pipeline validates (see the module docstring).
@@ -618,8 +620,9 @@ def render(rows: list[dict], meta: dict) -> str:
             else:
                 verdict = "unknown: the tutorial's pipeline was not run"
         elif pipeline == "PawLab" and family == "transfer":
-            goal = "< 60 s"
-            verdict = "no (never reached)" if seconds is None else ("yes" if seconds < 60 else "no")
+            goal = f"≤ {TRANSFER_GOAL_SECONDS} s"
+            verdict = "no (never reached)" if seconds is None else (
+                "yes" if seconds <= TRANSFER_GOAL_SECONDS else "no")
         target_rows.append({"pipeline": pipeline, "model": model, "family": family,
                             "target val acc": row["target"], "launch → target": reached(row),
                             "best val acc": fmt(row.get("best_val_accuracy"), 3),
