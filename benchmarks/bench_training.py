@@ -313,7 +313,7 @@ def train_ours(arch: str, args, runs_dir: Path, work: Path) -> dict:
     recipe = recipe_for(arch)
     epochs, fine_tune_epochs = planned_epochs(arch, args)
     command = [sys.executable, "-m", "core", "train", "--data", str(args.data), "--arch", arch,
-               "--epochs", str(epochs), "--image-size", str(args.image_size),
+               "--epochs", str(epochs), "--image-size", str(args.image_size or recipe.image_size),
                "--batch-size", str(args.batch_size), "--seed", str(defaults.SEED),
                # `core train --patience` defaults to 0, not the recipe's: pass the recipe's.
                "--patience", str(recipe.patience), "--runs-dir", str(runs_dir)]
@@ -358,10 +358,18 @@ def train_ours(arch: str, args, runs_dir: Path, work: Path) -> dict:
     }
 
 
+def size_text(image_size: int) -> str:
+    """The settings line's image size: one for every model, or each recipe's (0)."""
+    if image_size:
+        return f"{image_size} px"
+    sizes = {arch: recipe_for(arch).image_size for arch in FAMILY}
+    return "each recipe's image size (" + ", ".join(f"{arch} {size} px" for arch, size in sizes.items()) + ")"
+
+
 def tutorial_command(arch: str, args, data: Path, report: Path) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--tutorial-worker", arch,
             "--data", str(data), "--epochs", str(args.epochs or recipe_for(arch).epochs),
-            "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
+            "--image-size", str(args.image_size or defaults.IMAGE_SIZE), "--batch-size", str(args.batch_size),
             "--learning-rate", repr(recipe_for(arch).learning_rate),
             "--tutorial-validation", args.tutorial_validation, "--report", str(report)]
 
@@ -466,7 +474,7 @@ def render(rows: list[dict], meta: dict) -> str:
     ours_rows = [r for r in rows if r["pipeline"] == "PawLab"]
     validation = meta.get("tutorial_validation")
     out += [
-        f"Settings: {meta['image_size']} px, batch {meta['batch_size']}; {epochs_text(meta)}"
+        f"Settings: {size_text(meta['image_size'])}, batch {meta['batch_size']}; {epochs_text(meta)}"
         + (f"; PawLab's frozen-base heads {meta['head_epochs']}; fine-tuning {meta['fine_tune_epochs']} epochs"
            if any(FAMILY[r["model"]] == "transfer" for r in ours_rows) else "")
         + (f"; **training subset {meta['subset']} photos per class**" if meta["subset"] else "")
@@ -662,7 +670,8 @@ def main() -> int:
                             f"{k}: {v}" for k, v in VALIDATION_MODES.items()))
     parser.add_argument("--subset", type=int, default=0, help="training photos per class; 0 = all")
     parser.add_argument("--quick", action="store_true", help="2 epochs everywhere, 1 fine-tuning epoch")
-    parser.add_argument("--image-size", type=int, default=defaults.IMAGE_SIZE)
+    parser.add_argument("--image-size", type=int,
+                        help="for every model (default: each recipe's; the tutorial's pipeline 160 px)")
     parser.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE)
     parser.add_argument("--load-every", type=float, default=30.0,
                         help="seconds between load-average samples while a model trains")
@@ -711,7 +720,7 @@ def main() -> int:
         "command": command_line,
         "cpu_count": os.cpu_count(),
         "load_start": load_now(),
-        "image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.epochs,
+        "image_size": args.image_size or 0, "batch_size": args.batch_size, "epochs": args.epochs,
         "head_epochs": args.head_epochs or "each recipe's (" + ", ".join(
             f"{arch} {recipe_for(arch).epochs}" for arch in OURS if FAMILY[arch] == "transfer") + ")",
         "fine_tune_epochs": (args.fine_tune_epochs if args.fine_tune_epochs is not None

@@ -287,8 +287,9 @@ def _add_train(commands) -> None:
     train.add_argument("--augment", metavar="NAME",
                        help="augmentation preset or saved config; default: the recipe's "
                             f"({_recipes_say(lambda r: r.augment)})")
-    train.add_argument("--image-size", type=int, default=defaults.IMAGE_SIZE, metavar="PX",
-                       help="side of the square images the model sees (default: %(default)s)")
+    train.add_argument("--image-size", type=int, metavar="PX",
+                       help="side of the square images the model sees; default: the recipe's "
+                            f"({_recipes_say(lambda r: r.image_size)})")
     train.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, metavar="N",
                        help="images per batch (default: %(default)s)")
     train.add_argument("--seed", type=int, default=defaults.SEED,
@@ -332,8 +333,8 @@ def _add_sweep(commands) -> None:
                        help="CPUs the sweep may use, one per trial at a time (default: all of this machine's)")
     sweep.add_argument("--concurrent", type=int, default=0, metavar="N",
                        help="trials at the same time (default: one per CPU)")
-    sweep.add_argument("--image-size", type=int, default=defaults.IMAGE_SIZE, metavar="PX",
-                       help="side of the square images (default: %(default)s)")
+    sweep.add_argument("--image-size", type=int, metavar="PX",
+                       help="side of the square images (default: the recipe's)")
     sweep.add_argument("--seed", type=int, default=defaults.SEED, help="seed of the split (default: %(default)s)")
     sweep.add_argument("--subset", type=int, default=0, metavar="N",
                        help="train on at most N images per class (default: 0, all of them)")

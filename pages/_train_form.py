@@ -80,10 +80,11 @@ def new_run_form(data_root: Path, classes: list[str]) -> None:
     arch = st.selectbox("Model", list(ARCHITECTURES), key="train_arch",
                         format_func=lambda name: ARCHITECTURES[name].title)
     image_size = st.selectbox(
-        "Image size", defaults.IMAGE_SIZES, index=defaults.IMAGE_SIZES.index(defaults.IMAGE_SIZE),
-        key="train_image_size", format_func=lambda s: f"{s} × {s} px",
+        "Image size", defaults.IMAGE_SIZES, index=defaults.IMAGE_SIZES.index(recipe_for(arch).image_size),
+        key=f"train_image_size_{arch}", format_func=lambda s: f"{s} × {s} px",
         help=f"Photos are resized to this square. {defaults.IMAGE_SIZES[0]} or {defaults.IMAGE_SIZES[1]} "
-             f"px train in seconds, {defaults.IMAGE_SIZE} px is the tutorial's size.")
+             f"px train in seconds, {defaults.IMAGE_SIZE} px is the tutorial's size; the model's "
+             f"recipe starts at its own.")
     # Polls until the background count is ready, then shows it.
     counted, _ = param_count(arch, len(classes), image_size)
     st.fragment(model_caption, run_every=None if counted else 1.0)(arch, len(classes), image_size,

@@ -201,7 +201,7 @@ def fixed_field(arch: str, knob: Knob, recipe, key: str):
                             format_func=lambda name: f"{name}: {configs[name].describe()}")
     if knob == Knob.IMAGE_SIZE:
         return st.selectbox("Image size", defaults.IMAGE_SIZES, key=f"{key}_fixed",
-                            index=defaults.IMAGE_SIZES.index(defaults.IMAGE_SIZE),
+                            index=defaults.IMAGE_SIZES.index(recipe.image_size),
                             label_visibility="collapsed", format_func=lambda s: f"{s} × {s} px")
     default = recipe.learning_rate if knob == Knob.LEARNING_RATE else None  # a head's: the model's own
     text = st.text_input(KNOB_LABELS[knob], "" if default is None else _text(default), key=f"{key}_fixed",

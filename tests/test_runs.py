@@ -30,7 +30,9 @@ def test_make_config_fills_in_the_architectures_defaults(tmp_path):
 
     fine = make_config(tmp_path, "mobilenet_v2_finetune", 4)
     assert fine.epochs == 4
-    assert fine.fine_tune_epochs == RECIPES["mobilenet_v2_finetune"].fine_tune_epochs == 10
+    assert fine.fine_tune_epochs == RECIPES["mobilenet_v2_finetune"].fine_tune_epochs == 0  # on request
+    assert fine.image_size == RECIPES["mobilenet_v2_finetune"].image_size == 224  # the recipe's own
+    assert make_config(tmp_path, "mobilenet_v2_finetune", 4, image_size=160).image_size == 160
     assert fine.fine_tune_learning_rate == 1e-5
     assert fine.fine_tune_layers > 0
     assert fine.augment.is_identity

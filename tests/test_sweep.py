@@ -70,7 +70,8 @@ def test_the_cost_of_a_trial_follows_the_knobs(tmp_path):
     assert cost("mobilenet_v2", {"learning_rate": ["1e-3", "1e-4"]}) == Cost.HEAD
     assert cost("mobilenet_v2", {"image_size": ["96", "160"]}) == Cost.FEATURES
     assert cost("mobilenet_v2", {"augment": ["none", "recommended"]}) == Cost.END_TO_END
-    assert cost("mobilenet_v2_finetune", {"dropout": ["0.1", "0.3"]}) == Cost.END_TO_END  # it fine-tunes
+    assert cost("mobilenet_v2_finetune", {"dropout": ["0.1", "0.3"]}) == Cost.HEAD
+    assert cost("mobilenet_v2_finetune", {"dropout": ["0.1", "0.3"]}, fine_tune_epochs=2) == Cost.END_TO_END
     assert cost("cnn", {"learning_rate": ["1e-3", "1e-4"]}) == Cost.END_TO_END
 
 

@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import get_settings
 from core.data.acquire import COMPLETE_MARKER
 from core.models.zoo import ARCHITECTURES
+from core.runs.recipes import recipe_for
 from core.runs import jobs
 from core.runs.recipes import make_config, with_knobs
 from core.runs.search import COST_SENTENCES, Cost, KnobSpace, SweepSpec
@@ -182,7 +183,7 @@ def test_every_model_gets_its_own_knobs_and_a_search_that_can_start(dataset):
         assert not at.error, (arch, [e.value for e in at.error])
         assert not button(at, "Start sweep").disabled
         # From scratch, or fine-tuning the base: images through the network every epoch.
-        end_to_end = not spec.frozen_base or spec.fine_tune
+        end_to_end = not spec.frozen_base or (spec.fine_tune and recipe_for(arch).fine_tune_epochs > 0)
         assert COST_SENTENCES[Cost.END_TO_END if end_to_end else Cost.HEAD] in texts(at), arch
 
     at.segmented_control(key="sweep_mobilenet_v2_finetune_fine_tune_layers_kind").set_value("grid")

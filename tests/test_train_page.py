@@ -232,8 +232,8 @@ def test_deleting_a_run_asks_first(dataset):
 
 def test_start_queues_a_run_with_the_form_settings(dataset, no_free_slot):
     at = open_train_page()
-    at.selectbox(key="train_arch").set_value("cnn_aug")
-    at.selectbox(key="train_image_size").set_value(32).run()
+    at.selectbox(key="train_arch").set_value("cnn_aug").run()
+    at.selectbox(key="train_image_size_cnn_aug").set_value(32).run()
     # The model's own default augmentation is preselected.
     assert at.selectbox(key="train_augment_cnn_aug").value == "tutorial"
     at.number_input(key="train_epochs_cnn_aug").set_value(2)
@@ -257,7 +257,7 @@ def test_with_a_ray_cluster_the_form_asks_what_a_run_needs_and_checks_it(dataset
 
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     at.run()
-    at.selectbox(key="train_image_size").set_value(32).run()
+    at.selectbox(key="train_image_size_cnn").set_value(32).run()
     at.number_input(key="train_cpus").set_value(2.0)
     at.text_input(key="train_ray_resources").set_value("gpu box=1")
     button(at, "Start training").click().run()
@@ -339,7 +339,7 @@ def test_parameter_counts_are_counted_aside_and_remembered(dataset, monkeypatch)
 
     # The form shows the remembered count for the chosen model and size.
     at = open_train_page()
-    at.selectbox(key="train_image_size").set_value(32).run()
+    at.selectbox(key="train_image_size_cnn").set_value(32).run()
     assert any(f"{counts['cnn']:,} parameters for 2 classes at 32 px" in c.value for c in at.caption)
 
 
@@ -352,7 +352,7 @@ def test_the_form_starts_from_the_models_recipe(dataset, arch):
     at.selectbox(key="train_arch").set_value(arch).run()
 
     recipe = recipe_for(arch)
-    assert at.selectbox(key="train_image_size").value == defaults.IMAGE_SIZE
+    assert at.selectbox(key=f"train_image_size_{arch}").value == recipe.image_size
     assert at.selectbox(key="train_batch_size").value == defaults.BATCH_SIZE
     assert at.number_input(key=f"train_epochs_{arch}").value == recipe.epochs
     assert at.number_input(key=f"train_patience_{arch}").value == recipe.patience

@@ -63,7 +63,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         ),
         ArchSpec(
             "mobilenet_v2_finetune", "MobileNetV2 + fine-tuning (ours)",
-            "Train a pooled head on cached MobileNetV2 features, then fine-tune the top of the base.",
+            "A linear head on cached 224 px MobileNetV2 features; fine-tune the top of the base if you ask.",
             "transfer", True, True,
         ),
     )
