@@ -2,7 +2,7 @@
 
 import sys
 
-# A sweep's driver (core.runs.sweep_driver) restarts itself with this flag to
+# A sweep's worker (core.runs.sweep_driver) starts its driving child with this flag to
 # get a loopback-only network for its embedded Ray. Entering one needs a
 # single-threaded process, so it happens here, before numpy starts its threads.
 from core.netns import LOOPBACK_ONLY_FLAG

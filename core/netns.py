@@ -26,7 +26,7 @@ import struct
 from pathlib import Path
 
 # ``python -m core worker --loopback-only RUN_DIR``: core.__main__ enters the network
-# before anything else (core.runs.sweep_driver restarts a sweep's worker this way).
+# before anything else (core.runs.sweep_driver starts a sweep's driving child this way).
 LOOPBACK_ONLY_FLAG = "--loopback-only"
 
 CLONE_NEWUSER = 0x10000000
@@ -91,3 +91,7 @@ def network_namespace(pid: int | str = "self") -> str:
 def interfaces() -> list[str]:
     """The network interfaces this process sees."""
     return [name for _, name in socket.if_nameindex()]
+
+
+def in_loopback_only_network() -> bool:
+    return interfaces() == ["lo"]

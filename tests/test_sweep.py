@@ -237,3 +237,20 @@ def test_where_linux_refuses_a_private_network_the_sweep_fails_with_a_sentence(t
         entry.isolate_or_fail(str(sweep_dir))
     status = read_status(sweep_dir)
     assert status.state == RunState.FAILED and "loopback-only network" in status.error
+
+
+def test_a_worker_in_a_sweeps_private_network_leaves_the_next_run_to_its_parent(tmp_path, monkeypatch):
+    """Runs queued behind a sweep must start with the machine's network, not inside the sweep's."""
+    from core.runs import jobs
+    from core.runs.store import create_run
+
+    run_dir = create_run(make_config(make_separable_dataset(tmp_path / "data"), "cnn", 1), state=RunState.RUNNING)
+    dispatched = []
+    monkeypatch.setattr(jobs, "execute_run", lambda run_dir, **kwargs: RunState.COMPLETED)
+    monkeypatch.setattr(jobs, "dispatch", lambda runs_dir: dispatched.append(runs_dir))
+    monkeypatch.setattr(jobs, "in_loopback_only_network", lambda: True)
+    jobs.work(run_dir)
+    assert dispatched == []
+    monkeypatch.setattr(jobs, "in_loopback_only_network", lambda: False)
+    jobs.work(run_dir)
+    assert dispatched == [run_dir.parent]

@@ -79,8 +79,9 @@ class RunControl:
         def claimable(status):
             if not status.state.active:
                 return False  # cancelled while queued, or already finished
-            # Not when another live process trains it.
-            return status.pid in (None, me) or not pid_alive(status.pid)
+            # Not when another live process trains it; the process that started this one
+            # (a sweep's worker, core.runs.sweep_driver) hands its run over.
+            return status.pid in (None, me, os.getppid()) or not pid_alive(status.pid)
 
         if self.cancel_requested():
             update_status(self.run_dir, when=claimable, state=RunState.CANCELLED, finished=time.time())

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import get_settings
+from core.netns import in_loopback_only_network
 from core.fileio import FileLock, LockTimeout
 from core.runs.recipes import TrainConfig, check_config
 from core.runs.executors import REPO_ROOT, configured_executor, run_on_ray
@@ -273,4 +274,7 @@ def work(run_dir: str | os.PathLike) -> RunState:
         print(error, file=sys.stderr, flush=True)  # a damaged run: nothing to train
         return RunState.FAILED
     finally:
-        dispatch(run_dir.parent)
+        # A sweep's child in its private network leaves the next run to its parent, which
+        # has the machine's network (a run may need to download, or reach a Ray cluster).
+        if not in_loopback_only_network():
+            dispatch(run_dir.parent)

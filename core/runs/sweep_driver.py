@@ -1,7 +1,7 @@
 """Drive a sweep with Ray Tune, in the sweep's own worker process (core.runs.jobs.work).
 
-    isolate     no RAY_ADDRESS: the ImageNet weights are fetched, then this process
-                restarts itself in a loopback-only network (core.netns) and starts an
+    isolate     no RAY_ADDRESS: the ImageNet weights are fetched, then a child process
+                drives the sweep in a loopback-only network (core.netns) and starts an
                 embedded Ray there, with no dashboard and so no job API
     features    head-only knobs on a frozen base: one pass of the base over the
                 photos, as one Ray task, so every trial reads cached features
@@ -18,6 +18,7 @@ trials spread over the nodes. Cancelling the sweep stops every trial.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from core.models.zoo import ARCHITECTURES
-from core.netns import LOOPBACK_ONLY_FLAG, interfaces
+from core.netns import LOOPBACK_ONLY_FLAG, in_loopback_only_network
 from core.runs.control import RunCancelled, RunControl
 from core.runs.executors import configured_executor, connect_to_cluster, ray_control, worker_environment
 from core.runs.recipes import TrainConfig, with_knobs
@@ -42,7 +43,7 @@ from core.runs.worker import execute_run, human_message, log_traceback
 
 TUNE_DIR = "tune"  # Ray Tune's own experiment state, inside the sweep's folder
 TRIAL_CPUS = 1.0  # what one trial asks of Ray: a sweep runs CPUs / TRIAL_CPUS trials at once
-_RESTARTED = "PAWLAB_SWEEP_RESTARTED"  # set across the restart, so it happens once
+_IN_SWEEP_NETWORK = "_PAWLAB_IN_SWEEP_NETWORK"  # the child's mark: never a second child
 EMBEDDED = "embedded (loopback only)"
 # A worker is reused for the next trial only once the stopped trial's thread has ended, which
 # happens at its next epoch; Tune's 2 s default gives up too soon, and Tune then loses the trial.
@@ -116,9 +117,14 @@ class CancelStopper(tune.Stopper):
 
 # --- the driver -------------------------------------------------------------------
 
-def _isolate(run_dir: Path, config: TrainConfig) -> None:
-    """Fetch what needs the network, then restart this process in a loopback-only one."""
-    if os.environ.get(_RESTARTED):
+def _drive_in_private_network(run_dir: Path, config: TrainConfig) -> RunState:
+    """Fetch what needs the network here, then drive the sweep in a child process that has a
+    loopback-only network of its own (core.__main__ enters it first thing, single-threaded).
+
+    This process keeps the machine's network: when the child is done, the queue's next
+    worker is started from here (core.runs.jobs.work), never from inside the sweep's network.
+    """
+    if os.environ.get(_IN_SWEEP_NETWORK):
         raise RuntimeError("The sweep could not move into a loopback-only network for its embedded Ray.")
     if ARCHITECTURES[config.arch].family == "transfer":
         from core.models.weights import ensure_imagenet_weights
@@ -127,9 +133,9 @@ def _isolate(run_dir: Path, config: TrainConfig) -> None:
             ensure_imagenet_weights(size)
     sys.stdout.flush()
     sys.stderr.flush()
-    # Same pid, so the queue still knows this process; core.__main__ handles the flag.
-    os.execve(sys.executable, [sys.executable, "-m", "core", "worker", LOOPBACK_ONLY_FLAG, str(run_dir)],
-              {**os.environ, _RESTARTED: "1"})
+    subprocess.run([sys.executable, "-m", "core", "worker", LOOPBACK_ONLY_FLAG, str(run_dir)],
+                   env={**os.environ, _IN_SWEEP_NETWORK: "1"}, stdin=subprocess.DEVNULL, check=False)
+    return read_status(run_dir).state
 
 
 def _image_sizes(config: TrainConfig) -> list[int]:
@@ -156,7 +162,7 @@ def _start_ray(config: TrainConfig) -> str:
     if configured_executor() == Executor.RAY:
         connect_to_cluster(TRIAL_ENVIRONMENT)
         return os.environ.get("RAY_ADDRESS", "")
-    if interfaces() != ["lo"]:
+    if not in_loopback_only_network():
         raise RuntimeError("PawLab starts its embedded Ray only in a loopback-only network.")
     ray.init(num_cpus=max(1, int(config.cpus)), include_dashboard=False, log_to_driver=True,
              runtime_env={"env_vars": {**worker_environment(), **TRIAL_ENVIRONMENT}})
@@ -219,8 +225,8 @@ def drive_sweep(run_dir: str | os.PathLike) -> RunState:
     """The sweep's worker: isolate, start Ray, run the trials, record the result."""
     run_dir = Path(run_dir).resolve()
     config = read_config(run_dir)
-    if configured_executor() == Executor.LOCAL and interfaces() != ["lo"]:
-        _isolate(run_dir, config)  # does not return: the process restarts
+    if configured_executor() == Executor.LOCAL and not in_loopback_only_network():
+        return _drive_in_private_network(run_dir, config)
     control = RunControl(run_dir)
     if not control.claim():
         return read_status(run_dir).state
