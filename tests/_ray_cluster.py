@@ -45,8 +45,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Ray's own command line, from the Python that runs the tests (whatever is on PATH).
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]
+
+
 def ray_cli(*args: str) -> None:
-    subprocess.run(["ray", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    subprocess.run([*RAY, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
 def wait_until(condition, what: str, timeout: float = WAIT_SECONDS):
@@ -151,7 +155,7 @@ if __name__ == "__main__":
     try:
         result = main(work)
     finally:
-        subprocess.run(["ray", "stop", "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        subprocess.run([*RAY, "stop", "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         time.sleep(1.0)
     result["left_behind"] = processes_in_this_network()
     (work / "outcome.json").write_text(json.dumps(result, indent=2))
