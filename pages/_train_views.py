@@ -118,10 +118,11 @@ RUN_COLUMNS = ["Run", "Model", "Status", "Epochs", "Size", "Best val accuracy", 
 
 
 def model_label(s: RunSummary) -> str:
-    """The model column: a sweep and a sweep's trials say so."""
+    """The model column: a sweep and a sweep's trials say so first (the column is narrow;
+    a trial's details name its sweep)."""
     if s.is_sweep:
         return f"Sweep · {arch_title(s.arch)}"
-    return arch_title(s.arch) + (f" · trial of {s.sweep}" if s.sweep else "")
+    return ("Trial · " if s.sweep else "") + arch_title(s.arch)
 
 
 def _run_row(s: RunSummary) -> dict:
