@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = {
-    "core.config": 0, "core.defaults": 0, "core.fileio": 0, "core.netns": 0,
+    "core.config": 0, "core.defaults": 0, "core.fileio": 0, "core.netns": 0, "core.processes": 0,
     "core.data": 1,
     "core.models": 2,
     "core.runs": 3, "core.review": 3,

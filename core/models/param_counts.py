@@ -21,8 +21,8 @@ from pathlib import Path
 
 from core.config import get_settings
 from core.fileio import FileLock, read_json, write_json
+from core.processes import REPO_ROOT, child_environment
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ZOO_FILE = Path(__file__).resolve().with_name("zoo.py")
 # Hex digits of zoo.py's hash that key the counts.
 FINGERPRINT_CHARS = 12
@@ -73,8 +73,7 @@ def count_in_subprocess(archs, num_classes: int, image_size: int, timeout: float
     missing = [arch for arch in archs if arch not in known]
     if not missing:
         return known
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = child_environment()
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["CUDA_VISIBLE_DEVICES"] = ""  # counting needs no accelerator; leave it to training
     result = subprocess.run(

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-import core
 from core.config import get_settings
 from core.fileio import FileLock, LockTimeout, atomic_write, read_json, write_json
+from core.processes import REPO_ROOT, child_environment
 from core.review.doctor import DoctorReport, diagnose, report_from_dict
 from core.runs.store import pid_alive
 
@@ -36,7 +36,6 @@ REPORT_FILE, PROGRESS_FILE, ERROR_FILE, LOG_FILE, LOCK_FILE = (
     "report.json", "progress.json", "error.txt", "log.txt", ".lock")
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
 STARTING = "starting"  # the stage between start_review and the child taking the lock
-REPO_ROOT = Path(core.__file__).resolve().parent.parent
 
 
 class ReviewStatus(StrEnum):
@@ -108,8 +107,7 @@ def start_review(root: str | os.PathLike) -> bool:
     if _running(folder):
         return False
     (folder / ERROR_FILE).unlink(missing_ok=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = child_environment()
     with open(folder / LOG_FILE, "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "core", "doctor", "--data", str(Path(root).resolve()), "--save"],

@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-import core
+from core.processes import python_path
 from core.runs.control import RunControl
 from core.runs.store import (
     HEARTBEAT_SECONDS, Executor, RunFileError, RunState, read_config, read_status, update_status,
@@ -40,8 +40,6 @@ from core.runs.store import (
 from core.runs.worker import execute_run
 
 RAY_ADDRESS_VARIABLE = "RAY_ADDRESS"
-# The checkout a worker process imports ``core`` from, whatever its working directory.
-REPO_ROOT = Path(core.__file__).resolve().parent.parent
 # Passed to the cluster's workers with each run, so they find the same home and weights.
 FORWARDED_PREFIXES = ("PAWLAB_", "KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL")
 
@@ -54,8 +52,7 @@ def configured_executor() -> Executor:
 def worker_environment() -> dict[str, str]:
     """What a Ray worker needs from this process's environment: PawLab's code, home and caches."""
     forwarded = {name: value for name, value in os.environ.items() if name.startswith(FORWARDED_PREFIXES)}
-    python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    return {**forwarded, "PYTHONPATH": python_path}
+    return {**forwarded, "PYTHONPATH": python_path()}
 
 
 def connect_to_cluster(extra_env: dict[str, str] | None = None) -> None:

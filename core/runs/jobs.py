@@ -41,7 +41,8 @@ from core.config import get_settings
 from core.netns import in_loopback_only_network
 from core.fileio import FileLock, LockTimeout
 from core.runs.recipes import TrainConfig, check_config
-from core.runs.executors import REPO_ROOT, configured_executor, run_on_ray
+from core.processes import REPO_ROOT, child_environment
+from core.runs.executors import configured_executor, run_on_ray
 from core.runs.store import (
     CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, Executor, RunFileError, RunState, RunStatus, create_run,
     pid_alive, read_config, read_status, run_dirs, runs_root, update_status, writing_to,
@@ -172,9 +173,7 @@ def _needs_attention(runs: list[tuple[Path, RunStatus]]) -> bool:
 
 
 def _start_worker(run_dir: Path) -> int:
-    env = dict(os.environ)
-    # The worker imports ``core`` from this checkout whatever its cwd.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = child_environment()  # the worker imports ``core`` from this checkout whatever its cwd
     with open(run_dir / LOG_FILE, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "core", "worker", str(run_dir)],

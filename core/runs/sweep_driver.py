@@ -194,7 +194,7 @@ def _run_trials(run_dir: Path, config: TrainConfig) -> None:
 
 def _settle_trials(run_dir: Path, cancelled: bool) -> list[TrialResult]:
     """Trials Tune stopped are still "running" on disk: mark them; then every trial's line."""
-    results = []
+    results, searched = [], read_config(run_dir).search.knobs
     for trial_dir in trials_of(run_dir):
         summary = summarize(trial_dir)
         if summary.state is not None and summary.state.active:
@@ -205,7 +205,7 @@ def _settle_trials(run_dir: Path, cancelled: bool) -> list[TrialResult]:
             summary = summarize(trial_dir)
         config = read_config(trial_dir)
         results.append(TrialResult(
-            run=summary.id, knobs=knob_values(config, read_config(run_dir).search.knobs),
+            run=summary.id, knobs=knob_values(config, searched),
             state=str(summary.state), epochs=summary.epochs,
             best_val_accuracy=summary.best_val_accuracy, test_accuracy=summary.test_accuracy))
     return results

@@ -41,9 +41,9 @@ from typing import Callable
 
 import numpy as np
 
-import core
 from core.data.images import load_resized
 from core.fileio import FileLock, read_json, write_json
+from core.processes import REPO_ROOT, child_environment
 from core.runs.run_split import missing_files, run_splits
 from core.runs.store import pid_alive, read_config, read_facts, short_message
 from core.runs.trust import TRUST_FILE, read_trust
@@ -56,7 +56,6 @@ TOLERANCE = 1e-3
 CHECK_BATCH = 32
 # Seconds between progress writes.
 PROGRESS_INTERVAL = 0.5
-REPO_ROOT = Path(core.__file__).resolve().parent.parent
 
 
 class ExportState(StrEnum):
@@ -162,8 +161,7 @@ def start_export(run_dir: str | os.PathLike, export_format: ExportFormat | str) 
         raise FileNotFoundError(f"Run {run_dir.name} has no saved model to export.")
     folder = run_dir / EXPORTS_DIR
     folder.mkdir(exist_ok=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = child_environment()
     with open(folder / f"{export_format}.log", "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "core.serving.export_check", str(run_dir.resolve()), str(export_format)],
