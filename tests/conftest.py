@@ -33,7 +33,7 @@ def cats_and_dogs(shared_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def keras_home(shared_dir, tmp_path_factory) -> Path:
-    """A KERAS_HOME whose models/ folder holds the shared ImageNet weights."""
+    """A KERAS_HOME whose models/ folder holds the shared ImageNet weights, every size there is."""
     source = shared_dir / "weights" / WEIGHTS_FILE
     if not source.is_file():
         message = f"shared weights not found at {source}"
@@ -42,7 +42,8 @@ def keras_home(shared_dir, tmp_path_factory) -> Path:
         pytest.skip(message)
     home = tmp_path_factory.mktemp("keras_home")
     (home / "models").mkdir()
-    (home / "models" / WEIGHTS_FILE).symlink_to(source)
+    for weights in sorted(source.parent.glob("*.h5")):
+        (home / "models" / weights.name).symlink_to(weights)
     return home
 
 

@@ -36,7 +36,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core import defaults
 from core.config import get_settings
 from core.data.dataset import Sample
 from core.data.pipeline import make_dataset
@@ -83,7 +82,7 @@ def cache_frozen_features(config: TrainConfig, splits: Splits) -> None:
     extractor, _ = build_frozen_parts(config.arch, len(splits.classes), config.image_size)
     for samples in (splits.train, splits.validation):
         frozen_features(extractor, config, samples)
-    embed_files([sample.path for sample in splits.train], defaults.IMAGE_SIZE)
+    embed_files([sample.path for sample in splits.train])
 
 
 # --- Keras callbacks -------------------------------------------------------------
@@ -326,7 +325,7 @@ class Training:
         from core.models.novelty import NoveltyDetector
 
         # At the embeddings' own size, so the Review page's doctor shares the per-photo cache.
-        embeddings = embed_files([sample.path for sample in self.splits.train], defaults.IMAGE_SIZE,
+        embeddings = embed_files([sample.path for sample in self.splits.train],
                                  progress=lambda done, total: self.control.check())
         detector = NoveltyDetector.fit(embeddings)
         detector.save(self.run_dir / NOVELTY_FILE)

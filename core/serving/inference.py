@@ -35,8 +35,8 @@ from typing import BinaryIO, Sequence, Union
 
 import numpy as np
 
-from core import defaults
 from core.data.images import ImageError, load_resized
+from core.models.embeddings import EMBEDDING_SIZE  # the unknown-photo check's, as training's
 from core.runs.calibration import softmax
 from core.runs.store import MODEL_FILE, RunState, RunSummary, list_runs, read_config, read_facts
 from core.runs.trust import NOVELTY_FILE, Abstain, RunTrust, read_trust
@@ -50,9 +50,6 @@ PhotoSource = Union[str, os.PathLike, bytes, tuple[str, bytes], BinaryIO]
 MAX_BATCH = 32
 # The longest side of a photo shown next to its prediction (pixels).
 PREVIEW_SIDE = 512
-# The unknown-photo check compares embeddings of photos at this size: the size
-# training embedded its photos at (core.runs.training, core.models.embeddings).
-EMBEDDING_SIZE = defaults.IMAGE_SIZE
 
 
 class RunNotReadyError(RuntimeError):
