@@ -308,6 +308,7 @@ def planned_epochs(arch: str, args) -> tuple[int, int]:
 
 def train_ours(arch: str, args, runs_dir: Path, work: Path) -> dict:
     from core.runs.store import RunFileError, read_evaluation, read_facts, read_metrics, read_status
+    from core.runs.trust import read_trust
 
     family = FAMILY[arch]
     recipe = recipe_for(arch)
@@ -331,6 +332,7 @@ def train_ours(arch: str, args, runs_dir: Path, work: Path) -> dict:
     try:
         status, facts, metrics = read_status(run_dir), read_facts(run_dir), read_metrics(run_dir)
         evaluation = read_evaluation(run_dir) or {}
+        trust = read_trust(run_dir)
     except RunFileError as error:
         return {**row, "state": f"unreadable run: {error}", "run": run_dir.name}
     head = [m for m in metrics if m["phase"] == "train"]
@@ -344,6 +346,7 @@ def train_ours(arch: str, args, runs_dir: Path, work: Path) -> dict:
         "train_images": sum((facts.split_counts.get("train") or {}).values()),
         "val_images": sum((facts.split_counts.get("validation") or {}).values()),
         "best_val_accuracy": max((m["val_accuracy"] for m in metrics), default=None),
+        "saved_val_accuracy": trust.val_accuracy,
         "test_accuracy": evaluation.get("accuracy"),
         "median_epoch_s": median([m["seconds"] for m in head]),
         "max_epoch_s": max((m["seconds"] for m in head), default=None),
@@ -504,6 +507,7 @@ def render(rows: list[dict], meta: dict) -> str:
             "epochs": f"{r.get('epochs_done', 0)}/{r.get('epochs_planned', '?')}",
             "val photos": r.get("val_images", "—"),
             "best val acc": fmt(r.get("best_val_accuracy"), 3),
+            "saved model val acc": fmt(r.get("saved_val_accuracy"), 3),
             "test acc": fmt(r.get("test_accuracy"), 3),
             "epoch s (median)": fmt(r.get("median_epoch_s")),
             "epoch s (max)": fmt(r.get("max_epoch_s")),
@@ -519,7 +523,8 @@ def render(rows: list[dict], meta: dict) -> str:
                 f"{min(s['load'][0] for s in samples[1:-1]):.1f}-{max(s['load'][0] for s in samples[1:-1]):.1f}"
                 if samples and len(samples) > 2 else "not recorded"),
         })
-    columns = ["pipeline", "model", "mode", "state", "epochs", "val photos", "best val acc", "test acc",
+    columns = ["pipeline", "model", "mode", "state", "epochs", "val photos", "best val acc",
+               "saved model val acc", "test acc",
                "epoch s (median)", "epoch s (max)", "max/median", "img/s", "fine-tune epoch s",
                "launch→epoch 1 s", "wall s", "peak MB", "load 1-min before/after",
                "load 1-min during (min-max)"]
@@ -530,7 +535,10 @@ def render(rows: list[dict], meta: dict) -> str:
         "or, as the tutorial's code does, on what is left after taking its \"test\" batches from a "
         "validation set that is reshuffled every pass (808 photos, not the same ones every epoch: "
         "\"(varies)\"); either way its "
-        "validation photos include our test photos, so it has no clean test accuracy. img/s: training "
+        "validation photos include our test photos, so it has no clean test accuracy. Best val acc is "
+        "the best epoch's, as training measured it; saved model val acc is the saved (best) model's on "
+        "the same photos, as calibration measured it, with the model's test-time flips when its recipe "
+        "has them (trust.json); test acc is the saved model's, flips included. img/s: training "
         "images per second of the training part of an epoch (PawLab's metrics.jsonl). Epoch seconds include "
         "validation. For cached_features rows, epoch seconds are the head's epochs on cached features; "
         "launch→epoch 1 includes Python/TensorFlow start-up and feature extraction.",

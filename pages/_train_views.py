@@ -177,7 +177,8 @@ def config_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
         f"Classes: {', '.join(facts.classes) or 'not known yet'}",
         f"Images: {config.image_size}x{config.image_size} px, batch {config.batch_size}",
         _epochs_line(config),
-        f"Learning rate: {config.learning_rate:g} (Adam)",
+        f"Learning rate: {config.describe_optimizer()}",
+        "Answers: each photo averaged with its mirror image" if config.test_time_flip else "",
         f"Head: dropout {config.head.dropout:g}, "
         + (f"{config.head.hidden_units} hidden units" if config.head.hidden_units else "linear")
         if spec and spec.family == "transfer" else "",

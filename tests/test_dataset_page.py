@@ -304,7 +304,7 @@ def test_augmentation_presets_preview_and_saving(dataset):
 
     # The default preset's values are in the widgets, and the preview shows them.
     assert app.selectbox(key="aug_preset").value == "recommended"
-    assert app.slider(key="aug_rotation").value == pytest.approx(0.05)
+    assert app.slider(key="aug_rotation").value == pytest.approx(0.1)
     captions = [c for image in app.image for c in image.captions]
     assert captions[0].startswith("original: ") and captions[1:] == [f"variant {i}" for i in range(1, 5)]
 

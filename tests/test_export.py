@@ -217,3 +217,30 @@ def test_the_checks_reference_is_what_the_page_answers(run_dir):
     page = Predictor.from_run(run_dir).probabilities(images)
 
     np.testing.assert_allclose(page, KerasReference(run_dir)(images.astype(np.float32)), atol=1e-6)
+
+
+def test_an_onnx_export_keeps_the_models_test_time_flips(run_dir, tmp_path):
+    """A run whose model averages each photo and its mirror (core.models.mirror) exports the average."""
+    import onnxruntime
+
+    from core.models.mirror import with_test_time_flip
+    from core.models.zoo import load_saved_model
+    from core.serving.export import make_export
+
+    plain = load_saved_model(run_dir / "model.keras")
+    flipped = with_test_time_flip(plain)
+    flipped.save(run_dir / "model.keras")
+    with zipfile.ZipFile(make_export(run_dir, "onnx")) as zipped:
+        zipped.extractall(tmp_path / "unzipped")
+    [model_file] = (tmp_path / "unzipped").glob("*.onnx")
+    session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+
+    [served] = session.run(None, {session.get_inputs()[0].name: images})
+
+    def probabilities(model):
+        logits = np.asarray(model(images), np.float64) / TEMPERATURE
+        return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+    np.testing.assert_allclose(served, probabilities(flipped), atol=1e-5)
+    assert not np.allclose(served, probabilities(plain), atol=1e-5)

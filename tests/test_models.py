@@ -252,3 +252,24 @@ def test_parameter_counts_go_to_the_home_that_asked(tmp_path, monkeypatch):
     assert param_counts.cached_counts(["cnn"], 2, 32) == {}  # nothing written into "later"
     monkeypatch.setenv("PAWLAB_HOME", str(asked))
     assert param_counts.cached_counts(["cnn"], 2, 32) == {"cnn": 45218}
+
+
+def test_test_time_flip_averages_each_photo_and_its_mirror_and_survives_saving(tmp_path):
+    from core.models.mirror import with_test_time_flip
+    from core.models.zoo import load_saved_model
+    from core.serving.gradcam import GradCam
+
+    model = build_model("cnn_plus", 3, 32, seed=1)
+    flipped = with_test_time_flip(model)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    plain = model.predict_on_batch(images)
+    expected = (plain + model.predict_on_batch(images[:, :, ::-1])) / 2
+    assert not np.allclose(plain, expected, atol=1e-4)  # the model alone is not mirror-symmetric
+    np.testing.assert_allclose(flipped.predict_on_batch(images), expected, atol=1e-5)
+    np.testing.assert_allclose(flipped.predict_on_batch(images[:1]), expected[:1], atol=1e-5)
+
+    flipped.save(tmp_path / "model.keras")
+    loaded = load_saved_model(tmp_path / "model.keras")  # safe mode: registered layers only
+    np.testing.assert_allclose(loaded.predict_on_batch(images), expected, atol=1e-5)
+    heatmap = GradCam(loaded).heatmap(images[0], 0)  # the photo's own feature map
+    assert heatmap.ndim == 2 and 0 <= heatmap.min() and heatmap.max() <= 1

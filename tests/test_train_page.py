@@ -563,3 +563,15 @@ def test_the_live_panel_starts_a_run_queued_behind_a_dead_worker(dataset, monkey
     assert read_status(dead).state == "interrupted"
     assert started == [queued] and read_status(queued).state == "running"
     jobs.cancel(queued)
+
+
+def test_a_runs_details_name_its_optimizer_schedule_and_flips(tmp_path):
+    import pages._train_views as views
+
+    facts = RunFacts(classes=["cats", "dogs"])
+    ours = views.config_lines(make_config(tmp_path, "cnn_plus"), facts)
+    assert "Learning rate: 0.003 (AdamW, weight decay 0.0005, cosine decay after a warm-up)" in ours
+    assert "Answers: each photo averaged with its mirror image" in ours
+    tutorial_lines = views.config_lines(make_config(tmp_path, "cnn"), facts)
+    assert "Learning rate: 0.001 (Adam)" in tutorial_lines
+    assert not any(line.startswith("Answers:") for line in tutorial_lines)

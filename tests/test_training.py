@@ -14,13 +14,16 @@ import sys
 import threading
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import REPO, make_separable_dataset
-from core.runs.recipes import make_config
+from core.runs.recipes import RECIPES, check_config, make_config
+from core.runs.run_split import run_splits
+from core.models.zoo import load_saved_model
 from core.runs.store import (
     LOG_FILE, MODEL_FILE, Mode, Phase, RunState, create_run, read_config, read_facts, read_metrics,
     read_split, read_status, update_status,
@@ -241,6 +244,54 @@ def test_augmented_training_runs_end_to_end(tmp_path):
     assert read_status(run_dir).mode == Mode.END_TO_END
 
 
+def test_a_cosine_schedule_warms_up_then_decays_to_zero():
+    optimizer = training._optimizer(1e-3, schedule="cosine", weight_decay=1e-3,
+                                    steps_per_epoch=10, epochs=8)
+    assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.weight_decay == 1e-3
+    rate = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
+    at = [float(rate(step)) for step in (0, 10, 20, 50, 80)]
+    assert at[0] == pytest.approx(1e-4) and at[1] > at[0]  # warming up over 2 epochs
+    assert at[2] == pytest.approx(1e-3)  # the peak, then down
+    assert at[2] > at[3] > at[4] and at[4] == pytest.approx(0.0, abs=1e-9)
+    constant = training._optimizer(1e-3)
+    assert type(constant) is keras.optimizers.Adam
+    assert float(constant.learning_rate) == pytest.approx(1e-3)
+
+
+def test_the_cnn_plus_recipe_trains_with_its_schedule_and_saves_a_flip_averaging_model(tmp_path, monkeypatch):
+    asked = []
+    real_optimizer = training._optimizer
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs)
+        return real_optimizer(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_optimizer", spy)
+    data = make_separable_dataset(tmp_path / "data", per_class=8, size=32)
+    run_dir = new_run(data, tmp_path / "runs", arch="cnn_plus", epochs=2)
+    config = read_config(run_dir)
+    recipe = RECIPES["cnn_plus"]
+    assert (config.schedule, config.weight_decay, config.test_time_flip) == ("cosine", recipe.weight_decay, True)
+    assert recipe.weight_decay > 0
+    assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
+    assert asked[0] | {"steps_per_epoch": None} == {"schedule": "cosine", "weight_decay": recipe.weight_decay,
+                                                   "steps_per_epoch": None, "epochs": 2}
+    model = load_saved_model(run_dir / MODEL_FILE)  # as Classify loads it
+    assert model.get_layer("mirror_pair") and model.get_layer("mean_of_pairs")
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict_on_batch(images), model.predict_on_batch(images[:, :, ::-1]),
+                               atol=1e-5)  # a photo and its mirror image get the same answer
+    assert read_trust(run_dir).val_accuracy is not None
+
+
+@pytest.mark.parametrize("field, value", [("schedule", "linear"), ("weight_decay", -0.1),
+                                          ("weight_decay", 1.5), ("weight_decay", True)])
+def test_a_config_file_with_a_bad_schedule_or_weight_decay_is_refused(tmp_path, field, value):
+    config = make_config(make_separable_dataset(tmp_path / "data", per_class=2, size=16), "cnn_plus", 1)
+    with pytest.raises(ValueError, match="schedule|weight decay"):
+        check_config(replace(config, **{field: value}))
+
+
 def cli(*args, env=None, timeout=240):
     return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout,
@@ -327,8 +378,7 @@ def imagenet_weights(keras_home, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
 
 
-# The shared ImageNet weights are the 160 px file, so transfer tests use 160 px
-# images, on a handful of them.
+# Transfer tests use the tutorial's 160 px on a handful of photos.
 def test_mobilenet_v2_trains_its_head_on_cached_features(tmp_path, imagenet_weights, pawlab_home):
     data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
     run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2", epochs=1, image_size=160,
@@ -346,6 +396,24 @@ def test_mobilenet_v2_trains_its_head_on_cached_features(tmp_path, imagenet_weig
     # A frozen ImageNet base: the run keeps an unknown-photo check on its training photos.
     assert read_trust(run_dir).novelty_threshold is not None
     assert len(NoveltyDetector.load(run_dir / NOVELTY_FILE).reference) == 8
+
+
+def test_a_recipe_run_at_the_embedding_size_reuses_its_features_for_the_unknown_photo_check(
+        tmp_path, imagenet_weights, monkeypatch):
+    from core.models import embeddings
+
+    def second_pass(*args, **kwargs):
+        raise AssertionError("the base ran a second time over the training photos")
+
+    monkeypatch.setattr(embeddings, "embed_files", second_pass)
+    data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
+    run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2_finetune", epochs=1,
+                      image_size=embeddings.EMBEDDING_SIZE, subset=4)
+    assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
+    config = read_config(run_dir)
+    features, _ = training.frozen_features(None, config, run_splits(run_dir, config).train)  # cached
+    reference = NoveltyDetector.load(run_dir / NOVELTY_FILE).reference
+    assert np.allclose(reference, features / np.linalg.norm(features, axis=1, keepdims=True), atol=1e-2)
 
 
 def test_mobilenet_v2_finetune_continues_with_a_fine_tune_phase(tmp_path, imagenet_weights):

@@ -80,8 +80,8 @@ PRESETS: dict[str, AugmentConfig] = {
     "none": AugmentConfig("none"),
     "tutorial": AugmentConfig("tutorial", flip="vertical", rotation=1.0),
     "tutorial_preproc": AugmentConfig("tutorial_preproc", flip="horizontal_and_vertical", rotation=0.2),
-    "recommended": AugmentConfig("recommended", flip="horizontal", rotation=0.05, zoom=0.1,
-                                 translation=0.05, contrast=0.1),
+    "recommended": AugmentConfig("recommended", flip="horizontal", rotation=0.1, zoom=0.2,
+                                 translation=0.1, contrast=0.1),
 }
 
 

@@ -302,6 +302,20 @@ def unfreeze_top(model, fraction_or_layers: float | int) -> None:
         layer.trainable = index >= first_unfrozen and not is_batch_norm
 
 
+def load_saved_model(path, *, compile: bool = True):
+    """A model a run saved (model.keras), in Keras' safe mode.
+
+    safe_mode refuses Lambda layers' pickled code; PawLab's own layers
+    (core.models.mirror) are registered first. ``compile=False`` skips the
+    optimizer state, which inference does not need.
+    """
+    import keras
+
+    from core.models import mirror  # noqa: F401 (registers its layers for loading)
+
+    return keras.models.load_model(path, compile=compile, safe_mode=True)
+
+
 @functools.lru_cache(maxsize=None)
 def count_params(arch: str, num_classes: int = 2, image_size: int = 160) -> int:
     """Number of parameters of ``arch`` (builds the model once, without downloading weights)."""

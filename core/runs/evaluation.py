@@ -126,9 +126,9 @@ def _load_model(run_dir: Path):
     model_file = run_dir / MODEL_FILE
     if not model_file.exists():
         raise FileNotFoundError(f"Run {run_dir.name} has no saved model to evaluate.")
-    import keras
+    from core.models.zoo import load_saved_model
 
-    return keras.models.load_model(model_file, safe_mode=True)
+    return load_saved_model(model_file)
 
 
 def evaluate_run(run_dir: str | os.PathLike, model=None, splits: Splits | None = None) -> dict:

@@ -42,11 +42,11 @@ from core.data.pipeline import make_dataset
 from core.data.splits import Splits
 from core.models.distribute import strategy_for_environment
 from core.models.zoo import (
-    ARCHITECTURES, assemble, build_frozen_parts, build_model, head_of, unfreeze_top,
+    ARCHITECTURES, assemble, build_frozen_parts, build_model, head_of, load_saved_model, unfreeze_top,
 )
 from core.runs.control import DECODED_CACHE_DIR, RunControl
 from core.runs.evaluation import evaluate_run
-from core.runs.recipes import TrainConfig
+from core.runs.recipes import Schedule, TrainConfig
 from core.runs.store import (
     MODEL_FILE, TENSORBOARD_DIR, Mode, Phase, RunFacts, append_metrics, write_facts,
 )
@@ -195,9 +195,28 @@ def save_atomically(model, path: Path) -> None:
 
 # --- the steps ----------------------------------------------------------------------
 
-def _compile(model, learning_rate: float) -> None:
+# A cosine schedule warms up over this many epochs (at most a quarter of the run).
+WARMUP_EPOCHS = 2
+
+
+def _optimizer(learning_rate: float, *, schedule: str = Schedule.CONSTANT, weight_decay: float = 0.0,
+               steps_per_epoch: int = 1, epochs: int = 1):
+    """Adam, as the tutorial; AdamW when there is weight decay; a cosine schedule when asked."""
+    rate = learning_rate
+    if schedule == Schedule.COSINE:
+        total = steps_per_epoch * epochs
+        warmup = min(WARMUP_EPOCHS * steps_per_epoch, total // 4)
+        rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 10, decay_steps=max(1, total - warmup), warmup_target=learning_rate,
+            warmup_steps=warmup)
+    if weight_decay:
+        return keras.optimizers.AdamW(rate, weight_decay=weight_decay)
+    return keras.optimizers.Adam(rate)
+
+
+def _compile(model, optimizer) -> None:
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -274,9 +293,17 @@ class Training:
                 self.model = assemble(self.extractor, head)  # shares the head's layers and weights
                 self.fitted = head  # the first phase trains the head alone, on features
             else:
-                self.model = build_model(config.arch, num_classes, config.image_size, head=config.head)
-                self.fitted = self.model
-            _compile(self.fitted, config.learning_rate)
+                self.fitted = build_model(config.arch, num_classes, config.image_size, head=config.head)
+                self.model = self.fitted
+                if config.test_time_flip:
+                    from core.models.mirror import with_test_time_flip
+
+                    # Trains the plain model; saves one that averages each photo and its mirror.
+                    self.model = with_test_time_flip(self.fitted)
+            _compile(self.fitted, _optimizer(
+                config.learning_rate, schedule=config.schedule, weight_decay=config.weight_decay,
+                steps_per_epoch=math.ceil(len(self.splits.train) / config.batch_size),
+                epochs=config.epochs))
         self.checkpoint = AtomicCheckpoint(self.run_dir / MODEL_FILE, self.model, self.control)
 
     def fit(self) -> None:
@@ -293,7 +320,7 @@ class Training:
             return
         with self.strategy.scope():
             unfreeze_top(self.model, self.config.fine_tune_layers)
-            _compile(self.model, self.config.fine_tune_learning_rate)
+            _compile(self.model, _optimizer(self.config.fine_tune_learning_rate))
         train_data, val_data = self._image_datasets()
         self._fit(self.model, train_data, val_data, Phase.FINE_TUNE, self.config.fine_tune_epochs)
 
@@ -321,12 +348,19 @@ class Training:
 
     def _fit_novelty(self) -> float:
         """The unknown-photo check on the training photos' ImageNet embeddings; its threshold."""
-        from core.models.embeddings import embed_files
+        from core.models.embeddings import EMBEDDING_SIZE, POOLED_ARCH, embed_files
         from core.models.novelty import NoveltyDetector
 
-        # At the embeddings' own size, so the Review page's doctor shares the per-photo cache.
-        embeddings = embed_files([sample.path for sample in self.splits.train],
-                                 progress=lambda done, total: self.control.check())
+        config, train = self.config, self.splits.train
+        if (self.mode == Mode.CACHED_FEATURES and config.arch == POOLED_ARCH
+                and config.image_size == EMBEDDING_SIZE):
+            # The head's cached features are the embeddings: the same pooled ImageNet base
+            # at the same size (fine-tuning changes the model, never these features).
+            embeddings, _ = frozen_features(self.extractor, config, train)
+        else:
+            # Per photo, at the embeddings' own size, so the Review page's doctor shares the cache.
+            embeddings = embed_files([sample.path for sample in train],
+                                     progress=lambda done, total: self.control.check())
         detector = NoveltyDetector.fit(embeddings)
         detector.save(self.run_dir / NOVELTY_FILE)
         return detector.threshold
@@ -343,7 +377,7 @@ class Training:
 
     def _best_model(self):
         if self.best_model is None:
-            self.best_model = keras.models.load_model(self.run_dir / MODEL_FILE, safe_mode=True)
+            self.best_model = load_saved_model(self.run_dir / MODEL_FILE)
         return self.best_model
 
     def _image_datasets(self):

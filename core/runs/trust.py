@@ -45,6 +45,9 @@ class Abstain(StrEnum):
 @dataclass
 class RunTrust:
     temperature: float = 1.0  # probabilities are softmax(logits / temperature)
+    # The saved model's accuracy on the validation photos calibration saw: with its
+    # test-time flips, when it has them (the per-epoch figures are without).
+    val_accuracy: float | None = None
     ece_before: float | None = None  # expected calibration error on validation, T = 1
     ece_after: float | None = None  # ... and with the fitted temperature
     reliability_before: list[dict] = field(default_factory=list)  # calibration.ReliabilityBin dicts
@@ -73,6 +76,7 @@ def calibrate(val_logits: np.ndarray, val_labels: np.ndarray,
     policy = calibration.choose_threshold(after, val_labels, target_precision)
     return RunTrust(
         temperature=temperature,
+        val_accuracy=float(np.mean(np.argmax(val_logits, axis=1) == val_labels)),
         ece_before=calibration.expected_calibration_error(before, val_labels),
         ece_after=calibration.expected_calibration_error(after, val_labels),
         reliability_before=[asdict(b) for b in calibration.reliability(before, val_labels)],

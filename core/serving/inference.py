@@ -112,11 +112,9 @@ def load_run_model(run_dir: str | os.PathLike):
     path = model_path(run_dir)
     if not path.is_file():
         raise RunNotReadyError(f"Run {Path(run_dir).name} has no saved model yet.")
-    import keras
+    from core.models.zoo import load_saved_model
 
-    # safe_mode refuses Lambda layers' pickled code; compile=False skips the
-    # optimizer state, which inference does not need.
-    return keras.models.load_model(path, compile=False, safe_mode=True)
+    return load_saved_model(path, compile=False)
 
 
 class Predictor:
