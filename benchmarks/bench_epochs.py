@@ -60,7 +60,7 @@ def main():
 
     from core.data.pipeline import make_dataset
     from core.models.zoo import build_model
-    from core.runs.training import _compile, fit_data
+    from core.runs.training import _compile, _optimizer, fit_data
 
     train_samples, val_samples = subset("train", args.train), subset("validation", args.validation)
 
@@ -96,7 +96,7 @@ def main():
     for variant in args.order.split(","):
         keras.utils.set_random_seed(defaults.SEED)
         model = build_model(args.arch, 2, args.image_size)
-        _compile(model, 1e-3)
+        _compile(model, _optimizer(1e-3))
         train = make_dataset(train_samples, args.image_size, args.batch_size, training=True)
         val = make_dataset(val_samples, args.image_size, args.batch_size, training=False)
         data = fit_data(train, val) if variant == "new" else {"x": train, "validation_data": val}

@@ -86,7 +86,7 @@ def test_fit_through_one_iterator_gives_the_same_epochs_batches_and_validation(t
 
     from core.data.pipeline import make_dataset
     from core.models.zoo import build_model
-    from core.runs.training import _compile, fit_data
+    from core.runs.training import _compile, _optimizer, fit_data
 
     root = make_separable_dataset(tmp_path / "data", per_class=10, size=SIZE)
     splits = make_splits(scan_dataset(root, use_cache=False))
@@ -106,7 +106,7 @@ def test_fit_through_one_iterator_gives_the_same_epochs_batches_and_validation(t
     def train(one_iterator: bool):
         keras.utils.set_random_seed(3)
         model = build_model("cnn", 2, SIZE)
-        _compile(model, 1e-3)
+        _compile(model, _optimizer(1e-3))
         data = make_dataset(splits.train, SIZE, batch_size, training=False)
         val = make_dataset(splits.validation, SIZE, batch_size, training=False)
         arguments = fit_data(data, val) if one_iterator else {"x": data, "validation_data": val}

@@ -295,7 +295,7 @@ def test_1_browse_the_downloaded_dataset(journey):
     previews = page.locator(".st-key-aug_preview img")
     expect(previews).to_have_count(5, timeout=SLOW)
     journey.app.wait_for_app(SLOW)
-    expect(page.get_by_text("recommended: flip horizontal, rotation 0.05")).to_be_visible()
+    expect(page.get_by_text("recommended: flip horizontal, rotation 0.1,")).to_be_visible()
     before = image_sources(previews)
     journey.step("1-dataset-augmentation")
 
@@ -305,14 +305,14 @@ def test_1_browse_the_downloaded_dataset(journey):
     for _ in range(5):
         rotation.press("ArrowRight")
     journey.app.wait_for_app()
-    expect(page.get_by_text("custom: flip horizontal, rotation 0.1")).to_be_visible()
+    expect(page.get_by_text("custom: flip horizontal, rotation 0.15")).to_be_visible()
     rotated = wait_for_new_variants(page, previews, before)
     journey.step("1-dataset-augmentation-rotation")
 
     # Vertical flips instead of horizontal ones.
     page.get_by_test_id("stRadio").filter(has_text="Random flip").get_by_text("vertical", exact=True).click()
     journey.app.wait_for_app()
-    expect(page.get_by_text("custom: flip vertical, rotation 0.1")).to_be_visible()
+    expect(page.get_by_text("custom: flip vertical, rotation 0.15")).to_be_visible()
     wait_for_new_variants(page, previews, rotated)
     journey.step("1-dataset-augmentation-flip")
     journey.passed.add("browse")
