@@ -307,3 +307,22 @@ def test_cli_exits_2_when_any_file_fails(run_dir, capsys, tmp_path):
 def test_cli_on_a_folder_that_is_not_a_run_exits_2(capsys, tmp_path):
     code, lines = run_cli(capsys, tmp_path, tmp_path / "any.jpg")
     assert code == 2 and "error" in lines[0]
+
+
+def test_a_flip_averaging_model_answers_a_photo_and_its_mirror_alike_with_a_heatmap(run_dir, tmp_path):
+    """Classify on a run whose saved model averages each photo and its mirror (core.models.mirror)."""
+    from core.models.mirror import with_test_time_flip
+    from core.models.zoo import load_saved_model
+    from core.serving.inference import Predictor
+
+    with_test_time_flip(load_saved_model(run_dir / "model.keras")).save(run_dir / "model.keras")
+    photo = Image.open(validation_files(run_dir)[0]).convert("RGB")
+    photo.save(tmp_path / "photo.png")
+    photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "mirror.png")
+
+    predictor = Predictor.from_run(run_dir)
+    as_is, mirrored = predictor.predict([str(tmp_path / "photo.png"), str(tmp_path / "mirror.png")])
+    assert as_is.label == mirrored.label
+    assert as_is.probabilities == pytest.approx(mirrored.probabilities, abs=1e-4)
+    heatmap = predictor.gradcam(as_is)
+    assert heatmap.ndim == 2 and heatmap.max() <= 1
