@@ -128,3 +128,50 @@ def test_review_fix_the_planted_mislabel_and_train_with_it(streamlit_app, app_pa
     expect(results.get_by_text("Corrections: 1 relabelled, 0 excluded")).to_be_visible()
     app_page.assert_no_errors()
     app_page.screenshot("review-train-config")
+
+
+def test_review_the_real_cats_and_dogs(streamlit_app, app_page, cats_and_dogs, pawlab_home, keras_home):
+    """The doctor on the 3000 unmodified photos of cats_and_dogs_filtered, as a person sees it.
+
+    With PAWLAB_REFRESH_README_SCREENSHOTS naming "review-real", the label issues
+    and the unusual photos replace assets/screenshot-review-real*.png.
+    """
+    expect.set_options(timeout=30_000)
+    root = pawlab_home / "datasets" / "cats_and_dogs_filtered"
+    shutil.copytree(cats_and_dogs, root)
+    (root / COMPLETE_MARKER).write_text("{}\n")
+    server = streamlit_app(env={"KERAS_HOME": str(keras_home)})
+    page = app_page.page
+    app_page.open(server, "review")
+    expect(page.get_by_text(re.compile(r"Dataset cats_and_dogs_filtered: 3,000 photos of 2 classes"))) \
+        .to_be_visible()
+    page.get_by_role("button", name="Review this dataset").click()
+    expect(page.get_by_text("Suspected label errors")).to_be_visible(timeout=SLOW)
+    app_page.wait_for_app()
+    app_page.assert_no_errors()
+
+    # What it finds in the real photos (README, "The data doctor"): a beagle filed under cats
+    # heads the label issues, a Yahoo! Mail logo the unusual photos, one duplicate pair, no leak.
+    first_card = page.locator('[class*="st-key-card_labels_"]').first
+    expect(first_card).to_contain_text("cat.4085.jpg")
+    expect(first_card).to_contain_text("cats → dogs?")
+    refresh = REFRESH_README == "1" or "review-real" in REFRESH_README.split(",")
+    shot = app_page.screenshot("review-real-labels")
+    if refresh:
+        save_readme_screenshot(shot, REPO / "assets" / "screenshot-review-real.png")
+    page.get_by_role("tab", name=re.compile("Unusual photos")).click()
+    app_page.wait_for_app()
+    expect(page.locator('[class*="st-key-card_outliers_"]').first).to_contain_text("dog.4367.jpg")
+    scroll_to_top_of(page, page.get_by_role("tab", name=re.compile("Unusual photos")), margin=60)
+    shot = app_page.screenshot("review-real-outliers")
+    if refresh:
+        save_readme_screenshot(shot, REPO / "assets" / "screenshot-review-real-outliers.png")
+    page.get_by_role("tab", name=re.compile("Duplicates")).click()
+    app_page.wait_for_app()
+    group = page.locator('[class*="st-key-review_group_duplicates_0"]')
+    expect(group).to_contain_text("dog.74.jpg")
+    expect(group).to_contain_text("dog.180.jpg")
+    page.get_by_role("tab", name=re.compile("Leaks across splits")).click()
+    app_page.wait_for_app()
+    expect(page.get_by_text("No photo appears in more than one split.")).to_be_visible()
+    app_page.assert_no_errors()
