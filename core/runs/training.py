@@ -70,6 +70,15 @@ def frozen_features(extractor, config: TrainConfig, samples: list[Sample], progr
     )
 
 
+def features_are_embeddings(config: TrainConfig) -> bool:
+    """The run's cached head features are also its unknown-photo check's embeddings:
+    the same pooled ImageNet base at the same size (core.models.embeddings)."""
+    from core.models.embeddings import EMBEDDING_SIZE, POOLED_ARCH
+
+    return (training_mode(config) == Mode.CACHED_FEATURES and config.arch == POOLED_ARCH
+            and config.image_size == EMBEDDING_SIZE)
+
+
 def cache_frozen_features(config: TrainConfig, splits: Splits) -> None:
     """What every run of ``config`` computes the same way, computed once: a sweep's feature pass.
 
@@ -82,7 +91,8 @@ def cache_frozen_features(config: TrainConfig, splits: Splits) -> None:
     extractor, _ = build_frozen_parts(config.arch, len(splits.classes), config.image_size)
     for samples in (splits.train, splits.validation):
         frozen_features(extractor, config, samples)
-    embed_files([sample.path for sample in splits.train])
+    if not features_are_embeddings(config):
+        embed_files([sample.path for sample in splits.train])
 
 
 # --- Keras callbacks -------------------------------------------------------------
@@ -348,14 +358,12 @@ class Training:
 
     def _fit_novelty(self) -> float:
         """The unknown-photo check on the training photos' ImageNet embeddings; its threshold."""
-        from core.models.embeddings import EMBEDDING_SIZE, POOLED_ARCH, embed_files
+        from core.models.embeddings import embed_files
         from core.models.novelty import NoveltyDetector
 
         config, train = self.config, self.splits.train
-        if (self.mode == Mode.CACHED_FEATURES and config.arch == POOLED_ARCH
-                and config.image_size == EMBEDDING_SIZE):
-            # The head's cached features are the embeddings: the same pooled ImageNet base
-            # at the same size (fine-tuning changes the model, never these features).
+        if features_are_embeddings(config):
+            # Fine-tuning changes the model, never these cached features of the ImageNet base.
             embeddings, _ = frozen_features(self.extractor, config, train)
         else:
             # Per photo, at the embeddings' own size, so the Review page's doctor shares the cache.
