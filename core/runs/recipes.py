@@ -96,7 +96,8 @@ RECIPES: dict[str, Recipe] = {
                        schedule=Schedule.COSINE, weight_decay=5e-4, test_time_flip=True),
     # A linear head on cached 224 px features (the ImageNet weights' own size): chosen on
     # validation, 99.0% against 97.5% at 160 px, 56 s from launch, cold (2026-11-30,
-    # benchmarks/results/recipe_224 and recipe_160). Two fine-tuning epochs at 224 px
+    # benchmarks/results/recipe_224 and recipe_160); 35 s once its unknown-photo check
+    # reused these features (recipe_224_cold). Two fine-tuning epochs at 224 px
     # (`--fine-tune-epochs 2`, 32-39 s each) did not beat the head's best epoch, so
     # fine-tuning is there to ask for, not a default.
     "mobilenet_v2_finetune": Recipe(10, image_size=224, fine_tune_epochs=0,
