@@ -21,7 +21,7 @@ from core.models.zoo import ARCHITECTURES
 from core.runs import jobs
 from core.runs.executors import configured_executor
 from core.runs.recipes import (
-    LEARNING_RATES, MAX_CPUS, MAX_GPUS, Recipe, make_config, parse_ray_resources, recipe_for,
+    LEARNING_RATES, MAX_CPUS, MAX_GPUS, Recipe, make_config, optimizer_name, parse_ray_resources, recipe_for,
 )
 from core.runs.store import Executor, read_status
 from core.runs.tutorial import REPORTED
@@ -118,7 +118,8 @@ def form_fields(arch: str, recipe: Recipe) -> dict:
     batch_size = right.selectbox("Batch size", defaults.BATCH_SIZES, key="train_batch_size",
                                  index=defaults.BATCH_SIZES.index(defaults.BATCH_SIZE))
     rates = tuple(sorted({*LEARNING_RATES, recipe.learning_rate}))
-    learning_rate = st.select_slider("Learning rate (Adam)", rates, value=recipe.learning_rate,
+    learning_rate = st.select_slider(f"Learning rate ({optimizer_name(recipe.schedule, recipe.weight_decay)})",
+                                     rates, value=recipe.learning_rate,
                                      format_func=lambda r: f"{r:g}", key=f"train_learning_rate_{arch}")
     augment = augmentation_field(arch, recipe)
     left, right = st.columns(2)

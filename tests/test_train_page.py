@@ -357,6 +357,8 @@ def test_the_form_starts_from_the_models_recipe(dataset, arch):
     assert at.number_input(key=f"train_epochs_{arch}").value == recipe.epochs
     assert at.number_input(key=f"train_patience_{arch}").value == recipe.patience
     assert at.select_slider(key=f"train_learning_rate_{arch}").value == recipe.learning_rate
+    optimizer = "AdamW, weight decay 0.0005, cosine decay after a warm-up" if arch == "cnn_plus" else "Adam"
+    assert at.select_slider(key=f"train_learning_rate_{arch}").label == f"Learning rate ({optimizer})"
     assert at.selectbox(key=f"train_augment_{arch}").value == recipe.augment
     if recipe.fine_tune_epochs:
         assert at.number_input(key=f"train_fine_tune_{arch}").value == recipe.fine_tune_epochs

@@ -46,6 +46,14 @@ class Schedule(StrEnum):
     COSINE = "cosine"
 
 
+def optimizer_name(schedule: str, weight_decay: float) -> str:
+    """"AdamW, weight decay 0.0005, cosine decay after a warm-up", or "Adam" (core.runs.training)."""
+    parts = [f"AdamW, weight decay {weight_decay:g}" if weight_decay else "Adam"]
+    if schedule == Schedule.COSINE:
+        parts.append("cosine decay after a warm-up")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """An architecture's defaults; every field can be overridden per run."""
@@ -65,12 +73,6 @@ class Recipe:
 
     def describe(self) -> str:
         parts = [f"{self.image_size} px, {self.epochs} epochs"]
-        if self.schedule == Schedule.COSINE:
-            parts.append(f"cosine learning-rate decay from {self.learning_rate:g}")
-        if self.weight_decay:
-            parts.append(f"weight decay {self.weight_decay:g}")
-        if self.test_time_flip:
-            parts.append("answers averaged over each photo and its mirror image")
         if self.fine_tune_epochs:
             parts.append(f"then {self.fine_tune_epochs} fine-tuning epochs "
                          f"(learning rate {self.fine_tune_learning_rate:g})")
@@ -174,10 +176,7 @@ class TrainConfig:
 
     def describe_optimizer(self) -> str:
         """"0.003 (AdamW, weight decay 0.0005, cosine decay after a warm-up)", or "0.001 (Adam)"."""
-        parts = [f"AdamW, weight decay {self.weight_decay:g}" if self.weight_decay else "Adam"]
-        if self.schedule == Schedule.COSINE:
-            parts.append("cosine decay after a warm-up")
-        return f"{self.learning_rate:g} ({', '.join(parts)})"
+        return f"{self.learning_rate:g} ({optimizer_name(self.schedule, self.weight_decay)})"
 
     def sweep_cost(self) -> Cost:
         spec = ARCHITECTURES[self.arch]
