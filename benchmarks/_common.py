@@ -37,8 +37,10 @@ def use_temp_homes() -> Path:
 
 def table(rows: list[dict], columns: list[str]) -> str:
     """A Markdown table, so results paste straight into the README."""
+
     def cell(value):
         return f"{value:.3g}" if isinstance(value, float) else str(value)
+
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from _common import REPO, cats_and_dogs, use_temp_homes
 
 STARTUP_SECONDS = 180
@@ -64,7 +63,11 @@ def start_server(run_dir: Path) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     server = subprocess.Popen(
         [sys.executable, "-m", "core.serving.api", str(run_dir), "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return server, f"http://127.0.0.1:{port}"
 
 
@@ -83,8 +86,9 @@ def wait_until_healthy(server: subprocess.Popen, base_url: str) -> None:
     sys.exit(f"The API did not answer /healthz within {STARTUP_SECONDS} s.")
 
 
-def drive(base_url: str, photos: list[tuple[str, bytes]], clients: int, requests: int,
-          per_request: int) -> tuple[list[Outcome], float]:
+def drive(
+    base_url: str, photos: list[tuple[str, bytes]], clients: int, requests: int, per_request: int
+) -> tuple[list[Outcome], float]:
     """``clients`` threads send ``requests`` requests between them; (outcomes, wall seconds)."""
     import httpx
 
@@ -128,8 +132,7 @@ def main() -> None:
     if args.run is None:
         use_temp_homes()
     run_dir = args.run or quick_run()
-    photos = [(path.name, path.read_bytes())
-              for path in sorted((cats_and_dogs() / "validation").rglob("*.jpg"))]
+    photos = [(path.name, path.read_bytes()) for path in sorted((cats_and_dogs() / "validation").rglob("*.jpg"))]
     server, base_url = start_server(run_dir)
     try:
         wait_until_healthy(server, base_url)
@@ -141,10 +144,14 @@ def main() -> None:
 
     latencies_ms = np.array([outcome.seconds for outcome in outcomes]) * 1000
     print(f"run: {run_dir.name}")
-    print(f"requests: {len(outcomes)} from {args.clients} clients, {args.photos_per_request} photo(s) each, "
-          f"{len(photos)} distinct validation photos")
-    print(f"wall: {wall:.1f} s; throughput: {len(outcomes) / wall:.1f} requests/s, "
-          f"{len(outcomes) * args.photos_per_request / wall:.1f} photos/s")
+    print(
+        f"requests: {len(outcomes)} from {args.clients} clients, {args.photos_per_request} photo(s) each, "
+        f"{len(photos)} distinct validation photos"
+    )
+    print(
+        f"wall: {wall:.1f} s; throughput: {len(outcomes) / wall:.1f} requests/s, "
+        f"{len(outcomes) * args.photos_per_request / wall:.1f} photos/s"
+    )
     print(f"latency: p50 {np.percentile(latencies_ms, 50):.0f} ms, p95 {np.percentile(latencies_ms, 95):.0f} ms")
     print(f"errors: {sum(not outcome.ok for outcome in outcomes)}")
     print(f"load average (1/5/15 min): before {load_before}, after {load_after}; os.cpu_count(): {os.cpu_count()}")

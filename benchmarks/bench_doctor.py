@@ -33,8 +33,14 @@ from _planted import plant  # noqa: E402
 def doctor(data: Path, env: dict) -> tuple[dict, float]:
     """``python -m core doctor`` from launch to its JSON; (report, wall seconds)."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "core", "doctor", "--data", str(data)], cwd=REPO,
-                          env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "core", "doctor", "--data", str(data)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout), time.perf_counter() - start
 
 
@@ -49,7 +55,8 @@ def score(report: dict, planted) -> dict:
         "copies_found_as_leaks": f"{sum(any(c <= leak for leak in leaks) for c in copies)}/{len(copies)}",
         "other_leaks": [sorted(leak) for leak in leaks if not any(c <= leak for c in copies)],
         "unplanted_above_a_missed_moved_photo": [
-            issue["file"] for issue in report["label_issues"][:30] if issue["file"] not in planted.moved],
+            issue["file"] for issue in report["label_issues"][:30] if issue["file"] not in planted.moved
+        ],
     }
 
 

@@ -81,17 +81,26 @@ def main():
 
         def on_epoch_end(self, epoch, logs=None):
             now = time.perf_counter()
-            self.rows.append({
-                "variant": self.variant, "epoch": epoch + 1, "seconds": now - self.start,
-                "cpu seconds": time.process_time() - self.cpu,
-                "to first batch": self.first - self.start, "validation": now - self.val_start,
-                "accuracy": logs["accuracy"], "val_accuracy": logs["val_accuracy"],
-                "load 1 min": f"{os.getloadavg()[0]:.2f}",
-            })
+            self.rows.append(
+                {
+                    "variant": self.variant,
+                    "epoch": epoch + 1,
+                    "seconds": now - self.start,
+                    "cpu seconds": time.process_time() - self.cpu,
+                    "to first batch": self.first - self.start,
+                    "validation": now - self.val_start,
+                    "accuracy": logs["accuracy"],
+                    "val_accuracy": logs["val_accuracy"],
+                    "load 1 min": f"{os.getloadavg()[0]:.2f}",
+                }
+            )
 
-    print(f"{args.arch}, {len(train_samples)} training and {len(val_samples)} validation photos, "
-          f"{args.image_size} px, batch {args.batch_size}, {args.epochs} epochs per variant; "
-          f"os.cpu_count(): {os.cpu_count()}", flush=True)
+    print(
+        f"{args.arch}, {len(train_samples)} training and {len(val_samples)} validation photos, "
+        f"{args.image_size} px, batch {args.batch_size}, {args.epochs} epochs per variant; "
+        f"os.cpu_count(): {os.cpu_count()}",
+        flush=True,
+    )
     rows, summary = [], []
     for variant in args.order.split(","):
         keras.utils.set_random_seed(defaults.SEED)
@@ -105,15 +114,34 @@ def main():
         model.fit(**data, epochs=args.epochs, callbacks=[times], verbose=0, shuffle=False)
         rows += times.rows
         later = [row["seconds"] for row in times.rows[1:]]
-        summary.append({"variant": variant, "epochs 2+ seconds": " ".join(f"{s:.1f}" for s in later),
-                        "median": statistics.median(later),
-                        "max/median": max(later) / statistics.median(later),
-                        "load before": before, "load after": load()})
-    print(table(rows, ["variant", "epoch", "seconds", "cpu seconds", "to first batch", "validation",
-                       "accuracy", "val_accuracy", "load 1 min"]))
+        summary.append(
+            {
+                "variant": variant,
+                "epochs 2+ seconds": " ".join(f"{s:.1f}" for s in later),
+                "median": statistics.median(later),
+                "max/median": max(later) / statistics.median(later),
+                "load before": before,
+                "load after": load(),
+            }
+        )
+    print(
+        table(
+            rows,
+            [
+                "variant",
+                "epoch",
+                "seconds",
+                "cpu seconds",
+                "to first batch",
+                "validation",
+                "accuracy",
+                "val_accuracy",
+                "load 1 min",
+            ],
+        )
+    )
     print()
-    print(table(summary, ["variant", "epochs 2+ seconds", "median", "max/median",
-                          "load before", "load after"]))
+    print(table(summary, ["variant", "epochs 2+ seconds", "median", "max/median", "load before", "load after"]))
     print("(load: 1/5/15-minute averages, os.getloadavg)")
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 from _common import cats_and_dogs, use_temp_homes
 
@@ -44,9 +43,11 @@ def measure(label: str, work):
     wall, cpu = time.perf_counter(), time.process_time()
     result = work()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(f"{label:<28} wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
-          f"load {load_before:.2f}->{os.getloadavg()[0]:.2f}"
-          + (f"  ({result})" if isinstance(result, str) else ""), flush=True)
+    print(
+        f"{label:<28} wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
+        f"load {load_before:.2f}->{os.getloadavg()[0]:.2f}" + (f"  ({result})" if isinstance(result, str) else ""),
+        flush=True,
+    )
     return result
 
 
@@ -68,11 +69,12 @@ def main() -> int:
 
     photos = sorted(path for path in (cats_and_dogs() / "train").rglob("*.jpg"))[: args.photos]
     samples = [Sample(str(path), int(path.parent.name == "dogs"), path.parent.name) for path in photos]
-    print(f"{len(samples)} photos at {args.image_size} px, batches of {args.batch_size}, "
-          f"{os.cpu_count()} CPUs", flush=True)
+    print(
+        f"{len(samples)} photos at {args.image_size} px, batches of {args.batch_size}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
 
-    extractor = measure("build Keras extractor", lambda: build_frozen_parts(
-        args.arch, 2, args.image_size)[0])
+    extractor = measure("build Keras extractor", lambda: build_frozen_parts(args.arch, 2, args.image_size)[0])
     fast = measure("convert to ONNX + check", lambda: onnx_base(extractor))
 
     def extract(base):
@@ -87,8 +89,7 @@ def main() -> int:
         for _ in make_dataset(samples, args.image_size, args.batch_size, training=False):
             pass
 
-    images = [batch for batch, _ in make_dataset(samples, args.image_size, args.batch_size,
-                                                 training=False)]
+    images = [batch for batch, _ in make_dataset(samples, args.image_size, args.batch_size, training=False)]
 
     def forward_only(base):
         for batch in images:

@@ -28,7 +28,6 @@ import statistics
 import time
 
 import numpy as np
-
 from _common import cats_and_dogs, table, use_temp_homes
 
 from core import defaults
@@ -83,10 +82,12 @@ def main() -> None:
     cats, dogs = sorted((validation / "cats").glob("*.jpg")), sorted((validation / "dogs").glob("*.jpg"))
     photos = [p for pair in zip(cats, dogs) for p in pair][: args.photos]
     drop = photos[: args.batch]
-    print(f"{len(photos)} validation photos, image size {args.image_size}, "
-          f"TensorFlow {tf.__version__}, intra-op threads setting "
-          f"{tf.config.threading.get_intra_op_parallelism_threads() or '0 (TensorFlow picks)'}; "
-          f"os.cpu_count(): {os.cpu_count()}; load average (1/5/15 min) at start: {load()}\n")
+    print(
+        f"{len(photos)} validation photos, image size {args.image_size}, "
+        f"TensorFlow {tf.__version__}, intra-op threads setting "
+        f"{tf.config.threading.get_intra_op_parallelism_threads() or '0 (TensorFlow picks)'}; "
+        f"os.cpu_count(): {os.cpu_count()}; load average (1/5/15 min) at start: {load()}\n"
+    )
 
     latency_rows, call_rows, gradcam_rows = [], [], []
     for arch in ("cnn", "mobilenet_v2"):
@@ -98,28 +99,37 @@ def main() -> None:
         single = [timed(lambda p=p: predictor.predict([p]), 1)[0] for p in photos]
         drops = timed(lambda: predictor.predict(drop), 5)
         reported = [p.ms for p in predictor.predict(drop)]
-        latency_rows.append({
-            "model": arch, "load ms": round(load_ms),
-            "single median ms": statistics.median(single), "single p95 ms": percentile(single, 95),
-            f"drop of {len(drop)} ms": statistics.median(drops),
-            "drop per photo ms": statistics.median(drops) / len(drop),
-            "drop p95 per photo ms": percentile(drops, 95) / len(drop),
-            "reported ms (median)": statistics.median(reported),
-        })
+        latency_rows.append(
+            {
+                "model": arch,
+                "load ms": round(load_ms),
+                "single median ms": statistics.median(single),
+                "single p95 ms": percentile(single, 95),
+                f"drop of {len(drop)} ms": statistics.median(drops),
+                "drop per photo ms": statistics.median(drops) / len(drop),
+                "drop p95 per photo ms": percentile(drops, 95) / len(drop),
+                "reported ms (median)": statistics.median(reported),
+            }
+        )
 
         # The model call alone, on already decoded photos.
         one = np.stack([p.pixels for p in predictor.predict(drop[:1])]).astype(np.float32)
         many = np.stack([p.pixels for p in predictor.predict(drop)]).astype(np.float32)
         model = predictor.model
-        for name, call in (("compiled tf.function (ours)", predictor.probabilities),
-                           ("model(x) eager", lambda x: model(x, training=False)),
-                           ("model.predict(x)", lambda x: model.predict(x, verbose=0))):
+        for name, call in (
+            ("compiled tf.function (ours)", predictor.probabilities),
+            ("model(x) eager", lambda x: model(x, training=False)),
+            ("model.predict(x)", lambda x: model.predict(x, verbose=0)),
+        ):
             call(one), call(many)  # warm up
-            call_rows.append({
-                "model": arch, "call": name,
-                "1 photo median ms": statistics.median(timed(lambda: call(one), 20)),
-                f"{len(drop)} photos median ms": statistics.median(timed(lambda: call(many), 5)),
-            })
+            call_rows.append(
+                {
+                    "model": arch,
+                    "call": name,
+                    "1 photo median ms": statistics.median(timed(lambda: call(one), 20)),
+                    f"{len(drop)} photos median ms": statistics.median(timed(lambda: call(many), 5)),
+                }
+            )
 
         # What Streamlit does after every script run unless the Classify page
         # stops it: keras.backend.clear_session() empties TensorFlow's kernel
@@ -130,14 +140,20 @@ def main() -> None:
         for _ in range(3):
             keras.backend.clear_session()
             after_clear += timed(lambda: predictor.probabilities(one), 1)
-        call_rows.append({"model": arch, "call": "ours, first call after keras clear_session()",
-                          "1 photo median ms": statistics.median(after_clear)})
+        call_rows.append(
+            {
+                "model": arch,
+                "call": "ours, first call after keras clear_session()",
+                "1 photo median ms": statistics.median(after_clear),
+            }
+        )
 
         [prediction] = predictor.predict(drop[:1])
         first = timed(lambda: predictor.gradcam(prediction), 1)[0]
         later = timed(lambda: predictor.gradcam(prediction), 10)
-        gradcam_rows.append({"model": arch, "first heatmap ms (trace)": first,
-                             "later heatmaps median ms": statistics.median(later)})
+        gradcam_rows.append(
+            {"model": arch, "first heatmap ms (trace)": first, "later heatmaps median ms": statistics.median(later)}
+        )
 
     print(f"load average (1/5/15 min) at end: {load()}\n")
     print("## Answer latency (decode + resize + model + softmax)\n")

@@ -59,8 +59,7 @@ def extract(samples, image_size: int) -> tuple[np.ndarray, np.ndarray, float]:
     return np.concatenate(plain), np.concatenate(mirrored), time.perf_counter() - start
 
 
-def out_of_fold(features, mirrored, labels, c: float, folds: int, *, flip_test: bool,
-                flip_train: bool) -> np.ndarray:
+def out_of_fold(features, mirrored, labels, c: float, folds: int, *, flip_test: bool, flip_train: bool) -> np.ndarray:
     """Each photo's class probabilities from a head that never saw it."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
@@ -97,9 +96,13 @@ def save_errors(path: str, samples, probabilities, labels, classes) -> None:
         photo.thumbnail((cell, cell))
         x, y = (k % columns) * cell, (k // columns) * (cell + 24)
         sheet.paste(photo, (x, y))
-        draw.text((x + 2, y + cell + 4), f"{os.path.basename(samples[index].path)}: "
-                  f"{classes[labels[index]]} -> {classes[probabilities[index].argmax()]} "
-                  f"{probabilities[index].max():.2f}", fill="black")
+        draw.text(
+            (x + 2, y + cell + 4),
+            f"{os.path.basename(samples[index].path)}: "
+            f"{classes[labels[index]]} -> {classes[probabilities[index].argmax()]} "
+            f"{probabilities[index].max():.2f}",
+            fill="black",
+        )
     sheet.save(path)
 
 
@@ -117,16 +120,25 @@ def main():
     info, splits = split_dataset(cats_and_dogs(), corrections={})
     samples = splits.train + splits.validation
     labels = np.array([sample.label for sample in samples])
-    print(f"{len(samples)} photos (train + validation; the test split is not read), {args.folds}-fold "
-          f"cross-validation; os.cpu_count(): {os.cpu_count()}; load average (1/5/15 min) before: {load()}")
+    print(
+        f"{len(samples)} photos (train + validation; the test split is not read), {args.folds}-fold "
+        f"cross-validation; os.cpu_count(): {os.cpu_count()}; load average (1/5/15 min) before: {load()}"
+    )
 
     features, extraction = {}, []
     for size in sizes:
         load_before = load()
         plain, mirrored, seconds = extract(samples, size)
         features[size] = (plain.astype(np.float32), mirrored.astype(np.float32))
-        extraction.append({"size": size, "photos x2 (plain, mirrored)": len(samples), "seconds": seconds,
-                           "load before": load_before, "load after": load()})
+        extraction.append(
+            {
+                "size": size,
+                "photos x2 (plain, mirrored)": len(samples),
+                "seconds": seconds,
+                "load before": load_before,
+                "load after": load(),
+            }
+        )
     print(table(extraction, list(extraction[0])))
 
     combos = [[size] for size in sizes] + ([sizes[-3:]] if len(sizes) >= 3 else [])
@@ -136,16 +148,26 @@ def main():
         mirrored = np.concatenate([features[size][1] for size in combo], axis=1)
         for c in C_VALUES:
             for lever, (flip_test, flip_train) in LEVERS.items():
-                probabilities = out_of_fold(plain, mirrored, labels, c, args.folds,
-                                            flip_test=flip_test, flip_train=flip_train)
+                probabilities = out_of_fold(
+                    plain, mirrored, labels, c, args.folds, flip_test=flip_test, flip_train=flip_train
+                )
                 errors = int((probabilities.argmax(1) != labels).sum())
-                rows.append({"features": "+".join(f"{size} px" for size in combo), "C": c, "lever": lever,
-                             "errors": errors, "accuracy": f"{1 - errors / len(labels):.4f}"})
+                rows.append(
+                    {
+                        "features": "+".join(f"{size} px" for size in combo),
+                        "C": c,
+                        "lever": lever,
+                        "errors": errors,
+                        "accuracy": f"{1 - errors / len(labels):.4f}",
+                    }
+                )
                 if best is None or errors < best[0]:
                     best = (errors, rows[-1], probabilities)
     print(table(rows, list(rows[0])))
-    print(f"Fewest errors: {best[1]['features']}, C={best[1]['C']}, {best[1]['lever']}: "
-          f"{best[0]} of {len(labels)} ({best[1]['accuracy']}); load average after: {load()}")
+    print(
+        f"Fewest errors: {best[1]['features']}, C={best[1]['C']}, {best[1]['lever']}: "
+        f"{best[0]} of {len(labels)} ({best[1]['accuracy']}); load average after: {load()}"
+    )
     if args.errors:
         save_errors(args.errors, samples, best[2], labels, info.classes)
         print(f"Its wrong photos: {args.errors}")

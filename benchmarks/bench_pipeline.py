@@ -62,10 +62,10 @@ def load() -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of (tutorial pass, PawLab first pass, PawLab cached pass)")
-    parser.add_argument("--photos", type=int, default=0,
-                        help="training photos to read, half per class; 0 = all")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of (tutorial pass, PawLab first pass, PawLab cached pass)"
+    )
+    parser.add_argument("--photos", type=int, default=0, help="training photos to read, half per class; 0 = all")
     parser.add_argument("--image-size", type=int, default=defaults.IMAGE_SIZE)
     parser.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE)
     args = parser.parse_args()
@@ -82,8 +82,10 @@ def main():
         root / "train", shuffle=True, batch_size=args.batch_size, image_size=size, seed=defaults.SEED
     ).prefetch(tf.data.AUTOTUNE)
     info = scan_dataset(root)
-    print(f"{len(info.splits['train'])} training photos, {args.image_size} px, batch {args.batch_size}; "
-          f"os.cpu_count(): {os.cpu_count()}; load average (1/5/15 min) before: {load()}")
+    print(
+        f"{len(info.splits['train'])} training photos, {args.image_size} px, batch {args.batch_size}; "
+        f"os.cpu_count(): {os.cpu_count()}; load average (1/5/15 min) before: {load()}"
+    )
     # Untimed warm-up of both: the files land in the OS page cache, and each
     # pipeline's one-off start-up cost (tracing, imports) is paid before timing.
     images_per_second(tutorial)
@@ -101,18 +103,28 @@ def main():
             first_rate, first_cpu = images_per_second(ours)
             tutorial_rate, tutorial_cpu = images_per_second(tutorial)
         cached_rate, _ = images_per_second(ours)
-        rows.append({"round": index, "tutorial img/s": tutorial_rate,
-                     "PawLab first pass img/s": first_rate, "first / tutorial": first_rate / tutorial_rate,
-                     "tutorial CPU ms/photo": tutorial_cpu, "PawLab first CPU ms/photo": first_cpu,
-                     "tutorial CPU / PawLab CPU": tutorial_cpu / first_cpu,
-                     "PawLab cached pass img/s": cached_rate,
-                     "cached / tutorial": cached_rate / tutorial_rate,
-                     "load before": load_before, "load after": load()})
+        rows.append(
+            {
+                "round": index,
+                "tutorial img/s": tutorial_rate,
+                "PawLab first pass img/s": first_rate,
+                "first / tutorial": first_rate / tutorial_rate,
+                "tutorial CPU ms/photo": tutorial_cpu,
+                "PawLab first CPU ms/photo": first_cpu,
+                "tutorial CPU / PawLab CPU": tutorial_cpu / first_cpu,
+                "PawLab cached pass img/s": cached_rate,
+                "cached / tutorial": cached_rate / tutorial_rate,
+                "load before": load_before,
+                "load after": load(),
+            }
+        )
     print(table(rows, list(rows[0])))
     for key in ("first / tutorial", "tutorial CPU / PawLab CPU", "cached / tutorial"):
         ratios = [row[key] for row in rows]
-        print(f"PawLab {key}: {min(ratios):.2f}x to {max(ratios):.2f}x over {len(rows)} rounds "
-              "(load: 1/5/15-minute averages, os.getloadavg)")
+        print(
+            f"PawLab {key}: {min(ratios):.2f}x to {max(ratios):.2f}x over {len(rows)} rounds "
+            "(load: 1/5/15-minute averages, os.getloadavg)"
+        )
 
 
 if __name__ == "__main__":

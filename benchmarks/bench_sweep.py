@@ -72,13 +72,15 @@ def main() -> int:
     run, run_wall, run_loads = timed(python + ["train", "--data", str(data), "--arch", args.arch], env)
     run_dir = Path(run.stdout.strip().splitlines()[-1])
     recipe = summarize(run_dir)
-    print(f"recipe run: {run_wall:.1f} s, val {recipe.best_val_accuracy:.4f}, test {recipe.test_accuracy:.4f}",
-          flush=True)
+    print(
+        f"recipe run: {run_wall:.1f} s, val {recipe.best_val_accuracy:.4f}, test {recipe.test_accuracy:.4f}", flush=True
+    )
 
     # A second fresh home, so the sweep's feature pass is cold too.
     env["PAWLAB_HOME"] = str(Path(env["PAWLAB_HOME"]).with_name("pawlab-sweep"))
     sweep, sweep_wall, sweep_loads = timed(
-        python + ["sweep", "--data", str(data), "--arch", args.arch, "--trials", str(args.trials)], env)
+        python + ["sweep", "--data", str(data), "--arch", args.arch, "--trials", str(args.trials)], env
+    )
     best = json.loads(sweep.stdout.strip().splitlines()[-1])
     sweep_dir = Path(env["PAWLAB_HOME"]) / "runs"
     result = read_sweep_result(next(p for p in sweep_dir.iterdir() if (p / "sweep.json").exists()))
@@ -87,33 +89,65 @@ def main() -> int:
     load_after = os.getloadavg()
 
     rows = [
-        {"what": f"one {args.arch} run, recipe knobs", "wall s": run_wall,
-         "best val": recipe.best_val_accuracy, "test": recipe.test_accuracy},
-        {"what": f"sweep, {len(result.trials)} trials, embedded Ray", "wall s": sweep_wall,
-         "best val": best_summary.best_val_accuracy, "test": best_eval["accuracy"]},
+        {
+            "what": f"one {args.arch} run, recipe knobs",
+            "wall s": run_wall,
+            "best val": recipe.best_val_accuracy,
+            "test": recipe.test_accuracy,
+        },
+        {
+            "what": f"sweep, {len(result.trials)} trials, embedded Ray",
+            "wall s": sweep_wall,
+            "best val": best_summary.best_val_accuracy,
+            "test": best_eval["accuracy"],
+        },
     ]
     print(table(rows, ["what", "wall s", "best val", "test"]))
-    print(f"sweep / one run wall time: {sweep_wall / run_wall:.2f}x; the sweep's own count "
-          f"(Ray start to result): {result.seconds:.1f} s")
+    print(
+        f"sweep / one run wall time: {sweep_wall / run_wall:.2f}x; the sweep's own count "
+        f"(Ray start to result): {result.seconds:.1f} s"
+    )
     states = {}
     for trial in result.trials:
         states[trial.state] = states.get(trial.state, 0) + 1
-    print(f"trials: {states}; best {best['run']} knobs "
-          f"{next(t.knobs for t in result.trials if t.run == best['run'])}")
-    print(table([{"run": t.run, **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in t.knobs.items()},
-                  "state": t.state, "epochs": t.epochs, "val": t.best_val_accuracy or "",
-                  "test": t.test_accuracy or ""} for t in result.trials],
-                ["run", *result.trials[0].knobs, "state", "epochs", "val", "test"]))
-    print(f"load average 1-min during the run {min(run_loads, default=0):.2f}-{max(run_loads, default=0):.2f}, "
-          f"during the sweep {min(sweep_loads, default=0):.2f}-{max(sweep_loads, default=0):.2f}; "
-          f"(1/5/15 min) before {load_before}, after {load_after}")
+    print(f"trials: {states}; best {best['run']} knobs {next(t.knobs for t in result.trials if t.run == best['run'])}")
+    print(
+        table(
+            [
+                {
+                    "run": t.run,
+                    **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in t.knobs.items()},
+                    "state": t.state,
+                    "epochs": t.epochs,
+                    "val": t.best_val_accuracy or "",
+                    "test": t.test_accuracy or "",
+                }
+                for t in result.trials
+            ],
+            ["run", *result.trials[0].knobs, "state", "epochs", "val", "test"],
+        )
+    )
+    print(
+        f"load average 1-min during the run {min(run_loads, default=0):.2f}-{max(run_loads, default=0):.2f}, "
+        f"during the sweep {min(sweep_loads, default=0):.2f}-{max(sweep_loads, default=0):.2f}; "
+        f"(1/5/15 min) before {load_before}, after {load_after}"
+    )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps({
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu_count": os.cpu_count(),
-            "rows": rows, "ratio": sweep_wall / run_wall, "trials": [vars(t) for t in result.trials],
-            "best": best["run"], "load": {"before": load_before, "after": load_after,
-                                          "run": run_loads, "sweep": sweep_loads}}, indent=2))
+        (args.out / "results.json").write_text(
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "cpu_count": os.cpu_count(),
+                    "rows": rows,
+                    "ratio": sweep_wall / run_wall,
+                    "trials": [vars(t) for t in result.trials],
+                    "best": best["run"],
+                    "load": {"before": load_before, "after": load_after, "run": run_loads, "sweep": sweep_loads},
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -21,6 +21,7 @@ the commands that need them, so ``--help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -49,6 +50,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --- the commands -------------------------------------------------------------
+
 
 def cmd_fetch(args) -> int:
     from core.data.acquire import fetch_official_dataset
@@ -85,10 +87,19 @@ def cmd_train(args) -> int:
 
     try:
         config = make_config(
-            args.data, args.arch, args.epochs, batch_size=args.batch_size,
-            image_size=args.image_size, learning_rate=args.lr,
-            fine_tune_epochs=args.fine_tune_epochs, patience=args.patience, seed=args.seed,
-            augment=args.augment, subset=args.subset, cpus=args.cpus, gpus=args.gpus,
+            args.data,
+            args.arch,
+            args.epochs,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            learning_rate=args.lr,
+            fine_tune_epochs=args.fine_tune_epochs,
+            patience=args.patience,
+            seed=args.seed,
+            augment=args.augment,
+            subset=args.subset,
+            cpus=args.cpus,
+            gpus=args.gpus,
             ray_resources=parse_ray_resources(args.ray_resources),
         )
     except ValueError as error:
@@ -161,8 +172,9 @@ def cmd_predict(args) -> int:
     except (OSError, ValueError, RunNotReadyError) as error:
         print(json.dumps({"error": str(error)}))
         return EXIT_USAGE
-    predictions = predictor.predict(args.files, confidence_threshold=args.confidence_threshold,
-                                    novelty_threshold=args.novelty_threshold)
+    predictions = predictor.predict(
+        args.files, confidence_threshold=args.confidence_threshold, novelty_threshold=args.novelty_threshold
+    )
     for prediction in predictions:
         print(json.dumps(prediction.to_json()))
     return 0 if all(p.ok for p in predictions) else EXIT_USAGE
@@ -206,8 +218,9 @@ def _parse_grid(items: list[str]) -> dict[str, list[str]]:
     for item in items:
         name, _, values = item.partition("=")
         if not name or not values:
-            raise UsageError(f"{PROG} sweep: error: --grid takes KNOB=V1,V2 (e.g. learning_rate=1e-3,3e-4), "
-                             f"not '{item}'.")
+            raise UsageError(
+                f"{PROG} sweep: error: --grid takes KNOB=V1,V2 (e.g. learning_rate=1e-3,3e-4), not '{item}'."
+            )
         grid[name.strip()] = [value.strip() for value in values.split(",") if value.strip()]
     return grid
 
@@ -221,14 +234,22 @@ def cmd_sweep(args) -> int:
     from core.runs.sweep import read_sweep_result
 
     try:
-        spec = SweepSpec.from_grid(args.trials, _parse_grid(args.grid), concurrent=args.concurrent,
-                                   arch_family=ARCHITECTURES[args.arch].family)
-        config = make_config(args.data, args.arch, args.epochs, image_size=args.image_size,
-                             seed=args.seed, subset=args.subset, cpus=args.cpus, search=spec)
+        spec = SweepSpec.from_grid(
+            args.trials, _parse_grid(args.grid), concurrent=args.concurrent, arch_family=ARCHITECTURES[args.arch].family
+        )
+        config = make_config(
+            args.data,
+            args.arch,
+            args.epochs,
+            image_size=args.image_size,
+            seed=args.seed,
+            subset=args.subset,
+            cpus=args.cpus,
+            search=spec,
+        )
     except ValueError as error:
         raise UsageError(f"{PROG} sweep: error: {error}") from None
-    print(f"{config.search.total_trials} trials; {COST_SENTENCES[config.sweep_cost()]}",
-          file=sys.stderr, flush=True)
+    print(f"{config.search.total_trials} trials; {COST_SENTENCES[config.sweep_cost()]}", file=sys.stderr, flush=True)
     run_dir = _follow(_submit(config, args.runs_dir))
     status, result = read_status(run_dir), read_sweep_result(run_dir)
     if result is not None:
@@ -239,8 +260,10 @@ def cmd_sweep(args) -> int:
     if result is None or result.best_config is None:
         print(json.dumps({"error": f"the sweep ended {status.state} with no completed trial"}))
         return EXIT_FAILED
-    print(json.dumps({"run": result.best_run, "seconds": round(result.seconds, 1),
-                      "config": result.best_config}), flush=True)
+    print(
+        json.dumps({"run": result.best_run, "seconds": round(result.seconds, 1), "config": result.best_config}),
+        flush=True,
+    )
     return 0
 
 
@@ -252,6 +275,7 @@ def cmd_worker(args) -> int:
 
 
 # --- the parser ---------------------------------------------------------------
+
 
 def _architecture(name: str) -> str:
     try:
@@ -267,46 +291,90 @@ def _recipes_say(value) -> str:
 
 
 def _add_train(commands) -> None:
-    train = commands.add_parser("train", help="train a model in the foreground; prints the run folder last",
-                                description="Train a model in this process. The last line of output "
-                                            "is the run folder.")
+    train = commands.add_parser(
+        "train",
+        help="train a model in the foreground; prints the run folder last",
+        description="Train a model in this process. The last line of output is the run folder.",
+    )
     train.add_argument("--data", required=True, metavar="DIR", help="the dataset folder")
-    train.add_argument("--arch", required=True, type=_architecture, choices=list(RECIPES),
-                       help="the architecture")
-    train.add_argument("--epochs", type=int, metavar="N",
-                       help=f"epochs of the first phase; default: the recipe's "
-                            f"({_recipes_say(lambda r: r.epochs)})")
-    train.add_argument("--fine-tune-epochs", type=int, metavar="N",
-                       help="epochs of the fine-tuning phase (mobilenet_v2_finetune only); default: "
-                            f"the recipe's ({recipe_for('mobilenet_v2_finetune').fine_tune_epochs})")
-    train.add_argument("--lr", type=float, metavar="RATE",
-                       help=f"learning rate; default: the recipe's ({recipe_for('cnn').learning_rate:g})")
-    train.add_argument("--patience", type=int, metavar="N",
-                       help="stop after N epochs without a better validation accuracy (0: never); "
-                            f"default: the recipe's ({_recipes_say(lambda r: r.patience)})")
-    train.add_argument("--augment", metavar="NAME",
-                       help="augmentation preset or saved config; default: the recipe's "
-                            f"({_recipes_say(lambda r: r.augment)})")
-    train.add_argument("--image-size", type=int, metavar="PX",
-                       help="side of the square images the model sees; default: the recipe's "
-                            f"({_recipes_say(lambda r: r.image_size)})")
-    train.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, metavar="N",
-                       help="images per batch (default: %(default)s)")
-    train.add_argument("--seed", type=int, default=defaults.SEED,
-                       help="seed of the split, the shuffling and the weights (default: %(default)s)")
-    train.add_argument("--subset", type=int, default=0, metavar="N",
-                       help="train on at most N images per class (default: 0, all of them)")
-    train.add_argument("--runs-dir", metavar="DIR",
-                       help="where the run folder goes (default: PAWLAB_HOME/runs)")
-    train.add_argument("--queue", action="store_true",
-                       help="hand the run to PawLab's queue and wait for it, instead of training in this "
-                            "process: a worker on this machine, or a Ray task when RAY_ADDRESS is set")
-    train.add_argument("--cpus", type=float, default=1.0, metavar="N",
-                       help="CPUs the run asks of a Ray node (default: %(default)s)")
-    train.add_argument("--gpus", type=float, default=0.0, metavar="N",
-                       help="GPUs the run asks of a Ray node (default: %(default)s)")
-    train.add_argument("--ray-resources", default="", metavar="NAME=N,...",
-                       help="custom Ray resources the run needs, e.g. gpu_box=1 (pins it to nodes that have them)")
+    train.add_argument("--arch", required=True, type=_architecture, choices=list(RECIPES), help="the architecture")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help=f"epochs of the first phase; default: the recipe's ({_recipes_say(lambda r: r.epochs)})",
+    )
+    train.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        metavar="N",
+        help="epochs of the fine-tuning phase (mobilenet_v2_finetune only); default: "
+        f"the recipe's ({recipe_for('mobilenet_v2_finetune').fine_tune_epochs})",
+    )
+    train.add_argument(
+        "--lr",
+        type=float,
+        metavar="RATE",
+        help=f"learning rate; default: the recipe's ({recipe_for('cnn').learning_rate:g})",
+    )
+    train.add_argument(
+        "--patience",
+        type=int,
+        metavar="N",
+        help="stop after N epochs without a better validation accuracy (0: never); "
+        f"default: the recipe's ({_recipes_say(lambda r: r.patience)})",
+    )
+    train.add_argument(
+        "--augment",
+        metavar="NAME",
+        help=f"augmentation preset or saved config; default: the recipe's ({_recipes_say(lambda r: r.augment)})",
+    )
+    train.add_argument(
+        "--image-size",
+        type=int,
+        metavar="PX",
+        help="side of the square images the model sees; default: the recipe's "
+        f"({_recipes_say(lambda r: r.image_size)})",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.BATCH_SIZE,
+        metavar="N",
+        help="images per batch (default: %(default)s)",
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.SEED,
+        help="seed of the split, the shuffling and the weights (default: %(default)s)",
+    )
+    train.add_argument(
+        "--subset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train on at most N images per class (default: 0, all of them)",
+    )
+    train.add_argument("--runs-dir", metavar="DIR", help="where the run folder goes (default: PAWLAB_HOME/runs)")
+    train.add_argument(
+        "--queue",
+        action="store_true",
+        help="hand the run to PawLab's queue and wait for it, instead of training in this "
+        "process: a worker on this machine, or a Ray task when RAY_ADDRESS is set",
+    )
+    train.add_argument(
+        "--cpus", type=float, default=1.0, metavar="N", help="CPUs the run asks of a Ray node (default: %(default)s)"
+    )
+    train.add_argument(
+        "--gpus", type=float, default=0.0, metavar="N", help="GPUs the run asks of a Ray node (default: %(default)s)"
+    )
+    train.add_argument(
+        "--ray-resources",
+        default="",
+        metavar="NAME=N,...",
+        help="custom Ray resources the run needs, e.g. gpu_box=1 (pins it to nodes that have them)",
+    )
     train.set_defaults(func=cmd_train)
 
 
@@ -314,30 +382,54 @@ def _add_sweep(commands) -> None:
     from core.runs.search import DEFAULT_TRIALS, Knob
 
     sweep = commands.add_parser(
-        "sweep", help="search a recipe's knobs with Ray Tune; prints the best config as JSON last",
+        "sweep",
+        help="search a recipe's knobs with Ray Tune; prints the best config as JSON last",
         description="Queue a sweep (embedded Ray on this machine, loopback only; or the cluster "
-                    "RAY_ADDRESS names), follow it, and print the best trial's config as JSON on the "
-                    "last line. Every trial is a run in the runs folder.")
+        "RAY_ADDRESS names), follow it, and print the best trial's config as JSON on the "
+        "last line. Every trial is a run in the runs folder.",
+    )
     sweep.add_argument("--data", required=True, metavar="DIR", help="the dataset folder")
-    sweep.add_argument("--arch", required=True, type=_architecture, choices=list(RECIPES),
-                       help="the architecture")
-    sweep.add_argument("--trials", type=int, default=DEFAULT_TRIALS, metavar="N",
-                       help="trials in all (default: %(default)s); with a grid, rounded up to a "
-                            "whole number of passes over its combinations")
-    sweep.add_argument("--grid", action="append", default=[], metavar="KNOB=V1,V2",
-                       help=f"try every listed value of a knob ({', '.join(Knob)}); repeatable. "
-                            "Without it, the head's learning rate, dropout and hidden units are sampled")
-    sweep.add_argument("--epochs", type=int, metavar="N",
-                       help="epochs per trial, at most (default: the recipe's); ASHA stops bad trials sooner")
-    sweep.add_argument("--cpus", type=float, metavar="N",
-                       help="CPUs the sweep may use, one per trial at a time (default: all of this machine's)")
-    sweep.add_argument("--concurrent", type=int, default=0, metavar="N",
-                       help="trials at the same time (default: one per CPU)")
-    sweep.add_argument("--image-size", type=int, metavar="PX",
-                       help="side of the square images (default: the recipe's)")
+    sweep.add_argument("--arch", required=True, type=_architecture, choices=list(RECIPES), help="the architecture")
+    sweep.add_argument(
+        "--trials",
+        type=int,
+        default=DEFAULT_TRIALS,
+        metavar="N",
+        help="trials in all (default: %(default)s); with a grid, rounded up to a "
+        "whole number of passes over its combinations",
+    )
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KNOB=V1,V2",
+        help=f"try every listed value of a knob ({', '.join(Knob)}); repeatable. "
+        "Without it, the head's learning rate, dropout and hidden units are sampled",
+    )
+    sweep.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="epochs per trial, at most (default: the recipe's); ASHA stops bad trials sooner",
+    )
+    sweep.add_argument(
+        "--cpus",
+        type=float,
+        metavar="N",
+        help="CPUs the sweep may use, one per trial at a time (default: all of this machine's)",
+    )
+    sweep.add_argument(
+        "--concurrent", type=int, default=0, metavar="N", help="trials at the same time (default: one per CPU)"
+    )
+    sweep.add_argument("--image-size", type=int, metavar="PX", help="side of the square images (default: the recipe's)")
     sweep.add_argument("--seed", type=int, default=defaults.SEED, help="seed of the split (default: %(default)s)")
-    sweep.add_argument("--subset", type=int, default=0, metavar="N",
-                       help="train on at most N images per class (default: 0, all of them)")
+    sweep.add_argument(
+        "--subset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train on at most N images per class (default: 0, all of them)",
+    )
     sweep.add_argument("--runs-dir", metavar="DIR", help="the runs folder (default: PAWLAB_HOME/runs)")
     sweep.set_defaults(func=cmd_sweep)
 
@@ -346,18 +438,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="PawLab engine: everything the app does, as commands.")
     # The worker is the job manager's, not a person's: a parser without help
     # is not listed, and the metavar names only the public commands.
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                     metavar="{" + ",".join(PUBLIC_COMMANDS) + "}",
-                                     help=f"what to do; '{PROG} COMMAND --help' for its options")
+    commands = parser.add_subparsers(
+        dest="command",
+        required=True,
+        parser_class=_Parser,
+        metavar="{" + ",".join(PUBLIC_COMMANDS) + "}",
+        help=f"what to do; '{PROG} COMMAND --help' for its options",
+    )
 
     fetch = commands.add_parser("fetch", help="download the official cats and dogs dataset")
     fetch.set_defaults(func=cmd_fetch)
 
     data = commands.add_parser("data", help="summarise a dataset folder as JSON")
-    data.add_argument("--data", "--root", dest="data", required=True, metavar="DIR",
-                      help="the dataset folder (--root is the older name)")
-    data.add_argument("--seed", type=int, default=defaults.SEED,
-                      help="seed of the split whose counts are shown (default: %(default)s)")
+    data.add_argument(
+        "--data",
+        "--root",
+        dest="data",
+        required=True,
+        metavar="DIR",
+        help="the dataset folder (--root is the older name)",
+    )
+    data.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.SEED,
+        help="seed of the split whose counts are shown (default: %(default)s)",
+    )
     data.set_defaults(func=cmd_data)
 
     _add_train(commands)
@@ -373,27 +479,36 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify photos with a run's model; one JSON line each")
     predict.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
     predict.add_argument("files", nargs="+", metavar="FILE", help="photos to classify")
-    predict.add_argument("--confidence-threshold", type=float, metavar="P",
-                         help="answer \"unsure\" below this calibrated probability (default: the run's)")
-    predict.add_argument("--novelty-threshold", type=float, metavar="D",
-                         help="answer \"unknown\" above this distance to the training photos "
-                              "(default: the run's; transfer runs only)")
+    predict.add_argument(
+        "--confidence-threshold",
+        type=float,
+        metavar="P",
+        help='answer "unsure" below this calibrated probability (default: the run\'s)',
+    )
+    predict.add_argument(
+        "--novelty-threshold",
+        type=float,
+        metavar="D",
+        help='answer "unknown" above this distance to the training photos (default: the run\'s; transfer runs only)',
+    )
     predict.set_defaults(func=cmd_predict)
 
-    doctor = commands.add_parser("doctor", help="find label errors, duplicates, leaks and outliers; "
-                                                "prints JSON")
+    doctor = commands.add_parser("doctor", help="find label errors, duplicates, leaks and outliers; prints JSON")
     doctor.add_argument("--data", required=True, metavar="DIR", help="the dataset folder")
-    doctor.add_argument("--seed", type=int, default=defaults.SEED,
-                        help="seed of the split whose leaks are checked (default: %(default)s)")
-    doctor.add_argument("--save", action="store_true",
-                        help="also save the report (and progress) for the Review page")
+    doctor.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.SEED,
+        help="seed of the split whose leaks are checked (default: %(default)s)",
+    )
+    doctor.add_argument("--save", action="store_true", help="also save the report (and progress) for the Review page")
     doctor.set_defaults(func=cmd_doctor)
 
-    serve = commands.add_parser("serve", help="serve a run's model over HTTP: POST /v1/predict, "
-                                              "GET /healthz, /docs")
+    serve = commands.add_parser("serve", help="serve a run's model over HTTP: POST /v1/predict, GET /healthz, /docs")
     serve.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: %(default)s, this machine only)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)"
+    )
     serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     serve.set_defaults(func=cmd_serve)
 
@@ -402,8 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", description="Train a queued run (the job manager starts this).")
     worker.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder")
     # Handled by core.__main__ before anything is imported (core.runs.sweep_driver).
-    worker.add_argument(LOOPBACK_ONLY_FLAG, action="store_true",
-                        help="in a loopback-only network of its own (a sweep's embedded Ray)")
+    worker.add_argument(
+        LOOPBACK_ONLY_FLAG, action="store_true", help="in a loopback-only network of its own (a sweep's embedded Ray)"
+    )
     worker.set_defaults(func=cmd_worker)
     return parser
 
@@ -419,10 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "worker":
             from core.data.acquire import sweep_abandoned_imports
 
-            try:
+            with contextlib.suppress(OSError):  # a read-only home: the command itself will say what it cannot do
                 sweep_abandoned_imports()
-            except OSError:
-                pass  # a read-only home: the command itself will say what it cannot do
         return args.func(args)
     except UsageError as error:
         print(error, file=sys.stderr)

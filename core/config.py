@@ -16,9 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-OFFICIAL_DATASET_URL = (
-    "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
-)
+OFFICIAL_DATASET_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 
@@ -88,8 +86,7 @@ _WHOLE_NUMBERS = (
 
 def get_settings() -> Settings:
     """The settings now in the environment; a bad value raises SettingsError."""
-    numbers = {field: _whole_number(variable, getattr(Settings, field))
-               for variable, field in _WHOLE_NUMBERS}
+    numbers = {field: _whole_number(variable, getattr(Settings, field)) for variable, field in _WHOLE_NUMBERS}
     return Settings(
         home=_home(),
         dataset_url=os.environ.get("PAWLAB_DATASET_URL", OFFICIAL_DATASET_URL),
@@ -125,9 +122,7 @@ def _whole_number(variable: str, default: int) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise SettingsError(
-            f"{variable} must be a whole number of at least 1, like {default}, not {raw!r}."
-        )
+        raise SettingsError(f"{variable} must be a whole number of at least 1, like {default}, not {raw!r}.")
     return value
 
 

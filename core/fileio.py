@@ -121,12 +121,11 @@ class FileLock:
     as two processes do. A process that dies releases its locks.
     """
 
-    def __init__(self, path: str | os.PathLike, timeout: float = LOCK_TIMEOUT_SECONDS,
-                 what: str = "this file"):
+    def __init__(self, path: str | os.PathLike, timeout: float = LOCK_TIMEOUT_SECONDS, what: str = "this file"):
         self.path, self.timeout, self.what = Path(path), timeout, what
         self._handle = None
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a")
         deadline = time.monotonic() + self.timeout

@@ -44,10 +44,12 @@ def _unshare(flags: int) -> None:
     if libc.unshare(flags) != 0:
         code = ctypes.get_errno()
         raise NetworkIsolationError(
-            code, f"PawLab could not give its embedded Ray a loopback-only network "
-                  f"({os.strerror(code)}). Allow unprivileged user namespaces "
-                  f"(sysctl kernel.unprivileged_userns_clone=1), run as root, or set "
-                  f"RAY_ADDRESS to a Ray cluster you have secured.")
+            code,
+            f"PawLab could not give its embedded Ray a loopback-only network "
+            f"({os.strerror(code)}). Allow unprivileged user namespaces "
+            f"(sysctl kernel.unprivileged_userns_clone=1), run as root, or set "
+            f"RAY_ADDRESS to a Ray cluster you have secured.",
+        )
 
 
 def _map_own_ids() -> None:
@@ -79,8 +81,9 @@ def enter_loopback_only_network() -> None:
     try:
         bring_up_loopback()
     except OSError as error:
-        raise NetworkIsolationError(error.errno or errno.EPERM,
-                                    f"PawLab could not bring up loopback in its own network: {error}") from error
+        raise NetworkIsolationError(
+            error.errno or errno.EPERM, f"PawLab could not bring up loopback in its own network: {error}"
+        ) from error
 
 
 def network_namespace(pid: int | str = "self") -> str:

@@ -14,19 +14,21 @@ import streamlit as st
 
 from core.data.images import IMAGE_EXTENSIONS, check_drop
 from core.serving.inference import RunNotReadyError, Thresholds, classifiable_runs
-from pages._classify_answers import calibration_caption, reanswered, when_to_answer
-from pages._classify_batch import batch_section, summary_table
-from pages._classify_export import export_section
-from pages._classify_views import classify, load_predictor, model_mtime, run_label, show_prediction
-from pages._shell import ensure_app_shell
-from pages._text import code, md
+from pages._classify.answers import calibration_caption, reanswered, when_to_answer
+from pages._classify.batch import batch_section, summary_table
+from pages._classify.export import export_section
+from pages._classify.views import classify, load_predictor, model_mtime, run_label, show_prediction
+from pages._common.shell import ensure_app_shell
+from pages._common.text import code, md
 
 
 def photos_section(run, mtime: float, thresholds: Thresholds, calibration: str) -> None:
     """Drop or take photos; a summary of the drop, then each photo's answer."""
     uploads = st.file_uploader(
-        "Drop photos here", type=[ext.lstrip(".") for ext in IMAGE_EXTENSIONS],
-        accept_multiple_files=True, help="JPEG, PNG, BMP, GIF or WebP; as many as you like.",
+        "Drop photos here",
+        type=[ext.lstrip(".") for ext in IMAGE_EXTENSIONS],
+        accept_multiple_files=True,
+        help="JPEG, PNG, BMP, GIF or WebP; as many as you like.",
     )
     with st.expander("📷 Take a photo with the camera"):
         # The camera (and the browser's permission prompt) only starts when asked for.
@@ -61,14 +63,17 @@ st.title(":material/image_search: Classify")
 
 runs = classifiable_runs()
 if not runs:
-    st.info("There is no trained model yet. Train one first, then come back to classify photos.",
-            icon="🐣")
+    st.info("There is no trained model yet. Train one first, then come back to classify photos.", icon="🐣")
     st.page_link("pages/train.py", label="Train a model", icon="📈")
     st.stop()
 
 by_id = {run.id: run for run in runs}
-run_id = st.selectbox("Model", list(by_id), format_func=lambda i: run_label(by_id[i]),
-                      help="Completed training runs, best test accuracy first.")
+run_id = st.selectbox(
+    "Model",
+    list(by_id),
+    format_func=lambda i: run_label(by_id[i]),
+    help="Completed training runs, best test accuracy first.",
+)
 run = by_id[run_id]
 mtime = model_mtime(run)
 try:
@@ -76,8 +81,10 @@ try:
 except (RunNotReadyError, OSError, ValueError) as error:
     st.error(f"This model cannot be loaded: {md(error)}", icon="⚠️")
     st.stop()
-st.caption(f"Run {code(run.id)} · knows {len(run.classes)} classes: {', '.join(map(md, run.classes))}. "
-           "It answers with one of them, “Not sure”, or (when it can tell) “None of these”.")
+st.caption(
+    f"Run {code(run.id)} · knows {len(run.classes)} classes: {', '.join(map(md, run.classes))}. "
+    "It answers with one of them, “Not sure”, or (when it can tell) “None of these”."
+)
 thresholds = when_to_answer(predictor, run)
 
 photos_tab, many_tab, export_tab = st.tabs(["🖼️ Photos", "🗂️ Many photos (zip)", "⬇️ Take the model with you"])

@@ -8,13 +8,13 @@ fast on thousands of photos and TensorFlow loads only for the preview.
 import streamlit as st
 
 from core.data.dataset import DatasetError
-from pages._augment_preview import show_augmentation_preview
-from pages._corrections import corrections_note
-from pages._dataset_source import dataset_picker
-from pages._dataset_views import reset_browser_for, show_browser, show_overview
-from pages._photos import load_dataset
-from pages._shell import ensure_app_shell
-from pages._text import md
+from pages._common.corrections import corrections_note
+from pages._common.photos import load_dataset
+from pages._common.shell import ensure_app_shell
+from pages._common.text import md
+from pages._dataset.augment_preview import show_augmentation_preview
+from pages._dataset.source import dataset_picker
+from pages._dataset.views import reset_browser_for, show_browser, show_overview
 
 ensure_app_shell()
 
@@ -39,7 +39,8 @@ corrections_note(root)
 
 overview, browse, augment = st.tabs(
     [OVERVIEW_TAB, BROWSE_TAB, AUGMENT_TAB],
-    key="dataset_tab", on_change="rerun",
+    key="dataset_tab",
+    on_change="rerun",
 )
 if overview.open:
     with overview:

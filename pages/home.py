@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from pages._session import session_dataset
-from pages._shell import ensure_app_shell
-from pages._text import code
+from pages._common.session import session_dataset
+from pages._common.shell import ensure_app_shell
+from pages._common.text import code
 
 ensure_app_shell()
 
@@ -20,10 +20,18 @@ steps = st.columns(3)
 with steps[0]:
     st.subheader("1. Dataset")
     st.write(f"Current: {code(dataset.name)}" if dataset else "Download cats vs dogs or upload a zip.")
-    st.page_link("pages/dataset.py", label="Browse the photos", icon="🖼️",
-                 help="Thumbnails by split and class, and a preview of data augmentation.")
-    st.page_link("pages/review.py", label="Review the photos", icon=":material/fact_check:",
-                 help="Mislabelled photos, duplicates, leaks between splits and outliers.")
+    st.page_link(
+        "pages/dataset.py",
+        label="Browse the photos",
+        icon="🖼️",
+        help="Thumbnails by split and class, and a preview of data augmentation.",
+    )
+    st.page_link(
+        "pages/review.py",
+        label="Review the photos",
+        icon=":material/fact_check:",
+        help="Mislabelled photos, duplicates, leaks between splits and outliers.",
+    )
 with steps[1]:
     st.subheader("2. Train")
     st.write("The Keras tutorial's four models, and better recipes, trained live.")

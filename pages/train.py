@@ -25,17 +25,17 @@ from core.config import get_settings
 from core.data.dataset import DatasetError
 from core.runs import jobs, tutorial
 from core.runs.store import list_runs
-from pages._corrections import corrections_note
-from pages._photos import load_dataset
-from pages._session import session_dataset
-from pages._shell import ensure_app_shell
-from pages._text import md
-from pages._train_form import new_run_form
-from pages._train_live import show_live_panel
-from pages._train_results import has_results, results
-from pages._train_runs import focused_run, runs_table
-from pages._train_sweep import sweep_tab
-from pages._train_tutorial import tutorial_comparison, tutorial_tab
+from pages._common.corrections import corrections_note
+from pages._common.photos import load_dataset
+from pages._common.session import session_dataset
+from pages._common.shell import ensure_app_shell
+from pages._common.text import md
+from pages._train.form import new_run_form
+from pages._train.live import show_live_panel
+from pages._train.results import has_results, results
+from pages._train.runs import focused_run, runs_table
+from pages._train.sweep import sweep_tab
+from pages._train.tutorial import tutorial_comparison, tutorial_tab
 
 
 @st.cache_resource(show_spinner=False)
@@ -46,8 +46,11 @@ def recover_runs_at_start(runs_dir: str) -> list[Path]:
 
 
 def dataset_summary(root: Path, classes: list[str], counts: dict[str, dict[str, int]]) -> None:
-    st.markdown(f"Dataset **{md(root.name)}**: {len(classes)} classes ({', '.join(map(md, classes))}), "
-                + ", ".join(f"{sum(c.values())} {split}" for split, c in counts.items()) + " photos.")
+    st.markdown(
+        f"Dataset **{md(root.name)}**: {len(classes)} classes ({', '.join(map(md, classes))}), "
+        + ", ".join(f"{sum(c.values())} {split}" for split, c in counts.items())
+        + " photos."
+    )
 
 
 ensure_app_shell()
@@ -64,8 +67,10 @@ if data_root is not None:
 left, right = st.columns([2, 3], gap="large")
 with left:
     if info is None:
-        st.info("Choose a dataset first: download cats vs dogs, upload a zip of photos, "
-                "or pick a folder on the Dataset page.")
+        st.info(
+            "Choose a dataset first: download cats vs dogs, upload a zip of photos, "
+            "or pick a folder on the Dataset page."
+        )
         st.page_link("pages/dataset.py", label="Go to the Dataset page", icon="🖼️")
     else:
         dataset_summary(data_root, info.classes, splits.counts())
@@ -92,6 +97,7 @@ if summaries:
         with st.container(key="train_results"):
             results(run)
 if info is not None:
-    tutorial_running = any(s.state is not None and s.state.active and s.arch in tutorial.TUTORIAL_ARCHS
-                           for s in summaries)
+    tutorial_running = any(
+        s.state is not None and s.state.active and s.arch in tutorial.TUTORIAL_ARCHS for s in summaries
+    )
     st.fragment(tutorial_comparison, run_every=5.0 if tutorial_running else None)(data_root)

@@ -42,12 +42,13 @@ def stranger_photos() -> dict[str, np.ndarray]:
     import skimage.data
     from sklearn.datasets import load_sample_images
 
-    photos = {name: getattr(skimage.data, name)() for name in (
-        "astronaut", "camera", "coffee", "rocket", "clock", "coins", "moon", "hubble_deep_field")}
+    photos = {
+        name: getattr(skimage.data, name)()
+        for name in ("astronaut", "camera", "coffee", "rocket", "clock", "coins", "moon", "hubble_deep_field")
+    }
     china, flower = load_sample_images().images
     photos |= {"china": china, "flower": flower}
-    return {name: np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3]
-            for name, image in photos.items()}
+    return {name: np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3] for name, image in photos.items()}
 
 
 def _anonymous(path: Path) -> str:

@@ -90,10 +90,18 @@ def main(work: Path) -> dict:
     os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     data = make_separable_dataset(work / "data", per_class=8, size=32)
     port = free_port()
-    ray_cli("start", "--head", f"--port={port}", "--num-cpus=1", '--resources={"node_a": 1}',
-            "--include-dashboard=false", "--disable-usage-stats")
-    ray_cli("start", f"--address=127.0.0.1:{port}", "--num-cpus=1", '--resources={"node_b": 1}',
-            "--disable-usage-stats")
+    ray_cli(
+        "start",
+        "--head",
+        f"--port={port}",
+        "--num-cpus=1",
+        '--resources={"node_a": 1}',
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    )
+    ray_cli(
+        "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", '--resources={"node_b": 1}', "--disable-usage-stats"
+    )
     os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
 
     import ray
@@ -103,35 +111,66 @@ def main(work: Path) -> dict:
     from core.runs.store import list_runs, read_status
 
     ray.init()
-    outcome["nodes"] = {name: node["NodeID"][:8] for node in ray.nodes() if node["Alive"]
-                        for name in node["Resources"] if name.startswith("node_")}
+    outcome["nodes"] = {
+        name: node["NodeID"][:8]
+        for node in ray.nodes()
+        if node["Alive"]
+        for name in node["Resources"]
+        if name.startswith("node_")
+    }
     outcome["listening"] = sorted(listening_addresses())
     ray.shutdown()
 
     # One run through the queue as the Train page sends it, one as a person types it.
     pinned = {"node_a": jobs.submit(make_config(data, "cnn", 2, image_size=32, ray_resources={"node_a": 1}))}
     typed = subprocess.run(
-        [sys.executable, "-m", "core", "train", "--queue", "--data", str(data), "--arch", "cnn", "--epochs", "2",
-         "--image-size", "32", "--ray-resources", "node_b=1"],
-        capture_output=True, text=True, timeout=WAIT_SECONDS)
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "train",
+            "--queue",
+            "--data",
+            str(data),
+            "--arch",
+            "cnn",
+            "--epochs",
+            "2",
+            "--image-size",
+            "32",
+            "--ray-resources",
+            "node_b=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
     outcome["cli"] = {"exit": typed.returncode, "stderr": typed.stderr[-2000:]}
     pinned["node_b"] = Path(typed.stdout.strip().splitlines()[-1])
     wait_until(lambda: all(not read_status(run).state.active for run in pinned.values()), "pinned runs")
     outcome["where"] = {run.id: run.where for run in list_runs()}
     outcome["pinned"] = {
-        node: {"id": run.name, "state": str(read_status(run).state), "ray_node": read_status(run).ray_node,
-               "executor": str(read_status(run).executor),
-               "files": sorted(path.name for path in run.iterdir()),
-               "metrics_lines": len((run / "metrics.jsonl").read_text().splitlines())}
-        for node, run in pinned.items()}
+        node: {
+            "id": run.name,
+            "state": str(read_status(run).state),
+            "ray_node": read_status(run).ray_node,
+            "executor": str(read_status(run).executor),
+            "files": sorted(path.name for path in run.iterdir()),
+            "metrics_lines": len((run / "metrics.jsonl").read_text().splitlines()),
+        }
+        for node, run in pinned.items()
+    }
 
     doomed = jobs.submit(make_config(data, "cnn", 500, image_size=32, ray_resources={"node_a": 1}))
     status = wait_until(lambda: (s := read_status(doomed)).epoch >= 1 and s.ray_node and s, "doomed run starts")
     os.kill(status.pid, signal.SIGKILL)  # the Ray worker that trains it
     killed_at = time.time()
     wait_until(lambda: not read_status(doomed).state.active, "doomed run ends", timeout=120)
-    outcome["killed"] = {"state": str(read_status(doomed).state), "error": read_status(doomed).error,
-                         "seconds_to_notice": round(time.time() - killed_at, 1)}
+    outcome["killed"] = {
+        "state": str(read_status(doomed).state),
+        "error": read_status(doomed).error,
+        "seconds_to_notice": round(time.time() - killed_at, 1),
+    }
     return outcome
 
 
@@ -144,7 +183,7 @@ def listening_addresses() -> set[str]:
             if state == "0A":
                 address = bytes.fromhex(local.split(":")[0])
                 # The kernel prints each 32-bit word in host (little-endian) order.
-                words = b"".join(address[i:i + 4][::-1] for i in range(0, len(address), 4))
+                words = b"".join(address[i : i + 4][::-1] for i in range(0, len(address), 4))
                 family = socket.AF_INET if len(words) == 4 else socket.AF_INET6
                 found.add(socket.inet_ntop(family, words))
     return found

@@ -81,7 +81,7 @@ def make_separable_dataset(
                     mask = (yy - y - extent // 2) ** 2 + (xx - x - extent // 2) ** 2 < (extent // 2) ** 2
                 else:
                     mask = np.zeros((size, size), bool)
-                    mask[y:y + extent, x:x + extent] = True
+                    mask[y : y + extent, x : x + extent] = True
                 pixels[mask] = palette[index % len(palette)]
                 Image.fromarray(pixels).save(folder / f"{name}.{split or 'all'}.{n}.jpg", quality=92)
     return root

@@ -12,13 +12,13 @@ import sys
 import zipfile
 
 import pytest
+from conftest import REPO
+from test_archive import pets, visible, zip_bytes
 
 import core.data.archive
-from conftest import REPO
 from core.config import get_settings
 from core.data import acquire
 from core.data.acquire import DatasetError, import_zip, list_local_datasets, sweep_abandoned_imports
-from test_archive import pets, visible, zip_bytes
 
 # How long the test waits for the child import to reach its extraction.
 CHILD_START_SECONDS = 60
@@ -44,9 +44,13 @@ def test_sigkilled_import_is_swept_and_a_live_one_is_kept(tmp_path):
     upload = tmp_path / "pets.zip"
     upload.write_bytes(zip_bytes(pets()))
     datasets_dir = get_settings().datasets_dir
-    child = subprocess.Popen([sys.executable, "-c", IMPORT_THAT_HANGS, str(upload)],
-                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", IMPORT_THAT_HANGS, str(upload)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline().strip() == "extracting"
         assert len(import_folders(datasets_dir)) == 1
@@ -86,6 +90,7 @@ def test_sweep_removes_dead_leftovers_only(tmp_path):
 
 
 # --- A read-only or full PAWLAB_HOME: one sentence, nothing left behind -------------
+
 
 def oserror(code: int) -> OSError:
     return OSError(code, os.strerror(code))
@@ -147,6 +152,9 @@ def test_read_only_datasets_folder_is_one_sentence_before_the_lock(monkeypatch):
         return real_open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", read_only)
-    with pytest.raises(DatasetError, match=r"^PawLab cannot write to .*datasets "
-                                           r"\(read-only file system\)\.$"):
+    with pytest.raises(
+        DatasetError,
+        match=r"^PawLab cannot write to .*datasets "
+        r"\(read-only file system\)\.$",
+    ):
         import_zip(io.BytesIO(zip_bytes(pets())), "pets")

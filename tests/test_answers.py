@@ -14,17 +14,16 @@ Two runs, each trained once for this file:
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from _planted import stranger_photos
+from PIL import Image
+from test_inference import install_trained_run, validation_files
+
 from core.runs.calibration import expected_calibration_error, fit_temperature, softmax
 from core.runs.trust import NOVELTY_FILE, TRUST_FILE, Abstain, read_trust
-from test_inference import install_trained_run, validation_files
 
 # The transfer run's photos per class: trained on, and validation/ (a fifth of
 # which becomes its test split). UNSEEN_PETS come from elsewhere in validation/.
@@ -57,6 +56,7 @@ def validation_logits(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 # --- A from-scratch run -----------------------------------------------------------
 
+
 @pytest.fixture
 def scratch_run(tmp_path_factory, pawlab_home) -> Path:
     return install_trained_run(tmp_path_factory, pawlab_home)
@@ -71,7 +71,8 @@ def test_a_run_fits_its_temperature_on_validation_and_stores_it(scratch_run):
     assert trust.temperature != pytest.approx(1.0)  # fitted, not the default
     assert trust.ece_before == pytest.approx(expected_calibration_error(softmax(logits), labels))
     assert trust.ece_after == pytest.approx(
-        expected_calibration_error(softmax(logits, trust.temperature), labels), abs=1e-4)
+        expected_calibration_error(softmax(logits, trust.temperature), labels), abs=1e-4
+    )
     assert sum(b["count"] for b in trust.reliability_after) == len(labels)
     assert 0.0 < trust.confidence_threshold <= 1.0 and trust.target_precision == 0.99
     assert 0.0 <= trust.cv_coverage <= 1.0 and trust.trade_off
@@ -95,7 +96,7 @@ def test_probabilities_are_calibrated_and_low_ones_are_unsure(scratch_run):
 
     predictor = Predictor.from_run(scratch_run)
     files = validation_files(scratch_run)
-    logits, _ = validation_logits(scratch_run)
+    _logits, _ = validation_logits(scratch_run)
     predictions = predictor.predict(files, confidence_threshold=0.0)
 
     images = np.stack([p.pixels for p in predictions])
@@ -137,11 +138,11 @@ def test_cli_lines_carry_the_answer_and_thresholds_can_be_overridden(scratch_run
 
     assert main(["predict", str(scratch_run), "--confidence-threshold", "1.01", *files]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert all(line["answer"] == "unsure" and "sure; this run answers from 101%" in line["reason"]
-               for line in lines)
+    assert all(line["answer"] == "unsure" and "sure; this run answers from 101%" in line["reason"] for line in lines)
 
 
 # --- A transfer run on real photos ----------------------------------------------------
+
 
 def small_real_dataset(cats_and_dogs: Path, target: Path) -> Path:
     """train/ and validation/ of a few dozen real photos per class, linked, not copied."""
@@ -181,8 +182,11 @@ def transfer_predictor(transfer_run, keras_home):
 
 
 def unseen_pets(cats_and_dogs: Path) -> list[Path]:
-    return [photo for animal in ("cats", "dogs")
-            for photo in sorted((cats_and_dogs / "validation" / animal).glob("*.jpg"))[UNSEEN_PETS]]
+    return [
+        photo
+        for animal in ("cats", "dogs")
+        for photo in sorted((cats_and_dogs / "validation" / animal).glob("*.jpg"))[UNSEEN_PETS]
+    ]
 
 
 def test_a_transfer_run_keeps_its_unknown_photo_check(transfer_run):
@@ -193,8 +197,7 @@ def test_a_transfer_run_keeps_its_unknown_photo_check(transfer_run):
     assert trust.novelty_threshold == pytest.approx(detector.threshold) and 0 < detector.threshold < 1
     assert len(detector.reference) == 2 * TRAIN_PETS  # the training photos, nothing else
     # Embedded through the per-photo cache the Review page's doctor reads.
-    assert len(list((transfer_run.parents[1] / "home" / "cache" / "embeddings").rglob("*.npy"))) \
-        == 2 * TRAIN_PETS
+    assert len(list((transfer_run.parents[1] / "home" / "cache" / "embeddings").rglob("*.npy"))) == 2 * TRAIN_PETS
 
 
 def test_a_transfer_run_says_unknown_to_strangers_and_answers_pets(transfer_predictor, cats_and_dogs):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from test_inference import install_trained_run, sparse_png, validation_files, write_bad_and_unusual_files
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,8 +38,7 @@ def base_url(api_run):
     from core.serving.api import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(api_run), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(api_run), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -61,16 +58,21 @@ def limits(monkeypatch):
 
 
 def post_files(base_url: str, files: list[tuple[str, bytes]], **kwargs) -> httpx.Response:
-    return httpx.post(f"{base_url}/v1/predict", files=[("files", item) for item in files],
-                      timeout=60, **kwargs)
+    return httpx.post(f"{base_url}/v1/predict", files=[("files", item) for item in files], timeout=60, **kwargs)
 
 
 def test_healthz_names_the_run_and_its_limits(base_url, api_run):
     response = httpx.get(f"{base_url}/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "run": api_run.name, "classes": ["circles", "squares"],
-                               "image_size": 32, "max_photos": MAX_PHOTOS, "max_bytes": MAX_BYTES}
+    assert response.json() == {
+        "status": "ok",
+        "run": api_run.name,
+        "classes": ["circles", "squares"],
+        "image_size": 32,
+        "max_photos": MAX_PHOTOS,
+        "max_bytes": MAX_BYTES,
+    }
 
 
 def test_one_photo_gets_the_cli_line(base_url, api_run):
@@ -90,9 +92,13 @@ def test_one_photo_gets_the_cli_line(base_url, api_run):
 def test_many_photos_answer_in_order_and_bad_files_get_their_own_error(base_url, api_run, tmp_path):
     good = [Path(p) for p in validation_files(api_run)[:3]]
     bad = write_bad_and_unusual_files(tmp_path)
-    sent = [(good[0].name, good[0].read_bytes()), ("notes.jpg", bad["bad_text"].read_bytes()),
-            (good[1].name, good[1].read_bytes()), ("empty.jpg", b""),
-            ("bomb.png", sparse_png(20000, 20000))]
+    sent = [
+        (good[0].name, good[0].read_bytes()),
+        ("notes.jpg", bad["bad_text"].read_bytes()),
+        (good[1].name, good[1].read_bytes()),
+        ("empty.jpg", b""),
+        ("bomb.png", sparse_png(20000, 20000)),
+    ]
 
     response = post_files(base_url, sent)
 
@@ -105,26 +111,31 @@ def test_many_photos_answer_in_order_and_bad_files_get_their_own_error(base_url,
     assert all(line["label"] in ("circles", "squares") for line in lines if "error" not in line)
 
 
-@pytest.mark.parametrize("case", ["no body", "empty form", "text field", "no file name", "json body",
-                                  "broken multipart"])
+@pytest.mark.parametrize(
+    "case", ["no body", "empty form", "text field", "no file name", "json body", "broken multipart"]
+)
 def test_bad_requests_are_a_4xx_with_a_sentence(base_url, case):
     url = f"{base_url}/v1/predict"
     response = {
         "no body": lambda: httpx.post(url),
         "empty form": lambda: httpx.post(url, files=[("other", ("a.jpg", b"x"))]),
-        "text field": lambda: httpx.post(url, data={"files": "not a file"},
-                                         files=[("other", ("a.jpg", b"x"))]),
+        "text field": lambda: httpx.post(url, data={"files": "not a file"}, files=[("other", ("a.jpg", b"x"))]),
         # What a browser sends for an empty file input: a part without a file name is not a file.
         "no file name": lambda: httpx.post(url, files=[("files", ("", b"\xff\xd8\xff"))]),
         "json body": lambda: httpx.post(url, json={"files": ["cat.jpg"]}),
-        "broken multipart": lambda: httpx.post(url, content=b"--x\r\nnonsense",
-                                               headers={"content-type": "multipart/form-data; boundary=x"}),
+        "broken multipart": lambda: httpx.post(
+            url, content=b"--x\r\nnonsense", headers={"content-type": "multipart/form-data; boundary=x"}
+        ),
     }[case]()
 
-    expected = {"no body": (415, "not_multipart"), "json body": (415, "not_multipart"),
-                "empty form": (400, "no_files"), "text field": (400, "no_files"),
-                "no file name": (400, "no_files"),
-                "broken multipart": (400, None)}[case]
+    expected = {
+        "no body": (415, "not_multipart"),
+        "json body": (415, "not_multipart"),
+        "empty form": (400, "no_files"),
+        "text field": (400, "no_files"),
+        "no file name": (400, "no_files"),
+        "broken multipart": (400, None),
+    }[case]
     assert response.status_code == expected[0], response.text
     body = response.json()
     assert body["error"] and body["code"] in ("no_files", "bad_request", "not_multipart")
@@ -147,25 +158,33 @@ def test_oversize_requests_are_413_before_or_while_reading(base_url):
     assert declared.status_code == 413 and declared.json()["code"] == "too_large"
 
     def chunks():  # no Content-Length: the limit is counted while the body streams in
-        yield (b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.jpg\"\r\n"
-               b"Content-Type: image/jpeg\r\n\r\n")
+        yield (
+            b'--x\r\nContent-Disposition: form-data; name="files"; filename="big.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n"
+        )
         for start in range(0, len(big), 16_384):
-            yield big[start:start + 16_384]
+            yield big[start : start + 16_384]
         yield b"\r\n--x--\r\n"
 
-    streamed = httpx.post(f"{base_url}/v1/predict", content=chunks(),
-                          headers={"content-type": "multipart/form-data; boundary=x"})
+    streamed = httpx.post(
+        f"{base_url}/v1/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
     assert streamed.status_code == 413 and streamed.json()["code"] == "too_large"
 
     # Under the body allowance but over the photo bytes: the page's own check_drop sentence.
-    photos = post_files(base_url, [("a.jpg", os.urandom(MAX_BYTES // 2 + 1000)),
-                                   ("b.jpg", os.urandom(MAX_BYTES // 2 + 1000))])
+    photos = post_files(
+        base_url, [("a.jpg", os.urandom(MAX_BYTES // 2 + 1000)), ("b.jpg", os.urandom(MAX_BYTES // 2 + 1000))]
+    )
     assert photos.status_code == 413 and "PawLab classifies at most" in photos.json()["error"]
 
 
 def test_odd_files_and_names_are_never_a_500(base_url):
-    sent = [("../../etc/passwd", os.urandom(3000)), ("x.jpg", b"\xff\xd8\xff" + os.urandom(500)),
-            ("名前 \"quoted\".png", b"\x89PNG\r\n\x1a\n" + os.urandom(200)), ("x.gif", b"GIF89a")]
+    sent = [
+        ("../../etc/passwd", os.urandom(3000)),
+        ("x.jpg", b"\xff\xd8\xff" + os.urandom(500)),
+        ('名前 "quoted".png', b"\x89PNG\r\n\x1a\n" + os.urandom(200)),
+        ("x.gif", b"GIF89a"),
+    ]
 
     response = post_files(base_url, sent)
 
@@ -188,8 +207,13 @@ def test_python_m_core_serve_listens_on_loopback(api_run):
     """The README's command: a real process on 127.0.0.1, stopped by its id."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    child = subprocess.Popen([sys.executable, "-m", "core", "serve", str(api_run), "--port", str(port)],
-                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "core", "serve", str(api_run), "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -9,18 +9,25 @@ later); a module may import its own layer and the layers below it.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = {
-    "core.config": 0, "core.defaults": 0, "core.fileio": 0, "core.netns": 0, "core.processes": 0,
+    "core.config": 0,
+    "core.defaults": 0,
+    "core.fileio": 0,
+    "core.netns": 0,
+    "core.processes": 0,
     "core.data": 1,
     "core.models": 2,
-    "core.runs": 3, "core.review": 3,
+    "core.runs": 3,
+    "core.review": 3,
     "core.serving": 4,
-    "core.cli": 5, "core.__main__": 5,
+    "core.cli": 5,
+    "core.__main__": 5,
 }
 
 
@@ -63,8 +70,22 @@ def test_core_imports_only_downward_and_never_streamlit(path):
 
 
 def test_pages_hold_no_ml_logic():
-    """Pages draw; TensorFlow and Keras are the engine's business."""
-    for path in sorted((REPO / "pages").glob("*.py")) + [REPO / "app.py"]:
+    """Pages draw; TensorFlow and Keras are the engine's business, in the page scripts and their pieces alike."""
+    paths = sorted((REPO / "pages").rglob("*.py")) + [REPO / "app.py"]
+    assert len(paths) > 20, "the pages' pieces were not found"
+    for path in paths:
         for imported in imports_of(path):
-            assert not imported.startswith(("tensorflow", "keras", "sklearn", "cleanlab")), \
-                f"{path.name} imports {imported}"
+            assert not imported.startswith(("tensorflow", "keras", "sklearn", "cleanlab", "onnxruntime", "ray")), (
+                f"{path.relative_to(REPO)} imports {imported}"
+            )
+
+
+def test_the_top_of_pages_holds_only_the_page_scripts_the_app_navigates():
+    """Streamlit's hello app: pages/ shows the pages; their pieces live in sub-packages beside them."""
+    navigated = set(re.findall(r'st\.Page\("(pages/[^"]+)"', (REPO / "app.py").read_text()))
+    on_top = {f"pages/{path.name}" for path in (REPO / "pages").glob("*.py")}
+    assert on_top == navigated
+    for package in (REPO / "pages").iterdir():
+        if package.is_dir() and package.name != "__pycache__":
+            assert package.name.startswith("_"), f"{package.name} would shadow the page pages.{package.name}"
+            assert (package / "__init__.py").is_file()

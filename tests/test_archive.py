@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.config import get_settings
 from core.data.acquire import (
     DatasetError,
     find_dataset_root,
@@ -26,7 +27,6 @@ from core.data.acquire import (
 )
 from core.data.archive import ArchiveError, UnsafeArchiveError, safe_extract_zip
 from core.data.dataset import scan_dataset
-from core.config import get_settings
 
 
 def jpeg_bytes(seed: int, size: int = 32) -> bytes:
@@ -46,8 +46,11 @@ def zip_bytes(members: dict, compression=zipfile.ZIP_DEFLATED) -> bytes:
 
 
 def pets(prefix: str = "") -> dict:
-    return {f"{prefix}{animal}/{animal}.{i}.jpg": jpeg_bytes(10 * len(animal) + i)
-            for animal in ("cats", "dogs") for i in range(2)}
+    return {
+        f"{prefix}{animal}/{animal}.{i}.jpg": jpeg_bytes(10 * len(animal) + i)
+        for animal in ("cats", "dogs")
+        for i in range(2)
+    }
 
 
 @pytest.fixture
@@ -67,8 +70,7 @@ def home(tmp_path, monkeypatch):
 
 def visible(folder: Path) -> list[str]:
     """Files and folders left under `folder`, ignoring lock files."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if not p.name.endswith(".lock"))
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.name.endswith(".lock"))
 
 
 # --- safe_extract_zip ---------------------------------------------------------
@@ -76,20 +78,19 @@ def visible(folder: Path) -> list[str]:
 
 def test_extracts_files_and_skips_macos_junk(out):
     members = pets("photos/")
-    junk = {"__MACOSX/photos/._cats": b"x", "photos/cats/._cats.0.jpg": b"x",
-            "photos/.DS_Store": b"x"}
+    junk = {"__MACOSX/photos/._cats": b"x", "photos/cats/._cats.0.jpg": b"x", "photos/.DS_Store": b"x"}
     source = io.BytesIO(zip_bytes({**members, **junk}))
     calls = []
 
-    dest = safe_extract_zip(source, out / "pets", max_bytes=10**6,
-                            progress=lambda done, total: calls.append((done, total)))
+    dest = safe_extract_zip(
+        source, out / "pets", max_bytes=10**6, progress=lambda done, total: calls.append((done, total))
+    )
 
     assert dest == out / "pets"
     for name, data in members.items():
         assert (dest / name).read_bytes() == data
     assert visible(out) == sorted(
-        ["pets", "pets/photos", "pets/photos/cats", "pets/photos/dogs"]
-        + [f"pets/{name}" for name in members]
+        ["pets", "pets/photos", "pets/photos/cats", "pets/photos/dogs"] + [f"pets/{name}" for name in members]
     )
     total = sum(len(data) for data in members.values())
     assert calls[-1] == (total, total)
@@ -143,9 +144,9 @@ def test_header_understating_the_size_is_refused(out):
     small = (100).to_bytes(4, "little")
     local = raw.index(b"PK\x03\x04")
     central = raw.index(b"PK\x01\x02")
-    assert raw[local + 22:local + 26] == size and raw[central + 24:central + 28] == size
-    raw[local + 22:local + 26] = small  # the headers now claim 100 bytes
-    raw[central + 24:central + 28] = small
+    assert raw[local + 22 : local + 26] == size and raw[central + 24 : central + 28] == size
+    raw[local + 22 : local + 26] = small  # the headers now claim 100 bytes
+    raw[central + 24 : central + 28] = small
 
     with pytest.raises(ArchiveError, match="damaged"):
         safe_extract_zip(io.BytesIO(bytes(raw)), out / "pets", max_bytes=1_000)
@@ -154,8 +155,7 @@ def test_header_understating_the_size_is_refused(out):
 
 def test_corrupted_member_fails_the_checksum(out, tmp_path):
     data = jpeg_bytes(1)
-    raw = bytearray(zip_bytes({"photos/cats/a.jpg": data, **pets("photos/")},
-                              zipfile.ZIP_STORED))
+    raw = bytearray(zip_bytes({"photos/cats/a.jpg": data, **pets("photos/")}, zipfile.ZIP_STORED))
     at = raw.index(data) + len(data) // 2
     raw[at] ^= 0xFF
     path = tmp_path / "upload.zip"
@@ -200,7 +200,7 @@ _CENTRAL = b"PK\x01\x02"
 def with_extra_central_records(raw: bytes, records: bytes, count: int) -> bytes:
     """`raw` with `count` more central-directory records appended (end record fixed up)."""
     end = raw.rindex(_EOCD)
-    entries, size, offset = struct.unpack_from("<HLL", raw, end + 10)
+    entries, size, _offset = struct.unpack_from("<HLL", raw, end + 10)
     new_end = bytearray(raw[end:])
     struct.pack_into("<HHL", new_end, 8, entries + count, entries + count, size + len(records))
     return raw[:end] + records + bytes(new_end)
@@ -212,7 +212,7 @@ def central_record(raw: bytes, name: bytes) -> bytes:
     while True:
         name_len, extra_len, comment_len = struct.unpack_from("<HHH", raw, at + 28)
         end = at + 46 + name_len + extra_len + comment_len
-        if raw[at + 46:at + 46 + name_len] == name:
+        if raw[at + 46 : at + 46 + name_len] == name:
             return raw[at:end]
         at = end
 
@@ -230,7 +230,7 @@ def nested_overlap() -> bytes:
     """Two photos with distinct names where the first entry's data holds the second
     entry's local header and data (Fifield's overlapping construction, stored)."""
     inner = zip_bytes({"photos/dogs/b.jpg": jpeg_bytes(2)}, zipfile.ZIP_STORED)
-    header_and_data = inner[:inner.index(_CENTRAL)]
+    header_and_data = inner[: inner.index(_CENTRAL)]
     outer_name = "photos/cats/a.jpg"
     raw = zip_bytes({outer_name: header_and_data, **pets("photos/")}, zipfile.ZIP_STORED)
     inner_record = bytearray(central_record(inner, b"photos/dogs/b.jpg"))
@@ -289,16 +289,17 @@ def test_an_end_record_that_understates_the_entries_is_refused(out):
 def test_an_entry_that_compresses_too_well_is_refused(out):
     # 4 MB of zeros deflate to about 4 KB: 1000:1, where photos are about 1:1.
     source = io.BytesIO(zip_bytes({"photos/cats/zeros.jpg": b"\0" * 4_000_000, **pets("photos/")}))
-    refuse_quickly(source, out,
-                   r"'photos/cats/zeros.jpg' compresses 1,\d\d\d:1, more than the 200:1 allowed",
-                   max_ratio=200)
+    refuse_quickly(
+        source, out, r"'photos/cats/zeros.jpg' compresses 1,\d\d\d:1, more than the 200:1 allowed", max_ratio=200
+    )
 
 
 def test_many_small_entries_that_compress_too_well_are_refused(out):
     # Each is too small for the per-entry check; together they are a bomb.
     members = {f"photos/cats/{i}.jpg": b"\0" * 200_000 for i in range(40)}
-    refuse_quickly(io.BytesIO(zip_bytes(members)), out,
-                   r"it compresses \d[\d,]*:1, more than the 200:1 allowed", max_ratio=200)
+    refuse_quickly(
+        io.BytesIO(zip_bytes(members)), out, r"it compresses \d[\d,]*:1, more than the 200:1 allowed", max_ratio=200
+    )
 
 
 def test_a_corrupt_entry_still_fails_while_extracting(out):
@@ -322,8 +323,7 @@ def test_real_cats_and_dogs_zip_imports(cats_and_dogs, home):
 
     root = import_zip(buffer, "cats and dogs")
 
-    assert scan_dataset(root).counts() == {"train": {"cats": 20, "dogs": 20},
-                                           "validation": {"cats": 20, "dogs": 20}}
+    assert scan_dataset(root).counts() == {"train": {"cats": 20, "dogs": 20}, "validation": {"cats": 20, "dogs": 20}}
 
 
 def test_an_import_over_the_datasets_quota_is_refused(home, monkeypatch):
@@ -349,8 +349,7 @@ def test_upload_with_a_wrapper_folder_is_unwrapped(home):
     root = import_zip(upload, "My pets!")
 
     assert root == get_settings().datasets_dir / "My_pets"
-    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
-        "train", "validation"]
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["train", "validation"]
     assert (root / "train" / "cats" / "cats.0.jpg").is_file()
     assert list_local_datasets() == [root]
 
@@ -365,7 +364,12 @@ def test_upload_name_clash_keeps_the_old_dataset_unless_replaced(home):
     root = import_zip(io.BytesIO(zip_bytes(only_dogs)), "pets", overwrite=True)
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["dogs"]
     assert visible(get_settings().datasets_dir) == [  # the old one is gone, no leftovers
-        "pets", "pets/.complete", "pets/dogs", "pets/dogs/dogs.0.jpg", "pets/dogs/dogs.1.jpg"]
+        "pets",
+        "pets/.complete",
+        "pets/dogs",
+        "pets/dogs/dogs.0.jpg",
+        "pets/dogs/dogs.1.jpg",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.data.augment import (PRESETS, AugmentConfig, list_configs, load_config, preview,
-                          save_config)
+from core.data.augment import PRESETS, AugmentConfig, list_configs, load_config, preview, save_config
 
 
 def _photo():

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from core.runs.calibration import (
-    choose_threshold, expected_calibration_error, fit_temperature, reliability, softmax,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    reliability,
+    softmax,
     trade_off_curve,
 )
 

@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import REPO
+from streamlit.testing.v1 import AppTest
 from test_inference import install_trained_run, validation_files, write_bad_and_unusual_files
 
 
@@ -25,7 +24,7 @@ def classify_page_alone() -> AppTest:
     """The page script without app.py, for button clicks.
 
     AppTest starts every run in Streamlit's legacy pages-folder mode, where
-    pages/_shell.py reruns the script through app.py; a rerun drops a button
+    pages/_common/shell.py reruns the script through app.py; a rerun drops a button
     click. Run on its own, the page needs no such rerun.
     """
     return AppTest.from_file(str(REPO / "pages" / "classify.py"), default_timeout=120).run()
@@ -74,8 +73,9 @@ def test_the_page_does_not_load_tensorflow_without_a_model(tmp_path):
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
     )
     env = {"PAWLAB_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
@@ -105,8 +105,8 @@ def test_models_are_listed_best_test_accuracy_first(run_dir, pawlab_home):
 
     picker = app.selectbox[0]
     assert picker.options == [
-        picker.format_func(name) for name in
-        ("20200103-000000-cnn-best", "20200102-000000-cnn-new1", "20200101-000000-cnn-old1")
+        picker.format_func(name)
+        for name in ("20200103-000000-cnn-best", "20200102-000000-cnn-new1", "20200101-000000-cnn-old1")
     ]
     assert all("runs" not in option for option in picker.options)  # only completed runs
     assert "Tutorial CNN · test accuracy 95.0% · " in picker.options[0]
@@ -135,11 +135,17 @@ def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, 
 
     good = validation_files(run_dir)[:2]  # circles.validation.0.jpg, .1.jpg
     bad = write_bad_and_unusual_files(tmp_path / "bad")
-    drop = [(name, open(path, "rb").read(), "image/jpeg") for name, path in (
-        ("circle-a.jpg", good[0]), ("truncated.jpg", bad["bad_truncated"]),
-        ("circle-b.jpg", good[1]), ("notes.jpg", bad["bad_text"]),
-        ("bomb.png", bad["bad_bomb"]), ("animated.gif", bad["animated"]),
-    )]
+    drop = [
+        (name, open(path, "rb").read(), "image/jpeg")
+        for name, path in (
+            ("circle-a.jpg", good[0]),
+            ("truncated.jpg", bad["bad_truncated"]),
+            ("circle-b.jpg", good[1]),
+            ("notes.jpg", bad["bad_text"]),
+            ("bomb.png", bad["bad_bomb"]),
+            ("animated.gif", bad["animated"]),
+        )
+    ]
     # What the model itself says about the same bytes, outside the page.
     expected = Predictor.from_run(run_dir).predict([(name, data) for name, data, _ in drop])
     app = classify_page()
@@ -241,15 +247,19 @@ def test_a_drop_over_the_limits_is_refused_in_one_sentence(run_dir, monkeypatch)
     drop = [(Path(path).name, open(path, "rb").read(), "image/jpeg") for path in photos]
     classified = []
     predict = inference.Predictor.predict
-    monkeypatch.setattr(inference.Predictor, "predict",
-                        lambda self, files, *a, **k: classified.append(len(files)) or predict(self, files, *a, **k))
+    monkeypatch.setattr(
+        inference.Predictor,
+        "predict",
+        lambda self, files, *a, **k: classified.append(len(files)) or predict(self, files, *a, **k),
+    )
     monkeypatch.setenv("PAWLAB_MAX_DROP_PHOTOS", "2")
     app = classify_page()
     app.file_uploader[0].set_value(drop).run()
 
     assert not app.exception
     assert [e.value for e in app.error] == [
-        "That is 3 photos; PawLab classifies at most 2 at a time. Drop fewer or smaller photos."]
+        "That is 3 photos; PawLab classifies at most 2 at a time. Drop fewer or smaller photos."
+    ]
     assert not [h for h in texts(app.subheader) if " — " in h] and classified == []
 
     monkeypatch.setenv("PAWLAB_MAX_DROP_PHOTOS", "200")
@@ -313,8 +323,7 @@ def white_photo() -> tuple[str, bytes, str]:
 def test_answers_are_not_sure_or_none_of_these_with_their_reason_and_sliders_change_them(checked_run):
     circle = validation_files(checked_run)[0]
     app = classify_page()
-    app.file_uploader[0].set_value([("circle.jpg", open(circle, "rb").read(), "image/jpeg"),
-                                    white_photo()]).run()
+    app.file_uploader[0].set_value([("circle.jpg", open(circle, "rb").read(), "image/jpeg"), white_photo()]).run()
 
     assert not app.exception
     assert texts(app.subheader)[1:] == [":orange[Not sure]", ":violet[None of these]"]
@@ -342,10 +351,13 @@ def test_a_from_scratch_model_says_why_it_has_no_unknown_check(run_dir):
     app = classify_page()
 
     assert not [s for s in app.slider if s.key.startswith("answer_novelty")]
-    assert any("only models with a frozen ImageNet backbone can tell a photo of something else" in c
-               for c in texts(app.caption))
+    assert any(
+        "only models with a frozen ImageNet backbone can tell a photo of something else" in c
+        for c in texts(app.caption)
+    )
     assert app.slider(key=f"answer_confidence_{run_dir.name}").value == pytest.approx(
-        __import__("core.runs.trust", fromlist=["read_trust"]).read_trust(run_dir).confidence_threshold)
+        __import__("core.runs.trust", fromlist=["read_trust"]).read_trust(run_dir).confidence_threshold
+    )
 
 
 # --- Many photos at once -------------------------------------------------------------
@@ -363,19 +375,24 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
 
 
 def test_a_zip_is_classified_with_progress_into_the_table_csv_and_a_sorted_zip(
-        checked_run, downloads, deferred_downloads, monkeypatch):
+    checked_run, downloads, deferred_downloads, monkeypatch
+):
     import csv
     import io
     import zipfile
 
-    import pages._classify_batch as batch
+    import pages._classify.batch as batch
 
     seen, classify_many = [], batch.classify_many
 
     def spying(predictor, photos, progress=None, **kwargs):
         assert progress is not None  # the page's progress bar
-        return classify_many(predictor, photos, **kwargs,
-                             progress=lambda done, total: seen.append((done, total)) or progress(done, total))
+        return classify_many(
+            predictor,
+            photos,
+            **kwargs,
+            progress=lambda done, total: seen.append((done, total)) or progress(done, total),
+        )
 
     monkeypatch.setattr(batch, "classify_many", spying)
     monkeypatch.setattr("core.serving.batch.BATCH", 2)
@@ -394,18 +411,21 @@ def test_a_zip_is_classified_with_progress_into_the_table_csv_and_a_sorted_zip(
     table = app.dataframe[0].value
     assert list(table["file"]) == names
     assert dict(zip(table["file"], table["answer"])) == {
-        **{n: "circles" for n in names if "circle" in n}, "trip/white.png": "None of these",
-        "trip/broken.jpg": ""}
+        **{n: "circles" for n in names if "circle" in n},
+        "trip/white.png": "None of these",
+        "trip/broken.jpg": "",
+    }
     rows = list(csv.DictReader(io.StringIO(downloads["batch-predictions.csv"].decode())))
-    assert [(r["file"], r["answer"]) for r in rows] == [(n, "unknown" if "white" in n else "" if "broken" in n
-                                                         else "circles") for n in names]
+    assert [(r["file"], r["answer"]) for r in rows] == [
+        (n, "unknown" if "white" in n else "" if "broken" in n else "circles") for n in names
+    ]
     assert rows[names.index("trip/white.png")]["reason"].startswith("looks like none of the training photos")
     assert any(m.value.startswith("**5 photos**") for m in app.markdown)
 
     archive = zipfile.ZipFile(io.BytesIO(deferred_downloads["sorted-by-answer.zip"]()))
     assert sorted(archive.namelist()) == sorted(
-        [f"circles/{Path(n).name}" for n in names if "circle" in n] + ["unknown/white.png",
-                                                                       "unreadable/broken.jpg"])
+        [f"circles/{Path(n).name}" for n in names if "circle" in n] + ["unknown/white.png", "unreadable/broken.jpg"]
+    )
 
     # The sliders re-answer the zip without classifying it again.
     app.slider(key=f"answer_novelty_{checked_run.name}").set_value(1.0).run()
@@ -435,14 +455,14 @@ def test_a_server_folder_only_when_local_paths_are_allowed(run_dir, monkeypatch)
 
 # --- Exports that are proven to agree ---------------------------------------------------
 
+
 def export_tab_with(monkeypatch, run_dir, statuses: dict, offered: dict) -> tuple[AppTest, list]:
     """The page with export_check's answers replaced: ``statuses`` and ``offered`` by format."""
-    import pages._classify_export as export
+    import pages._classify.export as export
     from core.serving.export_check import ExportStatus
 
     started = []
-    monkeypatch.setattr(export, "export_status",
-                        lambda run, fmt: statuses.get(fmt, ExportStatus(fmt)))
+    monkeypatch.setattr(export, "export_status", lambda run, fmt: statuses.get(fmt, ExportStatus(fmt)))
     monkeypatch.setattr(export, "offered_export", lambda run, fmt: offered.get(fmt))
     monkeypatch.setattr(export, "start_export", lambda run, fmt: started.append(fmt))
     app = classify_page_alone()
@@ -460,8 +480,13 @@ def test_only_an_export_that_agrees_is_offered_with_its_agreement(run_dir, monke
     statuses = {
         ExportFormat.SAVED_MODEL: ExportStatus(ExportFormat.SAVED_MODEL, ExportState.AGREES, 200, 200, agree),
         ExportFormat.TFLITE: ExportStatus(
-            ExportFormat.TFLITE, ExportState.DISAGREES, 200, 200, Agreement(200, 197, 0.3),
-            reason="Not offered: same label on 197 of 200 test photos, largest probability difference 3.0e-01."),
+            ExportFormat.TFLITE,
+            ExportState.DISAGREES,
+            200,
+            200,
+            Agreement(200, 197, 0.3),
+            reason="Not offered: same label on 197 of 200 test photos, largest probability difference 3.0e-01.",
+        ),
         ExportFormat.ONNX: ExportStatus(ExportFormat.ONNX, ExportState.CHECKING, 64, 200),
     }
     app, started = export_tab_with(monkeypatch, run_dir, statuses, {ExportFormat.SAVED_MODEL: checked})
@@ -469,8 +494,9 @@ def test_only_an_export_that_agrees_is_offered_with_its_agreement(run_dir, monke
     labels = [b.proto.label for b in app.get("download_button")]
     assert "⬇️ saved_model.zip" in labels
     assert not [label for label in labels if "tflite" in label or "onnx" in label]
-    assert any("same label on 200 of 200 test photos, largest probability difference 6.6e-08" in c
-               for c in texts(app.caption))
+    assert any(
+        "same label on 200 of 200 test photos, largest probability difference 6.6e-08" in c for c in texts(app.caption)
+    )
     assert [w.value.replace("\\", "") for w in app.warning] == [statuses[ExportFormat.TFLITE].reason]
     assert [p.proto.text for p in app.progress] == ["Checking it on the run's test photos (64 of 200)"]
     assert [b.key for b in app.button if b.key.startswith("prepare_")] == ["prepare_tflite"]
@@ -485,12 +511,15 @@ def test_an_agreeing_status_without_its_checked_zip_is_not_offered(run_dir, monk
 
     agree = Agreement(photos=10, same_label=10, max_difference=1e-7)
     statuses = {ExportFormat.ONNX: ExportStatus(ExportFormat.ONNX, ExportState.AGREES, 10, 10, agree)}
-    app, started = export_tab_with(monkeypatch, run_dir, statuses, offered={})  # the zip changed
+    app, _started = export_tab_with(monkeypatch, run_dir, statuses, offered={})  # the zip changed
 
     assert not [b for b in app.get("download_button") if "onnx" in b.proto.label]
     assert any("prepare it again" in w.value for w in app.warning)
     assert {b.key for b in app.button if b.key.startswith("prepare_")} == {
-        "prepare_saved_model", "prepare_tflite", "prepare_onnx"}
+        "prepare_saved_model",
+        "prepare_tflite",
+        "prepare_onnx",
+    }
 
 
 def test_the_model_card_is_offered_alone_and_shown_as_core_wrote_it(run_dir, downloads):
@@ -521,14 +550,16 @@ def test_a_real_export_is_prepared_in_the_background_checked_and_then_offered(ru
 
     app.run()
     assert [b.proto.label for b in app.get("download_button") if "tflite" in b.proto.label] == ["⬇️ tflite.zip"]
-    assert any(c.startswith(f"✅ Checked: same label on {status.agreement.photos} of {status.agreement.photos}")
-               for c in texts(app.caption))
+    assert any(
+        c.startswith(f"✅ Checked: same label on {status.agreement.photos} of {status.agreement.photos}")
+        for c in texts(app.caption)
+    )
     assert not [b for b in app.button if b.key == "prepare_tflite"]
 
 
 def test_a_class_at_zero_percent_still_gets_its_label():
     """Plotly writes no label on a bar of zero width; the chart keeps a sliver so 0.0% is shown."""
-    from pages._classify_views import probability_chart
+    from pages._classify.views import probability_chart
 
     bar = probability_chart({"cats": 1.0, "dogs": 0.0}).data[0]
     assert list(bar.text) == ["0.0%", "100.0%"]

@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, make_separable_dataset
+
 from core import cli, defaults
 from core.runs.recipes import RECIPES
 from core.runs.store import RunState, read_config, run_dirs
@@ -21,8 +21,9 @@ PUBLIC = ("fetch", "data", "train", "evaluate", "runs", "predict")
 
 
 def python_m_core(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "core", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_help_lists_the_public_commands_and_hides_the_worker():
@@ -67,21 +68,28 @@ def test_a_dataset_folder_is_data_everywhere_and_root_still_works(tmp_path, caps
     assert with_data["classes"] == ["circles", "squares"]
     assert set(with_data["splits"]) == {"train", "validation", "test"}
     for name, parser in _subcommands(cli.build_parser()).items():
-        folder_flags = [flag for action in parser._actions for flag in action.option_strings
-                        if action.metavar == "DIR" and action.dest != "runs_dir"]
+        folder_flags = [
+            flag
+            for action in parser._actions
+            for flag in action.option_strings
+            if action.metavar == "DIR" and action.dest != "runs_dir"
+        ]
         assert folder_flags in ([], ["--data"], ["--data", "--root"]), name
 
 
-@pytest.mark.parametrize("argv", [
-    ["train", "--data", "{tmp}", "--arch", "nope"],
-    ["train", "--data", "{tmp}", "--arch", "cnn", "--epochs", "many"],
-    ["train", "--data", "{tmp}", "--arch", "cnn", "--epochs", "0"],
-    ["train", "--data", "{tmp}", "--arch", "cnn", "--fine-tune-epochs", "3"],
-    ["train", "--arch", "cnn"],
-    ["data"],
-    ["no-such-command"],
-    [],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--data", "{tmp}", "--arch", "nope"],
+        ["train", "--data", "{tmp}", "--arch", "cnn", "--epochs", "many"],
+        ["train", "--data", "{tmp}", "--arch", "cnn", "--epochs", "0"],
+        ["train", "--data", "{tmp}", "--arch", "cnn", "--fine-tune-epochs", "3"],
+        ["train", "--arch", "cnn"],
+        ["data"],
+        ["no-such-command"],
+        [],
+    ],
+)
 def test_bad_values_are_one_line_and_exit_2(tmp_path, capsys, argv):
     runs = tmp_path / "runs"
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
@@ -97,7 +105,8 @@ def test_bad_values_exit_2_from_the_shell_too(tmp_path):
     result = python_m_core("train", "--data", tmp_path, "--arch", "cnn", "--image-size", "8")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "python -m core train: error: The image size must be a whole number of at least 32, not 8."]
+        "python -m core train: error: The image size must be a whole number of at least 32, not 8."
+    ]
 
 
 @pytest.mark.parametrize("arch", ["cnn_plus", "mobilenet_v2_finetune"])
@@ -112,7 +121,14 @@ def test_train_defaults_are_the_architectures_recipe(tmp_path, monkeypatch, caps
     assert str(run_dir) == capsys.readouterr().out.strip().splitlines()[-1]
     config, recipe = read_config(run_dir), RECIPES[arch]
     assert (config.epochs, config.fine_tune_epochs, config.patience, config.learning_rate) == (
-        recipe.epochs, recipe.fine_tune_epochs, recipe.patience, recipe.learning_rate)
+        recipe.epochs,
+        recipe.fine_tune_epochs,
+        recipe.patience,
+        recipe.learning_rate,
+    )
     assert config.augment.name == recipe.augment
     assert (config.image_size, config.batch_size, config.seed) == (
-        recipe.image_size, defaults.BATCH_SIZE, defaults.SEED)
+        recipe.image_size,
+        defaults.BATCH_SIZE,
+        defaults.SEED,
+    )

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
+
 from core.config import SettingsError, check_settings, get_settings
 
 
@@ -28,8 +28,12 @@ def test_relative_home_becomes_absolute_and_stays_put(tmp_path, monkeypatch):
     # ...and a child process started in another folder inherits the same home.
     child = subprocess.run(
         [sys.executable, "-c", "from core.config import get_settings; print(get_settings().home)"],
-        cwd=elsewhere, env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, check=True)
+        cwd=elsewhere,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert child.stdout.strip() == str(home)
 
 
@@ -39,14 +43,17 @@ def test_home_with_a_tilde_is_expanded(monkeypatch, tmp_path):
     assert get_settings().home == tmp_path / "pawlab"
 
 
-@pytest.mark.parametrize("variable, value", [
-    ("PAWLAB_MAX_IMAGE_PIXELS", "50M"),
-    ("PAWLAB_MAX_EXTRACT_BYTES", "2 GB"),
-    ("PAWLAB_MAX_CONCURRENT_RUNS", "0"),
-    ("PAWLAB_MAX_LOSSLESS_PIXELS", "-5"),
-    ("PAWLAB_MAX_DATASETS_BYTES", "1.5e9"),
-    ("PAWLAB_MAX_DROP_PHOTOS", ""),
-])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("PAWLAB_MAX_IMAGE_PIXELS", "50M"),
+        ("PAWLAB_MAX_EXTRACT_BYTES", "2 GB"),
+        ("PAWLAB_MAX_CONCURRENT_RUNS", "0"),
+        ("PAWLAB_MAX_LOSSLESS_PIXELS", "-5"),
+        ("PAWLAB_MAX_DATASETS_BYTES", "1.5e9"),
+        ("PAWLAB_MAX_DROP_PHOTOS", ""),
+    ],
+)
 def test_a_bad_number_is_one_sentence_naming_the_variable(monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
 from core.data.corrections import (
-    EXCLUDED_REASON, add_correction, clear_corrections, corrections_file, load_corrections,
+    EXCLUDED_REASON,
+    add_correction,
+    clear_corrections,
+    corrections_file,
+    load_corrections,
     undo_last,
 )
 from core.data.dataset import DatasetError
@@ -29,7 +32,7 @@ def test_a_relabel_moves_the_photo_to_its_class_and_leaves_the_file(tiny_dataset
     before = (tiny_dataset / photo).read_bytes()
     add_correction(tiny_dataset, photo, "squares", classes=["circles", "squares"])
 
-    info, splits = split_dataset(tiny_dataset)
+    _info, splits = split_dataset(tiny_dataset)
     assert where(splits, photo)[1] == "squares"
     assert (tiny_dataset / photo).read_bytes() == before  # the user's file is untouched
     assert sum(splits.counts()[split]["squares"] for split in ("train", "validation", "test")) == 19
@@ -71,8 +74,7 @@ def test_paths_outside_the_dataset_are_refused(tiny_dataset, forged):
 
 def test_unknown_classes_and_missing_photos_are_refused(tiny_dataset):
     with pytest.raises(DatasetError, match="not a class"):
-        add_correction(tiny_dataset, "train/circles/circles.train.0.jpg", "triangles",
-                       classes=["circles", "squares"])
+        add_correction(tiny_dataset, "train/circles/circles.train.0.jpg", "triangles", classes=["circles", "squares"])
     with pytest.raises(DatasetError, match="no photo"):
         add_correction(tiny_dataset, "train/circles/nope.jpg", None)
 
@@ -123,6 +125,7 @@ def test_the_corrected_dataset_exports_as_a_zip(tmp_path, tiny_dataset):
 
     # The zip is a dataset PawLab reads with the corrections built in.
     from core.data.acquire import import_zip
+
     root = import_zip(target, "corrected")
     _, splits = split_dataset(root)
     assert where(splits, "train/squares/circles.train.0.jpg")[1] == "squares"

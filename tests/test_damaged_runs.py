@@ -17,8 +17,17 @@ from core import cli
 from core.runs import jobs
 from core.runs.recipes import make_config
 from core.runs.store import (
-    CONFIG_FILE, METRICS_FILE, STATUS_FILE, RunFileError, RunState, append_metrics, create_run,
-    delete_run, list_runs, read_metrics, read_status,
+    CONFIG_FILE,
+    METRICS_FILE,
+    STATUS_FILE,
+    RunFileError,
+    RunState,
+    append_metrics,
+    create_run,
+    delete_run,
+    list_runs,
+    read_metrics,
+    read_status,
 )
 
 DAMAGED_STATUS = {
@@ -113,7 +122,7 @@ def test_a_line_of_binary_garbage_in_metrics_loses_only_itself(tmp_path, runs_di
     run_dir = new_run(tmp_path, runs_dir)
     append_metrics(run_dir, {"epoch": 1, "val_accuracy": 0.5})
     with open(run_dir / METRICS_FILE, "ab") as file:
-        file.write(b"\x00\x00\xff\xfe{\"epoch\": 2\n")
+        file.write(b'\x00\x00\xff\xfe{"epoch": 2\n')
     append_metrics(run_dir, {"epoch": 3, "val_accuracy": 0.7})
     assert [m["epoch"] for m in read_metrics(run_dir)] == [1, 3]
 

@@ -10,20 +10,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, make_separable_dataset
 from PIL import Image, ImageFile
 
-from conftest import REPO, make_separable_dataset
 from core.data.dataset import DatasetError, scan_dataset
 from core.data.images import ImageError, load_resized, open_rgb
-from core.data.splits import Splits, SplitRule, make_splits, split_dataset, subset
-
+from core.data.splits import SplitRule, Splits, make_splits, split_dataset, subset
 
 # --- Decoding: every mode becomes RGB, bad files get a sentence -------------
 
+
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16"])
 def test_any_mode_becomes_rgb(tmp_path, mode):
-    image = Image.new("RGB", (40, 30), (200, 100, 50)).convert(mode) if mode != "I;16" \
+    image = (
+        Image.new("RGB", (40, 30), (200, 100, 50)).convert(mode)
+        if mode != "I;16"
         else Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16))
+    )
     path = tmp_path / ("img.jpg" if mode in ("L", "CMYK") else "img.png")
     image.save(path)
     pixels = load_resized(path, 16)
@@ -52,8 +55,7 @@ def test_bad_files_raise_a_readable_error(tmp_path):
     Image.new("RGB", (200, 200), "green").save(tmp_path / "full.jpg")
     data = (tmp_path / "full.jpg").read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
-    for name, words in [("empty.jpg", "empty"), ("text.jpg", "not an image"),
-                        ("truncated.jpg", "truncated")]:
+    for name, words in [("empty.jpg", "empty"), ("text.jpg", "not an image"), ("truncated.jpg", "truncated")]:
         with pytest.raises(ImageError, match=words):
             open_rgb(tmp_path / name)
 
@@ -79,11 +81,11 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
 
 # --- Scanning -----------------------------------------------------------------
 
+
 def test_scan_real_dataset(cats_and_dogs):
     info = scan_dataset(cats_and_dogs)
     assert info.classes == ["cats", "dogs"]
-    assert info.counts() == {"train": {"cats": 1000, "dogs": 1000},
-                             "validation": {"cats": 500, "dogs": 500}}
+    assert info.counts() == {"train": {"cats": 1000, "dogs": 1000}, "validation": {"cats": 500, "dogs": 500}}
     assert info.skipped == []
 
 
@@ -124,8 +126,13 @@ def test_scan_unwraps_single_wrapper_folder(tmp_path):
 
 
 def test_cli_data_prints_json_summary(tiny_dataset):
-    result = subprocess.run([sys.executable, "-m", "core", "data", "--root", str(tiny_dataset)],
-                            cwd=REPO, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "data", "--root", str(tiny_dataset)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     summary = json.loads(result.stdout)
     assert summary["classes"] == ["circles", "squares"]
     assert summary["counts"]["train"] == {"circles": 12, "squares": 12}
@@ -133,6 +140,7 @@ def test_cli_data_prints_json_summary(tiny_dataset):
 
 
 # --- Splits ---------------------------------------------------------------------
+
 
 def _names(samples):
     return {Path(s.path).name for s in samples}
@@ -163,15 +171,18 @@ def test_same_split_wherever_the_folder_lives(tmp_path, splits):
 def test_pool_split_is_stratified_and_subsets_are_stable(tmp_path):
     root = make_separable_dataset(tmp_path / "pool", splits=("",), per_class=50)
     first = make_splits(scan_dataset(root))
-    assert first.counts() == {"train": {"circles": 30, "squares": 30},
-                              "validation": {"circles": 10, "squares": 10},
-                              "test": {"circles": 10, "squares": 10}}
+    assert first.counts() == {
+        "train": {"circles": 30, "squares": 30},
+        "validation": {"circles": 10, "squares": 10},
+        "test": {"circles": 10, "squares": 10},
+    }
     assert len(_names(first.train) | _names(first.validation) | _names(first.test)) == 100
     subset_names = _names(subset(first.train, 5))
     assert len(subset_names) == 10 and subset_names == _names(subset(first.train, 5))
 
 
 # --- Split records: a run rebuilds its exact split later ---------------------------
+
 
 def test_split_record_round_trips_through_json(tiny_dataset):
     info, splits = split_dataset(tiny_dataset, seed=5)
@@ -201,13 +212,16 @@ def test_split_record_survives_changes_to_the_folder(tiny_dataset, tmp_path, mon
     assert all(s.path.startswith(str(moved)) for s in rebuilt.train + rebuilt.validation + rebuilt.test)
 
 
-@pytest.mark.parametrize("damage", [
-    lambda r: r.pop("test"),
-    lambda r: r["train"].append(["../../etc/passwd", "circles"]),
-    lambda r: r["train"].append(["/etc/passwd", "circles"]),
-    lambda r: r["train"].append(["train/x.jpg", "ferrets"]),
-    lambda r: r["validation"].append("not a pair"),
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda r: r.pop("test"),
+        lambda r: r["train"].append(["../../etc/passwd", "circles"]),
+        lambda r: r["train"].append(["/etc/passwd", "circles"]),
+        lambda r: r["train"].append(["train/x.jpg", "ferrets"]),
+        lambda r: r["validation"].append("not a pair"),
+    ],
+)
 def test_damaged_split_record_is_refused(tiny_dataset, damage):
     record = split_dataset(tiny_dataset)[1].to_record()
     damage(record)
@@ -217,13 +231,22 @@ def test_damaged_split_record_is_refused(tiny_dataset, damage):
 
 def test_split_rule_is_named_for_each_layout(tmp_path):
     rules = {}
-    for name, splits in [("pool", ("",)), ("tv", ("train", "validation")), ("tt", ("train", "testing")),
-                         ("tvt", ("train", "valid", "test")), ("t", ("train",))]:
+    for name, splits in [
+        ("pool", ("",)),
+        ("tv", ("train", "validation")),
+        ("tt", ("train", "testing")),
+        ("tvt", ("train", "valid", "test")),
+        ("t", ("train",)),
+    ]:
         root = make_separable_dataset(tmp_path / name, splits=splits, per_class=4)
         rules[name] = SplitRule.of(scan_dataset(root))
-    assert rules == {"pool": SplitRule.POOL, "tv": SplitRule.TEST_FROM_VALIDATION,
-                     "tt": SplitRule.VALIDATION_FROM_TRAIN, "tvt": SplitRule.FOLDERS,
-                     "t": SplitRule.POOL}
+    assert rules == {
+        "pool": SplitRule.POOL,
+        "tv": SplitRule.TEST_FROM_VALIDATION,
+        "tt": SplitRule.VALIDATION_FROM_TRAIN,
+        "tvt": SplitRule.FOLDERS,
+        "t": SplitRule.POOL,
+    }
     assert "test/ is the test set" in SplitRule.VALIDATION_FROM_TRAIN.explain()
 
 
@@ -242,6 +265,7 @@ def test_a_second_folder_for_the_same_split_is_skipped_with_a_reason(tmp_path):
 
 
 # --- Pipeline -------------------------------------------------------------------
+
 
 def test_pipeline_shapes_dtypes_and_determinism(tiny_dataset):
     from core.data.augment import PRESETS
@@ -271,6 +295,7 @@ def test_pipeline_shapes_dtypes_and_determinism(tiny_dataset):
 
 # --- Layouts: every split folder a person may name, and nothing lost ------------
 
+
 def _relative(samples, root):
     return {str(Path(s.path).relative_to(root)) for s in samples}
 
@@ -280,11 +305,11 @@ def test_own_test_folder_is_the_test_set_and_validation_comes_from_train(tmp_pat
     root = make_separable_dataset(tmp_path / "d", splits=("train", test_folder), per_class=10)
     info = scan_dataset(root.resolve())
     assert info.skipped == []
-    assert info.counts() == {"train": {"circles": 10, "squares": 10},
-                             "test": {"circles": 5, "squares": 5}}
+    assert info.counts() == {"train": {"circles": 10, "squares": 10}, "test": {"circles": 5, "squares": 5}}
     splits = make_splits(info)
     assert _relative(splits.test, info.root) == {
-        f"{test_folder}/{c}/{c}.{test_folder}.{n}.jpg" for c in ("circles", "squares") for n in range(5)}
+        f"{test_folder}/{c}/{c}.{test_folder}.{n}.jpg" for c in ("circles", "squares") for n in range(5)
+    }
     # validation: 20% of train/ per class; train: the rest of train/
     assert splits.counts()["validation"] == {"circles": 2, "squares": 2}
     assert splits.counts()["train"] == {"circles": 8, "squares": 8}
@@ -294,9 +319,11 @@ def test_own_test_folder_is_the_test_set_and_validation_comes_from_train(tmp_pat
 def test_train_validation_test_folders_are_used_as_they_are(tmp_path):
     root = make_separable_dataset(tmp_path / "d", splits=("train", "val", "testing"), per_class=6)
     splits = make_splits(scan_dataset(root))
-    assert splits.counts() == {"train": {"circles": 6, "squares": 6},
-                               "validation": {"circles": 3, "squares": 3},
-                               "test": {"circles": 3, "squares": 3}}
+    assert splits.counts() == {
+        "train": {"circles": 6, "squares": 6},
+        "validation": {"circles": 3, "squares": 3},
+        "test": {"circles": 3, "squares": 3},
+    }
 
 
 def test_photos_outside_the_split_folders_are_listed_as_skipped(tmp_path):
@@ -304,11 +331,11 @@ def test_photos_outside_the_split_folders_are_listed_as_skipped(tmp_path):
     (root / "README.txt").write_text("about these photos")
     info = scan_dataset(root)
     skipped = dict(info.skipped)
-    assert {f"extra/{c}/{c}.extra.{n}.jpg" for c in ("circles", "squares") for n in range(2)} \
-        <= set(skipped)
+    assert {f"extra/{c}/{c}.extra.{n}.jpg" for c in ("circles", "squares") for n in range(2)} <= set(skipped)
     assert "README.txt" in skipped
-    assert all("extra/" in reason or "train/" in reason
-               for name, reason in skipped.items() if name.startswith("extra/"))
+    assert all(
+        "extra/" in reason or "train/" in reason for name, reason in skipped.items() if name.startswith("extra/")
+    )
     used = sum(len(samples) for samples in info.splits.values())
-    photos = len([p for p in root.rglob("*.jpg")])
+    photos = len(list(root.rglob("*.jpg")))
     assert used + sum(name.endswith(".jpg") for name in skipped) == photos

@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import REPO, make_separable_dataset
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, make_separable_dataset
 from core.config import get_settings
 from core.data.acquire import COMPLETE_MARKER
 from core.data.augment import list_configs
@@ -46,8 +46,7 @@ def texts(elements) -> list[str]:
 
 
 def page_text(app: AppTest) -> str:
-    return "\n".join(texts(app.markdown) + texts(app.caption) + texts(app.info)
-                     + texts(app.error) + texts(app.success))
+    return "\n".join(texts(app.markdown) + texts(app.caption) + texts(app.info) + texts(app.error) + texts(app.success))
 
 
 def thumbnail_captions(app: AppTest) -> list[str]:
@@ -115,8 +114,9 @@ def test_real_dataset_shows_classes_and_leak_free_split_counts(real_dataset):
         app.run()
         warm.append(time.perf_counter() - start)
     assert not app.exception
-    print(f"\nDataset page on 3,000 photos: first run {first:.2f} s, "
-          f"warm reruns {', '.join(f'{t:.3f}' for t in warm)} s")
+    print(
+        f"\nDataset page on 3,000 photos: first run {first:.2f} s, warm reruns {', '.join(f'{t:.3f}' for t in warm)} s"
+    )
 
 
 def test_real_dataset_browser_shows_both_classes_fast(real_dataset):
@@ -346,10 +346,10 @@ def test_the_page_does_not_load_tensorflow_until_the_preview(tiny_dataset, tmp_p
         "assert app.image, 'the browse tab shows no photos'\n"
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
     )
-    env = {"PAWLAB_HOME": str(home), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
-           "PAWLAB_ALLOW_LOCAL_PATHS": "1"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    env = {"PAWLAB_HOME": str(home), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "PAWLAB_ALLOW_LOCAL_PATHS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
@@ -369,13 +369,15 @@ def test_a_read_only_home_is_one_sentence_not_a_traceback(dataset, tiny_dataset,
     app.button(key="dataset_zip_import").click().run()
     assert not app.exception
     assert [e.value for e in app.error] == [
-        f"Could not add the dataset: the folder PawLab writes to is read-only (`{get_settings().home}`)."]
+        f"Could not add the dataset: the folder PawLab writes to is read-only (`{get_settings().home}`)."
+    ]
 
     app.text_input(key="aug_save_name").set_value("gentle").run()
     app.button(key="aug_save").click().run()
     assert not app.exception
-    assert [e.value for e in app.error] == [f"Could not save the augmentation config: the folder PawLab "
-                                            f"writes to is read-only (`{get_settings().home}`)."]
+    assert [e.value for e in app.error] == [
+        f"Could not save the augmentation config: the folder PawLab writes to is read-only (`{get_settings().home}`)."
+    ]
 
 
 def test_corrections_are_applied_and_counted(dataset):

@@ -13,14 +13,17 @@ import subprocess
 import sys
 
 from conftest import REPO
+
 from core.models.distribute import is_chief
 from core.runs.control import RunControl
 
 # What a second machine of a two-worker cluster would have in its environment.
-NON_CHIEF_TF_CONFIG = json.dumps({
-    "cluster": {"worker": ["localhost:23456", "localhost:23457"]},
-    "task": {"type": "worker", "index": 1},
-})
+NON_CHIEF_TF_CONFIG = json.dumps(
+    {
+        "cluster": {"worker": ["localhost:23456", "localhost:23457"]},
+        "task": {"type": "worker", "index": 1},
+    }
+)
 
 STRATEGIES = """
 import os
@@ -35,10 +38,17 @@ for strategy in (plain, mirrored):
 
 
 def test_a_tf_config_does_not_change_the_strategy():
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3",
-           "CUDA_VISIBLE_DEVICES": "", "PAWLAB_LOGICAL_CPUS": "2", "TF_CONFIG": NON_CHIEF_TF_CONFIG}
-    result = subprocess.run([sys.executable, "-c", STRATEGIES], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=180)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PAWLAB_LOGICAL_CPUS": "2",
+        "TF_CONFIG": NON_CHIEF_TF_CONFIG,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", STRATEGIES], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n")[:2] == ["_DefaultDistributionStrategy 1", "MirroredStrategy 2"]
 
@@ -51,6 +61,5 @@ def test_every_process_writes_its_run_whatever_tf_config_says(tmp_path, monkeypa
 
 def test_no_code_reads_tf_config():
     reads = re.compile(r"""(environ|getenv)\W[^\n]*["']TF_CONFIG["']""")
-    readers = [str(path.relative_to(REPO)) for path in (REPO / "core").rglob("*.py")
-               if reads.search(path.read_text())]
+    readers = [str(path.relative_to(REPO)) for path in (REPO / "core").rglob("*.py") if reads.search(path.read_text())]
     assert readers == []

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
-
 from _planted import plant
-from core.review.doctor import diagnose
+
 from core.models.embeddings import EmbeddingCache, content_key, embed_files
 from core.models.novelty import NoveltyDetector
+from core.review.doctor import diagnose
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ import pytest
 from PIL import Image
 
 import core.data.download
+from core.config import get_settings
 from core.data.acquire import fetch_official_dataset, list_local_datasets
 from core.data.archive import ArchiveError
-from core.config import get_settings
 from core.data.download import DownloadError, download_file
 
 
@@ -85,9 +85,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield SimpleNamespace(
-        url=f"http://127.0.0.1:{httpd.server_address[1]}", routes=routes, requests=requests
-    )
+    yield SimpleNamespace(url=f"http://127.0.0.1:{httpd.server_address[1]}", routes=routes, requests=requests)
     httpd.shutdown()
     httpd.server_close()
 
@@ -125,7 +123,7 @@ def test_downloads_to_the_same_file_at_once_do_not_collide(server, tmp_path):
     def fetch():
         try:
             download_file(server.url + "/blob.bin", dest, chunk_size=4096, retries=0)
-        except Exception as error:  # noqa: BLE001 - collected and reported below
+        except Exception as error:
             errors.append(error)
 
     threads = [threading.Thread(target=fetch) for _ in range(6)]
@@ -352,7 +350,10 @@ def test_fetch_into_a_read_only_home_is_one_sentence(server, home, monkeypatch):
         return real_mkdir(path, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", read_only)
-    with pytest.raises(DownloadError, match=r"^PawLab cannot write to .*/downloads "
-                                            r"\(read-only file system\)\.$"):
+    with pytest.raises(
+        DownloadError,
+        match=r"^PawLab cannot write to .*/downloads "
+        r"\(read-only file system\)\.$",
+    ):
         fetch_official_dataset()
     assert list_local_datasets() == []

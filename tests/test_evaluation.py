@@ -7,20 +7,25 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
 from conftest import make_separable_dataset
+
 from core.data.dataset import scan_dataset
 from core.data.splits import make_splits
 from core.runs.evaluation import evaluate_model, evaluate_run, scores
 from core.runs.recipes import make_config
 from core.runs.run_split import split_for
 from core.runs.store import (
-    MODEL_FILE, SPLIT_FILE, RunFacts, create_run, read_config, write_facts, write_split,
+    MODEL_FILE,
+    SPLIT_FILE,
+    RunFacts,
+    create_run,
+    read_config,
+    write_facts,
+    write_split,
 )
-
-import keras
 
 
 def test_scores_count_true_classes_in_rows():
@@ -45,9 +50,12 @@ def colour_model():
     mean_rgb = keras.layers.GlobalAveragePooling2D()(inputs)
     logits = keras.layers.Dense(2, name="logits")(mean_rgb)
     model = keras.Model(inputs, logits)
-    model.get_layer("logits").set_weights([
-        np.array([[0.1, -0.1], [0.0, 0.0], [-0.1, 0.1]], dtype="float32"), np.zeros(2, "float32"),
-    ])
+    model.get_layer("logits").set_weights(
+        [
+            np.array([[0.1, -0.1], [0.0, 0.0], [-0.1, 0.1]], dtype="float32"),
+            np.zeros(2, "float32"),
+        ]
+    )
     return model
 
 
@@ -122,8 +130,12 @@ def test_a_run_without_a_recorded_split_is_split_again(data, tmp_path):
     assert not (run_dir / SPLIT_FILE).exists()
     result = evaluate_run(run_dir)
     config = read_config(run_dir)
-    resplit = make_splits(scan_dataset(data), seed=config.seed, test_fraction=config.test_fraction,
-                          validation_fraction=config.validation_fraction)
+    resplit = make_splits(
+        scan_dataset(data),
+        seed=config.seed,
+        test_fraction=config.test_fraction,
+        validation_fraction=config.validation_fraction,
+    )
     assert result["count"] == len(resplit.test) > 0
     assert result["confusion_matrix"][0][0] == sum(s.class_name == "circles" for s in resplit.test)
 

@@ -10,7 +10,6 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from test_inference import install_trained_run
 
 # A temperature far enough from 1 that forgetting it moves probabilities well past the tolerance.
@@ -21,15 +20,14 @@ FORMATS = ("saved_model", "tflite", "onnx")
 @pytest.fixture
 def run_dir(tmp_path_factory, pawlab_home):
     run_dir = install_trained_run(tmp_path_factory, pawlab_home)
-    (run_dir / "trust.json").write_text(json.dumps({"temperature": TEMPERATURE, "ece_before": 0.08,
-                                                    "ece_after": 0.02}))
+    (run_dir / "trust.json").write_text(json.dumps({"temperature": TEMPERATURE, "ece_before": 0.08, "ece_after": 0.02}))
     return run_dir
 
 
 def test_the_temperature_matters_on_these_photos(run_dir):
     """Guard for the tests below: T = 2.5 and T = 1 differ by far more than the tolerance."""
-    from core.serving.export_check import TOLERANCE, KerasReference, _test_photos
     from core.data.images import load_resized
+    from core.serving.export_check import TOLERANCE, KerasReference, _test_photos
 
     images = np.stack([load_resized(path, 32) for path in _test_photos(run_dir)]).astype(np.float32)
     reference = KerasReference(run_dir)
@@ -41,8 +39,7 @@ def test_the_temperature_matters_on_these_photos(run_dir):
 @pytest.mark.parametrize("export_format", FORMATS)
 def test_each_format_is_made_checked_and_offered(run_dir, export_format):
     from core.serving.export import ExportFormat
-    from core.serving.export_check import ExportState, check_export, export_status, offered_export
-    from core.serving.export_check import _test_photos
+    from core.serving.export_check import ExportState, _test_photos, check_export, export_status, offered_export
 
     assert export_status(run_dir, export_format).state == ExportState.NONE
     assert offered_export(run_dir, export_format) is None

@@ -24,15 +24,23 @@ import time
 from pathlib import Path
 
 import pytest
-
-import core.fileio
 from _runs import config, log_of, state, wait_for
 from conftest import REPO, make_separable_dataset
+
+import core.fileio
 from core.fileio import LockTimeout
 from core.runs import jobs, store
 from core.runs.store import (
-    METRICS_FILE, MODEL_FILE, STATUS_LOCK_FILE, RunsFolderError, RunState, create_run, pid_alive,
-    read_metrics, read_status, run_dirs,
+    METRICS_FILE,
+    MODEL_FILE,
+    STATUS_LOCK_FILE,
+    RunsFolderError,
+    RunState,
+    create_run,
+    pid_alive,
+    read_metrics,
+    read_status,
+    run_dirs,
 )
 
 
@@ -69,12 +77,15 @@ def leftover_temp_files(run_dir: Path) -> list[str]:
 
 # --- kill -9 of a worker mid-epoch ---------------------------------------------------
 
+
 def test_a_killed_worker_is_interrupted_and_the_queue_moves_on_by_polling(data, our_workers):
     doomed = jobs.submit(config(data, epochs=500, batch_size=2))
     waiting = jobs.submit(config(data, epochs=1))
     assert (state(doomed), state(waiting)) == (RunState.RUNNING, RunState.QUEUED)
-    wait_for(lambda: read_metrics(doomed) and (doomed / MODEL_FILE).exists(),
-             what=f"a finished epoch and a model: {log_of(doomed)}")
+    wait_for(
+        lambda: read_metrics(doomed) and (doomed / MODEL_FILE).exists(),
+        what=f"a finished epoch and a model: {log_of(doomed)}",
+    )
 
     os.kill(read_status(doomed).pid, signal.SIGKILL)  # the out-of-memory killer: not a word written
 
@@ -87,6 +98,7 @@ def test_a_killed_worker_is_interrupted_and_the_queue_moves_on_by_polling(data, 
 
 
 # --- a full disk during a run ---------------------------------------------------------
+
 
 class MetricsDiskFills:
     """``os`` as core.fileio sees it: after the first epoch's line, appends to
@@ -195,9 +207,16 @@ print(jobs.submit(config), flush=True)
 
 def test_app_processes_submitting_at_once_start_one_run_and_lose_none(data):
     moment = time.time() + 5  # every submitter has imported PawLab by then
-    submitters = [subprocess.Popen([sys.executable, "-c", SUBMIT_AT, str(data), str(moment)],
-                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                  for _ in range(3)]
+    submitters = [
+        subprocess.Popen(
+            [sys.executable, "-c", SUBMIT_AT, str(data), str(moment)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outputs = [process.communicate(timeout=60) for process in submitters]
     try:
         assert all(p.returncode == 0 for p in submitters), [err[-2000:] for _, err in outputs]
@@ -226,8 +245,7 @@ with FileLock(sys.argv[1]):
 
 @contextlib.contextmanager
 def lock_held_by_a_hung_process(path: Path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], cwd=REPO,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         yield
@@ -236,8 +254,7 @@ def lock_held_by_a_hung_process(path: Path):
         holder.wait()
 
 
-def test_a_hung_queue_lock_makes_submit_and_cancel_give_up_with_a_message(data, pawlab_home,
-                                                                           monkeypatch):
+def test_a_hung_queue_lock_makes_submit_and_cancel_give_up_with_a_message(data, pawlab_home, monkeypatch):
     assert jobs.QUEUE_LOCK_TIMEOUT_SECONDS <= 10  # what a page can wait
     monkeypatch.setattr(jobs, "QUEUE_LOCK_TIMEOUT_SECONDS", 1.0)
     monkeypatch.setattr(jobs, "dispatch", lambda runs_dir=None: [])  # the queued run stays queued
@@ -268,6 +285,7 @@ def test_a_hung_status_lock_makes_cancel_give_up_with_a_message(data, monkeypatc
 
 # --- a read-only home ---------------------------------------------------------------------
 
+
 def read_only(*_args, **_kwargs):
     raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
@@ -280,6 +298,7 @@ def fail_on_call(number: int, real):
         if len(calls) == number:
             read_only()
         return real(*args, **kwargs)
+
     return write
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
 from core.data.dataset import Sample
 from core.models.features import cache_path, cached_features, extract_features
-
-import keras
 
 SIZE = 32
 
@@ -46,8 +45,15 @@ def samples(tmp_path):
 
 def test_features_are_in_sample_order_as_float16(samples, tmp_path):
     seen = []
-    features, labels = cached_features(tiny_extractor(), samples, SIZE, 3, cache_key="tiny",
-                                       cache_dir=tmp_path / "cache", progress=lambda d, t: seen.append((d, t)))
+    features, labels = cached_features(
+        tiny_extractor(),
+        samples,
+        SIZE,
+        3,
+        cache_key="tiny",
+        cache_dir=tmp_path / "cache",
+        progress=lambda d, t: seen.append((d, t)),
+    )
     assert features.dtype == np.float16 and features.shape == (7, 3)
     np.testing.assert_allclose(features[:, 0], [i * 30 for i in range(7)], atol=0.5)
     np.testing.assert_array_equal(labels, [s.label for s in samples])
@@ -71,8 +77,18 @@ def test_second_call_loads_from_disk_without_running_the_model(samples, tmp_path
 def test_cache_key_size_files_and_labels_each_change_the_entry(samples, tmp_path):
     base = cache_path(tmp_path, "mnv2", SIZE, samples)
     relabelled = [Sample(s.path, 1 - s.label, s.class_name) for s in samples]
-    assert len({base, cache_path(tmp_path, "other", SIZE, samples), cache_path(tmp_path, "mnv2", 64, samples),
-                cache_path(tmp_path, "mnv2", SIZE, samples[:-1]), cache_path(tmp_path, "mnv2", SIZE, relabelled)}) == 5
+    assert (
+        len(
+            {
+                base,
+                cache_path(tmp_path, "other", SIZE, samples),
+                cache_path(tmp_path, "mnv2", 64, samples),
+                cache_path(tmp_path, "mnv2", SIZE, samples[:-1]),
+                cache_path(tmp_path, "mnv2", SIZE, relabelled),
+            }
+        )
+        == 5
+    )
 
     # A photo rewritten in place is a different photo.
     Image.new("RGB", (40, 50), (0, 0, 0)).save(samples[0].path)

@@ -17,8 +17,8 @@ import threading
 import time
 
 import pytest
-
 from conftest import make_separable_dataset
+
 from core.fileio import FileLock, LockTimeout, append_line, atomic_write, read_json, write_json
 
 THREADS = 8
@@ -35,7 +35,7 @@ def hammer(call) -> list[BaseException]:
         for n in range(CALLS_PER_THREAD):
             try:
                 call(thread, n)
-            except Exception as error:  # noqa: BLE001 - collected and reported below
+            except Exception as error:
                 errors.append(error)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
@@ -48,16 +48,20 @@ def hammer(call) -> list[BaseException]:
 
 # --- core.fileio itself -------------------------------------------------------
 
-@pytest.mark.parametrize("content, words", [
-    (None, "missing"),
-    ("", "empty"),
-    ("  \n", "empty"),
-    ('{"state": "runn', "not valid JSON"),
-    ("null", "holds NoneType"),
-    ("42", "holds int"),
-    ("[1, 2]", "holds list"),
-    (b"\xff\xfe\x00garbage", "cannot be read"),
-])
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "missing"),
+        ("", "empty"),
+        ("  \n", "empty"),
+        ('{"state": "runn', "not valid JSON"),
+        ("null", "holds NoneType"),
+        ("42", "holds int"),
+        ("[1, 2]", "holds list"),
+        (b"\xff\xfe\x00garbage", "cannot be read"),
+    ],
+)
 def test_read_json_reports_damage_instead_of_raising(tmp_path, content, words):
     path = tmp_path / "status.json"
     if isinstance(content, bytes):
@@ -148,8 +152,12 @@ with FileLock(sys.argv[1], timeout=5):
 def lock_held_by_another_process(tmp_path):
     """A path whose lock a child process holds until the test ends."""
     path = tmp_path / "busy.lock"
-    child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE,
-                             text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     try:
         assert child.stdout.readline().strip() == "locked"
         yield path
@@ -160,16 +168,22 @@ def lock_held_by_another_process(tmp_path):
 
 def test_file_lock_times_out_when_another_process_holds_it(lock_held_by_another_process):
     started = time.monotonic()
-    with pytest.raises(LockTimeout, match="busy with the test file for over 0.3 s"):
-        with FileLock(lock_held_by_another_process, timeout=0.3, what="the test file"):
-            pass
+    with (
+        pytest.raises(LockTimeout, match="busy with the test file for over 0.3 s"),
+        FileLock(lock_held_by_another_process, timeout=0.3, what="the test file"),
+    ):
+        pass
     assert 0.3 <= time.monotonic() - started < 5
 
 
 def test_file_lock_is_free_again_when_the_holder_dies(tmp_path):
     path = tmp_path / "busy.lock"
-    child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE,
-                             text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     assert child.stdout.readline().strip() == "locked"
     child.kill()
     child.wait()
@@ -178,6 +192,7 @@ def test_file_lock_is_free_again_when_the_holder_dies(tmp_path):
 
 
 # --- The data layer's writers, many at once --------------------------------------
+
 
 def test_saving_augmentation_configs_from_many_threads(pawlab_home):
     from core.data.augment import AugmentConfig, list_configs, save_config
@@ -207,6 +222,7 @@ def test_scanning_from_many_threads(pawlab_home, tmp_path):
 
 
 # --- Damaged files are "nothing saved", never a traceback ------------------------
+
 
 @pytest.mark.parametrize("damage", ["", "null", "42", '["cut', '{"reasons": 1}'])
 def test_damaged_scan_cache_means_scan_again(pawlab_home, tiny_dataset, damage):
@@ -240,7 +256,8 @@ def test_damaged_workspace_means_nothing_saved(pawlab_home, tmp_path, damage):
 
 
 def test_second_session_importing_the_same_dataset_is_told_to_wait(
-        pawlab_home, lock_held_by_another_process, monkeypatch, tmp_path):
+    pawlab_home, lock_held_by_another_process, monkeypatch, tmp_path
+):
     from core.data import acquire
 
     monkeypatch.setattr(acquire, "DATASET_LOCK_TIMEOUT_SECONDS", 0.3)

@@ -19,7 +19,7 @@ def corner_patch_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     for image, label in zip(images, labels):
         if label == 1:
             y, x = rng.integers(0, 4, 2)
-            image[y:y + PATCH, x:x + PATCH] = 255
+            image[y : y + PATCH, x : x + PATCH] = 255
     return images, labels
 
 
@@ -31,8 +31,9 @@ def corner_model():
 
     images, labels = corner_patch_images(40, seed=0)
     model = build_model("cnn", 2, SIZE, seed=0)
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     history = model.fit(images, labels, epochs=6, batch_size=8, verbose=0)
     assert history.history["accuracy"][-1] > 0.9  # it learnt the rule
     return model
@@ -44,8 +45,7 @@ def test_heatmap_looks_where_the_class_is_decided(corner_model):
     for image in images[labels == 1]:
         heatmap = gradcam.heatmap(image, class_index=1)
         half = heatmap.shape[0] // 2
-        quadrants = [heatmap[:half, :half], heatmap[:half, half:],
-                     heatmap[half:, :half], heatmap[half:, half:]]
+        quadrants = [heatmap[:half, :half], heatmap[:half, half:], heatmap[half:, :half], heatmap[half:, half:]]
         mass = np.array([q.sum() for q in quadrants]) / heatmap.sum()
         assert mass[0] > 0.5 and mass[0] == mass.max(), mass
 
@@ -81,8 +81,9 @@ def test_predictor_heatmap_is_for_the_predicted_class(corner_model):
     images, labels = corner_patch_images(2, seed=5)
     [prediction] = predictor.predict([_png(images[labels == 1][0])])
     assert prediction.label == "corner"
-    np.testing.assert_allclose(predictor.gradcam(prediction),
-                               GradCam(corner_model).heatmap(prediction.pixels, 1), atol=1e-5)
+    np.testing.assert_allclose(
+        predictor.gradcam(prediction), GradCam(corner_model).heatmap(prediction.pixels, 1), atol=1e-5
+    )
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from streamlit.testing.v1 import AppTest
-
 from conftest import REPO
+from streamlit.testing.v1 import AppTest
 
 
 def test_a_bad_setting_is_named_once_instead_of_every_page_failing(monkeypatch):

@@ -45,6 +45,7 @@ def refused_quickly(source, match: str, decodes: list) -> None:
 
 # --- Formats that decode at full size have a lower pixel cap -------------------------
 
+
 @pytest.fixture(scope="module")
 def flat_rgba_png(tmp_path_factory):
     """7000x7000 RGBA of one colour: 49 MP, under the 50 MP cap, about 200 KB on disk."""
@@ -55,8 +56,7 @@ def flat_rgba_png(tmp_path_factory):
 
 def test_a_large_png_is_refused_on_its_header(flat_rgba_png, decodes):
     assert flat_rgba_png.stat().st_size < 300_000
-    refused_quickly(flat_rgba_png, "7000x7000 pixels, more than the 16,000,000 pixel limit "
-                                   "for PNG", decodes)
+    refused_quickly(flat_rgba_png, "7000x7000 pixels, more than the 16,000,000 pixel limit for PNG", decodes)
 
 
 def test_lossless_cap_is_a_setting(tmp_path, monkeypatch, decodes):
@@ -68,8 +68,7 @@ def test_lossless_cap_is_a_setting(tmp_path, monkeypatch, decodes):
 def test_a_24_megapixel_jpeg_photo_still_decodes(cats_and_dogs, tmp_path):
     photo = sorted((cats_and_dogs / "train" / "cats").iterdir())[0]
     big = tmp_path / "phone.jpg"
-    Image.open(photo).convert("RGB").resize((6000, 4000), Image.Resampling.BILINEAR) \
-        .save(big, quality=90)
+    Image.open(photo).convert("RGB").resize((6000, 4000), Image.Resampling.BILINEAR).save(big, quality=90)
 
     assert check_image(big) is None
     start = time.process_time()
@@ -79,6 +78,7 @@ def test_a_24_megapixel_jpeg_photo_still_decodes(cats_and_dogs, tmp_path):
 
 
 # --- Forged headers: a few bytes declaring millions of pixels -------------------------
+
 
 def jpeg_declaring(width: int, height: int) -> bytes:
     """A 16x16 JPEG whose frame header (SOF0) is patched to claim width x height."""
@@ -107,7 +107,7 @@ def test_a_png_with_a_forged_header_is_still_an_image_error(tmp_path):
     data = bytearray(buffer.getvalue())
     header = data.index(b"IHDR")
     struct.pack_into(">II", data, header + 4, 4000, 4000)
-    struct.pack_into(">I", data, header + 17, zlib.crc32(bytes(data[header:header + 17])))
+    struct.pack_into(">I", data, header + 17, zlib.crc32(bytes(data[header : header + 17])))
     with pytest.raises(ImageError, match="truncated"):
         open_rgb(bytes(data))
 
@@ -139,6 +139,7 @@ def test_screenshots_and_real_photos_are_above_the_size_floor(cats_and_dogs, tmp
 
 
 # --- The scan's parallel decodes share a memory budget ---------------------------------
+
 
 def test_parallel_decodes_stay_within_the_memory_budget(tmp_path, monkeypatch):
     for animal in ("cats", "dogs"):
@@ -173,12 +174,13 @@ def test_parallel_decodes_stay_within_the_memory_budget(tmp_path, monkeypatch):
 
 # --- One Classify drop -----------------------------------------------------------------
 
+
 def test_a_drop_over_the_limits_gets_a_sentence(monkeypatch):
     assert check_drop([2_000_000] * 10) is None
     assert check_drop([]) is None
-    assert check_drop([1000] * 201) == (
-        "That is 201 photos; PawLab classifies at most 200 at a time.")
+    assert check_drop([1000] * 201) == ("That is 201 photos; PawLab classifies at most 200 at a time.")
     assert check_drop([150_000_000, 60_000_000]) == (
-        "Those photos take 210.0 MB; PawLab classifies at most 200.0 MB at a time.")
+        "Those photos take 210.0 MB; PawLab classifies at most 200.0 MB at a time."
+    )
     monkeypatch.setenv("PAWLAB_MAX_DROP_PHOTOS", "2")
     assert check_drop([1, 1, 1]) == "That is 3 photos; PawLab classifies at most 2 at a time."

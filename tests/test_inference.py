@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import make_separable_dataset
+from PIL import Image
 
 IMAGE_SIZE = 32
 
 
 # --- A tiny trained run, trained once per test session ----------------------------
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def _trained_run_template(base: Path) -> Path:
     """Train a cnn on circles vs squares through core.runs.training, under ``base``."""
     from core.runs.recipes import make_config
@@ -71,18 +71,18 @@ def validation_files(run_dir: Path) -> list[str]:
 
 # --- Bad and unusual files, made in tmp_path ----------------------------------
 
+
 def sparse_png(width: int, height: int) -> bytes:
     """A valid, all-black 1-bit PNG of any size, made without allocating its pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (len(data).to_bytes(4, "big") + kind + data
-                + zlib.crc32(kind + data).to_bytes(4, "big"))
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
     row = bytes(1 + (width + 7) // 8)  # filter byte + packed bits
     compressor = zlib.compressobj(9)
     pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
-            + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 def photo(colour=(200, 60, 60), size=(64, 48)) -> Image.Image:
@@ -119,15 +119,16 @@ def write_bad_and_unusual_files(folder: Path) -> dict[str, Path]:
 
 # --- Same answers as evaluation ------------------------------------------------
 
+
 def test_predictions_match_the_evaluation_pipeline(run_dir):
     """A file gets the probabilities core.runs.evaluation's pipeline gives it, calibrated by the
     run's temperature, not just the label."""
     from core.data.dataset import scan_dataset
+    from core.data.pipeline import make_dataset
     from core.runs.calibration import softmax
+    from core.runs.store import read_config, read_facts
     from core.runs.trust import read_trust
     from core.serving.inference import Predictor, load_run_model
-    from core.data.pipeline import make_dataset
-    from core.runs.store import read_config, read_facts
 
     config, classes = read_config(run_dir), read_facts(run_dir).classes
     samples = scan_dataset(config.data_root).splits["validation"]
@@ -148,9 +149,9 @@ def test_real_photos_match_evaluate_model(shared_dir, tmp_path, pawlab_home):
     import keras
 
     from core.data.dataset import Sample
+    from core.models.zoo import build_model
     from core.runs.evaluation import evaluate_model
     from core.serving.inference import Predictor
-    from core.models.zoo import build_model
 
     validation = shared_dir / "data" / "cats_and_dogs" / "validation"
     paths = sorted((validation / "cats").glob("*.jpg"))[:4] + sorted((validation / "dogs").glob("*.jpg"))[:4]
@@ -169,19 +170,18 @@ def test_real_photos_match_evaluate_model(shared_dir, tmp_path, pawlab_home):
     predictions = Predictor(model, classes, 64).predict(paths)
     for prediction in predictions:
         for name in classes:
-            assert prediction.probabilities[name] == pytest.approx(
-                expected[prediction.file][name], abs=1e-5)
+            assert prediction.probabilities[name] == pytest.approx(expected[prediction.file][name], abs=1e-5)
     keras.backend.clear_session()
 
 
 # --- One batch, bad files named, the rest still answered ---------------------------
 
+
 def test_a_drop_is_one_model_call_and_bad_files_get_a_sentence(predictor, tmp_path, monkeypatch):
     files = write_bad_and_unusual_files(tmp_path / "drop")
     batches = []
     compiled = predictor._logits
-    monkeypatch.setattr(predictor, "_logits",
-                        lambda images: batches.append(images.shape[0]) or compiled(images))
+    monkeypatch.setattr(predictor, "_logits", lambda images: batches.append(images.shape[0]) or compiled(images))
 
     predictions = predictor.predict(list(files.values()))
 
@@ -196,7 +196,9 @@ def test_a_drop_is_one_model_call_and_bad_files_get_a_sentence(predictor, tmp_pa
         assert prediction.confidence == max(prediction.probabilities.values())
         assert prediction.ms > 0
     reasons = {
-        "bad_text": "not an image", "bad_empty": "empty", "bad_truncated": "truncated",
+        "bad_text": "not an image",
+        "bad_empty": "empty",
+        "bad_truncated": "truncated",
         "bad_bomb": "too large|pixel limit",
     }
     for case, words in reasons.items():
@@ -216,8 +218,7 @@ def test_decompression_bomb_is_refused_without_decoding_it(predictor, tmp_path, 
     (tmp_path / "big.png").write_bytes(sparse_png(8000, 7000))  # 56 M pixels > 50 M limit
     decoded = []
     original_load = ImageFile.ImageFile.load
-    monkeypatch.setattr(ImageFile.ImageFile, "load",
-                        lambda self: decoded.append(self.size) or original_load(self))
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or original_load(self))
 
     bomb, big = predictor.predict([tmp_path / "bomb.png", tmp_path / "big.png"])
 
@@ -252,6 +253,7 @@ def test_a_run_without_model_is_a_clear_error(run_dir):
 
 
 # --- Command line -------------------------------------------------------------------
+
 
 def run_cli(capsys, *argv) -> tuple[int, list[dict]]:
     from core.cli import main

@@ -11,14 +11,23 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _runs import WORKER_TIMEOUT, config, log_of, state, wait_for
 from conftest import REPO, make_separable_dataset
+
 from core.fileio import FileLock, LockTimeout
 from core.runs import control, jobs
 from core.runs.store import (
-    CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, Executor, RunState, create_run, pid_alive, read_metrics,
-    read_status, run_dirs, update_status,
+    CANCEL_FILE,
+    HEARTBEAT_SECONDS,
+    LOG_FILE,
+    Executor,
+    RunState,
+    create_run,
+    pid_alive,
+    read_metrics,
+    read_status,
+    run_dirs,
+    update_status,
 )
 
 
@@ -35,13 +44,18 @@ def data(tmp_path):
 
 def test_two_submits_at_once_start_one_worker_and_chain(data, pawlab_home):
     """Two processes submit at the same moment: one runs, one waits, then it starts by itself."""
-    code = ("import sys\n"
-            "from core.runs.jobs import submit\n"
-            "from core.runs.recipes import make_config\n"
-            "print(submit(make_config(sys.argv[1], 'cnn', 2, image_size=32, batch_size=8)))\n")
-    submitters = [subprocess.Popen([sys.executable, "-c", code, str(data)], cwd=REPO,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                  for _ in range(2)]
+    code = (
+        "import sys\n"
+        "from core.runs.jobs import submit\n"
+        "from core.runs.recipes import make_config\n"
+        "print(submit(make_config(sys.argv[1], 'cnn', 2, image_size=32, batch_size=8)))\n"
+    )
+    submitters = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(data)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [process.communicate(timeout=60) for process in submitters]
     assert all(p.returncode == 0 for p in submitters), [err for _, err in outputs]
     runs = run_dirs()
@@ -59,8 +73,9 @@ def test_two_submits_at_once_start_one_worker_and_chain(data, pawlab_home):
         assert time.time() < deadline, [log_of(r) for r in runs]
         statuses = {r: read_status(r) for r in runs}
         assert [s.state for s in statuses.values()].count(RunState.RUNNING) <= 1
-        assert not any(s.state in (RunState.FAILED, RunState.INTERRUPTED) for s in statuses.values()), \
-            [log_of(r) for r in runs]
+        assert not any(s.state in (RunState.FAILED, RunState.INTERRUPTED) for s in statuses.values()), [
+            log_of(r) for r in runs
+        ]
         for run_dir, status in statuses.items():
             if status.state == RunState.RUNNING and (status.batch > 0 or read_metrics(run_dir)):
                 progress_seen[run_dir] = True
@@ -124,6 +139,7 @@ def test_a_killed_worker_is_marked_interrupted(data):
 
 # Decisions without workers: fake statuses, no TensorFlow.
 
+
 def test_recover_marks_runs_whose_process_is_gone(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -140,8 +156,9 @@ def test_recover_sees_a_reused_pid_behind_a_stale_heartbeat(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         run_dir = create_run(config(tmp_path), state=RunState.QUEUED)
-        update_status(run_dir, state=RunState.RUNNING, pid=sleeper.pid,
-                      heartbeat=time.time() - 2 * jobs.STALE_HEARTBEAT_SECONDS)
+        update_status(
+            run_dir, state=RunState.RUNNING, pid=sleeper.pid, heartbeat=time.time() - 2 * jobs.STALE_HEARTBEAT_SECONDS
+        )
         fresh = create_run(config(tmp_path), state=RunState.QUEUED)
         update_status(fresh, state=RunState.RUNNING, pid=sleeper.pid, heartbeat=time.time())
         assert jobs.recover() == [run_dir]
@@ -203,6 +220,7 @@ def test_finished_workers_do_not_linger_as_zombies(tmp_path):
 
 # The queue keeps moving after a worker is killed (SIGKILL, out of memory): its own
 # ``finally: dispatch()`` never runs, so whoever polls must start what waits.
+
 
 def fake_workers(monkeypatch) -> list[Path]:
     """Runs 'started' are recorded, no process is spawned; their pid is this process."""
@@ -267,11 +285,14 @@ def test_a_stale_heartbeat_interrupts_a_run_whatever_its_pid_says(tmp_path):
     """A recycled pid may even look like a PawLab worker: the heartbeat decides."""
     run_dir = create_run(config(tmp_path), state=RunState.QUEUED)
     # A live process whose command line names the run, as a worker's would.
-    look_alike = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
-                                   "core", "worker", str(run_dir)])
+    look_alike = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "core", "worker", str(run_dir)])
     try:
-        update_status(run_dir, state=RunState.RUNNING, pid=look_alike.pid,
-                      heartbeat=time.time() - jobs.STALE_HEARTBEAT_SECONDS - 1)
+        update_status(
+            run_dir,
+            state=RunState.RUNNING,
+            pid=look_alike.pid,
+            heartbeat=time.time() - jobs.STALE_HEARTBEAT_SECONDS - 1,
+        )
         assert jobs.recover() == [run_dir]
         assert state(run_dir) == RunState.INTERRUPTED
     finally:
@@ -308,8 +329,9 @@ def test_a_ray_run_or_a_run_on_another_machine_lives_by_its_heartbeat_not_a_pid(
     elsewhere = create_run(config(tmp_path), state=RunState.QUEUED)
     update_status(elsewhere, state=RunState.RUNNING, host="another-node", pid=gone.pid, heartbeat=time.time())
     silent = create_run(config(tmp_path), state=RunState.QUEUED)
-    update_status(silent, state=RunState.RUNNING, executor=Executor.RAY,
-                  heartbeat=time.time() - 2 * jobs.STALE_HEARTBEAT_SECONDS)
+    update_status(
+        silent, state=RunState.RUNNING, executor=Executor.RAY, heartbeat=time.time() - 2 * jobs.STALE_HEARTBEAT_SECONDS
+    )
 
     assert jobs.recover() == [silent]
     assert state(on_ray) == state(elsewhere) == RunState.RUNNING
@@ -328,11 +350,17 @@ def test_with_ray_address_set_dispatch_hands_runs_to_a_launcher_and_records_no_p
     assert (read_status(second).executor, read_status(second).pid) == (Executor.LOCAL, os.getpid())
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"epochs": 0}, "epochs must be a whole number"), ({"learning_rate": -1}, "learning rate must be positive"),
-    ({"image_size": 8}, "image size"), ({"dropout": 1.5}, "dropout"), ({"cpus": 0}, "CPUs"),
-    ({"arch": "resnet"}, "Unknown architecture"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"epochs": 0}, "epochs must be a whole number"),
+        ({"learning_rate": -1}, "learning rate must be positive"),
+        ({"image_size": 8}, "image size"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"cpus": 0}, "CPUs"),
+        ({"arch": "resnet"}, "Unknown architecture"),
+    ],
+)
 def test_submit_refuses_a_config_read_back_from_a_file_with_a_bad_value(tmp_path, change, message):
     """A sweep's best config comes back from sweep.json: it is checked again before it is queued."""
     from core.runs.recipes import TrainConfig

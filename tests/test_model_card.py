@@ -8,12 +8,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from core.fileio import write_json
 from test_inference import install_trained_run
 
-TRUST = {"temperature": 1.7, "ece_before": 0.081, "ece_after": 0.012, "confidence_threshold": 0.83,
-         "target_precision": 0.99, "cv_coverage": 0.91, "cv_precision": 0.987, "novelty_threshold": 0.42}
+from core.fileio import write_json
+
+TRUST = {
+    "temperature": 1.7,
+    "ece_before": 0.081,
+    "ece_after": 0.012,
+    "confidence_threshold": 0.83,
+    "target_precision": 0.99,
+    "cv_coverage": 0.91,
+    "cv_precision": 0.987,
+    "novelty_threshold": 0.42,
+}
 
 
 @pytest.fixture

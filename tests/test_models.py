@@ -6,29 +6,28 @@ import socket
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
+from core.models import weights
+from core.models.weights import WeightsUnavailableError, imagenet_weights_filename
 from core.models.zoo import (
     ARCHITECTURES,
     assemble,
     base_layers,
     build_frozen_parts,
-    head_of,
     build_model,
     count_params,
+    head_of,
     last_conv_layer_name,
     unfreeze_top,
 )
-from core.models import weights
-from core.models.weights import WeightsUnavailableError, imagenet_weights_filename
-
-import keras
 
 TRANSFER = [name for name, spec in ARCHITECTURES.items() if spec.family == "transfer"]
 SCRATCH = [name for name, spec in ARCHITECTURES.items() if spec.family == "scratch"]
 # Smallest sizes each family builds at: MobileNetV2 has ImageNet weights from 96 px.
-SIZE = {**{name: 32 for name in SCRATCH}, **{name: 96 for name in TRANSFER}}
+SIZE = {**dict.fromkeys(SCRATCH, 32), **dict.fromkeys(TRANSFER, 96)}
 
 
 def images(count, size, seed=0):
@@ -36,14 +35,22 @@ def images(count, size, seed=0):
 
 
 def test_importing_models_does_not_import_tensorflow():
-    code = "import core.models.zoo, core.models.weights, sys; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = (
+        "import core.models.zoo, core.models.weights, sys; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
 
 
 def test_architectures_are_the_contract():
-    assert list(ARCHITECTURES) == ["cnn", "cnn_aug", "cnn_aug_preproc", "mobilenet_v2",
-                                   "cnn_plus", "mobilenet_v2_finetune"]
+    assert list(ARCHITECTURES) == [
+        "cnn",
+        "cnn_aug",
+        "cnn_aug_preproc",
+        "mobilenet_v2",
+        "cnn_plus",
+        "mobilenet_v2_finetune",
+    ]
     from core.data.augment import PRESETS
     from core.runs.recipes import RECIPES
     from core.runs.tutorial import REPORTED
@@ -52,8 +59,7 @@ def test_architectures_are_the_contract():
     for arch, spec in ARCHITECTURES.items():
         assert RECIPES[arch].augment in PRESETS
         assert spec.frozen_base == (spec.family == "transfer")
-    assert [REPORTED[a] for a in ("cnn", "cnn_aug", "cnn_aug_preproc", "mobilenet_v2")] \
-        == [0.61, 0.66, 0.70, 0.97]
+    assert [REPORTED[a] for a in ("cnn", "cnn_aug", "cnn_aug_preproc", "mobilenet_v2")] == [0.61, 0.66, 0.70, 0.97]
     assert ARCHITECTURES["mobilenet_v2_finetune"].fine_tune and not ARCHITECTURES["mobilenet_v2"].fine_tune
 
 
@@ -77,14 +83,26 @@ def test_cnn_is_the_tutorials_model():
     summary = []
     for layer in model.layers[1:]:
         config = layer.get_config()
-        summary.append((type(layer).__name__, config.get("filters") or config.get("units") or config.get("rate"),
-                        config.get("activation")))
+        summary.append(
+            (
+                type(layer).__name__,
+                config.get("filters") or config.get("units") or config.get("rate"),
+                config.get("activation"),
+            )
+        )
     assert summary == [
         ("Rescaling", None, None),
-        ("Conv2D", 32, "relu"), ("MaxPooling2D", None, None), ("Dropout", 0.2, None),
-        ("Conv2D", 32, "relu"), ("MaxPooling2D", None, None), ("Dropout", 0.2, None),
-        ("Conv2D", 64, "relu"), ("MaxPooling2D", None, None),
-        ("Flatten", None, None), ("Dense", 64, "relu"), ("Dense", 2, "linear"),
+        ("Conv2D", 32, "relu"),
+        ("MaxPooling2D", None, None),
+        ("Dropout", 0.2, None),
+        ("Conv2D", 32, "relu"),
+        ("MaxPooling2D", None, None),
+        ("Dropout", 0.2, None),
+        ("Conv2D", 64, "relu"),
+        ("MaxPooling2D", None, None),
+        ("Flatten", None, None),
+        ("Dense", 64, "relu"),
+        ("Dense", 2, "linear"),
     ]
     assert model.layers[1].get_config()["scale"] == pytest.approx(1 / 255)
     assert model.get_layer(last_conv_layer_name(model)).get_config()["filters"] == 64
@@ -117,8 +135,9 @@ def test_frozen_parts_and_assembled_model_agree(arch, tmp_path):
     np.testing.assert_allclose(model(batch, training=False), two_step, rtol=1e-5, atol=1e-5)
     # The head's weights are shared, not copied: training the head trains the model.
     head.layers[-1].kernel.assign(head.layers[-1].kernel * 2)
-    np.testing.assert_allclose(model(batch, training=False), head(extractor(batch), training=False),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        model(batch, training=False), head(extractor(batch), training=False), rtol=1e-5, atol=1e-5
+    )
     # Base layers are reachable by name for Grad-CAM.
     assert last_conv_layer_name(model) == "out_relu"
     keras.Model(model.input, [model.get_layer("out_relu").output, model.output])(batch)
@@ -133,8 +152,7 @@ def test_frozen_parts_and_assembled_model_agree(arch, tmp_path):
     # (calibration reads the best model's logits off cached features this way).
     features = extractor(batch, training=False)
     taken_out = head_of(loaded, extractor.layers[-1].name)
-    np.testing.assert_allclose(taken_out(features, training=False), loaded(batch, training=False),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(taken_out(features, training=False), loaded(batch, training=False), rtol=1e-5, atol=1e-5)
 
 
 def test_count_params_matches_the_layers_and_is_cached():
@@ -169,8 +187,11 @@ def test_unfreeze_top_keeps_batch_norm_in_inference_mode():
     trainable = [layer for layer in base if layer.trainable_weights]
     assert trainable and all(layer in base[-30:] for layer in trainable)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
-    assert all(layer.trainable for layer in base[-30:]
-               if layer.weights and not isinstance(layer, keras.layers.BatchNormalization))
+    assert all(
+        layer.trainable
+        for layer in base[-30:]
+        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    )
     assert len(trainable) < len(with_weights)
 
     # BatchNorm in inference mode: training=True gives the same features and leaves the statistics alone.
@@ -184,7 +205,7 @@ def test_unfreeze_top_keeps_batch_norm_in_inference_mode():
 
     unfreeze_top(model, 0.5)
     assert sum(bool(layer.trainable_weights) for layer in base[: len(base) // 2 - 1]) == 0
-    assert any(layer.trainable_weights for layer in base[len(base) // 2 + 1:])
+    assert any(layer.trainable_weights for layer in base[len(base) // 2 + 1 :])
 
 
 def test_weights_filename_follows_keras():
@@ -201,20 +222,17 @@ def unreachable_weights_url(monkeypatch):
         yield
 
 
-def test_offline_without_weights_says_which_file_and_where(tmp_path, monkeypatch,
-                                                           unreachable_weights_url):
+def test_offline_without_weights_says_which_file_and_where(tmp_path, monkeypatch, unreachable_weights_url):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(WeightsUnavailableError) as error:
         build_model("mobilenet_v2", 2, 160)
     message = str(error.value)
-    assert f"Put the file {imagenet_weights_filename(160)} into the folder {tmp_path / 'models'}" \
-        in message
+    assert f"Put the file {imagenet_weights_filename(160)} into the folder {tmp_path / 'models'}" in message
     assert "Traceback" not in message
     assert not list((tmp_path / "models").iterdir())  # no half-downloaded file left behind
 
 
-def test_imagenet_weights_load_from_keras_home(keras_home, cats_and_dogs, monkeypatch,
-                                               unreachable_weights_url):
+def test_imagenet_weights_load_from_keras_home(keras_home, cats_and_dogs, monkeypatch, unreachable_weights_url):
     from keras.applications.mobilenet_v2 import preprocess_input
 
     from core.data.images import load_resized
@@ -228,8 +246,11 @@ def test_imagenet_weights_load_from_keras_home(keras_home, cats_and_dogs, monkey
     cat = load_resized(cats_and_dogs / "train" / "cats" / "cat.1.jpg", 160).astype("float32")[None]
     ours = np.asarray(extractor(cat, training=False))
     reference = keras.applications.MobileNetV2(
-        input_shape=(160, 160, 3), include_top=False, pooling="avg",
-        weights=str(keras_home / "models" / imagenet_weights_filename(160)))
+        input_shape=(160, 160, 3),
+        include_top=False,
+        pooling="avg",
+        weights=str(keras_home / "models" / imagenet_weights_filename(160)),
+    )
     np.testing.assert_allclose(ours, reference(preprocess_input(cat.copy()), training=False), rtol=1e-4, atol=1e-4)
 
 
@@ -272,4 +293,4 @@ def test_test_time_flip_averages_each_photo_and_its_mirror_and_survives_saving(t
     loaded = load_saved_model(tmp_path / "model.keras")  # safe mode: registered layers only
     np.testing.assert_allclose(loaded.predict_on_batch(images), expected, atol=1e-5)
     heatmap = GradCam(loaded).heatmap(images[0], 0)  # the photo's own feature map
-    assert heatmap.ndim == 2 and 0 <= heatmap.min() and heatmap.max() <= 1
+    assert heatmap.ndim == 2 and heatmap.min() >= 0 and heatmap.max() <= 1

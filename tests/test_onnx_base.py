@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from core.data.dataset import Sample
 from core.models import onnx_base
@@ -45,10 +44,8 @@ def test_onnx_runtime_gives_keras_features_and_keeps_the_conversion(pawlab_home)
     model = small_convnet()
     base = fast_base(model)
     assert isinstance(base, OnnxBase)
-    np.testing.assert_allclose(base.predict_on_batch(photos()), model.predict_on_batch(photos()),
-                               atol=1e-4)
-    assert [path.name for path in onnx_files(pawlab_home)] == [
-        onnx_path(model, pawlab_home / "cache" / "onnx").name]
+    np.testing.assert_allclose(base.predict_on_batch(photos()), model.predict_on_batch(photos()), atol=1e-4)
+    assert [path.name for path in onnx_files(pawlab_home)] == [onnx_path(model, pawlab_home / "cache" / "onnx").name]
 
 
 def test_a_batch_is_shared_out_over_cores_and_comes_back_in_order(pawlab_home):
@@ -85,8 +82,7 @@ def test_a_damaged_conversion_file_is_converted_again(pawlab_home):
     path.write_bytes(b"not an onnx model")
     base = fast_base(model)
     assert isinstance(base, OnnxBase)
-    np.testing.assert_allclose(base.predict_on_batch(photos()), model.predict_on_batch(photos()),
-                               atol=1e-4)
+    np.testing.assert_allclose(base.predict_on_batch(photos()), model.predict_on_batch(photos()), atol=1e-4)
     assert path.read_bytes() != b"not an onnx model"
 
 
@@ -143,21 +139,19 @@ def test_cached_features_come_from_onnx_runtime(tmp_path, pawlab_home, monkeypat
         samples.append(Sample(str(path), index % 2, "odd" if index % 2 else "even"))
     calls = []
     real_predict = OnnxBase.predict_on_batch
-    monkeypatch.setattr(OnnxBase, "predict_on_batch",
-                        lambda self, images: calls.append(len(images)) or real_predict(self, images))
+    monkeypatch.setattr(
+        OnnxBase, "predict_on_batch", lambda self, images: calls.append(len(images)) or real_predict(self, images)
+    )
 
     model = small_convnet()
     fast_base(model)  # converted and checked here (on a probe batch); kept for cached_features
     calls.clear()
-    features, labels = cached_features(model, samples, SIZE, 2, cache_key="small",
-                                       cache_dir=tmp_path / "features")
+    features, labels = cached_features(model, samples, SIZE, 2, cache_key="small", cache_dir=tmp_path / "features")
     assert calls == [2, 2, 1]
     from core.data.pipeline import make_dataset
 
-    keras_features, keras_labels = extract_features(
-        model, make_dataset(samples, SIZE, 2, training=False))
-    np.testing.assert_allclose(features.astype(np.float32), keras_features.astype(np.float32),
-                               atol=1e-2)
+    keras_features, keras_labels = extract_features(model, make_dataset(samples, SIZE, 2, training=False))
+    np.testing.assert_allclose(features.astype(np.float32), keras_features.astype(np.float32), atol=1e-2)
     np.testing.assert_array_equal(labels, keras_labels)
 
 
@@ -167,16 +161,14 @@ def imagenet_weights(keras_home, monkeypatch):
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v2_finetune"])
-def test_imagenet_mobilenet_v2_features_agree_on_real_photos(arch, imagenet_weights, cats_and_dogs,
-                                                             pawlab_home):
+def test_imagenet_mobilenet_v2_features_agree_on_real_photos(arch, imagenet_weights, cats_and_dogs, pawlab_home):
     """The real base at 160 px, on cats and dogs: what a transfer run's head is trained on."""
     from core.data.pipeline import make_dataset
     from core.models.zoo import build_frozen_parts
 
     paths = sorted((cats_and_dogs / "validation" / "cats").glob("*.jpg"))[:2]
     paths += sorted((cats_and_dogs / "validation" / "dogs").glob("*.jpg"))[:2]
-    images, _ = next(iter(make_dataset([Sample(str(p), 0, "") for p in paths], 160, 4,
-                                       training=False)))
+    images, _ = next(iter(make_dataset([Sample(str(p), 0, "") for p in paths], 160, 4, training=False)))
     extractor, _ = build_frozen_parts(arch, num_classes=2, image_size=160)
     base = fast_base(extractor)
     assert isinstance(base, OnnxBase)

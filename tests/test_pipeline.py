@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import make_separable_dataset
+
 from core.data.dataset import Sample, scan_dataset
 from core.data.images import load_resized
 from core.data.splits import make_splits
@@ -61,8 +61,7 @@ def test_one_iterator_holds_every_photo_once_per_epoch_reshuffled_labels_aligned
         for step in range(steps):
             images, labels = next(iterator)
             # The last batch of an epoch is partial: batches never cross epochs.
-            assert len(labels) == (len(samples) - batch_size * (steps - 1) if step == steps - 1
-                                   else batch_size)
+            assert len(labels) == (len(samples) - batch_size * (steps - 1) if step == steps - 1 else batch_size)
             for image, label in zip(images.numpy().astype(np.uint8), labels.numpy()):
                 index = index_of[image.tobytes()]
                 assert samples[index].label == label
@@ -74,8 +73,7 @@ def test_one_iterator_holds_every_photo_once_per_epoch_reshuffled_labels_aligned
     # The same orders as a new iterator per pass of the same dataset, seeded alike.
     fresh = make_dataset(samples, SIZE, batch_size, training=True, seed=7)
     for order in orders:
-        labels_seen = [index_of[x.tobytes()] for images, _ in fresh
-                       for x in images.numpy().astype(np.uint8)]
+        labels_seen = [index_of[x.tobytes()] for images, _ in fresh for x in images.numpy().astype(np.uint8)]
         assert labels_seen == order
 
 

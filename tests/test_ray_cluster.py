@@ -26,8 +26,14 @@ def outcome(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("ray_cluster")
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("RAY_ADDRESS", None)
-    finished = subprocess.run([sys.executable, str(REPO / "tests" / "_ray_cluster.py"), str(work)],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=SCENARIO_TIMEOUT)
+    finished = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "_ray_cluster.py"), str(work)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SCENARIO_TIMEOUT,
+    )
     result = work / "outcome.json"
     if not result.exists() and NetworkIsolationError.__name__ in finished.stderr and os.geteuid() != 0:
         pytest.skip("this machine allows no private network namespace (not root, user namespaces off)")
@@ -45,8 +51,15 @@ def test_a_run_pinned_to_each_node_completes_there_with_all_its_files(outcome):
     for node, run in outcome["pinned"].items():
         assert run["state"] == "completed" and run["executor"] == "ray"
         assert run["ray_node"].endswith(outcome["nodes"][node]), (node, run["ray_node"])
-        assert {"config.json", "facts.json", "split.json", "metrics.jsonl", "model.keras",
-                "trust.json", "evaluation.json"} <= set(run["files"])
+        assert {
+            "config.json",
+            "facts.json",
+            "split.json",
+            "metrics.jsonl",
+            "model.keras",
+            "trust.json",
+            "evaluation.json",
+        } <= set(run["files"])
         assert run["metrics_lines"] == 2  # both epochs
     assert outcome["pinned"]["node_a"]["ray_node"] != outcome["pinned"]["node_b"]["ray_node"]
 

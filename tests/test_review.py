@@ -7,8 +7,8 @@ import json
 import time
 
 import pytest
-
 from conftest import make_separable_dataset
+
 from core import cli
 from core.data.corrections import add_correction
 from core.review.runner import ReviewStatus, review_state, start_review
@@ -19,8 +19,7 @@ PHOTO = "train/circles/circles.train.4.jpg"
 
 
 def class_of(splits, relative):
-    return next(s.class_name for samples in splits.as_dict().values() for s in samples
-                if s.path.endswith(relative))
+    return next(s.class_name for samples in splits.as_dict().values() for s in samples if s.path.endswith(relative))
 
 
 def test_a_run_trains_on_the_corrections_it_was_submitted_with(tiny_dataset):
@@ -88,8 +87,9 @@ def test_a_review_whose_process_dies_is_reported_failed(tmp_path, with_weights):
 
 
 def test_the_doctor_works_for_more_than_two_classes_and_a_single_pool(tmp_path, with_weights, capsys):
-    data = make_separable_dataset(tmp_path / "three", classes=("circles", "squares", "rings"),
-                                  per_class=15, splits=("",))  # class folders only: one pool
+    data = make_separable_dataset(
+        tmp_path / "three", classes=("circles", "squares", "rings"), per_class=15, splits=("",)
+    )  # class folders only: one pool
     assert cli.main(["doctor", "--data", str(data)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["classes"] == ["circles", "rings", "squares"] and report["photos"] == 45

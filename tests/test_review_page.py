@@ -17,9 +17,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import REPO, make_separable_dataset
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, make_separable_dataset
 from core.config import get_settings
 from core.data import corrections
 from core.data.acquire import COMPLETE_MARKER
@@ -82,8 +82,9 @@ def open_page(page: str = "pages/review.py", tab: str | None = None) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    return "\n".join(e.value for kind in ("markdown", "caption", "info", "error", "warning", "success")
-                     for e in at.get(kind))
+    return "\n".join(
+        e.value for kind in ("markdown", "caption", "info", "error", "warning", "success") for e in at.get(kind)
+    )
 
 
 def button(at: AppTest, label: str, nth: int = 0):
@@ -93,8 +94,9 @@ def button(at: AppTest, label: str, nth: int = 0):
 
 
 def badges(at: AppTest) -> list[str]:
-    return [b.proto.body for b in at.get("markdown") if "badge" in b.proto.body] + \
-           [str(b.proto) for b in at.get("badge")]
+    return [b.proto.body for b in at.get("markdown") if "badge" in b.proto.body] + [
+        str(b.proto) for b in at.get("badge")
+    ]
 
 
 def test_the_page_shows_the_saved_report(dataset, reviewed):
@@ -111,10 +113,11 @@ def test_the_page_shows_the_saved_report(dataset, reviewed):
     assert any(c.value.startswith("planted.jpg · train · label quality 0.") for c in at.caption)
     assert "makes the test score a lie" in "\n".join(w.value for w in at.warning)
     assert any("Last review just now" in c.value for c in at.caption)
-    assert [b.label for b in at.button][0] == "Review again"
+    assert next(b.label for b in at.button) == "Review again"
     balance = json.loads(next(c for c in at.get("plotly_chart") if "review_balance" in c.proto.id).proto.spec)
     assert {t["name"]: t["y"] for t in balance["data"]} == {
-        split: [counts["circles"], counts["squares"]] for split, counts in report["class_balance"].items()}
+        split: [counts["circles"], counts["squares"]] for split, counts in report["class_balance"].items()
+    }
     assert len(at.image) == len(report["label_issues"])  # only the open tab is drawn
 
     at = open_page(tab=LEAKS_TAB)  # the copy, side by side with its original
@@ -166,7 +169,7 @@ def test_export_downloads_the_corrected_dataset_as_a_zip(dataset, deferred_downl
     button(at, "Export the corrected dataset").click().run()
 
     assert not at.exception and not at.error
-    assert [d.label for d in at.get("download_button")][0].startswith("Download shapes-corrected.zip (")
+    assert next(d.label for d in at.get("download_button")).startswith("Download shapes-corrected.zip (")
     names = zipfile.ZipFile(io.BytesIO(deferred_downloads["shapes-corrected.zip"]())).namelist()
     assert "train/circles/planted.jpg" in names
     assert not [n for n in names if n.endswith("copy.jpg")] and len(names) == 36

@@ -15,8 +15,17 @@ from core.data.augment import PRESETS
 from core.fileio import write_json
 from core.runs.recipes import RECIPES, TrainConfig, make_config
 from core.runs.store import (
-    EVALUATION_FILE, METRICS_FILE, RunState, append_metrics, create_run, delete_run, list_runs,
-    read_config, read_metrics, read_status, update_status,
+    EVALUATION_FILE,
+    METRICS_FILE,
+    RunState,
+    append_metrics,
+    create_run,
+    delete_run,
+    list_runs,
+    read_config,
+    read_metrics,
+    read_status,
+    update_status,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,14 +47,17 @@ def test_make_config_fills_in_the_architectures_defaults(tmp_path):
     assert fine.augment.is_identity
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(arch="resnet"), "Unknown architecture"),
-    (dict(epochs=0), "epochs"),
-    (dict(image_size=8), "image size"),
-    (dict(augment="no-such-config"), "no-such-config"),
-    (dict(fine_tune_epochs=2), "no fine-tuning"),
-    (dict(learning_rate=-1.0), "learning rate"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(arch="resnet"), "Unknown architecture"),
+        (dict(epochs=0), "epochs"),
+        (dict(image_size=8), "image size"),
+        (dict(augment="no-such-config"), "no-such-config"),
+        (dict(fine_tune_epochs=2), "no fine-tuning"),
+        (dict(learning_rate=-1.0), "learning rate"),
+    ],
+)
 def test_make_config_refuses_bad_values_with_a_sentence(tmp_path, kwargs, words):
     args = dict(arch="cnn", epochs=2) | kwargs
     with pytest.raises(ValueError, match=words):
@@ -130,14 +142,21 @@ def test_json_files_are_replaced_whole(tmp_path):
     """A reader polling status.json while it is rewritten always parses it."""
     run_dir = create_run(make_config(tmp_path, "cnn", 1), tmp_path / "runs")
     reader = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import json, sys, time\n"
-            "path, end, reads = sys.argv[1], time.time() + 1.5, 0\n"
-            "while time.time() < end:\n"
-            "    json.load(open(path)); reads += 1\n"
-            "print(reads)\n"
-        ), str(run_dir / "status.json")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            (
+                "import json, sys, time\n"
+                "path, end, reads = sys.argv[1], time.time() + 1.5, 0\n"
+                "while time.time() < end:\n"
+                "    json.load(open(path)); reads += 1\n"
+                "print(reads)\n"
+            ),
+            str(run_dir / "status.json"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     end = time.time() + 1.5
     while time.time() < end:
@@ -195,7 +214,10 @@ def test_cli_runs_prints_the_runs_as_json(tmp_path):
     run_dir = create_run(make_config(tmp_path, "cnn", 1), runs)
     result = subprocess.run(
         [sys.executable, "-m", "core", "runs", "--runs-dir", str(runs)],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
@@ -204,9 +226,10 @@ def test_cli_runs_prints_the_runs_as_json(tmp_path):
 
 def test_runs_and_jobs_modules_do_not_import_tensorflow():
     """The app's pages import these; TensorFlow would add seconds to every page load."""
-    code = ("import sys, core.runs.store, core.runs.jobs, core.runs.evaluation\n"
-            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                            text=True, timeout=60)
+    code = (
+        "import sys, core.runs.store, core.runs.jobs, core.runs.evaluation\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

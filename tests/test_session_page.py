@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import REPO, make_separable_dataset
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Selectbox
 
-from conftest import REPO, make_separable_dataset
 from core.config import get_settings
 from core.data.acquire import COMPLETE_MARKER
 from core.data.workspace import last_dataset, recent_uses
@@ -52,8 +52,7 @@ def open_page(page: str, at: AppTest | None = None) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    return "\n".join(e.value for kind in (at.markdown, at.caption, at.info, at.error, at.warning)
-                     for e in kind)
+    return "\n".join(e.value for kind in (at.markdown, at.caption, at.info, at.error, at.warning) for e in kind)
 
 
 def train_dataset_line(at: AppTest) -> str:
@@ -81,7 +80,7 @@ def test_two_sessions_each_train_on_their_own_choice(shapes_and_fruit):
 
 def test_a_dataset_that_is_there_before_any_choice_is_the_one_used(shapes_and_fruit):
     """After `python -m core fetch`, or on a new server with datasets: nothing chosen yet."""
-    shapes, fruit = shapes_and_fruit
+    shapes, _fruit = shapes_and_fruit
     for other in get_settings().datasets_dir.iterdir():
         if other != shapes:  # a single dataset: it could not even be chosen again in the select box
             shutil.rmtree(other)
@@ -97,7 +96,7 @@ def test_a_dataset_that_is_there_before_any_choice_is_the_one_used(shapes_and_fr
 
 
 def test_a_new_session_opens_the_most_recently_used_dataset(shapes_and_fruit):
-    shapes, fruit = shapes_and_fruit
+    shapes, _fruit = shapes_and_fruit
     first = open_page("dataset")
     first.selectbox(key="dataset_choice").set_value(str(shapes)).run()
 
@@ -122,9 +121,8 @@ def forged_select_box(monkeypatch):
     return forged
 
 
-def test_a_forged_select_box_value_never_becomes_the_sessions_dataset(shapes_and_fruit, tmp_path,
-                                                                       forged_select_box):
-    shapes, fruit = shapes_and_fruit
+def test_a_forged_select_box_value_never_becomes_the_sessions_dataset(shapes_and_fruit, tmp_path, forged_select_box):
+    _shapes, _fruit = shapes_and_fruit
     outside = make_separable_dataset(tmp_path / "server_files", classes=("secret", "private"))
     at = open_page("dataset")
     before = at.selectbox(key="dataset_choice").value
@@ -144,7 +142,7 @@ def test_a_forged_select_box_value_never_becomes_the_sessions_dataset(shapes_and
 
 
 def test_a_forged_name_with_dots_is_refused_too(shapes_and_fruit, forged_select_box):
-    shapes, fruit = shapes_and_fruit
+    _shapes, fruit = shapes_and_fruit
     at = open_page("dataset")
     at.selectbox(key="dataset_choice").set_value(str(fruit)).run()
     before = at.session_state["dataset_root"]

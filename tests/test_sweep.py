@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, make_separable_dataset
+
 from core.netns import network_namespace
 from core.runs.recipes import TrainConfig, make_config, with_knobs
 from core.runs.search import MAX_TRIALS, Cost, KnobSpace, SweepSpec
@@ -33,6 +33,7 @@ RAY_SERVERS = ("gcs_server", "raylet")
 
 # --- what a search may ask for ----------------------------------------------------
 
+
 def test_a_grid_is_crossed_and_trials_are_spread_over_it():
     spec = SweepSpec.from_grid(8, {"learning_rate": ["1e-3", "3e-4"], "head_units": ["0", "64"]})
     assert spec.grid_size == 4 and spec.samples_per_grid_point == 2 and spec.total_trials == 8
@@ -41,14 +42,17 @@ def test_a_grid_is_crossed_and_trials_are_spread_over_it():
     assert SweepSpec.from_grid(5, {"dropout": ["0.1", "0.2"]}).total_trials == 6  # rounded up
 
 
-@pytest.mark.parametrize("grid, message", [
-    ({"momentum": ["0.9"]}, "Unknown knob 'momentum'"),
-    ({"learning_rate": ["fast"]}, "'fast' is not a valid learning_rate"),
-    ({"dropout": ["1.5"]}, "'1.5' is not a valid dropout"),
-    ({"epochs": ["2.5"]}, "'2.5' is not a valid epochs"),
-    ({"head_units": ["-1"]}, "'-1' is not a valid head_units"),
-    ({"learning_rate": [str(n) for n in range(1, 30)]}, "At most 20 values"),
-])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"momentum": ["0.9"]}, "Unknown knob 'momentum'"),
+        ({"learning_rate": ["fast"]}, "'fast' is not a valid learning_rate"),
+        ({"dropout": ["1.5"]}, "'1.5' is not a valid dropout"),
+        ({"epochs": ["2.5"]}, "'2.5' is not a valid epochs"),
+        ({"head_units": ["-1"]}, "'-1' is not a valid head_units"),
+        ({"learning_rate": [str(n) for n in range(1, 30)]}, "At most 20 values"),
+    ],
+)
 def test_a_bad_search_is_one_sentence(grid, message):
     with pytest.raises(ValueError, match=message):
         SweepSpec.from_grid(4, grid)
@@ -103,9 +107,24 @@ def test_head_knobs_only_for_transfer_models_and_resources_are_checked(tmp_path)
 
 def test_the_cli_refuses_a_bad_grid_and_queues_nothing(tmp_path, pawlab_home):
     data = make_separable_dataset(tmp_path / "data")
-    result = subprocess.run([sys.executable, "-m", "core", "sweep", "--data", str(data), "--arch",
-                             "mobilenet_v2", "--grid", "learning_rate=fast"],
-                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "sweep",
+            "--data",
+            str(data),
+            "--arch",
+            "mobilenet_v2",
+            "--grid",
+            "learning_rate=fast",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "'fast' is not a valid learning_rate" in result.stderr
     assert list_runs() == []
@@ -113,15 +132,19 @@ def test_the_cli_refuses_a_bad_grid_and_queues_nothing(tmp_path, pawlab_home):
 
 # --- a real sweep on embedded Ray ----------------------------------------------------
 
+
 def _ray_servers_seen(stop: threading.Event, seen: dict) -> None:
     """Every gcs_server/raylet process that appears: its network namespace and listeners."""
     while not stop.wait(0.5):
         for entry in Path("/proc").iterdir():
             try:
                 if entry.name.isdigit() and (entry / "comm").read_text().strip() in RAY_SERVERS:
-                    listening = [line.split()[1] for table in ("tcp", "tcp6")
-                                 for line in (entry / "net" / table).read_text().splitlines()[1:]
-                                 if line.split()[3] == "0A"]
+                    listening = [
+                        line.split()[1]
+                        for table in ("tcp", "tcp6")
+                        for line in (entry / "net" / table).read_text().splitlines()[1:]
+                        if line.split()[3] == "0A"
+                    ]
                     seen[entry.name] = (network_namespace(entry.name), listening)
             except OSError:
                 continue
@@ -134,8 +157,7 @@ LOOPBACK_HEX = ("0100007F:", "0000000000000000FFFF00000100007F:", "0000000000000
 def sweep(tmp_path_factory, keras_home):
     work = tmp_path_factory.mktemp("sweep")
     data = make_separable_dataset(work / "data", per_class=10)
-    env = {**os.environ, "PAWLAB_HOME": str(work / "home"), "KERAS_HOME": str(keras_home),
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PAWLAB_HOME": str(work / "home"), "KERAS_HOME": str(keras_home), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("RAY_ADDRESS", None)
     stop, seen = threading.Event(), {}
     watcher = threading.Thread(target=_ray_servers_seen, args=(stop, seen), daemon=True)
@@ -143,15 +165,39 @@ def sweep(tmp_path_factory, keras_home):
     started = time.time()
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "core", "sweep", "--data", str(data), "--arch", "mobilenet_v2",
-             "--trials", "8", "--epochs", "3", "--cpus", "2"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=SWEEP_TIMEOUT)
+            [
+                sys.executable,
+                "-m",
+                "core",
+                "sweep",
+                "--data",
+                str(data),
+                "--arch",
+                "mobilenet_v2",
+                "--trials",
+                "8",
+                "--epochs",
+                "3",
+                "--cpus",
+                "2",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SWEEP_TIMEOUT,
+        )
     finally:
         stop.set()
         watcher.join()
     runs = work / "home" / "runs"
-    return {"result": result, "seconds": time.time() - started, "seen": seen, "runs": runs,
-            "sweep_dir": next(run for run in run_dirs(runs) if read_config(run).is_sweep)}
+    return {
+        "result": result,
+        "seconds": time.time() - started,
+        "seen": seen,
+        "runs": runs,
+        "sweep_dir": next(run for run in run_dirs(runs) if read_config(run).is_sweep),
+    }
 
 
 def test_an_embedded_sweep_of_8_trials_prints_the_best_config_last(sweep):
@@ -199,9 +245,10 @@ def test_the_sweep_took_one_slot_of_the_queue(sweep):
 
 # --- what the runs table says about where a run trains ------------------------------
 
+
 def test_the_runs_table_says_where_each_run_trains_and_which_are_sweeps(tmp_path):
     from core.runs.store import Executor, create_run, update_status
-    from pages import _train_views as views
+    from pages._train import views
 
     data = make_separable_dataset(tmp_path / "data")
     local = create_run(make_config(data, "cnn", 1))
@@ -231,8 +278,10 @@ def test_where_linux_refuses_a_private_network_the_sweep_fails_with_a_sentence(t
         raise netns.NetworkIsolationError(1, "PawLab could not give its embedded Ray a loopback-only network")
 
     monkeypatch.setattr(netns, "enter_loopback_only_network", refuse)
-    sweep_dir = create_run(make_config(make_separable_dataset(tmp_path / "data"), "mobilenet_v2",
-                                       search=SweepSpec.from_grid(2, {})), state=RunState.RUNNING)
+    sweep_dir = create_run(
+        make_config(make_separable_dataset(tmp_path / "data"), "mobilenet_v2", search=SweepSpec.from_grid(2, {})),
+        state=RunState.RUNNING,
+    )
     with pytest.raises(SystemExit):
         entry.isolate_or_fail(str(sweep_dir))
     status = read_status(sweep_dir)

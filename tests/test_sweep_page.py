@@ -22,20 +22,26 @@ from streamlit.testing.v1 import AppTest
 from core.config import get_settings
 from core.data.acquire import COMPLETE_MARKER
 from core.models.zoo import ARCHITECTURES
-from core.runs.recipes import recipe_for
 from core.runs import jobs
-from core.runs.recipes import make_config, with_knobs
+from core.runs.recipes import make_config, recipe_for, with_knobs
 from core.runs.search import COST_SENTENCES, Cost, KnobSpace, SweepSpec
 from core.runs.store import (
-    RunState, append_metrics, create_run, list_runs, read_config, update_status,
+    RunState,
+    append_metrics,
+    create_run,
+    list_runs,
+    read_config,
+    update_status,
 )
 from core.runs.sweep import SweepResult, TrialResult, write_sweep_result
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TIMEOUT = 60  # the first run imports pandas and Plotly
 ARCH = "mobilenet_v2"
-SEARCH = SweepSpec(trials=3, knobs={"learning_rate": KnobSpace(low=1e-4, high=1e-2, log=True),
-                                    "head_units": KnobSpace(values=(0, 64, 128))})
+SEARCH = SweepSpec(
+    trials=3,
+    knobs={"learning_rate": KnobSpace(low=1e-4, high=1e-2, log=True), "head_units": KnobSpace(values=(0, 64, 128))},
+)
 # Each trial: its knobs, its validation accuracy per epoch, how it ended, its test accuracy.
 TRIALS = [
     ({"learning_rate": 3e-3, "head_units": 64}, [0.70, 0.85, 0.90], RunState.COMPLETED, 0.88),
@@ -86,8 +92,9 @@ def button(at: AppTest, label: str):
 
 def texts(at: AppTest) -> str:
     """Everything the page wrote in Markdown, captions, info and error boxes."""
-    return "\n".join(e.value for kind in ("markdown", "caption", "info", "success", "warning", "error")
-                     for e in getattr(at, kind))
+    return "\n".join(
+        e.value for kind in ("markdown", "caption", "info", "success", "warning", "error") for e in getattr(at, kind)
+    )
 
 
 def chart(at: AppTest, key_prefix: str) -> dict:
@@ -122,11 +129,27 @@ def write_trials(sweep_dir: Path, trials=TRIALS, *, state=None) -> list[Path]:
         config = with_knobs(base, knobs, sweep=sweep_dir.name)
         config.created = base.created + 1 + index
         trial_dir = create_run(config, state=RunState.QUEUED)
-        update_status(trial_dir, state=state or end, started=config.created, heartbeat=time.time(),
-                      epochs_total=3, phase="train", pid=os.getpid())
+        update_status(
+            trial_dir,
+            state=state or end,
+            started=config.created,
+            heartbeat=time.time(),
+            epochs_total=3,
+            phase="train",
+            pid=os.getpid(),
+        )
         for epoch, accuracy in enumerate(accuracies, start=1):
-            append_metrics(trial_dir, {"epoch": epoch, "phase": "train", "accuracy": accuracy,
-                                       "val_accuracy": accuracy, "loss": 1 - accuracy, "val_loss": 1 - accuracy})
+            append_metrics(
+                trial_dir,
+                {
+                    "epoch": epoch,
+                    "phase": "train",
+                    "accuracy": accuracy,
+                    "val_accuracy": accuracy,
+                    "loss": 1 - accuracy,
+                    "val_loss": 1 - accuracy,
+                },
+            )
         folders.append(trial_dir)
     return folders
 
@@ -134,10 +157,22 @@ def write_trials(sweep_dir: Path, trials=TRIALS, *, state=None) -> list[Path]:
 def finish_sweep(sweep_dir: Path, trial_dirs: list[Path]) -> SweepResult:
     """sweep.json as the driver writes it when the sweep ends; the first trial is the best."""
     result = SweepResult(
-        trials=[TrialResult(run=path.name, knobs=knobs, state=str(end), epochs=len(accuracies),
-                            best_val_accuracy=max(accuracies), test_accuracy=test)
-                for path, (knobs, accuracies, end, test) in zip(trial_dirs, TRIALS)],
-        best_run=trial_dirs[0].name, seconds=42.0, cost=str(Cost.HEAD), ray="embedded (loopback only)")
+        trials=[
+            TrialResult(
+                run=path.name,
+                knobs=knobs,
+                state=str(end),
+                epochs=len(accuracies),
+                best_val_accuracy=max(accuracies),
+                test_accuracy=test,
+            )
+            for path, (knobs, accuracies, end, test) in zip(trial_dirs, TRIALS)
+        ],
+        best_run=trial_dirs[0].name,
+        seconds=42.0,
+        cost=str(Cost.HEAD),
+        ray="embedded (loopback only)",
+    )
     best = read_config(trial_dirs[0])
     best.sweep, best.created = "", 0.0
     result.best_config = best.to_dict()
@@ -147,6 +182,7 @@ def finish_sweep(sweep_dir: Path, trial_dirs: list[Path]) -> SweepResult:
 
 
 # --- define the search ------------------------------------------------------------------------
+
 
 def test_the_tab_says_what_a_trial_costs_and_how_many_trials_before_start(dataset):
     at = open_train_page()
@@ -175,8 +211,11 @@ def test_every_model_gets_its_own_knobs_and_a_search_that_can_start(dataset):
     for arch, spec in ARCHITECTURES.items():
         at.selectbox(key="sweep_arch").set_value(arch)
         run(at)
-        kinds = {c.key.removeprefix(f"sweep_{arch}_").removesuffix("_kind") for c in at.segmented_control
-                 if c.key.startswith(f"sweep_{arch}_")}
+        kinds = {
+            c.key.removeprefix(f"sweep_{arch}_").removesuffix("_kind")
+            for c in at.segmented_control
+            if c.key.startswith(f"sweep_{arch}_")
+        }
         head = {"dropout", "head_units"} if spec.family == "transfer" else set()
         fine_tune = {"fine_tune_layers"} if spec.fine_tune else set()
         assert kinds == {"learning_rate", "epochs", "augment", "image_size"} | head | fine_tune, arch
@@ -236,6 +275,7 @@ def test_start_queues_exactly_one_sweep_entry(dataset):
 
 
 # --- watch and results -------------------------------------------------------------------------
+
 
 def test_the_trials_table_lists_every_trial_of_the_sweep_and_nothing_else(dataset):
     older = write_sweep(dataset, state=RunState.COMPLETED, created=time.time() - 100)

@@ -26,8 +26,16 @@ from core.fileio import write_json
 from core.runs import jobs, tutorial
 from core.runs.recipes import make_config
 from core.runs.store import (
-    EVALUATION_FILE, MODEL_FILE, RunFacts, append_metrics, create_run, list_runs, read_config,
-    read_status, update_status, write_facts,
+    EVALUATION_FILE,
+    MODEL_FILE,
+    RunFacts,
+    append_metrics,
+    create_run,
+    list_runs,
+    read_config,
+    read_status,
+    update_status,
+    write_facts,
 )
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -77,19 +85,26 @@ EPOCHS = [
 ]
 
 
-def write_run(data_root: Path, arch="cnn", *, state: str, metrics: int, created: float | None = None,
-              **status) -> Path:
+def write_run(data_root: Path, arch="cnn", *, state: str, metrics: int, created: float | None = None, **status) -> Path:
     """A run folder as a worker leaves it: config, status, ``metrics`` epochs of metrics."""
     config = make_config(data_root, arch, 5, image_size=32)
     config.created = created or time.time()
     run_dir = create_run(config)
     write_facts(run_dir, RunFacts(classes=["circles", "squares"], mode="end_to_end"))
     started = config.created + 1
-    update_status(run_dir, state=state, started=started, epochs_total=5, phase="train",
-                  mode="end_to_end", **status)
+    update_status(run_dir, state=state, started=started, epochs_total=5, phase="train", mode="end_to_end", **status)
     for index, values in enumerate(EPOCHS[:metrics], start=1):
-        append_metrics(run_dir, {"epoch": index, "phase": "train", **values, "seconds": 2.0,
-                                 "images_per_second": 120.0, "time": started + 2 * index})
+        append_metrics(
+            run_dir,
+            {
+                "epoch": index,
+                "phase": "train",
+                **values,
+                "seconds": 2.0,
+                "images_per_second": 120.0,
+                "time": started + 2 * index,
+            },
+        )
     return run_dir
 
 
@@ -97,12 +112,22 @@ def finish_run(run_dir: Path, data_root: Path) -> dict:
     """Mark a run completed with a test evaluation that got one squares photo wrong."""
     wrong = sorted((data_root / "validation" / "squares").glob("*.jpg"))[0]
     evaluation = {
-        "accuracy": 0.75, "count": 4, "classes": ["circles", "squares"],
-        "per_class": {"circles": {"precision": 0.67, "recall": 1.0, "f1": 0.8, "support": 2},
-                      "squares": {"precision": 1.0, "recall": 0.5, "f1": 0.67, "support": 2}},
+        "accuracy": 0.75,
+        "count": 4,
+        "classes": ["circles", "squares"],
+        "per_class": {
+            "circles": {"precision": 0.67, "recall": 1.0, "f1": 0.8, "support": 2},
+            "squares": {"precision": 1.0, "recall": 0.5, "f1": 0.67, "support": 2},
+        },
         "confusion_matrix": [[2, 0], [1, 1]],
-        "misclassified": [{"file": str(wrong), "true": "squares", "predicted": "circles",
-                           "probabilities": {"circles": 0.8, "squares": 0.2}}],
+        "misclassified": [
+            {
+                "file": str(wrong),
+                "true": "squares",
+                "predicted": "circles",
+                "probabilities": {"circles": 0.8, "squares": 0.2},
+            }
+        ],
     }
     write_json(run_dir / EVALUATION_FILE, evaluation)
     update_status(run_dir, state="completed", finished=time.time(), phase="evaluate")
@@ -179,8 +204,9 @@ def test_a_finished_run_shows_in_the_table_with_curves_and_results(dataset):
 def test_a_running_run_shows_live_progress_after_a_reload(dataset):
     older = write_run(dataset, state="completed", metrics=3, created=time.time() - 600)
     # Alive (this process) with a fresh heartbeat: what a worker in epoch 3 writes.
-    running = write_run(dataset, state="running", metrics=2, pid=os.getpid(),
-                        heartbeat=time.time(), epoch=3, batch=4, batches_total=10)
+    running = write_run(
+        dataset, state="running", metrics=2, pid=os.getpid(), heartbeat=time.time(), epoch=3, batch=4, batches_total=10
+    )
 
     # A new AppTest is a new browser session: nothing in session state, all from disk.
     at = open_train_page()
@@ -194,7 +220,7 @@ def test_a_running_run_shows_live_progress_after_a_reload(dataset):
     assert at.progress[0].value == 40  # batch 4 of 10, in percent
     assert "batch 4 / 10" in at.progress[0].proto.text
     curves = chart(at, f"curves_{running.name}")
-    assert [t["x"] for t in curves["data"] if t["name"] == "validation"][0] == [1, 2]
+    assert next(t["x"] for t in curves["data"] if t["name"] == "validation") == [1, 2]
     assert not [c for c in at.get("plotly_chart") if f"-confusion_{older.name}" in c.proto.id]
 
     button(at, "Cancel run").click().run()
@@ -291,13 +317,13 @@ def test_reproduce_the_tutorial_queues_its_four_models_and_compares(dataset, no_
         assert (config.image_size, config.batch_size, config.epochs) == (160, 32, 20)
         assert tutorial.is_tutorial_config(config)
     assert button(at, "Reproduce the tutorial").disabled  # not twice at once
-    comparison = next(d.value for d in at.dataframe if "Tutorial reported" in d.value.columns
-                      and "PawLab test" in d.value.columns)
+    comparison = next(
+        d.value for d in at.dataframe if "Tutorial reported" in d.value.columns and "PawLab test" in d.value.columns
+    )
     assert list(comparison["Tutorial reported"]) == [61.0, 66.0, 70.0, 97.0]
     # Re-run figures only where a recorded command measured them, with the command shown.
     shown = [None if value != value else round(value, 1) for value in comparison["Tutorial code, re-run"]]
-    assert shown == [round(100 * m.rerun.val_accuracy, 1) if m.rerun else None
-                     for m in tutorial.TUTORIAL_MODELS]
+    assert shown == [round(100 * m.rerun.val_accuracy, 1) if m.rerun else None for m in tutorial.TUTORIAL_MODELS]
     assert shown == [73.8, 69.9, 70.2, 98.5]
     assert any("benchmarks/results/tutorial_mobilenet_v2" in m.value for m in at.markdown)
     assert len(chart(at, "tutorial_comparison")["layout"]["annotations"]) >= 4
@@ -386,8 +412,9 @@ def test_damaged_runs_are_listed_with_their_problem_and_the_page_keeps_working(d
 
 
 def test_a_failed_run_shows_its_error_and_where_the_traceback_is(dataset):
-    run_dir = write_run(dataset, state="failed", metrics=1,
-                        error="Out of memory while training [details](http://example.com)")
+    run_dir = write_run(
+        dataset, state="failed", metrics=1, error="Out of memory while training [details](http://example.com)"
+    )
 
     at = open_train_page()
 
@@ -419,15 +446,26 @@ def two_mistakes(run_dir: Path, data_root: Path) -> tuple[Path, Path]:
     square = sorted((data_root / "validation" / "squares").glob("*.jpg"))[0]
     circle = sorted((data_root / "validation" / "circles").glob("*.jpg"))[0]
     evaluation = {
-        "accuracy": 0.5, "count": 4, "classes": ["circles", "squares"],
-        "per_class": {name: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
-                      for name in ("circles", "squares")},
+        "accuracy": 0.5,
+        "count": 4,
+        "classes": ["circles", "squares"],
+        "per_class": {
+            name: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2} for name in ("circles", "squares")
+        },
         "confusion_matrix": [[1, 1], [1, 1]],
         "misclassified": [
-            {"file": str(circle), "true": "circles", "predicted": "squares",
-             "probabilities": {"circles": 0.4, "squares": 0.6}},
-            {"file": str(square), "true": "squares", "predicted": "circles",
-             "probabilities": {"circles": 0.95, "squares": 0.05}},
+            {
+                "file": str(circle),
+                "true": "circles",
+                "predicted": "squares",
+                "probabilities": {"circles": 0.4, "squares": 0.6},
+            },
+            {
+                "file": str(square),
+                "true": "squares",
+                "predicted": "circles",
+                "probabilities": {"circles": 0.95, "squares": 0.05},
+            },
         ],
     }
     write_json(run_dir / EVALUATION_FILE, evaluation)
@@ -438,13 +476,15 @@ def two_mistakes(run_dir: Path, data_root: Path) -> tuple[Path, Path]:
 def test_mistakes_by_confusion_cell_and_top_losses_can_be_relabelled(dataset):
     from core.data.corrections import load_corrections
 
-    square, circle = two_mistakes(write_run(dataset, state="running", metrics=3, pid=None), dataset)
+    _square, circle = two_mistakes(write_run(dataset, state="running", metrics=3, pid=None), dataset)
     at = open_train_page()
 
     # Top losses: every mistake, the most confidently wrong first.
     captions = [c.value for c in at.caption if "→" in c.value]
-    assert captions == ["squares → **circles**  \ncircles 95% · squares 5%",
-                        "circles → **squares**  \nsquares 60% · circles 40%"]
+    assert captions == [
+        "squares → **circles**  \ncircles 95% · squares 5%",
+        "circles → **squares**  \nsquares 60% · circles 40%",
+    ]
     # One cell of the confusion matrix: true circles, predicted squares.
     run_id = list_runs()[0].id
     at.selectbox(key=f"mistakes_true_{run_id}").set_value("circles")
@@ -487,17 +527,21 @@ def test_a_read_only_home_is_one_sentence_not_a_traceback(dataset, monkeypatch):
     button(at, "Start training").click().run()
     assert not at.exception
     assert [e.value for e in at.error] == [
-        f"Could not start the run: the folder PawLab writes to is read-only (`{get_settings().home}`)."]
+        f"Could not start the run: the folder PawLab writes to is read-only (`{get_settings().home}`)."
+    ]
 
     select_rows(at, [0])
     button(at, "Delete for good").click().run()
     assert not at.exception
-    assert any(e.value.startswith(f"Could not delete run {run_dir.name}: the folder PawLab writes to is "
-                                  "read-only") for e in at.error)
+    assert any(
+        e.value.startswith(f"Could not delete run {run_dir.name}: the folder PawLab writes to is read-only")
+        for e in at.error
+    )
     assert run_dir.exists()
 
 
 # --- How far to trust a run (trust.json) -----------------------------------------------
+
 
 def write_trust_json(run_dir: Path):
     """A calibration as a worker writes it, from made-up validation logits (overconfident)."""
@@ -535,8 +579,10 @@ def test_a_calibrated_run_shows_its_reliability_diagram_threshold_and_trade_off(
     curve, chosen = chart(at, f"trade_off_{run_dir.name}")["data"]
     assert sorted(curve["x"]) == sorted(p["coverage"] for p in trust.trade_off)
     assert chosen["text"] == [f"{trust.confidence_threshold:.0%}"]
-    assert any(f"was right on {trust.cv_precision:.1%}" in c.value and "no check for photos of something else"
-               in c.value for c in at.caption)
+    assert any(
+        f"was right on {trust.cv_precision:.1%}" in c.value and "no check for photos of something else" in c.value
+        for c in at.caption
+    )
 
 
 def test_a_run_without_trust_json_shows_no_calibration(dataset):
@@ -555,8 +601,9 @@ def test_the_live_panel_starts_a_run_queued_behind_a_dead_worker(dataset, monkey
     started = []
     monkeypatch.setattr(jobs, "_start_worker", lambda run_dir: started.append(run_dir) or os.getpid())
     at = open_train_page()  # start-up recovery has run, with nothing to do
-    dead = write_run(dataset, state="running", metrics=1, created=time.time() - 600, pid=2 ** 22 + 7,
-                     heartbeat=time.time() - 3600)
+    dead = write_run(
+        dataset, state="running", metrics=1, created=time.time() - 600, pid=2**22 + 7, heartbeat=time.time() - 3600
+    )
     queued = write_run(dataset, state="queued", metrics=0)
 
     at.run()  # the panel polls
@@ -568,7 +615,7 @@ def test_the_live_panel_starts_a_run_queued_behind_a_dead_worker(dataset, monkey
 
 
 def test_a_runs_details_name_its_optimizer_schedule_and_flips(tmp_path):
-    import pages._train_views as views
+    import pages._train.views as views
 
     facts = RunFacts(classes=["cats", "dogs"])
     ours = views.config_lines(make_config(tmp_path, "cnn_plus"), facts)

@@ -17,26 +17,34 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
 from conftest import REPO, make_separable_dataset
+
+from core.models.novelty import NoveltyDetector
+from core.models.zoo import load_saved_model
+from core.runs import training
 from core.runs.recipes import RECIPES, check_config, make_config
 from core.runs.run_split import run_splits
-from core.models.zoo import load_saved_model
 from core.runs.store import (
-    LOG_FILE, MODEL_FILE, Mode, Phase, RunState, create_run, read_config, read_facts, read_metrics,
-    read_split, read_status, update_status,
+    LOG_FILE,
+    MODEL_FILE,
+    Mode,
+    Phase,
+    RunState,
+    create_run,
+    read_config,
+    read_facts,
+    read_metrics,
+    read_split,
+    read_status,
+    update_status,
 )
-
-import keras
-from core.models.novelty import NoveltyDetector
-from core.runs import training
 from core.runs.trust import NOVELTY_FILE, TRUST_FILE, read_trust
 from core.runs.worker import execute_run
 
-METRIC_KEYS = {"epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds",
-               "images_per_second", "time"}
+METRIC_KEYS = {"epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second", "time"}
 
 
 def new_run(data, runs, arch="cnn", epochs=3, **kwargs):
@@ -81,8 +89,7 @@ def test_run_folder_holds_everything_a_page_reads(trained):
     assert split["classes"] == facts.classes
     for name, counts in facts.split_counts.items():
         assert len(split[name]) == sum(counts.values())
-        assert all(not path.startswith("/") and (trained["data"] / path).is_file()
-                   for path, _ in split[name])
+        assert all(not path.startswith("/") and (trained["data"] / path).is_file() for path, _ in split[name])
 
     status = read_status(run_dir)
     assert status.state == RunState.COMPLETED and status.pid == os.getpid()
@@ -144,7 +151,7 @@ def test_checkpoint_is_replaced_atomically_and_always_loads(tmp_path, monkeypatc
                     with zipfile.ZipFile(model_file) as archive:
                         assert archive.testzip() is None
                     reads[0] += 1
-                except Exception as error:  # noqa: BLE001 - any failure is the bug
+                except Exception as error:
                     broken.append(repr(error))
             time.sleep(0.002)
 
@@ -245,8 +252,7 @@ def test_augmented_training_runs_end_to_end(tmp_path):
 
 
 def test_a_cosine_schedule_warms_up_then_decays_to_zero():
-    optimizer = training._optimizer(1e-3, schedule="cosine", weight_decay=1e-3,
-                                    steps_per_epoch=10, epochs=8)
+    optimizer = training._optimizer(1e-3, schedule="cosine", weight_decay=1e-3, steps_per_epoch=10, epochs=8)
     assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.weight_decay == 1e-3
     rate = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
     at = [float(rate(step)) for step in (0, 10, 20, 50, 80)]
@@ -274,25 +280,32 @@ def test_the_cnn_plus_recipe_trains_with_its_schedule_and_saves_a_flip_averaging
     assert (config.schedule, config.weight_decay, config.test_time_flip) == ("cosine", recipe.weight_decay, True)
     assert recipe.weight_decay > 0
     assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
-    assert asked[0] | {"steps_per_epoch": None} == {"schedule": "cosine", "weight_decay": recipe.weight_decay,
-                                                   "steps_per_epoch": None, "epochs": 2}
+    assert asked[0] | {"steps_per_epoch": None} == {
+        "schedule": "cosine",
+        "weight_decay": recipe.weight_decay,
+        "steps_per_epoch": None,
+        "epochs": 2,
+    }
     model = load_saved_model(run_dir / MODEL_FILE)  # as Classify loads it
     assert model.get_layer("mirror_pair") and model.get_layer("mean_of_pairs")
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(model.predict_on_batch(images), model.predict_on_batch(images[:, :, ::-1]),
-                               atol=1e-5)  # a photo and its mirror image get the same answer
+    np.testing.assert_allclose(
+        model.predict_on_batch(images), model.predict_on_batch(images[:, :, ::-1]), atol=1e-5
+    )  # a photo and its mirror image get the same answer
     # trust.json's val_accuracy is the saved model's, flips included, on the run's validation photos.
     from core.data.pipeline import make_dataset
 
     validation = run_splits(run_dir, config).validation
-    logits = model.predict(make_dataset(validation, config.image_size, 8, training=False)
-                           .map(lambda images, labels: images), verbose=0)
+    logits = model.predict(
+        make_dataset(validation, config.image_size, 8, training=False).map(lambda images, labels: images), verbose=0
+    )
     labels = np.array([sample.label for sample in validation])
     assert read_trust(run_dir).val_accuracy == pytest.approx(np.mean(logits.argmax(axis=1) == labels))
 
 
-@pytest.mark.parametrize("field, value", [("schedule", "linear"), ("weight_decay", -0.1),
-                                          ("weight_decay", 1.5), ("weight_decay", True)])
+@pytest.mark.parametrize(
+    "field, value", [("schedule", "linear"), ("weight_decay", -0.1), ("weight_decay", 1.5), ("weight_decay", True)]
+)
 def test_a_config_file_with_a_bad_schedule_or_weight_decay_is_refused(tmp_path, field, value):
     config = make_config(make_separable_dataset(tmp_path / "data", per_class=2, size=16), "cnn_plus", 1)
     with pytest.raises(ValueError, match="schedule|weight decay"):
@@ -300,9 +313,14 @@ def test_a_config_file_with_a_bad_schedule_or_weight_decay_is_refused(tmp_path, 
 
 
 def cli(*args, env=None, timeout=240):
-    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "core", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+    )
 
 
 def run_main(capsys, *args) -> tuple[int, str, str]:
@@ -317,8 +335,22 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
 def test_cli_train_evaluate_and_list(tmp_path, capsys):
     data = make_separable_dataset(tmp_path / "data", per_class=12, size=32)
     runs = tmp_path / "runs"
-    code, out, err = run_main(capsys, "train", "--data", data, "--arch", "cnn", "--epochs", "2",
-                              "--image-size", "32", "--batch-size", "8", "--runs-dir", runs)
+    code, out, err = run_main(
+        capsys,
+        "train",
+        "--data",
+        data,
+        "--arch",
+        "cnn",
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--runs-dir",
+        runs,
+    )
     assert code == 0, err[-3000:]
     run_dir = Path(out.strip().splitlines()[-1])
     assert run_dir.parent == runs and read_status(run_dir).state == RunState.COMPLETED
@@ -335,8 +367,18 @@ def test_cli_train_evaluate_and_list(tmp_path, capsys):
 
 
 def test_cli_train_exits_1_when_the_run_fails(tmp_path, capsys):
-    code, out, err = run_main(capsys, "train", "--data", tmp_path / "missing", "--arch", "cnn",
-                              "--epochs", "1", "--runs-dir", tmp_path / "runs")
+    code, out, err = run_main(
+        capsys,
+        "train",
+        "--data",
+        tmp_path / "missing",
+        "--arch",
+        "cnn",
+        "--epochs",
+        "1",
+        "--runs-dir",
+        tmp_path / "runs",
+    )
     assert code == 1
     run_dir = Path(out.strip().splitlines()[-1])
     assert read_status(run_dir).state == RunState.FAILED
@@ -347,8 +389,9 @@ def test_cli_train_exits_1_when_the_run_fails(tmp_path, capsys):
 
 
 def test_cli_train_refuses_bad_arguments_before_creating_a_run(tmp_path, capsys):
-    code, out, err = run_main(capsys, "train", "--data", tmp_path, "--arch", "nope", "--epochs", "1",
-                              "--runs-dir", tmp_path / "runs")
+    code, _out, err = run_main(
+        capsys, "train", "--data", tmp_path, "--arch", "nope", "--epochs", "1", "--runs-dir", tmp_path / "runs"
+    )
     assert code == 2 and "Unknown architecture" in err
     assert not (tmp_path / "runs").exists()
 
@@ -359,9 +402,22 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     Logical devices must exist before TensorFlow starts, hence a fresh process.
     """
     data = make_separable_dataset(tmp_path / "data", per_class=8, size=32)
-    trained = cli("train", "--data", data, "--arch", "cnn", "--epochs", "1", "--image-size", "32",
-                  "--batch-size", "8", "--runs-dir", tmp_path / "runs",
-                  env={"PAWLAB_LOGICAL_CPUS": "2", "PAWLAB_STRATEGY": "mirrored"})
+    trained = cli(
+        "train",
+        "--data",
+        data,
+        "--arch",
+        "cnn",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--runs-dir",
+        tmp_path / "runs",
+        env={"PAWLAB_LOGICAL_CPUS": "2", "PAWLAB_STRATEGY": "mirrored"},
+    )
     # A real `python -m core train`: exit 0 and the run folder on the last line.
     assert trained.returncode == 0, trained.stderr[-3000:]
     run_dir = Path(trained.stdout.strip().splitlines()[-1])
@@ -388,8 +444,7 @@ def imagenet_weights(keras_home, monkeypatch):
 # Transfer tests use the tutorial's 160 px on a handful of photos.
 def test_mobilenet_v2_trains_its_head_on_cached_features(tmp_path, imagenet_weights, pawlab_home):
     data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
-    run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2", epochs=1, image_size=160,
-                      subset=4)
+    run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2", epochs=1, image_size=160, subset=4)
     assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
 
     assert read_status(run_dir).mode == read_facts(run_dir).mode == Mode.CACHED_FEATURES
@@ -406,7 +461,8 @@ def test_mobilenet_v2_trains_its_head_on_cached_features(tmp_path, imagenet_weig
 
 
 def test_a_recipe_run_at_the_embedding_size_reuses_its_features_for_the_unknown_photo_check(
-        tmp_path, imagenet_weights, monkeypatch):
+    tmp_path, imagenet_weights, monkeypatch
+):
     from core.models import embeddings
 
     def second_pass(*args, **kwargs):
@@ -414,8 +470,9 @@ def test_a_recipe_run_at_the_embedding_size_reuses_its_features_for_the_unknown_
 
     monkeypatch.setattr(embeddings, "embed_files", second_pass)
     data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
-    run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2_finetune", epochs=1,
-                      image_size=embeddings.EMBEDDING_SIZE, subset=4)
+    run_dir = new_run(
+        data, tmp_path / "runs", arch="mobilenet_v2_finetune", epochs=1, image_size=embeddings.EMBEDDING_SIZE, subset=4
+    )
     assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
     config = read_config(run_dir)
     features, _ = training.frozen_features(None, config, run_splits(run_dir, config).train)  # cached
@@ -426,8 +483,9 @@ def test_a_recipe_run_at_the_embedding_size_reuses_its_features_for_the_unknown_
 
 def test_mobilenet_v2_finetune_continues_with_a_fine_tune_phase(tmp_path, imagenet_weights):
     data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
-    run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2_finetune", epochs=1,
-                      fine_tune_epochs=1, image_size=160, subset=4)
+    run_dir = new_run(
+        data, tmp_path / "runs", arch="mobilenet_v2_finetune", epochs=1, fine_tune_epochs=1, image_size=160, subset=4
+    )
     assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
     metrics = read_metrics(run_dir)
     assert [(m["epoch"], m["phase"]) for m in metrics] == [(1, Phase.TRAIN), (2, Phase.FINE_TUNE)]

@@ -9,14 +9,22 @@ import json
 import shutil
 
 from conftest import make_separable_dataset
+
 from core.data import dataset, splits
 from core.data.dataset import scan_dataset
 from core.data.splits import make_splits
 from core.runs import evaluation, training
 from core.runs.recipes import make_config
 from core.runs.store import (
-    ERROR_MESSAGE_CHARS, EVALUATION_FILE, LOG_FILE, SPLIT_FILE, RunState, create_run, read_config,
-    read_split, read_status,
+    ERROR_MESSAGE_CHARS,
+    EVALUATION_FILE,
+    LOG_FILE,
+    SPLIT_FILE,
+    RunState,
+    create_run,
+    read_config,
+    read_split,
+    read_status,
 )
 from core.runs.worker import execute_run
 
@@ -34,6 +42,7 @@ def test_a_run_scans_its_dataset_once(tmp_path, monkeypatch):
         def scan_and_count(*args, **kwargs):
             scans.append(args)
             return scan(*args, **kwargs)
+
         return scan_and_count
 
     # Wherever a scan may be called from: the data layer's own name and the splitter's.
@@ -51,11 +60,13 @@ def test_the_best_model_is_calibrated_before_it_is_evaluated(tmp_path, monkeypat
     steps, loads = [], []
     for step in ("fit", "fine_tune", "calibrate", "evaluate"):
         real = getattr(training.Training, step)
-        monkeypatch.setattr(training.Training, step,
-                            lambda self, real=real, step=step: steps.append(step) or real(self))
+        monkeypatch.setattr(
+            training.Training, step, lambda self, real=real, step=step: steps.append(step) or real(self)
+        )
     real_load = training.keras.models.load_model
-    monkeypatch.setattr(training.keras.models, "load_model",
-                        lambda *args, **kwargs: loads.append(args) or real_load(*args, **kwargs))
+    monkeypatch.setattr(
+        training.keras.models, "load_model", lambda *args, **kwargs: loads.append(args) or real_load(*args, **kwargs)
+    )
     run_dir = tiny_run(tmp_path)
     assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
 
@@ -82,8 +93,7 @@ def test_evaluation_uses_the_recorded_photos_after_the_folder_changes(tmp_path, 
         shutil.copy(photo, data / "validation" / photo.parent.name / f"new-{photo.name}")
     (data / recorded["train"][0][0]).unlink()
     config = read_config(run_dir)
-    resplit = make_splits(scan_dataset(data), config.seed, config.test_fraction,
-                          config.validation_fraction)
+    resplit = make_splits(scan_dataset(data), config.seed, config.test_fraction, config.validation_fraction)
     assert {s.path for s in resplit.test} != test_files  # a re-split would test other photos
 
     scored = []
@@ -110,9 +120,14 @@ def test_a_subset_run_records_the_photos_it_trained_on(tmp_path):
 
 def test_a_failure_is_one_short_line_and_the_traceback_is_in_the_log(tmp_path, monkeypatch):
     """A distributed error can print every replica's tensors: megabytes on many lines."""
-    per_replica = "PerReplica:{\n" + "".join(
-        f"  {replica}: <tf.Tensor: shape=(8, 32, 32, 3), dtype=float32, numpy=array([{'0.5, ' * 5000}])>\n"
-        for replica in range(2)) + "}"
+    per_replica = (
+        "PerReplica:{\n"
+        + "".join(
+            f"  {replica}: <tf.Tensor: shape=(8, 32, 32, 3), dtype=float32, numpy=array([{'0.5, ' * 5000}])>\n"
+            for replica in range(2)
+        )
+        + "}"
+    )
 
     def fit(self):
         raise RuntimeError("Could not fit " + "x" * 5000 + " because of " + per_replica)
@@ -138,4 +153,3 @@ def test_a_dataset_that_cannot_train_fails_in_the_data_step(tmp_path):
     assert "two classes" in read_status(run_dir).error
     assert not (run_dir / SPLIT_FILE).exists()
     assert "DatasetError" in (run_dir / LOG_FILE).read_text()
-

@@ -6,14 +6,23 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import make_separable_dataset
+
 from core.config import get_settings
 from core.data.acquire import COMPLETE_MARKER
 from core.data.dataset import DatasetError
-from core.data.workspace import (DATASET_KEY, choose_dataset, default_dataset, last_dataset,
-                                 list_datasets, recent_uses, remember_dataset, remember_use,
-                                 resolve_choice, session_dataset)
+from core.data.workspace import (
+    DATASET_KEY,
+    choose_dataset,
+    default_dataset,
+    last_dataset,
+    list_datasets,
+    recent_uses,
+    remember_dataset,
+    remember_use,
+    resolve_choice,
+    session_dataset,
+)
 
 
 def installed(name: str, complete: bool = True):

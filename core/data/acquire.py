@@ -32,14 +32,14 @@ import shutil
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional, Union
+from typing import BinaryIO
 
 from core.config import Settings, get_settings
 from core.data.archive import ArchiveError, safe_extract_zip
 from core.data.dataset import DatasetError, find_dataset_root
-from core.data.download import (CANNOT_WRITE_ERRNOS, DownloadError, cannot_write_message,
-                                download_file)
+from core.data.download import CANNOT_WRITE_ERRNOS, DownloadError, cannot_write_message, download_file
 from core.data.layout import is_image_name, is_junk_name
 from core.fileio import FileLock, LockTimeout, atomic_write
 
@@ -56,7 +56,7 @@ MAX_NAME_CHARS = 64
 # Photos count as a dataset at depth 2 (class/photo) to 4 (wrapper/split/class/photo).
 MIN_PHOTO_DEPTH, MAX_PHOTO_DEPTH = 2, 4
 # (stage "download" | "extract", done, total or None)
-AcquireProgress = Callable[[str, int, Optional[int]], None]
+AcquireProgress = Callable[[str, int, int | None], None]
 
 # What the Dataset page and the CLI catch to show a message instead of a traceback
 # (DatasetError: a bad name, or a folder or zip without class folders of photos;
@@ -65,8 +65,8 @@ ACQUIRE_ERRORS = (DownloadError, ArchiveError, DatasetError, OSError)
 
 
 def fetch_official_dataset(
-    settings: Optional[Settings] = None,
-    progress: Optional[AcquireProgress] = None,
+    settings: Settings | None = None,
+    progress: AcquireProgress | None = None,
 ) -> Path:
     """Download and extract `settings.dataset_url`; return the dataset root.
 
@@ -95,12 +95,12 @@ def fetch_official_dataset(
 
 
 def import_zip(
-    source: Union[str, os.PathLike, BinaryIO],
+    source: str | os.PathLike | BinaryIO,
     name: str,
-    settings: Optional[Settings] = None,
+    settings: Settings | None = None,
     *,
     overwrite: bool = False,
-    progress: Optional[AcquireProgress] = None,
+    progress: AcquireProgress | None = None,
 ) -> Path:
     """Extract an uploaded zip (path or file-like, e.g. Streamlit's UploadedFile)
     as the dataset `name`; return its root.
@@ -114,19 +114,14 @@ def import_zip(
     target = settings.datasets_dir / name
     with _dataset_lock(settings.datasets_dir, name):
         if _is_complete(target) and not overwrite:
-            raise FileExistsError(
-                f"A dataset named {name!r} already exists. Choose another name, "
-                "or replace it."
-            )
+            raise FileExistsError(f"A dataset named {name!r} already exists. Choose another name, or replace it.")
         _remove_leftovers(settings.datasets_dir, name)
-        label = getattr(source, "name", None) or (
-            source if isinstance(source, (str, os.PathLike)) else "upload"
-        )
+        label = getattr(source, "name", None) or (source if isinstance(source, (str, os.PathLike)) else "upload")
         _install_zip(source, target, settings, progress, origin=f"upload:{Path(label).name}")
     return target
 
 
-def use_local_folder(path: Union[str, os.PathLike], settings: Optional[Settings] = None) -> Path:
+def use_local_folder(path: str | os.PathLike, settings: Settings | None = None) -> Path:
     """Return the dataset root inside a folder on the server's own disk."""
     settings = settings or get_settings()
     if not settings.allow_local_paths:
@@ -144,7 +139,7 @@ def use_local_folder(path: Union[str, os.PathLike], settings: Optional[Settings]
     return root
 
 
-def list_local_datasets(settings: Optional[Settings] = None) -> list[Path]:
+def list_local_datasets(settings: Settings | None = None) -> list[Path]:
     """Completed datasets under `settings.datasets_dir`, sorted by name."""
     settings = settings or get_settings()
     if not settings.datasets_dir.is_dir():
@@ -152,9 +147,7 @@ def list_local_datasets(settings: Optional[Settings] = None) -> list[Path]:
     return sorted(
         entry
         for entry in settings.datasets_dir.iterdir()
-        if not entry.name.startswith(".")
-        and entry.name != DOWNLOADS_DIR
-        and _is_complete(entry)
+        if not entry.name.startswith(".") and entry.name != DOWNLOADS_DIR and _is_complete(entry)
     )
 
 
@@ -168,8 +161,9 @@ def safe_dataset_name(name: str) -> str:
     return cleaned
 
 
-def _install_zip(zip_source, target: Path, settings: Settings,
-                 progress: Optional[AcquireProgress], *, origin: str) -> None:
+def _install_zip(
+    zip_source, target: Path, settings: Settings, progress: AcquireProgress | None, *, origin: str
+) -> None:
     """Extract, unwrap, check and mark in a work folder; then rename into place."""
     datasets_dir = settings.datasets_dir
     with _writing_into(datasets_dir):
@@ -221,7 +215,7 @@ def _bytes_in_datasets(datasets_dir: Path) -> int:
     return total
 
 
-def sweep_abandoned_imports(settings: Optional[Settings] = None) -> list[Path]:
+def sweep_abandoned_imports(settings: Settings | None = None) -> list[Path]:
     """Remove the work folders and partial downloads of attempts whose process died.
 
     An attempt holds its dataset's lock while it works; a leftover whose lock
@@ -231,17 +225,18 @@ def sweep_abandoned_imports(settings: Optional[Settings] = None) -> list[Path]:
     datasets_dir = settings.datasets_dir
     if not datasets_dir.is_dir():
         return []
-    leftovers = [(entry, entry.name[1:].split(IMPORT_INFIX)[0])
-                 for entry in datasets_dir.glob(f".*{IMPORT_INFIX}*")]
+    leftovers = [(entry, entry.name[1:].split(IMPORT_INFIX)[0]) for entry in datasets_dir.glob(f".*{IMPORT_INFIX}*")]
     downloads = datasets_dir / DOWNLOADS_DIR
     if downloads.is_dir():
         leftovers += [(entry, _download_owner(entry.name)) for entry in downloads.iterdir()]
     removed = []
     for leftover, name in leftovers:
-        with contextlib.suppress(LockTimeout, DatasetError):
-            with FileLock(datasets_dir / f".{safe_dataset_name(name)}.lock", timeout=0):
-                _remove(leftover)
-                removed.append(leftover)
+        with (
+            contextlib.suppress(LockTimeout, DatasetError),
+            FileLock(datasets_dir / f".{safe_dataset_name(name)}.lock", timeout=0),
+        ):
+            _remove(leftover)
+            removed.append(leftover)
     return removed
 
 
@@ -276,8 +271,7 @@ def _remove_leftovers(datasets_dir: Path, name: str) -> None:
 @contextlib.contextmanager
 def _dataset_lock(datasets_dir: Path, name: str):
     """One session at a time fetches, imports or replaces the dataset ``name``."""
-    lock = FileLock(datasets_dir / f".{name}.lock", timeout=DATASET_LOCK_TIMEOUT_SECONDS,
-                    what=f"the dataset {name!r}")
+    lock = FileLock(datasets_dir / f".{name}.lock", timeout=DATASET_LOCK_TIMEOUT_SECONDS, what=f"the dataset {name!r}")
     with contextlib.ExitStack() as held:
         with _writing_into(datasets_dir):  # the lock file is the first thing written
             datasets_dir.mkdir(parents=True, exist_ok=True)
@@ -285,7 +279,7 @@ def _dataset_lock(datasets_dir: Path, name: str):
         yield
 
 
-def _stage(progress: Optional[AcquireProgress], stage: str):
+def _stage(progress: AcquireProgress | None, stage: str):
     if progress is None:
         return None
     return lambda done, total: progress(stage, done, total)

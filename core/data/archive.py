@@ -27,15 +27,16 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional, Union
+from typing import BinaryIO
 
 from core.data.download import format_size
-from core.data.layout import is_junk  # noqa: F401 (re-exported: older code imports it from here)
+from core.data.layout import is_junk
 
-ZipSource = Union[str, os.PathLike, BinaryIO]
+ZipSource = str | os.PathLike | BinaryIO
 # (uncompressed bytes written so far, total uncompressed bytes declared)
 ExtractProgress = Callable[[int, int], None]
 Member = tuple[zipfile.ZipInfo, tuple[str, ...]]  # an entry to extract and its path parts
@@ -90,8 +91,8 @@ def safe_extract_zip(
     max_bytes: int,
     max_members: int = MAX_MEMBERS,
     max_ratio: int = MAX_COMPRESSION_RATIO,
-    room: Optional[int] = None,
-    progress: Optional[ExtractProgress] = None,
+    room: int | None = None,
+    progress: ExtractProgress | None = None,
 ) -> Path:
     """Extract the zip at `source` (path or seekable file) into the new folder `dest`.
 
@@ -127,6 +128,7 @@ def safe_extract_zip(
 
 # --- Reading the headers ----------------------------------------------------------
 
+
 def _open_source(source: ZipSource, stack: ExitStack) -> BinaryIO:
     if isinstance(source, (str, os.PathLike)):
         return stack.enter_context(open(source, "rb"))
@@ -135,9 +137,7 @@ def _open_source(source: ZipSource, stack: ExitStack) -> BinaryIO:
 
 
 def _not_a_zip(label: str) -> ArchiveError:
-    return ArchiveError(
-        f"{label} is not a zip archive, or it is damaged (for example an incomplete download)."
-    )
+    return ArchiveError(f"{label} is not a zip archive, or it is damaged (for example an incomplete download).")
 
 
 def _open_zip(file: BinaryIO, label: str) -> zipfile.ZipFile:
@@ -196,9 +196,7 @@ def _check_entry_count(file: BinaryIO, label: str, max_members: int) -> None:
     if count <= max_members:
         count = _count_central_records(file, directory, stop_after=max_members)
     if count > max_members:
-        raise UnsafeArchiveError(
-            f"{label} holds {count:,} entries, more than the {max_members:,} allowed."
-        )
+        raise UnsafeArchiveError(f"{label} holds {count:,} entries, more than the {max_members:,} allowed.")
 
 
 def _check_no_overlap(archive: zipfile.ZipFile, file: BinaryIO, label: str) -> None:
@@ -229,11 +227,15 @@ def _span(file: BinaryIO, info: zipfile.ZipInfo, label: str) -> tuple[int, int]:
 def _check_ratio(infos: list[zipfile.ZipInfo], label: str, max_ratio: int) -> None:
     """Refuse an entry, or an archive, that compresses better than `max_ratio`:1."""
     for info in infos:
-        _refuse_ratio(info.file_size, info.compress_size, max_ratio,
-                      f"{label} is refused: {info.filename!r} compresses")
-    _refuse_ratio(sum(info.file_size for info in infos),
-                  sum(info.compress_size for info in infos), max_ratio,
-                  f"{label} is refused: it compresses")
+        _refuse_ratio(
+            info.file_size, info.compress_size, max_ratio, f"{label} is refused: {info.filename!r} compresses"
+        )
+    _refuse_ratio(
+        sum(info.file_size for info in infos),
+        sum(info.compress_size for info in infos),
+        max_ratio,
+        f"{label} is refused: it compresses",
+    )
 
 
 def _refuse_ratio(uncompressed: int, compressed: int, max_ratio: int, what: str) -> None:
@@ -242,20 +244,15 @@ def _refuse_ratio(uncompressed: int, compressed: int, max_ratio: int, what: str)
     ratio = uncompressed / max(compressed, 1)
     if ratio > max_ratio:
         raise UnsafeArchiveError(
-            f"{what} {ratio:,.0f}:1, more than the {max_ratio}:1 allowed "
-            "(photos barely compress; this is a zip bomb)."
+            f"{what} {ratio:,.0f}:1, more than the {max_ratio}:1 allowed (photos barely compress; this is a zip bomb)."
         )
 
 
-def _checked_members(
-    archive: zipfile.ZipFile, label: str, max_bytes: int, max_members: int
-) -> list[Member]:
+def _checked_members(archive: zipfile.ZipFile, label: str, max_bytes: int, max_members: int) -> list[Member]:
     """The members to extract with their path parts, or the first problem found."""
     infos = archive.infolist()
     if len(infos) > max_members:
-        raise UnsafeArchiveError(
-            f"{label} holds {len(infos):,} entries, more than the {max_members:,} allowed."
-        )
+        raise UnsafeArchiveError(f"{label} holds {len(infos):,} entries, more than the {max_members:,} allowed.")
     members, seen = [], set()
     declared = 0
     for info in infos:
@@ -286,8 +283,7 @@ def _checked_parts(info: zipfile.ZipInfo, label: str) -> tuple[str, ...]:
     parts = tuple(p for p in posix.split("/") if p not in ("", "."))
     if ".." in parts:
         raise UnsafeArchiveError(
-            f"{label} is refused: member {name!r} points outside the "
-            "extraction folder ('..' in its path)."
+            f"{label} is refused: member {name!r} points outside the extraction folder ('..' in its path)."
         )
     if is_junk(name):  # after the path checks: a junk name does not excuse '..'
         return parts
@@ -300,12 +296,13 @@ def _checked_parts(info: zipfile.ZipInfo, label: str) -> tuple[str, ...]:
 
 # --- Writing ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Limit:
     """The most bytes extraction may write: the size cap, or the quota's room if smaller."""
 
     max_bytes: int
-    room: Optional[int]
+    room: int | None
     label: str
 
     def check(self, total: int) -> None:
@@ -328,7 +325,7 @@ def _extract(
     staging: Path,
     label: str,
     limit: _Limit,
-    progress: Optional[ExtractProgress],
+    progress: ExtractProgress | None,
 ) -> None:
     """Write the members; a failed write is left to the caller as the OSError it is."""
     total_declared = sum(info.file_size for info, _ in members)
@@ -354,9 +351,7 @@ def _reading(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str):
     try:
         return archive.open(info)
     except NotImplementedError as error:
-        raise ArchiveError(
-            f"{label} uses a compression method PawLab cannot read ({error})."
-        ) from error
+        raise ArchiveError(f"{label} uses a compression method PawLab cannot read ({error}).") from error
     except (zipfile.BadZipFile, EOFError, OSError) as error:
         raise ArchiveError(f"{label} is damaged at {info.filename!r}: {error}.") from error
 
@@ -368,8 +363,7 @@ def _read(src, info: zipfile.ZipInfo, label: str) -> bytes:
     except zipfile.BadZipFile as error:
         if "CRC" in str(error):
             raise ArchiveError(
-                f"{label} is damaged: {info.filename!r} fails its checksum (an "
-                "incomplete or corrupted file)."
+                f"{label} is damaged: {info.filename!r} fails its checksum (an incomplete or corrupted file)."
             ) from error
         raise ArchiveError(f"{label} is damaged at {info.filename!r}: {error}.") from error
     except (zlib.error, EOFError, OSError) as error:

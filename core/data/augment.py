@@ -34,11 +34,11 @@ FLIP_MODES = tuple(mode.value for mode in Flip)
 class AugmentConfig:
     name: str = "none"
     flip: str = Flip.NONE.value  # one of FLIP_MODES
-    rotation: float = 0.0     # fraction of a full turn, as keras.layers.RandomRotation
-    zoom: float = 0.0         # +/- fraction of height
+    rotation: float = 0.0  # fraction of a full turn, as keras.layers.RandomRotation
+    zoom: float = 0.0  # +/- fraction of height
     translation: float = 0.0  # +/- fraction of height and width
-    contrast: float = 0.0     # +/- factor
-    brightness: float = 0.0   # +/- fraction of the value range
+    contrast: float = 0.0  # +/- factor
+    brightness: float = 0.0  # +/- fraction of the value range
 
     def __post_init__(self):
         if self.flip not in FLIP_MODES:
@@ -69,7 +69,7 @@ class AugmentConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AugmentConfig":
+    def from_dict(cls, data: dict) -> AugmentConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -80,8 +80,9 @@ PRESETS: dict[str, AugmentConfig] = {
     "none": AugmentConfig("none"),
     "tutorial": AugmentConfig("tutorial", flip="vertical", rotation=1.0),
     "tutorial_preproc": AugmentConfig("tutorial_preproc", flip="horizontal_and_vertical", rotation=0.2),
-    "recommended": AugmentConfig("recommended", flip="horizontal", rotation=0.1, zoom=0.2,
-                                 translation=0.1, contrast=0.1),
+    "recommended": AugmentConfig(
+        "recommended", flip="horizontal", rotation=0.1, zoom=0.2, translation=0.1, contrast=0.1
+    ),
 }
 
 
@@ -97,8 +98,9 @@ def build_augmentation(config: AugmentConfig, seed: int | None = None):
     if config.zoom:
         layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="reflect", seed=seed))
     if config.translation:
-        layers.append(keras.layers.RandomTranslation(config.translation, config.translation,
-                                                     fill_mode="reflect", seed=seed))
+        layers.append(
+            keras.layers.RandomTranslation(config.translation, config.translation, fill_mode="reflect", seed=seed)
+        )
     if config.contrast:
         layers.append(keras.layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed))
     if config.brightness:
@@ -118,6 +120,7 @@ def preview(image, config: AugmentConfig, count: int, seed: int):
 
 
 # Saved configs: one JSON file per name under PAWLAB_HOME/augmentations/.
+
 
 def _slug(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]+", "_", name).strip("_") or "unnamed"

@@ -52,8 +52,7 @@ class Corrections:
         A photo moved back to the class of its own folder needs no correction.
         """
         last = {correction.file: correction.label for correction in self.history}
-        return {file: label for file, label in last.items()
-                if label != PurePosixPath(file).parent.name}
+        return {file: label for file, label in last.items() if label != PurePosixPath(file).parent.name}
 
     def to_dict(self) -> dict:
         return {"history": [asdict(correction) for correction in self.history]}
@@ -104,8 +103,9 @@ def _change(root: str | os.PathLike, edit) -> Corrections:
     return corrections
 
 
-def add_correction(root: str | os.PathLike, file: str | os.PathLike, label: str | None,
-                   classes: list[str] | None = None) -> Corrections:
+def add_correction(
+    root: str | os.PathLike, file: str | os.PathLike, label: str | None, classes: list[str] | None = None
+) -> Corrections:
     """Relabel ``file`` to ``label`` (one of ``classes`` when given), or exclude it (None)."""
     resolved = Path(root).expanduser().resolve()
     relative = _relative(resolved, file)
@@ -155,8 +155,9 @@ def apply_corrections(info: DatasetInfo, mapping: dict[str, str | None]) -> Data
     return DatasetInfo(root=info.root, classes=info.classes, splits=splits, skipped=skipped)
 
 
-def export_corrected_zip(root: str | os.PathLike, target: str | os.PathLike,
-                         progress: Callable[[int, int], None] | None = None) -> Path:
+def export_corrected_zip(
+    root: str | os.PathLike, target: str | os.PathLike, progress: Callable[[int, int], None] | None = None
+) -> Path:
     """A zip of the dataset as its corrections describe it: relabelled photos in
     their new class folder, excluded ones left out, the split folders kept.
 

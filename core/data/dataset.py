@@ -61,7 +61,7 @@ class DatasetInfo:
         """{split: {class_name: number of usable images}}."""
         counts = {}
         for split, samples in self.splits.items():
-            per_class = {name: 0 for name in self.classes}
+            per_class = dict.fromkeys(self.classes, 0)
             for sample in samples:
                 per_class[sample.class_name] += 1
             counts[split] = per_class
@@ -82,6 +82,7 @@ class DatasetError(ValueError):
 
 
 # --- Finding the folders ------------------------------------------------------
+
 
 def _visible_entries(folder: Path) -> list[Path]:
     with os.scandir(folder) as entries:
@@ -140,8 +141,7 @@ def _layout(root: Path) -> _Layout:
         if split is None:
             others.append(folder)
         elif split in found:
-            unused[folder] = (f"in {folder.name}/, a second {split} folder; "
-                              f"{found[split].name}/ is the {split} set")
+            unused[folder] = f"in {folder.name}/, a second {split} folder; {found[split].name}/ is the {split} set"
         else:
             found[split] = folder
     if not found:
@@ -153,13 +153,13 @@ def _layout(root: Path) -> _Layout:
             "train/<class>/ next to it, or use one folder per class and no split folders."
         )
     for folder in others:
-        unused[folder] = (f"in {folder.name}/, which is not a split folder "
-                          "(train/, validation/ or test/)")
+        unused[folder] = f"in {folder.name}/, which is not a split folder (train/, validation/ or test/)"
     ordered = {split: found[split] for split in Split if split in found}
     return _Layout(ordered, unused)
 
 
 # --- Checking the files ---------------------------------------------------------
+
 
 def _fingerprint(files: list[Path]) -> str:
     digest = hashlib.sha256()
@@ -244,8 +244,11 @@ def scan_dataset(root: str | os.PathLike, *, use_cache: bool = True) -> DatasetI
             skipped.append((str(path.relative_to(root)), reason))
         else:
             splits[split].append(Sample(str(path), label_of[class_name], class_name))
-    skipped += [(str(path.relative_to(root)), _skip_reason(path, layout.unused))
-                for path in _visible_files(root) if path not in used]
+    skipped += [
+        (str(path.relative_to(root)), _skip_reason(path, layout.unused))
+        for path in _visible_files(root)
+        if path not in used
+    ]
     if not any(splits.values()):
         raise DatasetError(f"No readable images found in {root}.")
     return DatasetInfo(root=str(root), classes=classes, splits=splits, skipped=skipped)

@@ -22,7 +22,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -48,7 +48,7 @@ MAX_PIXELS_PER_BYTE = 2_000
 # Bytes per pixel a decode is counted at against the decode budget (RGBA).
 DECODED_BYTES_PER_PIXEL = 4
 
-ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
+ImageSource = str | os.PathLike | bytes | BinaryIO
 
 
 class ImageError(ValueError):
@@ -69,8 +69,7 @@ class DecodeBudget:
     @contextlib.contextmanager
     def hold(self, num_bytes: int, limit: int):
         with self._changed:
-            self._changed.wait_for(
-                lambda: self._in_flight == 0 or self._in_flight + num_bytes <= limit)
+            self._changed.wait_for(lambda: self._in_flight == 0 or self._in_flight + num_bytes <= limit)
             self._in_flight += num_bytes
         try:
             yield
@@ -152,13 +151,12 @@ def open_rgb(
         raise ImageError(f"{name} could not be decoded: {message}.") from None
 
 
-def _check_header(image: Image.Image, name: str, num_bytes: int | None,
-                  max_pixels: int | None, settings: Settings) -> None:
+def _check_header(
+    image: Image.Image, name: str, num_bytes: int | None, max_pixels: int | None, settings: Settings
+) -> None:
     """Refuse, before decoding, what a decode of ``image`` must not cost."""
     if image.format not in SUPPORTED_FORMATS:
-        raise ImageError(
-            f"{name} is a {image.format} image; PawLab reads JPEG, PNG, BMP, GIF and WebP."
-        )
+        raise ImageError(f"{name} is a {image.format} image; PawLab reads JPEG, PNG, BMP, GIF and WebP.")
     width, height = image.size
     pixels = width * height
     cap = max_pixels or settings.max_image_pixels
@@ -166,13 +164,10 @@ def _check_header(image: Image.Image, name: str, num_bytes: int | None,
     if image.format not in DRAFT_FORMATS:
         cap, kind = min(cap, settings.max_lossless_pixels), f" for {image.format}"
     if pixels > cap:
-        raise ImageError(
-            f"{name} is {width}x{height} pixels, more than the {cap:,} pixel limit{kind}."
-        )
+        raise ImageError(f"{name} is {width}x{height} pixels, more than the {cap:,} pixel limit{kind}.")
     if image.format in DRAFT_FORMATS and num_bytes and pixels > num_bytes * MAX_PIXELS_PER_BYTE:
         raise ImageError(
-            f"{name} declares {width}x{height} pixels in only {num_bytes:,} bytes: "
-            "it is truncated or corrupt."
+            f"{name} declares {width}x{height} pixels in only {num_bytes:,} bytes: it is truncated or corrupt."
         )
 
 
@@ -185,9 +180,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         peak = array.max() or 1.0
         array = (array / peak * 255.0).clip(0, 255).astype(np.uint8)
         return Image.fromarray(array, mode="L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    ):
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels become white, as a browser would show them.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -224,10 +217,11 @@ def check_drop(sizes: list[int]) -> str | None:
     limits, else the sentence to show instead of classifying."""
     settings = get_settings()
     if len(sizes) > settings.max_drop_photos:
-        return (f"That is {len(sizes)} photos; PawLab classifies at most "
-                f"{settings.max_drop_photos} at a time.")
+        return f"That is {len(sizes)} photos; PawLab classifies at most {settings.max_drop_photos} at a time."
     total = sum(sizes)
     if total > settings.max_drop_bytes:
-        return (f"Those photos take {format_size(total)}; PawLab classifies at most "
-                f"{format_size(settings.max_drop_bytes)} at a time.")
+        return (
+            f"Those photos take {format_size(total)}; PawLab classifies at most "
+            f"{format_size(settings.max_drop_bytes)} at a time."
+        )
     return None

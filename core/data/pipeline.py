@@ -70,8 +70,9 @@ def make_dataset(
     if training:
         dataset = dataset.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    dataset = dataset.map(lambda images, labels: (tf.cast(images, tf.float32), labels),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(
+        lambda images, labels: (tf.cast(images, tf.float32), labels), num_parallel_calls=tf.data.AUTOTUNE
+    )
     if training and augment is not None and not augment.is_identity:
         augmentation = build_augmentation(augment, seed=seed)
         dataset = dataset.map(

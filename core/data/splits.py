@@ -37,7 +37,7 @@ class SplitRule(Enum):
     POOL = "one pool of class folders split three ways"
 
     @classmethod
-    def of(cls, info: DatasetInfo) -> "SplitRule":
+    def of(cls, info: DatasetInfo) -> SplitRule:
         folders = set(info.splits)
         if {Split.TRAIN, Split.VALIDATION, Split.TEST} <= folders:
             return cls.FOLDERS
@@ -47,21 +47,26 @@ class SplitRule(Enum):
             return cls.VALIDATION_FROM_TRAIN
         return cls.POOL
 
-    def explain(self, test_fraction: float = TEST_FRACTION,
-                validation_fraction: float = VALIDATION_FRACTION) -> str:
+    def explain(self, test_fraction: float = TEST_FRACTION, validation_fraction: float = VALIDATION_FRACTION) -> str:
         """One sentence for the Dataset page."""
         picked = "picked by a stable hash of the file name"
         if self is SplitRule.FOLDERS:
             return "The train/, validation/ and test/ folders are used as they are."
         if self is SplitRule.TEST_FROM_VALIDATION:
-            return (f"train/ is the training set. The test set is {test_fraction:.0%} of "
-                    f"validation/ per class, {picked}, so no test photo is ever a "
-                    "validation photo.")
+            return (
+                f"train/ is the training set. The test set is {test_fraction:.0%} of "
+                f"validation/ per class, {picked}, so no test photo is ever a "
+                "validation photo."
+            )
         if self is SplitRule.VALIDATION_FROM_TRAIN:
-            return (f"test/ is the test set. The validation set is {validation_fraction:.0%} "
-                    f"of train/ per class, {picked}; train is the rest.")
-        return (f"There are no split folders, so {validation_fraction:.0%} of each class is "
-                f"held out for validation and {test_fraction:.0%} for test, {picked}.")
+            return (
+                f"test/ is the test set. The validation set is {validation_fraction:.0%} "
+                f"of train/ per class, {picked}; train is the rest."
+            )
+        return (
+            f"There are no split folders, so {validation_fraction:.0%} of each class is "
+            f"held out for validation and {test_fraction:.0%} for test, {picked}."
+        )
 
 
 @dataclass(frozen=True)
@@ -93,12 +98,11 @@ class Splits:
         base = Path(root or self.root)
         record: dict = {"classes": list(self.classes)}
         for split, samples in self.as_dict().items():
-            record[str(split)] = [[Path(s.path).relative_to(base).as_posix(), s.class_name]
-                                  for s in samples]
+            record[str(split)] = [[Path(s.path).relative_to(base).as_posix(), s.class_name] for s in samples]
         return record
 
     @classmethod
-    def from_record(cls, record: dict, root: str | os.PathLike) -> "Splits":
+    def from_record(cls, record: dict, root: str | os.PathLike) -> Splits:
         """The splits a record describes, with absolute paths under ``root``; no scan, no decode.
 
         ``root`` is resolved as scan_dataset resolves it, so the paths equal a fresh scan's.
@@ -107,12 +111,10 @@ class Splits:
         try:
             classes = [str(name) for name in record["classes"]]
             label_of = {name: index for index, name in enumerate(classes)}
-            sets = {split: [_sample(entry, base, label_of) for entry in record[split]]
-                    for split in map(str, Split)}
+            sets = {split: [_sample(entry, base, label_of) for entry in record[split]] for split in map(str, Split)}
         except (KeyError, TypeError, ValueError) as error:
             raise DatasetError(f"The recorded split is damaged ({error}).") from None
-        return cls(classes, sets[Split.TRAIN], sets[Split.VALIDATION], sets[Split.TEST],
-                   root=str(base))
+        return cls(classes, sets[Split.TRAIN], sets[Split.VALIDATION], sets[Split.TEST], root=str(base))
 
 
 def _sample(entry, root: Path, label_of: dict[str, int]) -> Sample:
@@ -154,10 +156,8 @@ def _take_per_class(samples: list[Sample], fraction: float, seed: int) -> tuple[
 
 
 def _check_fractions(test_fraction: float, validation_fraction: float) -> None:
-    if not (0 <= test_fraction < 1 and 0 <= validation_fraction < 1
-            and test_fraction + validation_fraction < 1):
-        raise ValueError("Test and validation fractions must be between 0 and 1 and "
-                         "leave images to train on.")
+    if not (0 <= test_fraction < 1 and 0 <= validation_fraction < 1 and test_fraction + validation_fraction < 1):
+        raise ValueError("Test and validation fractions must be between 0 and 1 and leave images to train on.")
 
 
 def make_splits(

@@ -51,16 +51,14 @@ def to_jpeg(image, quality: int = JPEG_QUALITY) -> bytes:
     return buffer.getvalue()
 
 
-def thumbnail_jpeg(path: str | os.PathLike, size: int = THUMBNAIL_SIZE,
-                   quality: int = THUMBNAIL_QUALITY) -> bytes:
+def thumbnail_jpeg(path: str | os.PathLike, size: int = THUMBNAIL_SIZE, quality: int = THUMBNAIL_QUALITY) -> bytes:
     """A ``size`` x ``size`` centre crop, so a grid of photos lines up."""
     image = open_rgb(path, draft_size=(size, size))
     square = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
     return to_jpeg(square, quality)
 
 
-def display_jpeg(path: str | os.PathLike, max_side: int = DISPLAY_MAX_SIDE,
-                 quality: int = DISPLAY_QUALITY) -> bytes:
+def display_jpeg(path: str | os.PathLike, max_side: int = DISPLAY_MAX_SIDE, quality: int = DISPLAY_QUALITY) -> bytes:
     """The whole photo, at most ``max_side`` pixels wide or high."""
     image = open_rgb(path, draft_size=(max_side, max_side))
     image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)

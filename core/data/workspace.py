@@ -42,11 +42,12 @@ WORKSPACE_LOCK_TIMEOUT_SECONDS = 10
 
 @dataclass(frozen=True)
 class RecentUse:
-    path: Path       # resolved dataset root
-    used_at: float   # time.time() of the use
+    path: Path  # resolved dataset root
+    used_at: float  # time.time() of the use
 
 
 # --- The workspace file: recently used datasets, newest first -------------------
+
 
 def _file(settings: Settings) -> Path:
     return settings.home / WORKSPACE_FILE
@@ -82,14 +83,16 @@ def remember_use(root: str | os.PathLike, settings: Settings | None = None) -> N
     use = RecentUse(Path(root).expanduser().resolve(), time.time())
     path = _file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path.with_name(f".{WORKSPACE_FILE}.lock"),
-                  timeout=WORKSPACE_LOCK_TIMEOUT_SECONDS, what="the workspace"):
+    with FileLock(
+        path.with_name(f".{WORKSPACE_FILE}.lock"), timeout=WORKSPACE_LOCK_TIMEOUT_SECONDS, what="the workspace"
+    ):
         others = [old for old in recent_uses(settings) if old.path != use.path]
         recent = [use, *others][:MAX_RECENT]
         write_json(path, {"recent": [{"path": str(u.path), "used_at": u.used_at} for u in recent]})
 
 
 # --- Which datasets a session may open ---------------------------------------------
+
 
 def _is_inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
@@ -110,8 +113,7 @@ def list_datasets(settings: Settings | None = None) -> list[Path]:
     if not settings.allow_local_paths:
         return managed
     datasets_dir = settings.datasets_dir.resolve()
-    local = [use.path for use in recent_uses(settings)
-             if use.path.is_dir() and not _is_inside(use.path, datasets_dir)]
+    local = [use.path for use in recent_uses(settings) if use.path.is_dir() and not _is_inside(use.path, datasets_dir)]
     return managed + list(dict.fromkeys(local))
 
 
@@ -147,8 +149,7 @@ def resolve_choice(value: str | os.PathLike, settings: Settings | None = None) -
     if resolved.parent == datasets_dir:
         if resolved in _managed_datasets(settings):
             return resolved
-        raise DatasetError(f"There is no complete dataset named {resolved.name!r}; "
-                           "download or import it again.")
+        raise DatasetError(f"There is no complete dataset named {resolved.name!r}; download or import it again.")
     if settings.allow_local_paths:
         return use_local_folder(resolved, settings)
     if _is_inside(resolved, datasets_dir):
@@ -160,6 +161,7 @@ def resolve_choice(value: str | os.PathLike, settings: Settings | None = None) -
 
 
 # --- A session's dataset --------------------------------------------------------
+
 
 def session_dataset(state: MutableMapping, settings: Settings | None = None) -> Path | None:
     """This session's dataset; a new session, or one whose dataset is gone, gets the default.
@@ -179,8 +181,7 @@ def session_dataset(state: MutableMapping, settings: Settings | None = None) -> 
     return None
 
 
-def choose_dataset(state: MutableMapping, value: str | os.PathLike,
-                   settings: Settings | None = None) -> Path:
+def choose_dataset(state: MutableMapping, value: str | os.PathLike, settings: Settings | None = None) -> Path:
     """Check ``value``, make it this session's dataset and the default for new sessions."""
     root = resolve_choice(value, settings)
     state[DATASET_KEY] = str(root)
@@ -189,6 +190,7 @@ def choose_dataset(state: MutableMapping, value: str | os.PathLike,
 
 
 # --- Until the pages use the session API ------------------------------------------
+
 
 def remember_dataset(root: str | os.PathLike) -> None:
     """Older name of ``remember_use``."""

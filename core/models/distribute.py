@@ -36,9 +36,7 @@ def configure_devices() -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     if len(tf.config.get_logical_device_configuration(cpu) or []) == count:
         return
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
-    )
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
 
 
 def strategy_for_environment():
@@ -52,9 +50,7 @@ def strategy_for_environment():
         # Fewer than two GPUs: mirror over the (logical) CPUs instead.
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         # NCCL all-reduce needs GPUs; on CPUs gradients are summed on one device.
-        return tf.distribute.MirroredStrategy(
-            devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
-        )
+        return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
     return tf.distribute.get_strategy()
 
 

@@ -102,8 +102,12 @@ def _compute(paths: list[str], image_size: int, on_batch: Callable[[int], None])
     return np.concatenate(batches)
 
 
-def embed_files(paths: Sequence[str | Path], image_size: int = EMBEDDING_SIZE,
-                progress: Progress | None = None, keys: Sequence[str] | None = None) -> np.ndarray:
+def embed_files(
+    paths: Sequence[str | Path],
+    image_size: int = EMBEDDING_SIZE,
+    progress: Progress | None = None,
+    keys: Sequence[str] | None = None,
+) -> np.ndarray:
     """(N, 1280) float32 embeddings of ``paths``, in order; cached ones are not recomputed.
 
     ``keys``: the files' content keys when the caller has them already.
@@ -118,6 +122,7 @@ def embed_files(paths: Sequence[str | Path], image_size: int = EMBEDDING_SIZE,
         progress(done, len(paths))
 
     if missing:
+
         def on_batch(count: int) -> None:
             nonlocal done
             done += count

@@ -29,8 +29,9 @@ Progress = Callable[[int, "int | None"], None]  # (images done, images in total)
 DIGEST_CHARS = 20
 
 
-def extract_features(feature_extractor, dataset, progress: Progress | None = None,
-                     total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def extract_features(
+    feature_extractor, dataset, progress: Progress | None = None, total: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Run ``feature_extractor`` over a batched (images, labels) dataset, in order.
 
     The dataset must not augment: cached features stand for the photos
@@ -87,9 +88,15 @@ def _save(path: Path, features: np.ndarray, labels: np.ndarray) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-def cached_features(feature_extractor, samples: list[Sample], image_size: int, batch_size: int,
-                    cache_key: str, cache_dir: Path,
-                    progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cached_features(
+    feature_extractor,
+    samples: list[Sample],
+    image_size: int,
+    batch_size: int,
+    cache_key: str,
+    cache_dir: Path,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) for ``samples``, from the cache when it has them.
 
     ``cache_key`` names what produced the features (architecture, weights):
@@ -106,7 +113,6 @@ def cached_features(feature_extractor, samples: list[Sample], image_size: int, b
     from core.models.onnx_base import fast_base
 
     dataset = make_dataset(samples, image_size, batch_size, training=False)
-    features, labels = extract_features(fast_base(feature_extractor), dataset, progress,
-                                        total=len(samples))
+    features, labels = extract_features(fast_base(feature_extractor), dataset, progress, total=len(samples))
     _save(path, features, labels)
     return features, labels

@@ -35,7 +35,7 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 def _mean_distance(queries: np.ndarray, reference: np.ndarray, k: int, skip_self: bool) -> np.ndarray:
     similarity = queries @ reference.T  # cosine: both sides are unit vectors
     first = 1 if skip_self else 0
-    nearest = -np.sort(-similarity, axis=1)[:, first:first + k]
+    nearest = -np.sort(-similarity, axis=1)[:, first : first + k]
     return 1.0 - nearest.mean(axis=1)
 
 
@@ -46,8 +46,7 @@ class NoveltyDetector:
     k: int = NEIGHBOURS
 
     @classmethod
-    def fit(cls, train_embeddings: np.ndarray, k: int = NEIGHBOURS,
-            quantile: float = QUANTILE) -> "NoveltyDetector":
+    def fit(cls, train_embeddings: np.ndarray, k: int = NEIGHBOURS, quantile: float = QUANTILE) -> NoveltyDetector:
         reference = _unit(train_embeddings)
         k = max(1, min(k, len(reference) - 1))
         own = _mean_distance(reference, reference, k, skip_self=True)
@@ -61,11 +60,10 @@ class NoveltyDetector:
 
     def save(self, path: str | Path) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, reference=self.reference.astype(np.float16),
-                 threshold=self.threshold, k=self.k)
+        np.savez(buffer, reference=self.reference.astype(np.float16), threshold=self.threshold, k=self.k)
         atomic_write(path, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: str | Path) -> "NoveltyDetector":
+    def load(cls, path: str | Path) -> NoveltyDetector:
         with np.load(path) as stored:
             return cls(stored["reference"].astype(np.float32), float(stored["threshold"]), int(stored["k"]))

@@ -90,8 +90,7 @@ def fast_base(model, cache_dir: Path | None = None):
     try:
         return onnx_base(model, cache_dir)
     except Exception as error:  # any failure only costs speed
-        log.warning("Running %s in Keras: no ONNX Runtime version (%s: %s)",
-                    model.name, type(error).__name__, error)
+        log.warning("Running %s in Keras: no ONNX Runtime version (%s: %s)", model.name, type(error).__name__, error)
         return model
 
 
@@ -127,8 +126,12 @@ def _model_digest(model) -> str:
     import tf2onnx
 
     digest = hashlib.sha256()
-    versions = {"tensorflow": tf.__version__, "keras": keras.__version__,
-                "tf2onnx": tf2onnx.__version__, "opset": OPSET}
+    versions = {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "opset": OPSET,
+    }
     digest.update(json.dumps(versions, sort_keys=True).encode())
     digest.update(model.to_json().encode())
     for weights in model.get_weights():
@@ -144,8 +147,7 @@ def _convert(model) -> bytes:
     signature = (tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="image"),)
     # No tf2onnx optimizer passes: ONNX Runtime optimizes the graph itself when
     # it loads it, and they cost 0.8 s of a 2.1 s conversion for no speed.
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET,
-                                          optimizers={})
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET, optimizers={})
     return proto.SerializeToString()
 
 
@@ -166,5 +168,6 @@ def _check_agreement(model, base: OnnxBase) -> None:
     got = base.predict_on_batch(probe)
     scale = max(1.0, float(np.abs(expected).max()))
     if got.shape != expected.shape or not np.allclose(got, expected, rtol=0, atol=TOLERANCE * scale):
-        raise OnnxMismatchError(f"largest difference {np.abs(got - expected).max():.3g} "
-                                f"(allowed {TOLERANCE * scale:.3g})")
+        raise OnnxMismatchError(
+            f"largest difference {np.abs(got - expected).max():.3g} (allowed {TOLERANCE * scale:.3g})"
+        )

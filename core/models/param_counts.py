@@ -61,7 +61,9 @@ def cached_counts(archs, num_classes: int, image_size: int) -> dict[str, int]:
     return {arch: cache[key] for arch, key in keys.items() if key in cache}
 
 
-def count_in_subprocess(archs, num_classes: int, image_size: int, timeout: float = COUNT_TIMEOUT_SECONDS) -> dict[str, int]:
+def count_in_subprocess(
+    archs, num_classes: int, image_size: int, timeout: float = COUNT_TIMEOUT_SECONDS
+) -> dict[str, int]:
     """Count ``archs``' parameters in a child process, remember them on disk, return them.
 
     Raises RuntimeError with the child's last output lines if it fails.
@@ -78,7 +80,11 @@ def count_in_subprocess(archs, num_classes: int, image_size: int, timeout: float
     env["CUDA_VISIBLE_DEVICES"] = ""  # counting needs no accelerator; leave it to training
     result = subprocess.run(
         [sys.executable, "-m", "core.models.param_counts", str(num_classes), str(image_size), *missing],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if result.returncode != 0:
         raise RuntimeError(f"Counting parameters failed: {result.stderr.strip()[-ERROR_TAIL_CHARS:]}")

@@ -37,34 +37,52 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
         ArchSpec(
-            "cnn", "Tutorial CNN",
+            "cnn",
+            "Tutorial CNN",
             "Three conv layers with max pooling and dropout, trained from scratch.",
-            "scratch", False, False,
+            "scratch",
+            False,
+            False,
         ),
         ArchSpec(
-            "cnn_aug", "Tutorial CNN + augmentation",
+            "cnn_aug",
+            "Tutorial CNN + augmentation",
             "The same CNN, trained on randomly flipped (vertically) and rotated images.",
-            "scratch", False, False,
+            "scratch",
+            False,
+            False,
         ),
         ArchSpec(
-            "cnn_aug_preproc", "Tutorial CNN + augmentation + preprocessing",
+            "cnn_aug_preproc",
+            "Tutorial CNN + augmentation + preprocessing",
             "The same CNN with MobileNetV2's input scaling to [-1, 1] and milder augmentation.",
-            "scratch", False, False,
+            "scratch",
+            False,
+            False,
         ),
         ArchSpec(
-            "mobilenet_v2", "Tutorial transfer learning (MobileNetV2)",
+            "mobilenet_v2",
+            "Tutorial transfer learning (MobileNetV2)",
             "A frozen ImageNet MobileNetV2 with a small dense head on its flattened features.",
-            "transfer", True, False,
+            "transfer",
+            True,
+            False,
         ),
         ArchSpec(
-            "cnn_plus", "CNN+ (ours)",
+            "cnn_plus",
+            "CNN+ (ours)",
             "A from-scratch CNN with batch normalization and global pooling: better and cheaper.",
-            "scratch", False, False,
+            "scratch",
+            False,
+            False,
         ),
         ArchSpec(
-            "mobilenet_v2_finetune", "MobileNetV2 + fine-tuning (ours)",
+            "mobilenet_v2_finetune",
+            "MobileNetV2 + fine-tuning (ours)",
             "A linear head on cached 224 px MobileNetV2 features; fine-tune the top of the base if you ask.",
-            "transfer", True, True,
+            "transfer",
+            True,
+            True,
         ),
     )
 }
@@ -84,8 +102,7 @@ class Head:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"The head's dropout must be at least 0 and below 1, not {self.dropout}.")
         if isinstance(self.hidden_units, bool) or not isinstance(self.hidden_units, int) or self.hidden_units < 0:
-            raise ValueError(f"The head's hidden units must be a whole number of at least 0, "
-                             f"not {self.hidden_units}.")
+            raise ValueError(f"The head's hidden units must be a whole number of at least 0, not {self.hidden_units}.")
 
 
 # The tutorial's head: dropout and a dense layer of 64 on the flattened feature map.
@@ -151,11 +168,15 @@ def _cnn_plus_body(num_classes: int) -> list:
     body = conv_bn_relu(32, strides=2) + [layers.MaxPooling2D()]
     for filters in (32, 64, 128):
         body += conv_bn_relu(filters) + conv_bn_relu(filters) + [layers.MaxPooling2D()]
-    return body + conv_bn_relu(256) + [
-        layers.GlobalAveragePooling2D(),
-        layers.Dropout(0.3),
-        layers.Dense(num_classes, name="logits"),
-    ]
+    return (
+        body
+        + conv_bn_relu(256)
+        + [
+            layers.GlobalAveragePooling2D(),
+            layers.Dropout(0.3),
+            layers.Dense(num_classes, name="logits"),
+        ]
+    )
 
 
 def _build_scratch(arch: str, num_classes: int, image_size: int):
@@ -173,8 +194,15 @@ def _build_scratch(arch: str, num_classes: int, image_size: int):
     return keras.Model(inputs, _stack(inputs, [scaling] + body), name=arch)
 
 
-def build_model(arch: str, num_classes: int, image_size: int, *,
-                weights: str | None = "imagenet", seed: int | None = None, head: Head | None = None):
+def build_model(
+    arch: str,
+    num_classes: int,
+    image_size: int,
+    *,
+    weights: str | None = "imagenet",
+    seed: int | None = None,
+    head: Head | None = None,
+):
     """A fresh model for ``arch``: images in [0, 255] -> logits.
 
     ``weights`` only matters for transfer models: "imagenet" (cached or
@@ -203,8 +231,9 @@ def _transfer_head(arch: str, num_classes: int, head: Head) -> list:
     return head_layers + [layers.Dense(num_classes, name="logits")]
 
 
-def build_frozen_parts(arch: str, num_classes: int, image_size: int, *, weights: str | None = "imagenet",
-                       head: Head | None = None):
+def build_frozen_parts(
+    arch: str, num_classes: int, image_size: int, *, weights: str | None = "imagenet", head: Head | None = None
+):
     """(feature_extractor, head) for an architecture with a frozen ImageNet base.
 
     feature_extractor: images in [0, 255] -> base features, all layers frozen.
@@ -227,8 +256,10 @@ def build_frozen_parts(arch: str, num_classes: int, image_size: int, *, weights:
     scaled = layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(image)  # = preprocess_input
     # Built on our tensor, the base's layers join our graph instead of nesting a sub-model.
     base = keras.applications.MobileNetV2(
-        input_shape=(image_size, image_size, 3), input_tensor=scaled,
-        include_top=False, weights=weights,
+        input_shape=(image_size, image_size, 3),
+        input_tensor=scaled,
+        include_top=False,
+        weights=weights,
     )
     base.trainable = False
     features = base.output
@@ -268,7 +299,7 @@ def head_of(model, features_layer: str):
 
     names = [layer.name for layer in model.layers]  # a functional model's layers, in graph order
     features = keras.Input(shape=model.get_layer(features_layer).output.shape[1:], name="features")
-    return keras.Model(features, _stack(features, model.layers[names.index(features_layer) + 1:]))
+    return keras.Model(features, _stack(features, model.layers[names.index(features_layer) + 1 :]))
 
 
 def base_layers(model) -> list:
@@ -316,7 +347,7 @@ def load_saved_model(path, *, compile: bool = True):
     return keras.models.load_model(path, compile=compile, safe_mode=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def count_params(arch: str, num_classes: int = 2, image_size: int = 160) -> int:
     """Number of parameters of ``arch`` (builds the model once, without downloading weights)."""
     return build_model(arch, num_classes, image_size, weights=None).count_params()

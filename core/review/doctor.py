@@ -92,18 +92,20 @@ class DoctorReport:
 
 def report_from_dict(data: dict) -> DoctorReport | None:
     """A report saved with ``to_dict``; None when it is not one (damaged or older)."""
+
     def group(entry: dict) -> DuplicateGroup:
-        return DuplicateGroup([DuplicateMember(**member) for member in entry["files"]],
-                              entry["score"], entry["exact"])
+        return DuplicateGroup([DuplicateMember(**member) for member in entry["files"]], entry["score"], entry["exact"])
 
     try:
         return DoctorReport(
-            classes=list(data["classes"]), photos=int(data["photos"]),
+            classes=list(data["classes"]),
+            photos=int(data["photos"]),
             label_issues=[LabelIssue(**entry) for entry in data["label_issues"]],
             duplicates=[group(entry) for entry in data["duplicates"]],
             leaks=[group(entry) for entry in data["leaks"]],
             outliers=[Outlier(**entry) for entry in data["outliers"]],
-            class_balance=data["class_balance"], seconds=data.get("seconds", {}),
+            class_balance=data["class_balance"],
+            seconds=data.get("seconds", {}),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -132,8 +134,9 @@ def out_of_fold_probabilities(embeddings: np.ndarray, labels: np.ndarray, seed: 
 
     folds = max(2, min(FOLDS, int(np.bincount(labels).min())))
     model = make_pipeline(Normalizer(), LogisticRegression(C=LOGISTIC_C, max_iter=3000))
-    return cross_val_predict(model, embeddings, labels, method="predict_proba",
-                             cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    return cross_val_predict(
+        model, embeddings, labels, method="predict_proba", cv=StratifiedKFold(folds, shuffle=True, random_state=seed)
+    )
 
 
 def _exact_duplicates(keys: list[str]) -> list[list[int]]:
@@ -157,8 +160,9 @@ def _near_duplicate_groups(lab, scores: np.ndarray) -> list[tuple[list[int], flo
     return groups
 
 
-def diagnose(root: str | Path, *, seed: int = defaults.SEED, image_size: int = EMBEDDING_SIZE,
-             progress: Progress | None = None) -> DoctorReport:
+def diagnose(
+    root: str | Path, *, seed: int = defaults.SEED, image_size: int = EMBEDDING_SIZE, progress: Progress | None = None
+) -> DoctorReport:
     """Find label issues, duplicates, leaks, outliers and class imbalance in a dataset."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -172,9 +176,12 @@ def diagnose(root: str | Path, *, seed: int = defaults.SEED, image_size: int = E
     timings["scan_and_hash"] = time.perf_counter() - start
 
     mark = time.perf_counter()
-    embeddings = embed_files(paths, image_size, keys=keys,
-                             progress=(lambda done, total: progress("features", done, total))
-                             if progress else None)
+    embeddings = embed_files(
+        paths,
+        image_size,
+        keys=keys,
+        progress=(lambda done, total: progress("features", done, total)) if progress else None,
+    )
     timings["features"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -194,10 +201,16 @@ def _find_issues(samples, split_of, labels, keys, embeddings, probabilities, spl
     from cleanlab import Datalab
 
     lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
-    lab.find_issues(features=embeddings, pred_probs=probabilities,
-                    issue_types={"label": {}, "outlier": {},
-                                 "near_duplicate": {"threshold": NEAR_DUPLICATE_THRESHOLD},
-                                 "class_imbalance": {}})
+    lab.find_issues(
+        features=embeddings,
+        pred_probs=probabilities,
+        issue_types={
+            "label": {},
+            "outlier": {},
+            "near_duplicate": {"threshold": NEAR_DUPLICATE_THRESHOLD},
+            "class_imbalance": {},
+        },
+    )
     classes = splits.classes
     label_table = lab.get_issues("label")
     outlier_table = lab.get_issues("outlier")
@@ -211,25 +224,36 @@ def _find_issues(samples, split_of, labels, keys, embeddings, probabilities, spl
     suggested = probabilities.argmax(axis=1)
     flagged = np.flatnonzero((suggested != labels) & ~is_outlier)
     label_issues = sorted(
-        (LabelIssue(samples[i].path, split_of[i], float(label_scores[i]), classes[labels[i]],
-                    classes[suggested[i]]) for i in flagged),
-        key=lambda issue: issue.score)[:MAX_LISTED]
+        (
+            LabelIssue(samples[i].path, split_of[i], float(label_scores[i]), classes[labels[i]], classes[suggested[i]])
+            for i in flagged
+        ),
+        key=lambda issue: issue.score,
+    )[:MAX_LISTED]
 
     outlier_scores = outlier_table["outlier_score"].to_numpy()
-    outliers = [Outlier(samples[i].path, split_of[i], float(outlier_scores[i]), bool(is_outlier[i]))
-                for i in np.argsort(outlier_scores)[:MAX_LISTED]]
+    outliers = [
+        Outlier(samples[i].path, split_of[i], float(outlier_scores[i]), bool(is_outlier[i]))
+        for i in np.argsort(outlier_scores)[:MAX_LISTED]
+    ]
 
     def group(members, score, exact):
-        return DuplicateGroup([DuplicateMember(samples[i].path, split_of[i]) for i in members],
-                              round(score, 4), exact)
+        return DuplicateGroup([DuplicateMember(samples[i].path, split_of[i]) for i in members], round(score, 4), exact)
 
     exact = [group(members, 1.0, True) for members in _exact_duplicates(keys)]
     exact_files = {index for members in _exact_duplicates(keys) for index in members}
-    near = [group(members, score, False) for members, score in _near_duplicate_groups(lab, near_scores)
-            if not set(members) <= exact_files]
+    near = [
+        group(members, score, False)
+        for members, score in _near_duplicate_groups(lab, near_scores)
+        if not set(members) <= exact_files
+    ]
     duplicates = sorted(exact + near, key=lambda g: -g.score)
     return DoctorReport(
-        classes=list(classes), photos=len(samples), label_issues=label_issues,
-        duplicates=duplicates, leaks=[g for g in duplicates if len(g.splits) > 1],
-        outliers=outliers, class_balance=splits.counts(),
+        classes=list(classes),
+        photos=len(samples),
+        label_issues=label_issues,
+        duplicates=duplicates,
+        leaks=[g for g in duplicates if len(g.splits) > 1],
+        outliers=outliers,
+        class_balance=splits.counts(),
     )

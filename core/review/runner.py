@@ -33,7 +33,12 @@ from core.runs.store import pid_alive
 
 REVIEWS_FOLDER = "reviews"
 REPORT_FILE, PROGRESS_FILE, ERROR_FILE, LOG_FILE, LOCK_FILE = (
-    "report.json", "progress.json", "error.txt", "log.txt", ".lock")
+    "report.json",
+    "progress.json",
+    "error.txt",
+    "log.txt",
+    ".lock",
+)
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
 STARTING = "starting"  # the stage between start_review and the child taking the lock
 
@@ -80,17 +85,26 @@ def review_state(root: str | os.PathLike) -> ReviewState:
     finished = (folder / REPORT_FILE).stat().st_mtime if report is not None else None
     if folder.is_dir() and _running(folder):
         progress = read_json(folder / PROGRESS_FILE).value or {}
-        return ReviewState(ReviewStatus.RUNNING, str(progress.get("stage", STARTING)),
-                           int(progress.get("done", 0)), int(progress.get("total", 0)), report,
-                           finished=finished)
+        return ReviewState(
+            ReviewStatus.RUNNING,
+            str(progress.get("stage", STARTING)),
+            int(progress.get("done", 0)),
+            int(progress.get("total", 0)),
+            report,
+            finished=finished,
+        )
     if (folder / ERROR_FILE).is_file():
-        return ReviewState(ReviewStatus.FAILED, report=report, finished=finished,
-                           error=(folder / ERROR_FILE).read_text().strip())
+        return ReviewState(
+            ReviewStatus.FAILED, report=report, finished=finished, error=(folder / ERROR_FILE).read_text().strip()
+        )
     if _died_unfinished(folder, finished):
-        return ReviewState(ReviewStatus.FAILED, report=report, finished=finished,
-                           error=f"The review stopped before it finished; its output is in {folder / LOG_FILE}.")
-    return ReviewState(ReviewStatus.DONE if report else ReviewStatus.NEVER, report=report,
-                       finished=finished)
+        return ReviewState(
+            ReviewStatus.FAILED,
+            report=report,
+            finished=finished,
+            error=f"The review stopped before it finished; its output is in {folder / LOG_FILE}.",
+        )
+    return ReviewState(ReviewStatus.DONE if report else ReviewStatus.NEVER, report=report, finished=finished)
 
 
 def _died_unfinished(folder: Path, finished: float | None) -> bool:
@@ -111,10 +125,16 @@ def start_review(root: str | os.PathLike) -> bool:
     with open(folder / LOG_FILE, "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "core", "doctor", "--data", str(Path(root).resolve()), "--save"],
-            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)  # survives the page's rerun and a server restart
-    write_json(folder / PROGRESS_FILE, {"stage": STARTING, "done": 0, "total": 0,
-                                        "pid": child.pid, "time": time.time()})
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # survives the page's rerun and a server restart
+    write_json(
+        folder / PROGRESS_FILE, {"stage": STARTING, "done": 0, "total": 0, "pid": child.pid, "time": time.time()}
+    )
     return True
 
 
@@ -129,8 +149,10 @@ def run_and_save(root: str | os.PathLike) -> DoctorReport:
             nonlocal last
             if time.monotonic() - last >= PROGRESS_INTERVAL or done == total:
                 last = time.monotonic()
-                write_json(folder / PROGRESS_FILE, {"stage": stage, "done": done, "total": total,
-                                                    "pid": os.getpid(), "time": time.time()})
+                write_json(
+                    folder / PROGRESS_FILE,
+                    {"stage": stage, "done": done, "total": total, "pid": os.getpid(), "time": time.time()},
+                )
 
         try:
             report = diagnose(root, progress=progress)

@@ -15,6 +15,7 @@ Pure NumPy (and SciPy's scalar minimiser); no TensorFlow.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -43,8 +44,9 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     from scipy.optimize import minimize_scalar
 
     labels = np.asarray(labels, int)
-    result = minimize_scalar(lambda log_t: _nll(logits, labels, float(np.exp(log_t))),
-                             bounds=LOG_T_BOUNDS, method="bounded")
+    result = minimize_scalar(
+        lambda log_t: _nll(logits, labels, float(np.exp(log_t))), bounds=LOG_T_BOUNDS, method="bounded"
+    )
     return float(np.exp(result.x))
 
 
@@ -63,19 +65,27 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_B
     correct = probabilities.argmax(axis=1) == np.asarray(labels)
     edges = np.linspace(0.0, 1.0, bins + 1)
     found = []
-    for lower, upper in zip(edges[:-1], edges[1:]):
+    for lower, upper in itertools.pairwise(edges):
         inside = (confidence > lower) & (confidence <= upper)
         if inside.any():
-            found.append(ReliabilityBin(float(lower), float(upper), int(inside.sum()),
-                                        float(confidence[inside].mean()), float(correct[inside].mean())))
+            found.append(
+                ReliabilityBin(
+                    float(lower),
+                    float(upper),
+                    int(inside.sum()),
+                    float(confidence[inside].mean()),
+                    float(correct[inside].mean()),
+                )
+            )
     return found
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Mean |accuracy - confidence| over bins, weighted by how many photos each holds."""
     total = len(labels)
-    return float(sum(b.count / total * abs(b.accuracy - b.confidence)
-                     for b in reliability(probabilities, labels, bins)))
+    return float(
+        sum(b.count / total * abs(b.accuracy - b.confidence) for b in reliability(probabilities, labels, bins))
+    )
 
 
 @dataclass(frozen=True)
@@ -92,16 +102,17 @@ def trade_off_curve(probabilities: np.ndarray, labels: np.ndarray) -> list[Trade
     order = np.argsort(-confidence)
     answered = np.arange(1, len(order) + 1)
     precision = np.cumsum(correct[order]) / answered
-    curve = [TradeOff(float(confidence[order][i]), float(answered[i] / len(order)), float(precision[i]))
-             for i in range(len(order))
-             if i == len(order) - 1 or confidence[order][i + 1] < confidence[order][i]]
+    curve = [
+        TradeOff(float(confidence[order][i]), float(answered[i] / len(order)), float(precision[i]))
+        for i in range(len(order))
+        if i == len(order) - 1 or confidence[order][i + 1] < confidence[order][i]
+    ]
     return curve
 
 
 def _lowest_threshold(probabilities: np.ndarray, labels: np.ndarray, target: float) -> float:
     """The lowest threshold whose answered photos are at least ``target`` right (1.0 if none)."""
-    meeting = [point.threshold for point in trade_off_curve(probabilities, labels)
-               if point.precision >= target]
+    meeting = [point.threshold for point in trade_off_curve(probabilities, labels) if point.precision >= target]
     return min(meeting) if meeting else 1.0
 
 
@@ -121,8 +132,9 @@ class AbstainPolicy:
         return asdict(self)
 
 
-def choose_threshold(probabilities: np.ndarray, labels: np.ndarray,
-                     target_precision: float = TARGET_PRECISION, seed: int = 0) -> AbstainPolicy:
+def choose_threshold(
+    probabilities: np.ndarray, labels: np.ndarray, target_precision: float = TARGET_PRECISION, seed: int = 0
+) -> AbstainPolicy:
     """A confidence threshold for ``target_precision`` on answered photos, with an honest estimate.
 
     The threshold itself is chosen on all of ``probabilities``; its coverage

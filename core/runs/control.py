@@ -16,7 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.runs.store import (
-    CANCEL_FILE, HEARTBEAT_SECONDS, Executor, RunFileError, RunState, pid_alive, update_status,
+    CANCEL_FILE,
+    HEARTBEAT_SECONDS,
+    Executor,
+    RunFileError,
+    RunState,
+    pid_alive,
+    update_status,
 )
 
 # Batch progress goes to status.json at most this often (seconds).
@@ -87,9 +93,19 @@ class RunControl:
             update_status(self.run_dir, when=claimable, state=RunState.CANCELLED, finished=time.time())
             return False
         now = time.time()
-        status = update_status(self.run_dir, when=claimable, state=RunState.RUNNING, pid=me,
-                               started=now, heartbeat=now, finished=None, error=None,
-                               executor=self.executor, host=socket.gethostname(), ray_node=self.ray_node)
+        status = update_status(
+            self.run_dir,
+            when=claimable,
+            state=RunState.RUNNING,
+            pid=me,
+            started=now,
+            heartbeat=now,
+            finished=None,
+            error=None,
+            executor=self.executor,
+            host=socket.gethostname(),
+            ray_node=self.ray_node,
+        )
         return status.state == RunState.RUNNING and status.pid == me
 
     def _beat(self) -> None:

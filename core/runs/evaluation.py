@@ -60,8 +60,12 @@ def scores(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> d
         precision = true_positives / predicted if predicted else 0.0
         recall = true_positives / actual if actual else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall),
-                           "f1": float(f1), "support": int(actual)}
+        per_class[name] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(actual),
+        }
     total = int(confusion.sum())
     return {
         "accuracy": float(np.trace(confusion) / total) if total else 0.0,
@@ -72,8 +76,14 @@ def scores(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> d
     }
 
 
-def evaluate_model(model, samples: list[Sample], classes: list[str], image_size: int,
-                   batch_size: int = BATCH_SIZE, temperature: float = 1.0) -> dict:
+def evaluate_model(
+    model,
+    samples: list[Sample],
+    classes: list[str],
+    image_size: int,
+    batch_size: int = BATCH_SIZE,
+    temperature: float = 1.0,
+) -> dict:
     """Score ``model`` (images -> logits) on ``samples``, through the training pipeline's decode.
 
     ``temperature`` calibrates the probabilities; it never changes which class wins.
@@ -97,9 +107,11 @@ def evaluate_model(model, samples: list[Sample], classes: list[str], image_size:
         for sample, predicted, probs in zip(samples, predictions, probabilities)
         if predicted != sample.label
     ]
-    result.update(temperature=temperature,
-                  ece_before=expected_calibration_error(softmax(logits), labels),
-                  ece_after=expected_calibration_error(probabilities, labels))
+    result.update(
+        temperature=temperature,
+        ece_before=expected_calibration_error(softmax(logits), labels),
+        ece_after=expected_calibration_error(probabilities, labels),
+    )
     return result
 
 
@@ -145,8 +157,14 @@ def evaluate_run(run_dir: str | os.PathLike, model=None, splits: Splits | None =
     _check_evaluable(run_dir, splits)
     if model is None:
         model = _load_model(run_dir)
-    result = evaluate_model(model, splits.test, splits.classes, config.image_size, config.batch_size,
-                            temperature=read_trust(run_dir).temperature)
+    result = evaluate_model(
+        model,
+        splits.test,
+        splits.classes,
+        config.image_size,
+        config.batch_size,
+        temperature=read_trust(run_dir).temperature,
+    )
     result.update(run=run_dir.name, split=str(Split.TEST), seed=config.seed, evaluated=time.time())
     write_json(run_dir / EVALUATION_FILE, result)
     return result

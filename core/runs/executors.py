@@ -35,7 +35,13 @@ from pathlib import Path
 from core.processes import python_path
 from core.runs.control import RunControl
 from core.runs.store import (
-    HEARTBEAT_SECONDS, Executor, RunFileError, RunState, read_config, read_status, update_status,
+    HEARTBEAT_SECONDS,
+    Executor,
+    RunFileError,
+    RunState,
+    read_config,
+    read_status,
+    update_status,
 )
 from core.runs.worker import execute_run
 
@@ -60,8 +66,11 @@ def connect_to_cluster(extra_env: dict[str, str] | None = None) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=os.environ[RAY_ADDRESS_VARIABLE], log_to_driver=True,
-                 runtime_env={"env_vars": {**worker_environment(), **(extra_env or {})}})
+        ray.init(
+            address=os.environ[RAY_ADDRESS_VARIABLE],
+            log_to_driver=True,
+            runtime_env={"env_vars": {**worker_environment(), **(extra_env or {})}},
+        )
 
 
 def ray_node_name() -> str:
@@ -104,29 +113,36 @@ def run_on_ray(run_dir: str | os.PathLike) -> RunState:
         config = read_config(run_dir)
         connect_to_cluster()
         task = ray.remote(max_calls=1)(_train_in_ray_worker).options(  # a fresh process per run
-            num_cpus=config.cpus, num_gpus=config.gpus, resources=config.ray_resources or None,
+            num_cpus=config.cpus,
+            num_gpus=config.gpus,
+            resources=config.ray_resources or None,
             max_retries=0,  # a dead worker means an interrupted run, never a silent second run
             name=f"pawlab-run-{run_dir.name}",
         )
         result = task.remote(str(run_dir))
     except Exception as error:  # no cluster, a refused token, resources Ray cannot parse
-        return _end_active(run_dir, RunState.FAILED,
-                           f"The run could not be handed to the Ray cluster at "
-                           f"{os.environ.get(RAY_ADDRESS_VARIABLE)}: {type(error).__name__}: {error}")
+        return _end_active(
+            run_dir,
+            RunState.FAILED,
+            f"The run could not be handed to the Ray cluster at "
+            f"{os.environ.get(RAY_ADDRESS_VARIABLE)}: {type(error).__name__}: {error}",
+        )
     waiting = threading.Event()
     threading.Thread(target=_beat_until_taken, args=(run_dir, waiting), daemon=True).start()
     try:
         return RunState(ray.get(result))
     except ray.exceptions.RayError as error:
-        return _end_active(run_dir, RunState.INTERRUPTED,
-                           f"The Ray worker training this run stopped unexpectedly ({type(error).__name__}); "
-                           f"its launcher ran on {socket.gethostname()}.")
+        return _end_active(
+            run_dir,
+            RunState.INTERRUPTED,
+            f"The Ray worker training this run stopped unexpectedly ({type(error).__name__}); "
+            f"its launcher ran on {socket.gethostname()}.",
+        )
     finally:
         waiting.set()
 
 
 def _end_active(run_dir: Path, state: RunState, message: str) -> RunState:
     """End a run that is still queued or running with ``state`` and one sentence."""
-    update_status(run_dir, when=lambda status: status.state.active, state=state, finished=time.time(),
-                  error=message)
+    update_status(run_dir, when=lambda status: status.state.active, state=state, finished=time.time(), error=message)
     return read_status(run_dir).state

@@ -38,14 +38,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import get_settings
-from core.netns import in_loopback_only_network
 from core.fileio import FileLock, LockTimeout
-from core.runs.recipes import TrainConfig, check_config
+from core.netns import in_loopback_only_network
 from core.processes import REPO_ROOT, child_environment
 from core.runs.executors import configured_executor, run_on_ray
+from core.runs.recipes import TrainConfig, check_config
 from core.runs.store import (
-    CANCEL_FILE, HEARTBEAT_SECONDS, LOG_FILE, Executor, RunFileError, RunState, RunStatus, create_run,
-    pid_alive, read_config, read_status, run_dirs, runs_root, update_status, writing_to,
+    CANCEL_FILE,
+    HEARTBEAT_SECONDS,
+    LOG_FILE,
+    Executor,
+    RunFileError,
+    RunState,
+    RunStatus,
+    create_run,
+    pid_alive,
+    read_config,
+    read_status,
+    run_dirs,
+    runs_root,
+    update_status,
+    writing_to,
 )
 from core.runs.worker import execute_run
 
@@ -95,8 +108,11 @@ def _queue_lock(runs_dir: Path, timeout: float | None = None):
     """The queue's lock; a failed write inside (read-only or full home) is one RunsFolderError."""
     with writing_to(runs_dir):
         runs_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(runs_dir / ".lock", what="the training queue",
-                      timeout=QUEUE_LOCK_TIMEOUT_SECONDS if timeout is None else timeout):
+        with FileLock(
+            runs_dir / ".lock",
+            what="the training queue",
+            timeout=QUEUE_LOCK_TIMEOUT_SECONDS if timeout is None else timeout,
+        ):
             yield
 
 
@@ -106,9 +122,11 @@ def _mark_interrupted(runs_dir: Path) -> list[Path]:
     for run_dir, status in _readable_runs(runs_dir):
         if status.state == RunState.RUNNING and _worker_gone(status):
             update_status(
-                run_dir, state=RunState.INTERRUPTED, finished=time.time(),
+                run_dir,
+                state=RunState.INTERRUPTED,
+                finished=time.time(),
                 error="The training process stopped unexpectedly (killed, crashed, or the "
-                      f"machine restarted). Its output is in {LOG_FILE}.",
+                f"machine restarted). Its output is in {LOG_FILE}.",
             )
             marked.append(run_dir)
     return marked
@@ -177,7 +195,11 @@ def _start_worker(run_dir: Path) -> int:
     with open(run_dir / LOG_FILE, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "core", "worker", str(run_dir)],
-            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the app's Ctrl-C and restarts
         )
     _children[process.pid] = process
@@ -203,13 +225,25 @@ def dispatch(runs_dir: str | os.PathLike | None = None) -> list[Path]:
             # "running" before the worker exists, so that however fast it is, it
             # never finds its run still queued, and nothing it writes is overwritten.
             now, executor = time.time(), configured_executor()
-            update_status(run_dir, state=RunState.RUNNING, pid=None, started=now, heartbeat=now,
-                          executor=executor, host=socket.gethostname(), ray_node=None)
+            update_status(
+                run_dir,
+                state=RunState.RUNNING,
+                pid=None,
+                started=now,
+                heartbeat=now,
+                executor=executor,
+                host=socket.gethostname(),
+                ray_node=None,
+            )
             try:
                 pid = _start_worker(run_dir)
             except OSError as error:
-                update_status(run_dir, state=RunState.FAILED, finished=time.time(),
-                              error=f"The training process could not be started: {error}")
+                update_status(
+                    run_dir,
+                    state=RunState.FAILED,
+                    finished=time.time(),
+                    error=f"The training process could not be started: {error}",
+                )
                 continue
             if executor == Executor.LOCAL:  # a Ray run's launcher is not what trains it
                 update_status(run_dir, pid=pid, when=lambda status: status.pid is None)

@@ -47,7 +47,7 @@ class Schedule(StrEnum):
 
 
 def optimizer_name(schedule: str, weight_decay: float) -> str:
-    """"AdamW, weight decay 0.0005, cosine decay after a warm-up", or "Adam" (core.runs.training)."""
+    """ "AdamW, weight decay 0.0005, cosine decay after a warm-up", or "Adam" (core.runs.training)."""
     parts = [f"AdamW, weight decay {weight_decay:g}" if weight_decay else "Adam"]
     if schedule == Schedule.COSINE:
         parts.append("cosine decay after a warm-up")
@@ -74,8 +74,9 @@ class Recipe:
     def describe(self) -> str:
         parts = [f"{self.image_size} px, {self.epochs} epochs"]
         if self.fine_tune_epochs:
-            parts.append(f"then {self.fine_tune_epochs} fine-tuning epochs "
-                         f"(learning rate {self.fine_tune_learning_rate:g})")
+            parts.append(
+                f"then {self.fine_tune_epochs} fine-tuning epochs (learning rate {self.fine_tune_learning_rate:g})"
+            )
         if self.patience:
             parts.append(f"early stopping after {self.patience} epochs without progress")
         parts.append(f"augmentation: {self.augment}")
@@ -94,17 +95,28 @@ RECIPES: dict[str, Recipe] = {
     # 82.7-83.5% (early stopping at epoch 24 of 70); with this recipe the best of 60 epochs
     # reached 87.1%, 90.0% test, 637 s from launch (benchmarks/results/scratch_recipe). Flips:
     # see core.models.mirror.
-    "cnn_plus": Recipe(60, image_size=128, augment="recommended", learning_rate=3e-3,
-                       schedule=Schedule.COSINE, weight_decay=5e-4, test_time_flip=True),
+    "cnn_plus": Recipe(
+        60,
+        image_size=128,
+        augment="recommended",
+        learning_rate=3e-3,
+        schedule=Schedule.COSINE,
+        weight_decay=5e-4,
+        test_time_flip=True,
+    ),
     # A linear head on cached 224 px features (the ImageNet weights' own size): chosen on
     # validation, 99.0% against 97.5% at 160 px, 56 s from launch, cold (2026-11-30,
     # benchmarks/results/recipe_224 and recipe_160); 35 s once its unknown-photo check
     # reused these features (recipe_224_cold). Two fine-tuning epochs at 224 px
     # (`--fine-tune-epochs 2`, 32-39 s each) did not beat the head's best epoch, so
     # fine-tuning is there to ask for, not a default.
-    "mobilenet_v2_finetune": Recipe(10, image_size=224, fine_tune_epochs=0,
-                                    fine_tune_learning_rate=FINE_TUNE_LEARNING_RATE,
-                                    fine_tune_layers=FINE_TUNE_LAYERS),
+    "mobilenet_v2_finetune": Recipe(
+        10,
+        image_size=224,
+        fine_tune_epochs=0,
+        fine_tune_learning_rate=FINE_TUNE_LEARNING_RATE,
+        fine_tune_layers=FINE_TUNE_LAYERS,
+    ),
 }
 
 
@@ -167,27 +179,32 @@ class TrainConfig:
     @property
     def head(self) -> Head:
         default = default_head(self.arch)
-        return Head(default.dropout if self.dropout is None else self.dropout,
-                    default.hidden_units if self.head_units is None else self.head_units)
+        return Head(
+            default.dropout if self.dropout is None else self.dropout,
+            default.hidden_units if self.head_units is None else self.head_units,
+        )
 
     @property
     def is_sweep(self) -> bool:
         return self.search is not None
 
     def describe_optimizer(self) -> str:
-        """"0.003 (AdamW, weight decay 0.0005, cosine decay after a warm-up)", or "0.001 (Adam)"."""
+        """ "0.003 (AdamW, weight decay 0.0005, cosine decay after a warm-up)", or "0.001 (Adam)"."""
         return f"{self.learning_rate:g} ({optimizer_name(self.schedule, self.weight_decay)})"
 
     def sweep_cost(self) -> Cost:
         spec = ARCHITECTURES[self.arch]
-        return self.search.cost(fine_tunes=spec.fine_tune and self.fine_tune_epochs > 0,
-                                frozen_base=spec.frozen_base, augments=not self.augment.is_identity)
+        return self.search.cost(
+            fine_tunes=spec.fine_tune and self.fine_tune_epochs > 0,
+            frozen_base=spec.frozen_base,
+            augments=not self.augment.is_identity,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)  # augment and search become plain dicts too
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["augment"] = AugmentConfig.from_dict(values.get("augment") or {})
@@ -203,8 +220,7 @@ def _check_whole(name: str, value, low: int) -> int:
 
 
 def _check_fractions(test_fraction: float, validation_fraction: float) -> None:
-    if not (0 <= test_fraction < 1 and 0 <= validation_fraction < 1
-            and test_fraction + validation_fraction < 1):
+    if not (0 <= test_fraction < 1 and 0 <= validation_fraction < 1 and test_fraction + validation_fraction < 1):
         raise ValueError("Test and validation fractions must be between 0 and 1 and leave images to train on.")
 
 
@@ -259,18 +275,22 @@ def make_config(
     if not learning_rate > 0:
         raise ValueError(f"The learning rate must be positive, not {learning_rate}.")
     return TrainConfig(
-        data_root=str(Path(data_root).expanduser().resolve()), arch=arch, epochs=epochs,
+        data_root=str(Path(data_root).expanduser().resolve()),
+        arch=arch,
+        epochs=epochs,
         batch_size=_check_whole("batch size", batch_size, 1),
         image_size=_check_whole("image size", recipe.image_size if image_size is None else image_size, 32),
-        learning_rate=float(learning_rate), fine_tune_epochs=fine_tune_epochs,
-        fine_tune_learning_rate=(fine_tune_learning_rate or recipe.fine_tune_learning_rate)
-        if spec.fine_tune else None,
+        learning_rate=float(learning_rate),
+        fine_tune_epochs=fine_tune_epochs,
+        fine_tune_learning_rate=(fine_tune_learning_rate or recipe.fine_tune_learning_rate) if spec.fine_tune else None,
         fine_tune_layers=recipe.fine_tune_layers if spec.fine_tune else 0,
         patience=_check_whole("patience", recipe.patience if patience is None else patience, 0),
         **_checked_optimizer(recipe.schedule, recipe.weight_decay),
         test_time_flip=_checked_flip(arch, recipe.test_time_flip),
-        seed=int(seed), test_fraction=float(test_fraction),
-        validation_fraction=float(validation_fraction), subset=_check_whole("subset", subset, 0),
+        seed=int(seed),
+        test_fraction=float(test_fraction),
+        validation_fraction=float(validation_fraction),
+        subset=_check_whole("subset", subset, 0),
         augment=_resolve_augment(recipe.augment if augment is None else augment),
         corrections=load_corrections(data_root).mapping,
         **_checked_head(arch, dropout, head_units),
@@ -282,8 +302,7 @@ def make_config(
 def _checked_optimizer(schedule, weight_decay) -> dict:
     if schedule not in tuple(Schedule):
         raise ValueError(f"The learning-rate schedule is one of {', '.join(Schedule)}, not {schedule!r}.")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
-            or not 0 <= weight_decay < 1:
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not 0 <= weight_decay < 1:
         raise ValueError(f"The weight decay must be at least 0 and below 1, not {weight_decay!r}.")
     return {"schedule": Schedule(schedule).value, "weight_decay": float(weight_decay)}
 
@@ -298,11 +317,14 @@ def _checked_flip(arch: str, test_time_flip) -> bool:
 
 def _checked_head(arch: str, dropout: float | None, head_units: int | None) -> dict:
     if (dropout is not None or head_units is not None) and ARCHITECTURES[arch].family != "transfer":
-        raise ValueError(f"'{arch}' has no transfer head; dropout and head units apply to "
-                         f"{', '.join(a for a, s in ARCHITECTURES.items() if s.family == 'transfer')}.")
+        raise ValueError(
+            f"'{arch}' has no transfer head; dropout and head units apply to "
+            f"{', '.join(a for a, s in ARCHITECTURES.items() if s.family == 'transfer')}."
+        )
     default = default_head(arch)
-    Head(default.dropout if dropout is None else dropout,
-         default.hidden_units if head_units is None else head_units)  # raises on bad values
+    Head(
+        default.dropout if dropout is None else dropout, default.hidden_units if head_units is None else head_units
+    )  # raises on bad values
     return {"dropout": dropout, "head_units": head_units}
 
 
@@ -323,21 +345,32 @@ def _checked_resources(cpus, gpus, ray_resources: dict) -> dict:
             raise ValueError(f"A Ray resource name is letters, digits, - and _, not {name!r}.")
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount > 0:
             raise ValueError(f"Ray resource {name} needs a positive amount, not {amount!r}.")
-    return {"cpus": float(cpus), "gpus": float(gpus),
-            "ray_resources": {name: float(amount) for name, amount in ray_resources.items()}}
+    return {
+        "cpus": float(cpus),
+        "gpus": float(gpus),
+        "ray_resources": {name: float(amount) for name, amount in ray_resources.items()},
+    }
 
 
 def check_config(config: TrainConfig) -> None:
     """make_config's checks, for a config that comes back from a file (a sweep's best trial):
     ValueError with a sentence for a value make_config would have refused."""
     recipe_for(config.arch)
-    for name, value, low in (("epochs", config.epochs, 1), ("fine-tune epochs", config.fine_tune_epochs, 0),
-                             ("batch size", config.batch_size, 1), ("image size", config.image_size, 32),
-                             ("patience", config.patience, 0), ("subset", config.subset, 0)):
+    for name, value, low in (
+        ("epochs", config.epochs, 1),
+        ("fine-tune epochs", config.fine_tune_epochs, 0),
+        ("batch size", config.batch_size, 1),
+        ("image size", config.image_size, 32),
+        ("patience", config.patience, 0),
+        ("subset", config.subset, 0),
+    ):
         _check_whole(name, value, low)
     _check_fractions(config.test_fraction, config.validation_fraction)
-    if isinstance(config.learning_rate, bool) or not isinstance(config.learning_rate, (int, float)) \
-            or not config.learning_rate > 0:
+    if (
+        isinstance(config.learning_rate, bool)
+        or not isinstance(config.learning_rate, (int, float))
+        or not config.learning_rate > 0
+    ):
         raise ValueError(f"The learning rate must be positive, not {config.learning_rate}.")
     _checked_optimizer(config.schedule, config.weight_decay)
     _checked_flip(config.arch, config.test_time_flip)
@@ -346,7 +379,7 @@ def check_config(config: TrainConfig) -> None:
 
 
 def parse_ray_resources(text: str) -> dict[str, float]:
-    """"gpu_box=1, fast_disk=0.5" -> {"gpu_box": 1.0, "fast_disk": 0.5}; ValueError with a sentence."""
+    """ "gpu_box=1, fast_disk=0.5" -> {"gpu_box": 1.0, "fast_disk": 0.5}; ValueError with a sentence."""
     resources = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, amount = item.partition("=")

@@ -32,8 +32,9 @@ MIN_CLASSES = 2
 def split_for(config: TrainConfig) -> Splits:
     """Scan ``config``'s dataset and split it by the run's rule, with the corrections it was
     submitted with and its training subset applied."""
-    _, splits = split_dataset(config.data_root, config.seed, config.test_fraction,
-                              config.validation_fraction, corrections=config.corrections)
+    _, splits = split_dataset(
+        config.data_root, config.seed, config.test_fraction, config.validation_fraction, corrections=config.corrections
+    )
     if config.subset:
         splits = replace(splits, train=subset(splits.train, config.subset, seed=config.seed))
     return splits
@@ -62,5 +63,8 @@ def run_splits(run_dir: str | os.PathLike, config: TrainConfig) -> Splits:
 
 def missing_files(splits: Splits, split: str) -> list[str]:
     """Recorded photos of ``split`` that are no longer on disk, relative to the dataset."""
-    return [str(Path(sample.path).relative_to(splits.root))
-            for sample in splits.as_dict()[split] if not os.path.isfile(sample.path)]
+    return [
+        str(Path(sample.path).relative_to(splits.root))
+        for sample in splits.as_dict()[split]
+        if not os.path.isfile(sample.path)
+    ]

@@ -51,9 +51,9 @@ HEAD_KNOBS = frozenset({Knob.LEARNING_RATE, Knob.DROPOUT, Knob.HEAD_UNITS, Knob.
 COST_SENTENCES = {
     Cost.HEAD: "Trials train the head on cached features: seconds each, after one feature pass.",
     Cost.FEATURES: "Each image size costs a pass of the ImageNet base over every photo "
-                   "(about a minute for 3000 photos on 2 cores) before its trials train in seconds.",
+    "(about a minute for 3000 photos on 2 cores) before its trials train in seconds.",
     Cost.END_TO_END: "Trials push images through the network every epoch (augmentation, fine-tuning "
-                     "or a from-scratch model): minutes each, as long as a normal run.",
+    "or a from-scratch model): minutes each, as long as a normal run.",
 }
 
 
@@ -168,8 +168,9 @@ class SweepSpec:
         object.__setattr__(self, "knobs", knobs)
 
     @classmethod
-    def from_grid(cls, trials: int, grid: dict[str, list], *, arch_family: str = "transfer",
-                  concurrent: int = 0) -> "SweepSpec":
+    def from_grid(
+        cls, trials: int, grid: dict[str, list], *, arch_family: str = "transfer", concurrent: int = 0
+    ) -> SweepSpec:
         """The default search of the family, with ``grid``'s knobs tried at every listed value."""
         default = DEFAULT_TRANSFER_SPACE if arch_family == "transfer" else DEFAULT_SCRATCH_SPACE
         knobs = {knob.value: space for knob, space in default.items()}
@@ -203,7 +204,11 @@ class SweepSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SweepSpec":
+    def from_dict(cls, data: dict) -> SweepSpec:
         knobs = {name: KnobSpace(**space) for name, space in (data.get("knobs") or {}).items()}
-        return cls(trials=data.get("trials", DEFAULT_TRIALS), knobs=knobs,
-                   concurrent=data.get("concurrent", 0), grace_epochs=data.get("grace_epochs", 1))
+        return cls(
+            trials=data.get("trials", DEFAULT_TRIALS),
+            knobs=knobs,
+            concurrent=data.get("concurrent", 0),
+            grace_epochs=data.get("grace_epochs", 1),
+        )

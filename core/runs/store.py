@@ -59,10 +59,10 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable
 
 from core.config import get_settings
 from core.fileio import FileLock, append_line, read_json, write_json
@@ -277,6 +277,7 @@ class RunSummary:
 
 # --- config, facts, split, status ---------------------------------------------------
 
+
 def read_config(run_dir: str | os.PathLike) -> TrainConfig:
     run_dir = Path(run_dir)
     try:
@@ -322,8 +323,9 @@ def write_status(run_dir: str | os.PathLike, status: RunStatus) -> None:
     write_json(Path(run_dir) / STATUS_FILE, status.to_dict())
 
 
-def update_status(run_dir: str | os.PathLike, *, when: Callable[[RunStatus], bool] | None = None,
-                  **changes) -> RunStatus:
+def update_status(
+    run_dir: str | os.PathLike, *, when: Callable[[RunStatus], bool] | None = None, **changes
+) -> RunStatus:
     """Read, change and write status.json under the run's lock; returns the status.
 
     The job manager and the training process both write the status (and the
@@ -334,8 +336,7 @@ def update_status(run_dir: str | os.PathLike, *, when: Callable[[RunStatus], boo
     run_dir = Path(run_dir)
     if changes.get("error"):
         changes["error"] = short_message(changes["error"])
-    with FileLock(run_dir / STATUS_LOCK_FILE, timeout=STATUS_LOCK_TIMEOUT_SECONDS,
-                  what=f"run {run_dir.name}"):
+    with FileLock(run_dir / STATUS_LOCK_FILE, timeout=STATUS_LOCK_TIMEOUT_SECONDS, what=f"run {run_dir.name}"):
         status = read_status(run_dir)
         if when is None or when(status):
             status = replace(status, **changes)
@@ -346,10 +347,11 @@ def update_status(run_dir: str | os.PathLike, *, when: Callable[[RunStatus], boo
 def short_message(text: str) -> str:
     """The first line of ``text``, at most ERROR_MESSAGE_CHARS long."""
     line = str(text).strip().splitlines()[0] if str(text).strip() else ""
-    return line if len(line) <= ERROR_MESSAGE_CHARS else line[:ERROR_MESSAGE_CHARS - 1] + "…"
+    return line if len(line) <= ERROR_MESSAGE_CHARS else line[: ERROR_MESSAGE_CHARS - 1] + "…"
 
 
 # --- metrics ---------------------------------------------------------------------------
+
 
 def append_metrics(run_dir: str | os.PathLike, record: dict) -> None:
     """One epoch's line, whole or not at all; a full disk is a RunsFolderError."""
@@ -404,12 +406,14 @@ def pid_alive(pid: int | None) -> bool:
 
 # --- creating, listing and deleting runs --------------------------------------------
 
+
 def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
     return Path(runs_dir) if runs_dir else get_settings().runs_dir
 
 
-def create_run(config: TrainConfig, runs_dir: str | os.PathLike | None = None, *,
-               state: RunState = RunState.QUEUED) -> Path:
+def create_run(
+    config: TrainConfig, runs_dir: str | os.PathLike | None = None, *, state: RunState = RunState.QUEUED
+) -> Path:
     """A new run folder holding config.json and status.json; returns its path.
 
     ``state=RUNNING`` is for a run the calling process trains itself (the
@@ -464,8 +468,7 @@ def run_dirs(runs_dir: str | os.PathLike | None = None) -> list[Path]:
     root = runs_root(runs_dir)
     if not root.is_dir():
         return []
-    found = [(_created(path), path.name, path)
-             for path in root.iterdir() if path.is_dir() and is_run(path)]
+    found = [(_created(path), path.name, path) for path in root.iterdir() if path.is_dir() and is_run(path)]
     return [path for _, _, path in sorted(found)]
 
 
@@ -484,15 +487,25 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
     val_accuracies = [m["val_accuracy"] for m in metrics if isinstance(m.get("val_accuracy"), (int, float))]
     evaluation = read_evaluation(run_dir) or {}
     return RunSummary(
-        id=run_dir.name, path=str(run_dir), arch=config.arch, state=status.state,
-        created=config.created, started=status.started, duration=_duration(status),
-        image_size=config.image_size, epochs=len(metrics),
+        id=run_dir.name,
+        path=str(run_dir),
+        arch=config.arch,
+        state=status.state,
+        created=config.created,
+        started=status.started,
+        duration=_duration(status),
+        image_size=config.image_size,
+        epochs=len(metrics),
         epochs_total=status.epochs_total or config.total_epochs,
-        classes=facts.classes, mode=status.mode or facts.mode or "",
+        classes=facts.classes,
+        mode=status.mode or facts.mode or "",
         best_val_accuracy=max(val_accuracies) if val_accuracies else None,
-        test_accuracy=evaluation.get("accuracy"), error=status.error,
-        executor=status.executor, where=describe_where(status),
-        sweep=config.sweep, is_sweep=config.is_sweep,
+        test_accuracy=evaluation.get("accuracy"),
+        error=status.error,
+        executor=status.executor,
+        where=describe_where(status),
+        sweep=config.sweep,
+        is_sweep=config.is_sweep,
     )
 
 

@@ -70,8 +70,7 @@ def read_sweep_result(run_dir: str | os.PathLike) -> SweepResult | None:
 
 def knob_values(config: TrainConfig, knob_names) -> dict:
     """A trial's value of each searched knob, read from its config (an augmentation by its name)."""
-    return {name: config.augment.name if name == "augment" else getattr(config, name, None)
-            for name in knob_names}
+    return {name: config.augment.name if name == "augment" else getattr(config, name, None) for name in knob_names}
 
 
 def trials_of(sweep_dir: str | os.PathLike) -> list[Path]:

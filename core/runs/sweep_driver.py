@@ -35,7 +35,14 @@ from core.runs.recipes import TrainConfig, with_knobs
 from core.runs.run_split import prepare_data
 from core.runs.search import Cost, KnobSpace
 from core.runs.store import (
-    CANCEL_FILE, Executor, Phase, RunState, create_run, read_config, read_status, summarize,
+    CANCEL_FILE,
+    Executor,
+    Phase,
+    RunState,
+    create_run,
+    read_config,
+    read_status,
+    summarize,
     update_status,
 )
 from core.runs.sweep import SweepResult, TrialResult, knob_values, trials_of, write_sweep_result
@@ -52,6 +59,7 @@ STOPPED_EARLY = "Stopped early by the sweep's scheduler (ASHA) after {epochs} ep
 
 
 # --- in the Ray workers -----------------------------------------------------------
+
 
 def _trial(knobs: dict, sweep_dir: str) -> None:
     """One Tune trial: a PawLab run of the sweep's config with ``knobs``, reporting each epoch."""
@@ -97,9 +105,13 @@ class MarkStoppedTrials(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         run, epochs = trial.last_result.get("run"), trial.last_result.get("training_iteration", 0)
         if run:
-            update_status(self.runs_dir / run, when=lambda status: status.state.active,
-                          state=RunState.STOPPED, finished=time.time(),
-                          error=STOPPED_EARLY.format(epochs=epochs))
+            update_status(
+                self.runs_dir / run,
+                when=lambda status: status.state.active,
+                state=RunState.STOPPED,
+                finished=time.time(),
+                error=STOPPED_EARLY.format(epochs=epochs),
+            )
 
 
 class CancelStopper(tune.Stopper):
@@ -117,6 +129,7 @@ class CancelStopper(tune.Stopper):
 
 # --- the driver -------------------------------------------------------------------
 
+
 def _drive_in_private_network(run_dir: Path, config: TrainConfig) -> RunState:
     """Fetch what needs the network here, then drive the sweep in a child process that has a
     loopback-only network of its own (core.__main__ enters it first thing, single-threaded).
@@ -133,8 +146,12 @@ def _drive_in_private_network(run_dir: Path, config: TrainConfig) -> RunState:
             ensure_imagenet_weights(size)
     sys.stdout.flush()
     sys.stderr.flush()
-    subprocess.run([sys.executable, "-m", "core", "worker", LOOPBACK_ONLY_FLAG, str(run_dir)],
-                   env={**os.environ, _IN_SWEEP_NETWORK: "1"}, stdin=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "core", "worker", LOOPBACK_ONLY_FLAG, str(run_dir)],
+        env={**os.environ, _IN_SWEEP_NETWORK: "1"},
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     return read_status(run_dir).state
 
 
@@ -164,8 +181,12 @@ def _start_ray(config: TrainConfig) -> str:
         return os.environ.get("RAY_ADDRESS", "")
     if not in_loopback_only_network():
         raise RuntimeError("PawLab starts its embedded Ray only in a loopback-only network.")
-    ray.init(num_cpus=max(1, int(config.cpus)), include_dashboard=False, log_to_driver=True,
-             runtime_env={"env_vars": {**worker_environment(), **TRIAL_ENVIRONMENT}})
+    ray.init(
+        num_cpus=max(1, int(config.cpus)),
+        include_dashboard=False,
+        log_to_driver=True,
+        runtime_env={"env_vars": {**worker_environment(), **TRIAL_ENVIRONMENT}},
+    )
     return EMBEDDED
 
 
@@ -177,17 +198,27 @@ def _run_trials(run_dir: Path, config: TrainConfig) -> None:
         trainable,
         param_space=_tune_space(spec.knobs),
         tune_config=tune.TuneConfig(
-            metric="val_accuracy", mode="max", num_samples=spec.samples_per_grid_point,
+            metric="val_accuracy",
+            mode="max",
+            num_samples=spec.samples_per_grid_point,
             max_concurrent_trials=spec.concurrent or slots,
             # Head trials last seconds: a worker that keeps TensorFlow imported saves most of
             # each one. Long trials start fresh workers, which never wait on a stopped trial.
             reuse_actors=config.sweep_cost() == Cost.HEAD,
-            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=_max_epochs(config),
-                                    grace_period=spec.grace_epochs, reduction_factor=2),
+            scheduler=ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=_max_epochs(config),
+                grace_period=spec.grace_epochs,
+                reduction_factor=2,
+            ),
         ),
-        run_config=tune.RunConfig(name="sweep", storage_path=str(run_dir / TUNE_DIR), verbose=0,
-                                  stop=CancelStopper(run_dir / CANCEL_FILE),
-                                  callbacks=[MarkStoppedTrials(run_dir.parent)]),
+        run_config=tune.RunConfig(
+            name="sweep",
+            storage_path=str(run_dir / TUNE_DIR),
+            verbose=0,
+            stop=CancelStopper(run_dir / CANCEL_FILE),
+            callbacks=[MarkStoppedTrials(run_dir.parent)],
+        ),
     )
     tuner.fit()
 
@@ -200,14 +231,21 @@ def _settle_trials(run_dir: Path, cancelled: bool) -> list[TrialResult]:
         if summary.state is not None and summary.state.active:
             state = RunState.CANCELLED if cancelled else RunState.STOPPED
             reason = None if cancelled else STOPPED_EARLY.format(epochs=summary.epochs)
-            update_status(trial_dir, when=lambda status: status.state.active, state=state,
-                          finished=time.time(), error=reason)
+            update_status(
+                trial_dir, when=lambda status: status.state.active, state=state, finished=time.time(), error=reason
+            )
             summary = summarize(trial_dir)
         config = read_config(trial_dir)
-        results.append(TrialResult(
-            run=summary.id, knobs=knob_values(config, searched),
-            state=str(summary.state), epochs=summary.epochs,
-            best_val_accuracy=summary.best_val_accuracy, test_accuracy=summary.test_accuracy))
+        results.append(
+            TrialResult(
+                run=summary.id,
+                knobs=knob_values(config, searched),
+                state=str(summary.state),
+                epochs=summary.epochs,
+                best_val_accuracy=summary.best_val_accuracy,
+                test_accuracy=summary.test_accuracy,
+            )
+        )
     return results
 
 
@@ -236,8 +274,7 @@ def drive_sweep(run_dir: str | os.PathLike) -> RunState:
             where = _start_ray(config)
             if config.sweep_cost() != Cost.END_TO_END:
                 control.status(phase=Phase.FEATURES)
-                ray.get(ray.remote(_cache_features).options(num_cpus=config.cpus, max_retries=0)
-                        .remote(config))
+                ray.get(ray.remote(_cache_features).options(num_cpus=config.cpus, max_retries=0).remote(config))
             control.status(phase=Phase.TRAIN)
             _run_trials(run_dir, config)
             control.check()
@@ -250,9 +287,17 @@ def drive_sweep(run_dir: str | os.PathLike) -> RunState:
     finally:
         trials = _settle_trials(run_dir, cancelled=control.cancel_requested())
         best_run, best_config = _best(trials, run_dir)
-        write_sweep_result(run_dir, SweepResult(
-            trials=trials, best_run=best_run, best_config=best_config, seconds=time.time() - started,
-            cost=str(config.sweep_cost()), ray=where))
+        write_sweep_result(
+            run_dir,
+            SweepResult(
+                trials=trials,
+                best_run=best_run,
+                best_config=best_config,
+                seconds=time.time() - started,
+                cost=str(config.sweep_cost()),
+                ray=where,
+            ),
+        )
         if ray.is_initialized():
             ray.shutdown()
     update_status(run_dir, state=state, finished=time.time(), heartbeat=time.time(), error=error_message)

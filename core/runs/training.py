@@ -42,13 +42,25 @@ from core.data.pipeline import make_dataset
 from core.data.splits import Splits
 from core.models.distribute import strategy_for_environment
 from core.models.zoo import (
-    ARCHITECTURES, assemble, build_frozen_parts, build_model, head_of, load_saved_model, unfreeze_top,
+    ARCHITECTURES,
+    assemble,
+    build_frozen_parts,
+    build_model,
+    head_of,
+    load_saved_model,
+    unfreeze_top,
 )
 from core.runs.control import DECODED_CACHE_DIR, RunControl
 from core.runs.evaluation import evaluate_run
 from core.runs.recipes import Schedule, TrainConfig
 from core.runs.store import (
-    MODEL_FILE, TENSORBOARD_DIR, Mode, Phase, RunFacts, append_metrics, write_facts,
+    MODEL_FILE,
+    TENSORBOARD_DIR,
+    Mode,
+    Phase,
+    RunFacts,
+    append_metrics,
+    write_facts,
 )
 from core.runs.trust import NOVELTY_FILE, calibrate, write_trust
 
@@ -65,8 +77,13 @@ def frozen_features(extractor, config: TrainConfig, samples: list[Sample], progr
 
     # The key names the extractor; cached_features adds the files and the size.
     return cached_features(
-        extractor, samples, config.image_size, config.batch_size, cache_key=f"{config.arch}-imagenet",
-        cache_dir=get_settings().cache_dir / "features", progress=progress,
+        extractor,
+        samples,
+        config.image_size,
+        config.batch_size,
+        cache_key=f"{config.arch}-imagenet",
+        cache_dir=get_settings().cache_dir / "features",
+        progress=progress,
     )
 
 
@@ -75,8 +92,11 @@ def features_are_embeddings(config: TrainConfig) -> bool:
     the same pooled ImageNet base at the same size (core.models.embeddings)."""
     from core.models.embeddings import EMBEDDING_SIZE, POOLED_ARCH
 
-    return (training_mode(config) == Mode.CACHED_FEATURES and config.arch == POOLED_ARCH
-            and config.image_size == EMBEDDING_SIZE)
+    return (
+        training_mode(config) == Mode.CACHED_FEATURES
+        and config.arch == POOLED_ARCH
+        and config.image_size == EMBEDDING_SIZE
+    )
 
 
 def cache_frozen_features(config: TrainConfig, splits: Splits) -> None:
@@ -97,6 +117,7 @@ def cache_frozen_features(config: TrainConfig, splits: Splits) -> None:
 
 # --- Keras callbacks -------------------------------------------------------------
 
+
 class ProgressCallback(keras.callbacks.Callback):
     """Epoch and batch progress into status.json; stops within one batch when cancelled."""
 
@@ -105,8 +126,7 @@ class ProgressCallback(keras.callbacks.Callback):
         self.control, self.phase, self.batches_total = control, phase, batches_total
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.control.status(phase=self.phase, epoch=epoch + 1, batch=0,
-                            batches_total=self.batches_total)
+        self.control.status(phase=self.phase, epoch=epoch + 1, batch=0, batches_total=self.batches_total)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.control.cancel_requested():
@@ -157,10 +177,16 @@ class MetricsCallback(keras.callbacks.Callback):
         if self.control.writes_files:
             append_metrics(self.control.run_dir, record)
         self.control.epoch_finished(record)
-        scores = " ".join(f"{key} {record[key]:.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy")
-                          if record[key] is not None)
-        print(f"epoch {epoch + 1}/{self.epochs_total} {self.phase}: {scores} ({record['seconds']:.1f} s)",
-              file=sys.stderr, flush=True)
+        scores = " ".join(
+            f"{key} {record[key]:.4f}"
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+            if record[key] is not None
+        )
+        print(
+            f"epoch {epoch + 1}/{self.epochs_total} {self.phase}: {scores} ({record['seconds']:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _number(value):
@@ -209,16 +235,22 @@ def save_atomically(model, path: Path) -> None:
 WARMUP_EPOCHS = 2
 
 
-def _optimizer(learning_rate: float, *, schedule: str = Schedule.CONSTANT, weight_decay: float = 0.0,
-               steps_per_epoch: int = 1, epochs: int = 1):
+def _optimizer(
+    learning_rate: float,
+    *,
+    schedule: str = Schedule.CONSTANT,
+    weight_decay: float = 0.0,
+    steps_per_epoch: int = 1,
+    epochs: int = 1,
+):
     """Adam, as the tutorial; AdamW when there is weight decay; a cosine schedule when asked."""
     rate = learning_rate
     if schedule == Schedule.COSINE:
         total = steps_per_epoch * epochs
         warmup = min(WARMUP_EPOCHS * steps_per_epoch, total // 4)
         rate = keras.optimizers.schedules.CosineDecay(
-            learning_rate / 10, decay_steps=max(1, total - warmup), warmup_target=learning_rate,
-            warmup_steps=warmup)
+            learning_rate / 10, decay_steps=max(1, total - warmup), warmup_target=learning_rate, warmup_steps=warmup
+        )
     if weight_decay:
         return keras.optimizers.AdamW(rate, weight_decay=weight_decay)
     return keras.optimizers.Adam(rate)
@@ -281,15 +313,20 @@ class Training:
         self.strategy = strategy_for_environment()
         if control.writes_files:
             write_facts(run_dir, self._facts())
-        control.status(mode=self.mode, epochs_total=self.epochs_total,
-                       phase=Phase.TRAIN if self.mode == Mode.END_TO_END else Phase.FEATURES)
+        control.status(
+            mode=self.mode,
+            epochs_total=self.epochs_total,
+            phase=Phase.TRAIN if self.mode == Mode.END_TO_END else Phase.FEATURES,
+        )
 
     def _facts(self) -> RunFacts:
         return RunFacts(
-            classes=list(self.splits.classes), split_counts=self.splits.counts(), mode=self.mode,
-            strategy=type(self.strategy).__name__, replicas=self.strategy.num_replicas_in_sync,
-            versions={"python": platform.python_version(), "tensorflow": tf.__version__,
-                      "keras": keras.__version__},
+            classes=list(self.splits.classes),
+            split_counts=self.splits.counts(),
+            mode=self.mode,
+            strategy=type(self.strategy).__name__,
+            replicas=self.strategy.num_replicas_in_sync,
+            versions={"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__},
         )
 
     def build(self) -> None:
@@ -298,8 +335,7 @@ class Training:
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             if self.mode == Mode.CACHED_FEATURES:
-                self.extractor, head = build_frozen_parts(config.arch, num_classes, config.image_size,
-                                                          head=config.head)
+                self.extractor, head = build_frozen_parts(config.arch, num_classes, config.image_size, head=config.head)
                 self.model = assemble(self.extractor, head)  # shares the head's layers and weights
                 self.fitted = head  # the first phase trains the head alone, on features
             else:
@@ -310,10 +346,16 @@ class Training:
 
                     # Trains the plain model; saves one that averages each photo and its mirror.
                     self.model = with_test_time_flip(self.fitted)
-            _compile(self.fitted, _optimizer(
-                config.learning_rate, schedule=config.schedule, weight_decay=config.weight_decay,
-                steps_per_epoch=math.ceil(len(self.splits.train) / config.batch_size),
-                epochs=config.epochs))
+            _compile(
+                self.fitted,
+                _optimizer(
+                    config.learning_rate,
+                    schedule=config.schedule,
+                    weight_decay=config.weight_decay,
+                    steps_per_epoch=math.ceil(len(self.splits.train) / config.batch_size),
+                    epochs=config.epochs,
+                ),
+            )
         self.checkpoint = AtomicCheckpoint(self.run_dir / MODEL_FILE, self.model, self.control)
 
     def fit(self) -> None:
@@ -367,8 +409,9 @@ class Training:
             embeddings, _ = frozen_features(self.extractor, config, train)
         else:
             # Per photo, at the embeddings' own size, so the Review page's doctor shares the cache.
-            embeddings = embed_files([sample.path for sample in train],
-                                     progress=lambda done, total: self.control.check())
+            embeddings = embed_files(
+                [sample.path for sample in train], progress=lambda done, total: self.control.check()
+            )
         detector = NoveltyDetector.fit(embeddings)
         detector.save(self.run_dir / NOVELTY_FILE)
         return detector.threshold
@@ -390,9 +433,15 @@ class Training:
 
     def _image_datasets(self):
         config = self.config
-        train = make_dataset(self.splits.train, config.image_size, config.batch_size, training=True,
-                             seed=config.seed, augment=config.augment,
-                             cache_file=self.decoded_cache / "train")
+        train = make_dataset(
+            self.splits.train,
+            config.image_size,
+            config.batch_size,
+            training=True,
+            seed=config.seed,
+            augment=config.augment,
+            cache_file=self.decoded_cache / "train",
+        )
         return train, self._validation_images()
 
     def _validation_images(self):
@@ -400,22 +449,24 @@ class Training:
         if self.validation_images is None:
             config = self.config
             self.validation_images = make_dataset(
-                self.splits.validation, config.image_size, config.batch_size, training=False,
-                cache_file=self.decoded_cache / "validation")
+                self.splits.validation,
+                config.image_size,
+                config.batch_size,
+                training=False,
+                cache_file=self.decoded_cache / "validation",
+            )
         return self.validation_images
 
     def _feature_datasets(self):
         batch_size = self.config.batch_size
-        train = _features_dataset(*self._features(self.splits.train), batch_size,
-                                  shuffle_seed=self.config.seed)
+        train = _features_dataset(*self._features(self.splits.train), batch_size, shuffle_seed=self.config.seed)
         return train, _features_dataset(*self._features(self.splits.validation), batch_size)
 
     def _features(self, samples: list[Sample]):
         """The frozen base's features of ``samples``, computed once per dataset and size."""
         batch_size = self.config.batch_size
         # In the "features" phase, batch / batches_total count batches of images.
-        self.control.status(phase=Phase.FEATURES, batch=0,
-                            batches_total=math.ceil(len(samples) / batch_size))
+        self.control.status(phase=Phase.FEATURES, batch=0, batches_total=math.ceil(len(samples) / batch_size))
 
         def progress(done, total):
             self.control.check()
@@ -426,9 +477,14 @@ class Training:
     def _fit(self, model, train_data, val_data, phase: Phase, epochs: int) -> None:
         """model.fit for ``epochs`` more epochs, with the run's callbacks."""
         first = self.epochs_done
-        history = model.fit(**fit_data(train_data, val_data), epochs=first + epochs,
-                            initial_epoch=first, callbacks=self._callbacks(phase), verbose=0,
-                            shuffle=False)  # the tf.data pipeline shuffles
+        history = model.fit(
+            **fit_data(train_data, val_data),
+            epochs=first + epochs,
+            initial_epoch=first,
+            callbacks=self._callbacks(phase),
+            verbose=0,
+            shuffle=False,
+        )  # the tf.data pipeline shuffles
         self.control.check()
         self.epochs_done = first + len(history.epoch)
 
@@ -441,10 +497,13 @@ class Training:
             self.checkpoint,
         ]
         if control.writes_files and importlib.util.find_spec("tensorboard") is not None:
-            callbacks.append(keras.callbacks.TensorBoard(
-                log_dir=str(self.run_dir / TENSORBOARD_DIR), write_graph=False))
+            callbacks.append(
+                keras.callbacks.TensorBoard(log_dir=str(self.run_dir / TENSORBOARD_DIR), write_graph=False)
+            )
         if self.config.patience:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", mode="max", patience=self.config.patience,
-                restore_best_weights=True))
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_accuracy", mode="max", patience=self.config.patience, restore_best_weights=True
+                )
+            )
         return callbacks

@@ -63,8 +63,9 @@ class RunTrust:
         return asdict(self)
 
 
-def calibrate(val_logits: np.ndarray, val_labels: np.ndarray,
-              target_precision: float = calibration.TARGET_PRECISION) -> RunTrust:
+def calibrate(
+    val_logits: np.ndarray, val_labels: np.ndarray, target_precision: float = calibration.TARGET_PRECISION
+) -> RunTrust:
     """Temperature, calibration error and "unsure" threshold, all from the validation photos.
 
     The unknown-photo check is fitted separately (it needs the training

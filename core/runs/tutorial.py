@@ -58,10 +58,10 @@ def _rerun(val_accuracy: float, models: str, folder: str) -> Rerun:
 # In the tutorial's order.
 TUTORIAL_MODELS: tuple[TutorialModel, ...] = (
     TutorialModel("cnn", "CNN", 0.61, _rerun(0.738, "cnn,cnn_aug,cnn_aug_preproc", "tutorial_cnns")),
-    TutorialModel("cnn_aug", "+ augmentation", 0.66,
-                  _rerun(0.699, "cnn_aug,cnn_aug_preproc", "tutorial_cnn_aug")),
-    TutorialModel("cnn_aug_preproc", "+ preprocessing", 0.70,
-                  _rerun(0.702, "cnn_aug,cnn_aug_preproc", "tutorial_cnn_aug")),
+    TutorialModel("cnn_aug", "+ augmentation", 0.66, _rerun(0.699, "cnn_aug,cnn_aug_preproc", "tutorial_cnn_aug")),
+    TutorialModel(
+        "cnn_aug_preproc", "+ preprocessing", 0.70, _rerun(0.702, "cnn_aug,cnn_aug_preproc", "tutorial_cnn_aug")
+    ),
     TutorialModel("mobilenet_v2", "MobileNetV2", 0.97, _rerun(0.985, "mobilenet_v2", "tutorial_mobilenet_v2")),
 )
 TUTORIAL_ARCHS = tuple(model.arch for model in TUTORIAL_MODELS)
@@ -70,7 +70,7 @@ REPORTED = {model.arch: model.reported for model in TUTORIAL_MODELS}
 NEXT_STEPS = ("cnn_plus", "mobilenet_v2_finetune")
 
 LEAK_NOTE = (
-    "The tutorial's \"test\" images are taken from its validation set, which is "
+    'The tutorial\'s "test" images are taken from its validation set, which is '
     "reshuffled on every pass, so they overlap the images it validates on. "
     "PawLab's train, validation and test splits never share a photo, so its "
     "numbers can come out lower and are the honest ones."
@@ -83,8 +83,7 @@ def tutorial_configs(data_root: str | os.PathLike) -> list[TrainConfig]:
 
 
 def describe_recipe(arch: str) -> str:
-    return (f"{defaults.IMAGE_SIZE} px, batch {defaults.BATCH_SIZE}, "
-            f"{recipe_for(arch).describe()}.")
+    return f"{defaults.IMAGE_SIZE} px, batch {defaults.BATCH_SIZE}, {recipe_for(arch).describe()}."
 
 
 def is_tutorial_config(config: TrainConfig) -> bool:
@@ -93,15 +92,17 @@ def is_tutorial_config(config: TrainConfig) -> bool:
         return False
     recipe = make_config(config.data_root, config.arch)
     return (
-        config.image_size == recipe.image_size and config.batch_size == recipe.batch_size
-        and config.epochs == TUTORIAL_EPOCHS and config.fine_tune_epochs == 0
-        and config.subset == 0 and config.patience == 0
+        config.image_size == recipe.image_size
+        and config.batch_size == recipe.batch_size
+        and config.epochs == TUTORIAL_EPOCHS
+        and config.fine_tune_epochs == 0
+        and config.subset == 0
+        and config.patience == 0
         and config.augment.to_dict() == recipe.augment.to_dict()
     )
 
 
-def find_tutorial_runs(data_root: str | os.PathLike,
-                       runs_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+def find_tutorial_runs(data_root: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     """The newest tutorial run of each of the four models on ``data_root``, by arch."""
     root = str(Path(data_root).expanduser().resolve())
     found: dict[str, Path] = {}

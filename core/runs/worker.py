@@ -37,7 +37,13 @@ from core.models.weights import WeightsUnavailableError
 from core.runs.control import DECODED_CACHE_DIR, RunCancelled, RunControl
 from core.runs.run_split import prepare_data
 from core.runs.store import (
-    CANNOT_WRITE_REASONS, LOG_FILE, RunsFolderError, RunState, read_config, read_status, update_status,
+    CANNOT_WRITE_REASONS,
+    LOG_FILE,
+    RunsFolderError,
+    RunState,
+    read_config,
+    read_status,
+    update_status,
     write_split,
 )
 
@@ -85,8 +91,9 @@ def log_traceback(error: BaseException, also_to: Path | None) -> None:
             append_line(also_to, text)
 
 
-def execute_run(run_dir: str | os.PathLike, *, stderr_is_log: bool = False,
-                control: RunControl | None = None) -> RunState:
+def execute_run(
+    run_dir: str | os.PathLike, *, stderr_is_log: bool = False, control: RunControl | None = None
+) -> RunState:
     """Train the run in ``run_dir`` in this process; returns its final state.
 
     Never raises for a failing run: status.json gets one sentence, the
@@ -120,5 +127,6 @@ def execute_run(run_dir: str | os.PathLike, *, stderr_is_log: bool = False,
 def fail_run(run_dir: str | os.PathLike, message: str) -> None:
     """End a run that could not even start with one sentence (its log gets it too)."""
     print(message, file=sys.stderr, flush=True)
-    update_status(run_dir, when=lambda status: status.state.active, state=RunState.FAILED,
-                  finished=time.time(), error=message)
+    update_status(
+        run_dir, when=lambda status: status.state.active, state=RunState.FAILED, finished=time.time(), error=message
+    )

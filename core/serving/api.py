@@ -110,28 +110,34 @@ ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 413, 415, 50
 def create_app(run_dir: str | os.PathLike) -> FastAPI:
     """The API for one run; its model is loaded now (RunNotReadyError when it has none)."""
     predictor = Predictor.from_run(run_dir)
-    app = FastAPI(title=f"PawLab: {Path(run_dir).name}", version="1",
-                  description="Classify photos with a PawLab run. Limits and errors: see each operation.")
+    app = FastAPI(
+        title=f"PawLab: {Path(run_dir).name}",
+        version="1",
+        description="Classify photos with a PawLab run. Limits and errors: see each operation.",
+    )
     app.add_middleware(BodyLimit)
     _add_error_handlers(app)
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
         settings = get_settings()
-        return Health(status="ok", run=predictor.name, classes=predictor.classes,
-                      image_size=predictor.image_size, max_photos=settings.max_drop_photos,
-                      max_bytes=settings.max_drop_bytes)
+        return Health(
+            status="ok",
+            run=predictor.name,
+            classes=predictor.classes,
+            image_size=predictor.image_size,
+            max_photos=settings.max_drop_photos,
+            max_bytes=settings.max_drop_bytes,
+        )
 
     @app.post("/v1/predict", response_model=list[PredictionLine], responses=ERROR_RESPONSES)
-    def predict(request: Request,
-                files: list[UploadFile] = File(default=[], description="one or more photos")):
+    def predict(request: Request, files: list[UploadFile] = File(default=[], description="one or more photos")):
         """Classify photos: one answer per file, in order; a bad file gets its own ``error``."""
         if not _is_multipart(request):
             raise ApiError(415, ErrorCode.NOT_MULTIPART, NOT_MULTIPART_SENTENCE)
         if not files:
             raise ApiError(400, ErrorCode.NO_FILES, "Send one or more photos in the form field 'files'.")
-        photos = [(upload.filename or f"photo {index + 1}", upload.file.read())
-                  for index, upload in enumerate(files)]
+        photos = [(upload.filename or f"photo {index + 1}", upload.file.read()) for index, upload in enumerate(files)]
         _check_limits([len(data) for _, data in photos])
         return JSONResponse([prediction.to_json() for prediction in classify(predictor, photos)])
 
@@ -163,6 +169,7 @@ def classify(predictor: Predictor, photos: list[tuple[str, bytes]]) -> list[Pred
 
 
 # --- limits and errors ---------------------------------------------------------------
+
 
 class BodyLimit:
     """Refuse a request body larger than a drop may be, before or while it is read (413)."""
@@ -211,8 +218,11 @@ def _too_large(limit: int) -> JSONResponse:
 
 def _error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:
     # A refused body may be half unread: close the connection rather than read the rest.
-    return JSONResponse(ErrorBody(error=message, code=code).model_dump(), status_code=status,
-                        headers={"Connection": "close"} if status == 413 else None)
+    return JSONResponse(
+        ErrorBody(error=message, code=code).model_dump(),
+        status_code=status,
+        headers={"Connection": "close"} if status == 413 else None,
+    )
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -227,8 +237,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid_request(request: Request, error: RequestValidationError):
         if not _is_multipart(request):
             return _error_response(415, ErrorCode.NOT_MULTIPART, NOT_MULTIPART_SENTENCE)
-        return _error_response(400, ErrorCode.NO_FILES,
-                               "The field 'files' must hold photo files (multipart file parts).")
+        return _error_response(
+            400, ErrorCode.NO_FILES, "The field 'files' must hold photo files (multipart file parts)."
+        )
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception):
@@ -237,6 +248,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 # --- running it ----------------------------------------------------------------------
+
 
 def serve(run_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve the run's API until interrupted (uvicorn, one process)."""
@@ -262,8 +274,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
-    parser.add_argument("--host", default=DEFAULT_HOST,
-                        help="address to listen on (default: %(default)s, this machine only)")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s, this machine only)"
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
 
 

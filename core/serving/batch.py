@@ -37,28 +37,35 @@ class Photo:
 def photos_in_zip(source, work_dir: str | os.PathLike) -> list[Photo]:
     """Extract a visitor's zip into ``work_dir`` (a new folder) and list its photos by name."""
     settings = get_settings()
-    root = safe_extract_zip(source, Path(work_dir), max_bytes=settings.max_drop_bytes,
-                            max_members=settings.max_zip_entries,
-                            max_ratio=settings.max_compression_ratio)
+    root = safe_extract_zip(
+        source,
+        Path(work_dir),
+        max_bytes=settings.max_drop_bytes,
+        max_members=settings.max_zip_entries,
+        max_ratio=settings.max_compression_ratio,
+    )
     return photos_in_folder(root)
 
 
 def photos_in_folder(root: str | os.PathLike) -> list[Photo]:
     """The photos under ``root`` (junk and hidden files left out), sorted by name."""
     root = Path(root)
-    found = [path for path in root.rglob("*")
-             if path.is_file() and is_image_name(path.name) and not is_junk(str(path.relative_to(root)))]
+    found = [
+        path
+        for path in root.rglob("*")
+        if path.is_file() and is_image_name(path.name) and not is_junk(str(path.relative_to(root)))
+    ]
     return [Photo(path.relative_to(root).as_posix(), path) for path in sorted(found)]
 
 
-def classify_many(predictor: Predictor, photos: Sequence[Photo],
-                  progress: Callable[[int, int], None] | None = None, **thresholds) -> list[Prediction]:
+def classify_many(
+    predictor: Predictor, photos: Sequence[Photo], progress: Callable[[int, int], None] | None = None, **thresholds
+) -> list[Prediction]:
     """Predictions for ``photos`` in order, a batch at a time; ``thresholds`` as Predictor.predict."""
     predictions: list[Prediction] = []
     for start in range(0, len(photos), BATCH):
-        batch = photos[start:start + BATCH]
-        results = predictor.predict([(photo.name, photo.path.read_bytes()) for photo in batch],
-                                    **thresholds)
+        batch = photos[start : start + BATCH]
+        results = predictor.predict([(photo.name, photo.path.read_bytes()) for photo in batch], **thresholds)
         for result, photo in zip(results, batch):
             result.file = photo.name  # the path inside the zip: two folders may share a file name
             result.pixels = None  # the table and the zip do not need them; memory stays flat
@@ -72,8 +79,7 @@ def folder_for(prediction: Prediction) -> str:
     return UNREADABLE_FOLDER if not prediction.ok else str(prediction.answer or prediction.label)
 
 
-def sorted_zip(predictions: Sequence[Prediction], photos: Sequence[Photo],
-               target: str | os.PathLike) -> Path:
+def sorted_zip(predictions: Sequence[Prediction], photos: Sequence[Photo], target: str | os.PathLike) -> Path:
     """A zip with one folder per answer holding the photos that got it; written whole, then renamed."""
     target = Path(target)
     partial = target.with_name(f".{target.name}.partial")

@@ -66,14 +66,14 @@ class ExportFormat(StrEnum):
 
     @property
     def title(self) -> str:
-        return {"saved_model": "SavedModel for TF Serving", "tflite": "TensorFlow Lite",
-                "onnx": "ONNX"}[self.value]
+        return {"saved_model": "SavedModel for TF Serving", "tflite": "TensorFlow Lite", "onnx": "ONNX"}[self.value]
 
 
-# Kept for pages/_classify_views.py until it offers checked exports (export_check.offered_export).
+# Kept for pages/_classify/views.py until it offers checked exports (export_check.offered_export).
 
 
 # --- the model every format is made from ---------------------------------------------
+
 
 def calibrated_model(run_dir: str | os.PathLike):
     """model.keras with the run's temperature scaling and softmax on top: images -> probabilities."""
@@ -91,6 +91,7 @@ def calibrated_model(run_dir: str | os.PathLike):
 
 
 # --- one zip per format --------------------------------------------------------------
+
 
 def make_export(run_dir: str | os.PathLike, export_format: ExportFormat | str) -> Path:
     """``exports/<format>.zip`` for the current model.keras and trust.json (made if needed)."""
@@ -162,6 +163,7 @@ def extract_model(archive: str | os.PathLike, export_format: ExportFormat | str,
 
 
 # --- files -----------------------------------------------------------------------------
+
 
 def _exports_dir(run_dir: Path) -> Path:
     if not model_path(run_dir).is_file():

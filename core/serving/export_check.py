@@ -34,10 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -86,8 +86,10 @@ class Agreement:
         return self.photos > 0 and self.same_label == self.photos and self.max_difference <= self.tolerance
 
     def describe(self) -> str:
-        return (f"same label on {self.same_label} of {self.photos} test photos, largest "
-                f"probability difference {self.max_difference:.1e} (at most {self.tolerance:.0e} allowed)")
+        return (
+            f"same label on {self.same_label} of {self.photos} test photos, largest "
+            f"probability difference {self.max_difference:.1e} (at most {self.tolerance:.0e} allowed)"
+        )
 
 
 @dataclass(frozen=True)
@@ -111,15 +113,15 @@ class ExportStatus:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ExportStatus":
+    def from_dict(cls, data: dict) -> ExportStatus:
         known = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
         agreement = known.get("agreement")
         known["agreement"] = Agreement(**agreement) if agreement else None
-        return cls(**{**known, "format": ExportFormat(known["format"]),
-                      "state": ExportState(known["state"])})
+        return cls(**{**known, "format": ExportFormat(known["format"]), "state": ExportState(known["state"])})
 
 
 # --- what the page calls ---------------------------------------------------------------
+
 
 def export_status(run_dir: str | os.PathLike, export_format: ExportFormat | str) -> ExportStatus:
     """Where the export of ``export_format`` stands for the run's current model."""
@@ -134,8 +136,11 @@ def export_status(run_dir: str | os.PathLike, export_format: ExportFormat | str)
     if status.state.running:
         if pid_alive(status.pid):
             return status
-        return replace(status, state=ExportState.FAILED, reason=(
-            f"The check stopped before it finished (see {EXPORTS_DIR}/{export_format}.log)."))
+        return replace(
+            status,
+            state=ExportState.FAILED,
+            reason=(f"The check stopped before it finished (see {EXPORTS_DIR}/{export_format}.log)."),
+        )
     if status.source != _source_of(run_dir):
         return ExportStatus(export_format)  # made from an older model: make it again
     return status
@@ -165,8 +170,13 @@ def start_export(run_dir: str | os.PathLike, export_format: ExportFormat | str) 
     with open(folder / f"{export_format}.log", "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "core.serving.export_check", str(run_dir.resolve()), str(export_format)],
-            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)  # survives the page's rerun and a server restart
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # survives the page's rerun and a server restart
     status = ExportStatus(export_format, ExportState.STARTING, pid=child.pid, updated=time.time())
     _write_status(run_dir, status)
     return status
@@ -174,33 +184,51 @@ def start_export(run_dir: str | os.PathLike, export_format: ExportFormat | str) 
 
 # --- what the child does -------------------------------------------------------------
 
+
 def check_export(run_dir: str | os.PathLike, export_format: ExportFormat | str) -> ExportStatus:
     """Make the export and score it against the Keras model; writes and returns its status."""
     run_dir, export_format = Path(run_dir), ExportFormat(export_format)
     (run_dir / EXPORTS_DIR).mkdir(exist_ok=True)
     lock = run_dir / EXPORTS_DIR / f".{export_format}.lock"
     with FileLock(lock, timeout=0, what=f"the {export_format.title} export of run {run_dir.name}"):
-        status = ExportStatus(export_format, ExportState.EXPORTING, source=_source_of(run_dir),
-                              pid=os.getpid(), updated=time.time())
+        status = ExportStatus(
+            export_format, ExportState.EXPORTING, source=_source_of(run_dir), pid=os.getpid(), updated=time.time()
+        )
         _write_status(run_dir, status)
         try:
             archive = make_export(run_dir, export_format)
             status = replace(status, state=ExportState.CHECKING, archive_sha256=_sha256(archive))
             agreement = score_export(run_dir, export_format, archive, _progress_writer(run_dir, status))
         except Exception as error:
-            _write_status(run_dir, replace(status, state=ExportState.FAILED, updated=time.time(),
-                                           reason=short_message(f"The export failed: {error}")))
+            _write_status(
+                run_dir,
+                replace(
+                    status,
+                    state=ExportState.FAILED,
+                    updated=time.time(),
+                    reason=short_message(f"The export failed: {error}"),
+                ),
+            )
             raise
-        status = replace(status, state=ExportState.AGREES if agreement.agrees else ExportState.DISAGREES,
-                         done=agreement.photos, total=agreement.photos, agreement=agreement,
-                         reason=None if agreement.agrees else f"Not offered: {agreement.describe()}.",
-                         updated=time.time())
+        status = replace(
+            status,
+            state=ExportState.AGREES if agreement.agrees else ExportState.DISAGREES,
+            done=agreement.photos,
+            total=agreement.photos,
+            agreement=agreement,
+            reason=None if agreement.agrees else f"Not offered: {agreement.describe()}.",
+            updated=time.time(),
+        )
         _write_status(run_dir, status)
         return status
 
 
-def score_export(run_dir: Path, export_format: ExportFormat, archive: Path,
-                 progress: Callable[[int, int], None] = lambda done, total: None) -> Agreement:
+def score_export(
+    run_dir: Path,
+    export_format: ExportFormat,
+    archive: Path,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> Agreement:
     """Run the zip's model and the Keras model on every test photo; compare their probabilities."""
     config = read_config(run_dir)
     paths = _test_photos(run_dir)
@@ -209,7 +237,7 @@ def score_export(run_dir: Path, export_format: ExportFormat, archive: Path,
     with tempfile.TemporaryDirectory(dir=run_dir / EXPORTS_DIR, prefix=".check-") as folder:
         exported = RUNNERS[export_format](extract_model(archive, export_format, Path(folder)))
         for start in range(0, len(paths), CHECK_BATCH):
-            batch = paths[start:start + CHECK_BATCH]
+            batch = paths[start : start + CHECK_BATCH]
             images = np.stack([load_resized(path, config.image_size) for path in batch]).astype(np.float32)
             got, want = np.asarray(exported(images), np.float64), reference(images)
             same_label += int((got.argmax(axis=1) == want.argmax(axis=1)).sum())
@@ -240,12 +268,15 @@ def _test_photos(run_dir: Path) -> list[str]:
         raise ValueError("The run has no test photos to check the export on.")
     missing = missing_files(splits, "test")
     if missing:
-        raise ValueError(f"{len(missing)} of the run's {len(splits.test)} test photos are no longer "
-                         f"in the dataset ({missing[0]}, ...); the export cannot be checked.")
+        raise ValueError(
+            f"{len(missing)} of the run's {len(splits.test)} test photos are no longer "
+            f"in the dataset ({missing[0]}, ...); the export cannot be checked."
+        )
     return [sample.path for sample in splits.test]
 
 
 # --- running each format -------------------------------------------------------------
+
 
 def _saved_model_runner(folder: Path):
     import tensorflow as tf
@@ -287,6 +318,7 @@ RUNNERS = {
 
 # --- files -----------------------------------------------------------------------------
 
+
 def _status_path(run_dir: Path, export_format: ExportFormat) -> Path:
     return run_dir / EXPORTS_DIR / f"{export_format}.status.json"
 
@@ -326,7 +358,7 @@ def _sha256(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m core.serving.export_check RUN_DIR FORMAT``: exit 0 when the export agrees."""
-    run_dir, export_format = (sys.argv[1:] if argv is None else argv)
+    run_dir, export_format = sys.argv[1:] if argv is None else argv
     status = check_export(run_dir, export_format)
     print(f"{export_format}: {status.state}: {status.reason or status.agreement.describe()}")
     return 0 if status.offered else 1

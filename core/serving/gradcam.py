@@ -41,13 +41,10 @@ class GradCam:
         from core.models.zoo import last_conv_layer_name
 
         self.layer_name = layer_name or last_conv_layer_name(model)
-        grad_model = keras.Model(
-            model.inputs, [model.get_layer(self.layer_name).output, model.output]
-        )
+        grad_model = keras.Model(model.inputs, [model.get_layer(self.layer_name).output, model.output])
         size = model.input_shape[1:]
 
-        @tf.function(input_signature=[tf.TensorSpec((1, *size), tf.float32),
-                                      tf.TensorSpec((), tf.int32)])
+        @tf.function(input_signature=[tf.TensorSpec((1, *size), tf.float32), tf.TensorSpec((), tf.int32)])
         def heatmap(image, class_index):
             with tf.GradientTape() as tape:
                 feature_map, logits = grad_model(image, training=False)
@@ -88,9 +85,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np.
     """
     image = np.asarray(image, np.uint8)
     height, width = image.shape[:2]
-    stretched = Image.fromarray(np.asarray(heatmap, np.float32)).resize(
-        (width, height), Image.Resampling.BILINEAR
-    )
+    stretched = Image.fromarray(np.asarray(heatmap, np.float32)).resize((width, height), Image.Resampling.BILINEAR)
     colours = jet(np.asarray(stretched)).astype(np.float32)
     opacity = float(np.clip(opacity, 0.0, 1.0))
     blended = (1.0 - opacity) * image.astype(np.float32) + opacity * colours

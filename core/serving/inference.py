@@ -29,9 +29,10 @@ import csv
 import io
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence, Union
+from typing import BinaryIO
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from core.runs.trust import NOVELTY_FILE, Abstain, RunTrust, read_trust
 
 # A path, raw bytes, a (file name, bytes) pair, or a file object with a
 # ``name`` (Streamlit's UploadedFile).
-PhotoSource = Union[str, os.PathLike, bytes, tuple[str, bytes], BinaryIO]
+PhotoSource = str | os.PathLike | bytes | tuple[str, bytes] | BinaryIO
 
 # Photos per model call. A drop of up to this many photos is one call; larger
 # drops are cut into batches of this size so memory stays bounded.
@@ -96,8 +97,9 @@ class Thresholds:
         """(answer, reason); an unknown photo is unknown however sure the model is."""
         distance, confidence = prediction.novelty_distance, prediction.confidence
         if distance is not None and self.novelty is not None and distance > self.novelty:
-            return Abstain.UNKNOWN, (f"looks like none of the training photos "
-                                     f"(distance {distance:.3f} > {self.novelty:.3f})")
+            return Abstain.UNKNOWN, (
+                f"looks like none of the training photos (distance {distance:.3f} > {self.novelty:.3f})"
+            )
         if confidence < self.confidence:
             return Abstain.UNSURE, f"only {confidence:.0%} sure; this run answers from {self.confidence:.0%}"
         return prediction.label, None
@@ -124,8 +126,15 @@ class Predictor:
     the "unsure" threshold; ``novelty`` the unknown-photo check (None: none).
     """
 
-    def __init__(self, model, classes: Sequence[str], image_size: int, name: str = "",
-                 trust: RunTrust | None = None, novelty=None):
+    def __init__(
+        self,
+        model,
+        classes: Sequence[str],
+        image_size: int,
+        name: str = "",
+        trust: RunTrust | None = None,
+        novelty=None,
+    ):
         import tensorflow as tf
 
         self.model = model
@@ -154,17 +163,21 @@ class Predictor:
             self.novelty_distances(np.zeros((1, EMBEDDING_SIZE, EMBEDDING_SIZE, 3), np.uint8))
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike) -> "Predictor":
+    def from_run(cls, run_dir: str | os.PathLike) -> Predictor:
         """Load a run's model with its class names (facts.json), image size (config.json),
         calibration and thresholds (trust.json) and unknown-photo check (novelty.npz)."""
         config, classes = read_config(run_dir), read_facts(run_dir).classes
         if not classes:
-            raise RunNotReadyError(
-                f"Run {Path(run_dir).name} has not started training, so it knows no classes yet."
-            )
+            raise RunNotReadyError(f"Run {Path(run_dir).name} has not started training, so it knows no classes yet.")
         trust = read_trust(run_dir)
-        return cls(load_run_model(run_dir), classes, config.image_size, name=Path(run_dir).name,
-                   trust=trust, novelty=_load_novelty(run_dir, trust))
+        return cls(
+            load_run_model(run_dir),
+            classes,
+            config.image_size,
+            name=Path(run_dir).name,
+            trust=trust,
+            novelty=_load_novelty(run_dir, trust),
+        )
 
     @property
     def thresholds(self) -> Thresholds:
@@ -184,8 +197,12 @@ class Predictor:
         """Distance of each (N, EMBEDDING_SIZE, EMBEDDING_SIZE, 3) image to the training photos."""
         return self.novelty.distance(_batched(self._embed, images))
 
-    def predict(self, sources: Sequence[PhotoSource], confidence_threshold: float | None = None,
-                novelty_threshold: float | None = None) -> list[Prediction]:
+    def predict(
+        self,
+        sources: Sequence[PhotoSource],
+        confidence_threshold: float | None = None,
+        novelty_threshold: float | None = None,
+    ) -> list[Prediction]:
         """One Prediction per source, in order; unreadable files get ``error`` set.
 
         The thresholds default to the run's (``thresholds``); a value given here
@@ -194,13 +211,14 @@ class Predictor:
         run = self.thresholds
         thresholds = Thresholds(
             run.confidence if confidence_threshold is None else float(confidence_threshold),
-            run.novelty if novelty_threshold is None else float(novelty_threshold))
+            run.novelty if novelty_threshold is None else float(novelty_threshold),
+        )
         predictions, decoded = self._decode_all(sources)
         if decoded:
             self._classify(decoded, thresholds)
         return predictions
 
-    def _decode_all(self, sources: Sequence[PhotoSource]) -> tuple[list[Prediction], list["_Decoded"]]:
+    def _decode_all(self, sources: Sequence[PhotoSource]) -> tuple[list[Prediction], list[_Decoded]]:
         predictions, decoded = [], []
         for index, source in enumerate(sources):
             name, source = _named_source(source, index)
@@ -214,7 +232,7 @@ class Predictor:
             decoded.append(_Decoded(predictions[-1], source, (time.perf_counter() - start) * 1000))
         return predictions, decoded
 
-    def _classify(self, decoded: list["_Decoded"], thresholds: Thresholds) -> None:
+    def _classify(self, decoded: list[_Decoded], thresholds: Thresholds) -> None:
         """Fill in each decoded photo's probabilities, label, distance and answer."""
         start = time.perf_counter()
         probabilities = self.probabilities(np.stack([d.prediction.pixels for d in decoded]))
@@ -231,7 +249,7 @@ class Predictor:
             prediction.answer, prediction.reason = thresholds.answer(prediction)
             prediction.ms = round(item.decode_ms + model_ms_each, 2)
 
-    def _embedding_pixels(self, item: "_Decoded") -> np.ndarray:
+    def _embedding_pixels(self, item: _Decoded) -> np.ndarray:
         """The photo at the embeddings' size: the model's pixels when the sizes agree."""
         if self.image_size == EMBEDDING_SIZE:
             return item.prediction.pixels
@@ -261,8 +279,10 @@ def _batched(function, images: np.ndarray) -> np.ndarray:
     """``function`` (a tf.function on float32 batches) over ``images``, MAX_BATCH at a time."""
     import tensorflow as tf
 
-    batches = [function(tf.convert_to_tensor(images[start:start + MAX_BATCH], tf.float32)).numpy()
-               for start in range(0, len(images), MAX_BATCH)]
+    batches = [
+        function(tf.convert_to_tensor(images[start : start + MAX_BATCH], tf.float32)).numpy()
+        for start in range(0, len(images), MAX_BATCH)
+    ]
     return np.concatenate(batches).astype(np.float64)
 
 
@@ -273,8 +293,10 @@ def _pooled_embedder():
     from core.models.embeddings import pooled_extractor
 
     extractor = pooled_extractor(EMBEDDING_SIZE)
-    return tf.function(lambda images: extractor(images, training=False), input_signature=[
-        tf.TensorSpec((None, EMBEDDING_SIZE, EMBEDDING_SIZE, 3), tf.float32)])
+    return tf.function(
+        lambda images: extractor(images, training=False),
+        input_signature=[tf.TensorSpec((None, EMBEDDING_SIZE, EMBEDDING_SIZE, 3), tf.float32)],
+    )
 
 
 def _load_novelty(run_dir: str | os.PathLike, trust: RunTrust):
@@ -336,8 +358,11 @@ def preview_image(source: PhotoSource, max_side: int = PREVIEW_SIDE) -> np.ndarr
 
 def classifiable_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSummary]:
     """Completed runs with a saved model: best test accuracy first, then newest."""
-    runs = [run for run in list_runs(runs_dir)
-            if run.state == RunState.COMPLETED and model_path(run.path).is_file() and run.classes]
+    runs = [
+        run
+        for run in list_runs(runs_dir)
+        if run.state == RunState.COMPLETED and model_path(run.path).is_file() and run.classes
+    ]
     # list_runs is newest first and sorted() is stable: equal accuracies stay newest first.
     return sorted(runs, key=lambda run: -(run.test_accuracy if run.test_accuracy is not None else -1.0))
 
@@ -347,9 +372,14 @@ def summary_rows(predictions: Sequence[Prediction], classes: Sequence[str]) -> l
     P(class)..., error."""
     rows = []
     for prediction in predictions:
-        row = {"file": prediction.file, "prediction": prediction.label, "answer": prediction.answer,
-               "reason": prediction.reason or "", "confidence": prediction.confidence,
-               "ms": prediction.ms}
+        row = {
+            "file": prediction.file,
+            "prediction": prediction.label,
+            "answer": prediction.answer,
+            "reason": prediction.reason or "",
+            "confidence": prediction.confidence,
+            "ms": prediction.ms,
+        }
         for name in classes:
             row[f"p_{name}"] = (prediction.probabilities or {}).get(name)
         row["error"] = prediction.error or ""

@@ -85,15 +85,24 @@ def model_card(run_dir: str | os.PathLike) -> ModelCard:
     recipe["corrections"] = len(config.corrections)  # how many photos were relabelled or excluded
     size = config.image_size
     return ModelCard(
-        run=run_dir.name, architecture=config.arch, classes=list(facts.classes), image_size=size,
-        dataset=Path(config.data_root).name, split_counts=facts.split_counts,
-        test_accuracy=evaluation.get("accuracy"), test_photos=evaluation.get("count"),
-        per_class=evaluation.get("per_class", {}), calibration=calibration, recipe=recipe,
+        run=run_dir.name,
+        architecture=config.arch,
+        classes=list(facts.classes),
+        image_size=size,
+        dataset=Path(config.data_root).name,
+        split_counts=facts.split_counts,
+        test_accuracy=evaluation.get("accuracy"),
+        test_photos=evaluation.get("count"),
+        per_class=evaluation.get("per_class", {}),
+        calibration=calibration,
+        recipe=recipe,
         versions=dict(facts.versions),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(config.created or 0)),
         input=f"float32 images with values in [0, 255], shape (batch, {size}, {size}, 3), RGB",
-        output=("calibrated probabilities, shape (batch, classes), in the order of classes "
-                "(labels.txt): softmax(logits / temperature)"),
+        output=(
+            "calibrated probabilities, shape (batch, classes), in the order of classes "
+            "(labels.txt): softmax(logits / temperature)"
+        ),
         notes=_notes(evaluation, trust.ece_after is not None),
     )
 
@@ -109,19 +118,23 @@ def _notes(evaluation: dict, calibrated: bool) -> list[str]:
 
 # --- the two renderings -------------------------------------------------------------
 
+
 def card_json(card: ModelCard) -> str:
     return json.dumps(card.to_dict(), indent=2) + "\n"
 
 
 def card_markdown(card: ModelCard) -> str:
     lines = [f"# Model card: {escape(card.run)}", ""]
-    lines += _section("Model", [
-        ("Architecture", escape(card.architecture)),
-        ("Classes", ", ".join(escape(name) for name in card.classes)),
-        ("Input", card.input),
-        ("Output", card.output),
-        ("Created", card.created),
-    ])
+    lines += _section(
+        "Model",
+        [
+            ("Architecture", escape(card.architecture)),
+            ("Classes", ", ".join(escape(name) for name in card.classes)),
+            ("Input", card.input),
+            ("Output", card.output),
+            ("Created", card.created),
+        ],
+    )
     lines += _data_section(card)
     lines += _test_section(card)
     lines += _calibration_section(card.calibration)
@@ -143,8 +156,7 @@ def _data_section(card: ModelCard) -> list[str]:
     lines = ["## Training data", "", f"Dataset folder: {escape(card.dataset)}", ""]
     if not splits:
         return lines + ["No photo counts were recorded.", ""]
-    lines += ["| class | " + " | ".join(map(escape, splits)) + " |",
-              "|---|" + "---:|" * len(splits)]
+    lines += ["| class | " + " | ".join(map(escape, splits)) + " |", "|---|" + "---:|" * len(splits)]
     for name in card.classes:
         counts = [str(card.split_counts[split].get(name, 0)) for split in splits]
         lines.append(f"| {escape(name)} | " + " | ".join(counts) + " |")
@@ -155,13 +167,20 @@ def _data_section(card: ModelCard) -> list[str]:
 def _test_section(card: ModelCard) -> list[str]:
     if card.test_accuracy is None:
         return ["## Test results", "", "Not evaluated.", ""]
-    lines = ["## Test results", "",
-             f"Accuracy {card.test_accuracy:.2%} on {card.test_photos} test photos "
-             "(never used for training or for choosing the epoch).", "",
-             "| class | precision | recall | f1 | photos |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "## Test results",
+        "",
+        f"Accuracy {card.test_accuracy:.2%} on {card.test_photos} test photos "
+        "(never used for training or for choosing the epoch).",
+        "",
+        "| class | precision | recall | f1 | photos |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, score in card.per_class.items():
-        lines.append(f"| {escape(name)} | {score['precision']:.3f} | {score['recall']:.3f} "
-                     f"| {score['f1']:.3f} | {score['support']} |")
+        lines.append(
+            f"| {escape(name)} | {score['precision']:.3f} | {score['recall']:.3f} "
+            f"| {score['f1']:.3f} | {score['support']} |"
+        )
     return lines + [""]
 
 
@@ -170,16 +189,21 @@ def _calibration_section(calibration: Calibration) -> list[str]:
         return "not measured" if value is None else style.format(value)
 
     threshold = calibration.confidence_threshold
-    return _section("Calibration", [
-        ("Temperature", f"{calibration.temperature:.4f} (probabilities = softmax(logits / temperature))"),
-        ("Expected calibration error (validation)",
-         f"{number(calibration.ece_before)} before, {number(calibration.ece_after)} after"),
-        ("Unsure below", f"{threshold:.4f} confidence" if threshold else "never unsure"),
-        ("Target precision", number(calibration.target_precision, "{:.2%}")),
-        ("Cross-validated coverage", number(calibration.cv_coverage, "{:.2%}")),
-        ("Cross-validated precision", number(calibration.cv_precision, "{:.2%}")),
-        ("Unknown-photo threshold", number(calibration.novelty_threshold)),
-    ])
+    return _section(
+        "Calibration",
+        [
+            ("Temperature", f"{calibration.temperature:.4f} (probabilities = softmax(logits / temperature))"),
+            (
+                "Expected calibration error (validation)",
+                f"{number(calibration.ece_before)} before, {number(calibration.ece_after)} after",
+            ),
+            ("Unsure below", f"{threshold:.4f} confidence" if threshold else "never unsure"),
+            ("Target precision", number(calibration.target_precision, "{:.2%}")),
+            ("Cross-validated coverage", number(calibration.cv_coverage, "{:.2%}")),
+            ("Cross-validated precision", number(calibration.cv_precision, "{:.2%}")),
+            ("Unknown-photo threshold", number(calibration.novelty_threshold)),
+        ],
+    )
 
 
 def escape(text: object) -> str:

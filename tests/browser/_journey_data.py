@@ -15,9 +15,9 @@ import contextlib
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 from PIL import Image
 
@@ -71,7 +71,7 @@ def serve_slowly(payload_path: Path, seconds: float = 2.0, slices: int = 20) -> 
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             for start in range(0, len(payload), slice_size):
-                self.wfile.write(payload[start:start + slice_size])
+                self.wfile.write(payload[start : start + slice_size])
                 self.wfile.flush()
                 time.sleep(seconds / slices)
 
@@ -100,8 +100,9 @@ def save_readme_screenshot(source: Path, target: Path, limit: int = README_SCREE
     image = Image.open(source).convert("RGB")
     image.save(target, optimize=True)
     if target.stat().st_size > limit:
-        image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG) \
-            .save(target, optimize=True)
+        image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+            target, optimize=True
+        )
     size = target.stat().st_size
     if size > limit:
         raise AssertionError(f"{target.name} is {size:,} bytes even with 256 colours (limit {limit:,})")

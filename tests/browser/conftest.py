@@ -54,9 +54,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pytest
 
@@ -90,6 +90,7 @@ def _unavailable(message: str):
 
 
 # --- The Streamlit server ---------------------------------------------------
+
 
 @dataclass
 class AppServer:
@@ -152,8 +153,9 @@ def _wait_until_healthy(server: AppServer, timeout: float) -> None:
     pytest.fail(f"Streamlit did not answer /_stcore/health within {timeout:.0f} s:\n{server.log()}")
 
 
-def start_app_server(home: Path, log_dir: Path, env: dict[str, str] | None = None,
-                     *, timeout: float = 60.0) -> AppServer:
+def start_app_server(
+    home: Path, log_dir: Path, env: dict[str, str] | None = None, *, timeout: float = 60.0
+) -> AppServer:
     """``streamlit run app.py`` on a free loopback port, healthy when returned.
 
     Its output goes to ``log_dir/streamlit-<port>.log``; the caller stops it.
@@ -161,16 +163,28 @@ def start_app_server(home: Path, log_dir: Path, env: dict[str, str] | None = Non
     port = free_port()
     log_path = log_dir / f"streamlit-{port}.log"
     command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=REPO, env=_server_env(home, env),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=REPO,
+            env=_server_env(home, env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     server = AppServer(f"http://127.0.0.1:{port}", home, process, log_path)
     try:
@@ -190,8 +204,7 @@ def streamlit_app(pawlab_home, tmp_path) -> Callable[..., AppServer]:
     """
     servers: list[AppServer] = []
 
-    def start(env: dict[str, str] | None = None, *, home: Path | None = None,
-              timeout: float = 60.0) -> AppServer:
+    def start(env: dict[str, str] | None = None, *, home: Path | None = None, timeout: float = 60.0) -> AppServer:
         server = start_app_server(Path(home or pawlab_home), tmp_path, env, timeout=timeout)
         servers.append(server)
         return server
@@ -228,6 +241,7 @@ def warm_scan_cache(tmp_path_factory) -> Callable[..., None]:
 
 # --- The browser --------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's Chromium driven by Playwright (never `playwright install`)."""
@@ -249,8 +263,9 @@ def wait_for_app(page, timeout: float = 60_000) -> None:
     Call it after anything that makes Streamlit rerun (navigation, a click, a
     key press). A short pause first lets a just-triggered rerun begin.
     """
-    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]',
-                           state="attached", timeout=timeout)
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-connection-state="CONNECTED"]', state="attached", timeout=timeout
+    )
     page.wait_for_timeout(200)
     page.wait_for_function(
         """() => {
@@ -314,9 +329,9 @@ class AppPage:
         self.page.goto(str(server).rstrip("/") + "/", timeout=timeout)
         self.wait_for_app(timeout)
         if url_path.strip("/"):
-            self.page.locator(
-                f'[data-testid="stSidebarNavLink"][href$="/{url_path.strip("/")}"]'
-            ).click(timeout=timeout)
+            self.page.locator(f'[data-testid="stSidebarNavLink"][href$="/{url_path.strip("/")}"]').click(
+                timeout=timeout
+            )
             self.wait_for_app(timeout)
 
     def wait_for_app(self, timeout: float = 60_000) -> None:
@@ -336,8 +351,12 @@ def app_page(chromium, request):
     page = context.new_page()
     page.set_default_timeout(30_000)
     app = AppPage(page)
-    page.on("console", lambda message: message.type == "error" and app.console_errors.append(
-        f"{message.text} ({message.location.get('url', '')})"))
+    page.on(
+        "console",
+        lambda message: (
+            message.type == "error" and app.console_errors.append(f"{message.text} ({message.location.get('url', '')})")
+        ),
+    )
     page.on("pageerror", lambda error: app.console_errors.append(f"page error: {error}"))
     yield app
     report = getattr(request.node, "report_call", None)

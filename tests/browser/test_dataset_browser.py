@@ -19,8 +19,7 @@ def preview_sources(page) -> list[str]:
     return page.locator(".st-key-aug_preview img").evaluate_all("imgs => imgs.map(i => i.src)")
 
 
-def test_browse_and_preview_augmentation(streamlit_app, app_page, cats_and_dogs,
-                                         warm_scan_cache, pawlab_home):
+def test_browse_and_preview_augmentation(streamlit_app, app_page, cats_and_dogs, warm_scan_cache, pawlab_home):
     warm_scan_cache(cats_and_dogs, pawlab_home)  # shared with other browser tests
     started = time.monotonic()
     server = streamlit_app(env={"PAWLAB_ALLOW_LOCAL_PATHS": "1"})

@@ -44,12 +44,23 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from browser._journey_data import (
-    ZIP_NAME, build_dataset_zip, photo_to_drop, save_readme_screenshot, serve_slowly,
+    ZIP_NAME,
+    build_dataset_zip,
+    photo_to_drop,
+    save_readme_screenshot,
+    serve_slowly,
 )
+
 # The harness: the same server its function-scoped
 # ``streamlit_app`` factory starts, here once for the whole module.
 from browser.conftest import (
-    REPO, VIEWPORT, AppPage, AppServer, screenshot_dir, start_app_server, wait_for_app,
+    REPO,
+    VIEWPORT,
+    AppPage,
+    AppServer,
+    screenshot_dir,
+    start_app_server,
+    wait_for_app,
 )
 
 pytestmark = pytest.mark.browser
@@ -73,7 +84,6 @@ IMAGES_LOADED_JS = "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.n
 
 
 # --- One server and one tab for the whole journey ----------------------------------
-
 
 
 @dataclass
@@ -128,15 +138,20 @@ def journey(chromium, cats_and_dogs, keras_home, tmp_path_factory):
     # A page redraw can take seconds on a busy two-core CI machine.
     expect.set_options(timeout=PATIENCE)
     with serve_slowly(zip_path, seconds=3.0) as url:
-        server = start_app_server(work / "pawlab_home", work,
-                                  env={"PAWLAB_DATASET_URL": url, "KERAS_HOME": str(keras_home)},
-                                  timeout=90)
+        server = start_app_server(
+            work / "pawlab_home", work, env={"PAWLAB_DATASET_URL": url, "KERAS_HOME": str(keras_home)}, timeout=90
+        )
         context = chromium.new_context(viewport=VIEWPORT)
         page = context.new_page()
         page.set_default_timeout(PATIENCE)
         app = AppPage(page)
-        page.on("console", lambda message: message.type == "error" and app.console_errors.append(
-            f"{message.text} ({message.location.get('url', '')})"))
+        page.on(
+            "console",
+            lambda message: (
+                message.type == "error"
+                and app.console_errors.append(f"{message.text} ({message.location.get('url', '')})")
+            ),
+        )
         page.on("pageerror", lambda error: app.console_errors.append(f"page error: {error}"))
         try:
             yield Journey(server, app, url, zipped)
@@ -160,6 +175,7 @@ def evidence_on_failure(journey, request):
 
 
 # --- Helpers for what a person looks at ---------------------------------------------------
+
 
 def image_sources(locator) -> list[str]:
     return locator.evaluate_all("imgs => imgs.map(i => i.src)")
@@ -214,11 +230,11 @@ def watch_run(page, panel, until: str, timeout: float) -> tuple[set[str], list[i
         except PlaywrightError:
             pass  # the fragment redrew the panel while we read it
         page.wait_for_timeout(250)
-    pytest.fail(f"The live panel did not show {until!r} within {timeout:.0f} s; it shows:\n"
-                f"{panel.inner_text()}")
+    pytest.fail(f"The live panel did not show {until!r} within {timeout:.0f} s; it shows:\n{panel.inner_text()}")
 
 
 # --- 1. Browse -------------------------------------------------------------------------------
+
 
 def test_1_browse_the_downloaded_dataset(journey):
     page = journey.page
@@ -260,8 +276,9 @@ def test_1_browse_the_downloaded_dataset(journey):
 
     # The overview of what arrived: the 120 photos of two classes.
     expect(page.get_by_role("combobox", name="Dataset")).to_have_value("cats_and_dogs_filtered")
-    expect(page.get_by_test_id("stMetric").filter(has_text="Usable photos")
-           .get_by_test_id("stMetricValue")).to_have_text(f"{4 * PHOTOS_PER_FOLDER}")
+    expect(
+        page.get_by_test_id("stMetric").filter(has_text="Usable photos").get_by_test_id("stMetricValue")
+    ).to_have_text(f"{4 * PHOTOS_PER_FOLDER}")
     expect(page.get_by_text("Classes: cats, dogs")).to_be_visible()
     journey.step("1-dataset-overview")
 
@@ -273,8 +290,9 @@ def test_1_browse_the_downloaded_dataset(journey):
     assert set(captions.all_inner_texts()) == {"cats", "dogs"}
     expect(page.get_by_text(f"{4 * PHOTOS_PER_FOLDER} photos", exact=True)).to_be_visible()
     thumbnails = page.locator('[class*="st-key-thumb_"] img')
-    page.wait_for_function(f"() => ({IMAGES_LOADED_JS})([...document.querySelectorAll("
-                           f"'[class*=\"st-key-thumb_\"] img')])")
+    page.wait_for_function(
+        f"() => ({IMAGES_LOADED_JS})([...document.querySelectorAll('[class*=\"st-key-thumb_\"] img')])"
+    )
     assert thumbnails.count() == 24
     journey.readme_screenshot("dataset", journey.step("1-dataset-browse"))
 
@@ -320,12 +338,12 @@ def test_1_browse_the_downloaded_dataset(journey):
 
 # --- 2. Train --------------------------------------------------------------------------------
 
+
 def test_2_train_watch_reload_and_cancel(journey):
     journey.require("browse")
     page = journey.page
     journey.go_to("train")
-    expect(page.get_by_text(re.compile(r"Dataset cats_and_dogs_filtered: 2 classes \(cats, dogs\)"))) \
-        .to_be_visible()
+    expect(page.get_by_text(re.compile(r"Dataset cats_and_dogs_filtered: 2 classes \(cats, dogs\)"))).to_be_visible()
     expect(page.get_by_text("No training runs yet")).to_be_visible()
 
     # A small configuration: the tutorial CNN at 32 px, 2 epochs, 20 photos per class.
@@ -355,26 +373,27 @@ def test_2_train_watch_reload_and_cancel(journey):
     expect(panel).to_contain_text("🏃 running")
     expect(panel.get_by_test_id("stProgress")).to_be_visible()
     journey.step("2-train-reloaded")
-    print(f"[{journey.elapsed()}] reloaded; the panel shows: "
-          f"{panel.get_by_test_id('stProgress').inner_text()!r}")
+    print(f"[{journey.elapsed()}] reloaded; the panel shows: {panel.get_by_test_id('stProgress').inner_text()!r}")
 
     # Watch it to the end: the progress bar moves and the chart gains the epochs.
     progress_texts, chart_epochs = watch_run(page, panel, "✅ completed", timeout=240)
     progress_texts.add(first_progress)
     chart_epochs.insert(0, first_chart)
-    print(f"[{journey.elapsed()}] completed; progress seen: {sorted(progress_texts)}; "
-          f"chart epochs seen while running: {chart_epochs}")
+    print(
+        f"[{journey.elapsed()}] completed; progress seen: {sorted(progress_texts)}; "
+        f"chart epochs seen while running: {chart_epochs}"
+    )
     assert len(progress_texts) >= 2, f"the progress bar did not move: {progress_texts}"
     assert 0 in chart_epochs, f"the chart never waited for its first epoch: {chart_epochs}"
     expect(panel.get_by_test_id("stMetricValue").first).to_have_text(f"{EPOCHS} / {EPOCHS}")
-    page.wait_for_function(
-        f"() => ({CHART_EPOCHS_JS})(document.querySelector('.st-key-train_live')) === {EPOCHS}")
+    page.wait_for_function(f"() => ({CHART_EPOCHS_JS})(document.querySelector('.st-key-train_live')) === {EPOCHS}")
 
     # Results: the confusion matrix counts every test photo once.
     results = page.locator(".st-key-train_results")
     expect(results.get_by_text("Confusion matrix")).to_be_visible(timeout=30_000)
-    test_photos = int(results.get_by_test_id("stMetric").filter(has_text="Test photos")
-                      .get_by_test_id("stMetricValue").inner_text())
+    test_photos = int(
+        results.get_by_test_id("stMetric").filter(has_text="Test photos").get_by_test_id("stMetricValue").inner_text()
+    )
     matrix = results.get_by_test_id("stPlotlyChart").first
     expect(matrix.locator(".js-plotly-plot")).to_be_attached()
     cells = matrix.locator(".js-plotly-plot").evaluate("plot => plot.data[0].z")
@@ -436,8 +455,7 @@ def train_a_transfer_model(journey: Journey) -> None:
     # Its results say how far to trust it: the reliability diagram of its calibration.
     trust = page.get_by_role("heading", name="How far to trust its answers")
     expect(trust).to_be_visible(timeout=SLOW)
-    reliability = page.locator(".st-key-train_results").get_by_test_id("stPlotlyChart").filter(
-        has_text="Reliability")
+    reliability = page.locator(".st-key-train_results").get_by_test_id("stPlotlyChart").filter(has_text="Reliability")
     expect(reliability).to_have_count(1)
     journey.app.wait_for_app()
     scroll_to_top_of(page, trust)
@@ -468,22 +486,24 @@ def test_3_classify_a_drop_of_photos(journey, cats_and_dogs, tmp_path):
 
     # One drop of four files through the photo uploader's own file input.
     page.get_by_test_id("stFileUploader").filter(has_text="Drop photos here").locator(
-        'input[type="file"]').set_input_files([str(cat), str(stranger), str(dog), str(broken)], timeout=SLOW)
+        'input[type="file"]'
+    ).set_input_files([str(cat), str(stranger), str(dog), str(broken)], timeout=SLOW)
     journey.app.wait_for_app(SLOW)
 
     # Three answers with their probabilities, and one clear error. The cup of coffee is
     # "None of these"; the pets get their class (or, honestly, "Not sure").
-    answers = page.get_by_role("heading", name=re.compile(
-        r"^((cats|dogs) — \d{1,3}\.\d%|Not sure|None of these)$"))
+    answers = page.get_by_role("heading", name=re.compile(r"^((cats|dogs) — \d{1,3}\.\d%|Not sure|None of these)$"))
     expect(answers).to_have_count(3, timeout=SLOW)
     headings = [text.strip() for text in answers.all_inner_texts()]
     print(f"answers: {headings}")
     assert headings[1] == "None of these", headings
     assert all(re.fullmatch(r"(cats|dogs) — \d{1,3}\.\d%|Not sure", h) for h in headings[::2]), headings
     expect(page.get_by_test_id("stAlertContentInfo")).to_contain_text(
-        re.compile(r"Looks like none of the training photos \(distance \d\.\d+ > \d\.\d+\)\. The closest class: "))
-    expect(page.get_by_test_id("stCaptionContainer").filter(has_text="Probabilities are calibrated (temperature")) \
-        .to_be_visible()
+        re.compile(r"Looks like none of the training photos \(distance \d\.\d+ > \d\.\d+\)\. The closest class: ")
+    )
+    expect(
+        page.get_by_test_id("stCaptionContainer").filter(has_text="Probabilities are calibrated (temperature")
+    ).to_be_visible()
     charts = page.get_by_test_id("stPlotlyChart")
     expect(charts).to_have_count(3)
     for index in range(3):
@@ -496,7 +516,10 @@ def test_3_classify_a_drop_of_photos(journey, cats_and_dogs, tmp_path):
     photos = page.get_by_test_id("stImage")
     expect(photos).to_have_count(3)
     assert [c.strip() for c in photos.get_by_test_id("stImageCaption").all_inner_texts()] == [
-        cat.name, stranger.name, dog.name]
+        cat.name,
+        stranger.name,
+        dog.name,
+    ]
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(1)
     expect(page.get_by_test_id("stAlertContentError")).to_contain_text("holiday notes.jpg is not an image file")
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # the drop's summary table
@@ -509,8 +532,9 @@ def test_3_classify_a_drop_of_photos(journey, cats_and_dogs, tmp_path):
         page.get_by_text("Grad-CAM heatmap").nth(index).click()
         journey.app.wait_for_app(SLOW)
         expect(images.nth(index)).not_to_have_attribute("src", plain, timeout=SLOW)
-    page.wait_for_function(f"() => ({IMAGES_LOADED_JS})([...document.querySelectorAll("
-                           f"'[data-testid=\"stImage\"] img')])")
+    page.wait_for_function(
+        f"() => ({IMAGES_LOADED_JS})([...document.querySelectorAll('[data-testid=\"stImage\"] img')])"
+    )
     journey.step("3-classify-heatmaps")
     whole_page_screenshot(journey.app, "journey-3-classify-whole-page")
     journey.readme_screenshot("classify", classify_screenshot(journey))
@@ -520,9 +544,8 @@ def test_3_classify_a_drop_of_photos(journey, cats_and_dogs, tmp_path):
 
 def stranger_photo(folder: Path, name: str) -> Path:
     """One of tests/_planted.py's photos of something else, as a PNG file to drop."""
-    from PIL import Image
-
     from _planted import stranger_photos
+    from PIL import Image
 
     path = folder / f"{name}.png"
     Image.fromarray(stranger_photos()[name]).save(path)
@@ -539,12 +562,15 @@ def scroll_to_top_of(page, locator, margin: int = 70) -> None:
     """Scroll so ``locator`` starts just below Streamlit's top bar.
 
     Streamlit scrolls its own main container, not the window."""
-    locator.evaluate("""(element, margin) => {
+    locator.evaluate(
+        """(element, margin) => {
         element.scrollIntoView({block: "start"});
         let box = element.parentElement;
         while (box && !["auto", "scroll"].includes(getComputedStyle(box).overflowY)) box = box.parentElement;
         if (box) box.scrollTop -= margin;
-    }""", margin)
+    }""",
+        margin,
+    )
     page.wait_for_timeout(300)  # let images in view finish drawing
 
 

@@ -52,12 +52,15 @@ def pets_with_problems(cats_and_dogs: Path, root: Path) -> Path:
 
 def scroll_to_top_of(page, locator, margin: int = 70) -> None:
     """Scroll Streamlit's main container so ``locator`` starts just below the top bar."""
-    locator.evaluate("""(element, margin) => {
+    locator.evaluate(
+        """(element, margin) => {
         element.scrollIntoView({block: "start"});
         let box = element.parentElement;
         while (box && !["auto", "scroll"].includes(getComputedStyle(box).overflowY)) box = box.parentElement;
         if (box) box.scrollTop -= margin;
-    }""", margin)
+    }""",
+        margin,
+    )
     page.wait_for_timeout(300)
 
 
@@ -66,8 +69,9 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def test_review_fix_the_planted_mislabel_and_train_with_it(streamlit_app, app_page, cats_and_dogs,
-                                                           pawlab_home, keras_home):
+def test_review_fix_the_planted_mislabel_and_train_with_it(
+    streamlit_app, app_page, cats_and_dogs, pawlab_home, keras_home
+):
     expect.set_options(timeout=30_000)
     root = pets_with_problems(cats_and_dogs, pawlab_home / "datasets" / "pets").resolve()
     server = streamlit_app(env={"KERAS_HOME": str(keras_home)})
@@ -143,8 +147,7 @@ def test_review_the_real_cats_and_dogs(streamlit_app, app_page, cats_and_dogs, p
     server = streamlit_app(env={"KERAS_HOME": str(keras_home)})
     page = app_page.page
     app_page.open(server, "review")
-    expect(page.get_by_text(re.compile(r"Dataset cats_and_dogs_filtered: 3,000 photos of 2 classes"))) \
-        .to_be_visible()
+    expect(page.get_by_text(re.compile(r"Dataset cats_and_dogs_filtered: 3,000 photos of 2 classes"))).to_be_visible()
     page.get_by_role("button", name="Review this dataset").click()
     expect(page.get_by_text("Suspected label errors")).to_be_visible(timeout=SLOW)
     app_page.wait_for_app()

@@ -1,6 +1,6 @@
 """Dataset page, part 2: the overview (counts, skipped files) and the photo browser.
 
-Everything slow is cached (pages/_photos.py): the scan per dataset folder
+Everything slow is cached (pages/_common/photos.py): the scan per dataset folder
 (and its state on disk), each thumbnail per file path and modification time.
 A rerun of the page therefore only looks up what it shows.
 """
@@ -18,14 +18,15 @@ import streamlit as st
 from core.data.dataset import DatasetInfo, Sample
 from core.data.images import ImageError
 from core.data.splits import SplitRule, Splits
-from pages._photos import large_photo, thumbnail
-from pages._text import code, md
+from pages._common.photos import large_photo, thumbnail
+from pages._common.text import code, md
 
 PHOTOS_PER_PAGE = 24
 ALL_SPLITS = "all"
 
 
 # --- Overview -------------------------------------------------------------
+
 
 def show_overview(info: DatasetInfo, splits: Splits) -> None:
     counts = splits.counts()
@@ -50,13 +51,23 @@ def split_chart(counts: dict[str, dict[str, int]]) -> go.Figure:
     class_names = list(next(iter(counts.values()), {}))
     figure = go.Figure(
         # Plotly reads names as HTML (links included): class names are folder names.
-        [go.Bar(name=html.escape(name), x=split_names, y=[counts[s][name] for s in split_names],
-                text=[counts[s][name] for s in split_names], textposition="outside")
-         for name in class_names]
+        [
+            go.Bar(
+                name=html.escape(name),
+                x=split_names,
+                y=[counts[s][name] for s in split_names],
+                text=[counts[s][name] for s in split_names],
+                textposition="outside",
+            )
+            for name in class_names
+        ]
     )
     figure.update_layout(
-        barmode="group", title="Photos per split (as the Train page uses them)",
-        yaxis_title="photos", height=340, margin=dict(t=50, b=10, l=10, r=10),
+        barmode="group",
+        title="Photos per split (as the Train page uses them)",
+        yaxis_title="photos",
+        height=340,
+        margin=dict(t=50, b=10, l=10, r=10),
         legend_title_text="class",
     )
     return figure
@@ -76,15 +87,15 @@ def show_skipped(info: DatasetInfo) -> None:
     with st.expander(f"{len(info.skipped)} skipped files: never used for training", icon=":material/warning:"):
         st.dataframe(
             pd.DataFrame(info.skipped, columns=["file", "reason"]),
-            hide_index=True, key="skipped_table",
+            hide_index=True,
+            key="skipped_table",
         )
 
 
 # --- Browser --------------------------------------------------------------
 
 # What the browser (and the preview's photo picker) remember between reruns.
-BROWSER_STATE = ("browse_split", "browse_classes", "browse_page", "browse_selected",
-                 "aug_photo", "aug_random_photo")
+BROWSER_STATE = ("browse_split", "browse_classes", "browse_page", "browse_selected", "aug_photo", "aug_random_photo")
 
 
 def reset_browser_for(root: str | Path) -> None:
@@ -114,7 +125,7 @@ def filtered_photos(splits: Splits) -> list[tuple[str, Sample]]:
 def _browsing_order(samples: list[Sample]) -> list[Sample]:
     """A fixed shuffle, so a page shows a mix of classes rather than 24 cats."""
     shuffled = list(samples)
-    random.Random(0).shuffle(shuffled)
+    random.Random(0).shuffle(shuffled)  # noqa: S311 -- a display order, not a secret
     return shuffled
 
 
@@ -122,7 +133,7 @@ def photos_on_page(splits: Splits) -> list[tuple[str, Sample]]:
     photos = filtered_photos(splits)
     page = st.session_state.get("browse_page", 1)
     page = page if 1 <= page <= page_count(len(photos)) else 1
-    return photos[(page - 1) * PHOTOS_PER_PAGE: page * PHOTOS_PER_PAGE]
+    return photos[(page - 1) * PHOTOS_PER_PAGE : page * PHOTOS_PER_PAGE]
 
 
 def page_count(num_photos: int) -> int:
@@ -143,13 +154,23 @@ def show_browser(splits: Splits) -> None:
     split_column, class_column = st.columns([2, 3])
     with split_column:
         st.segmented_control(
-            "Split", [ALL_SPLITS, "train", "validation", "test"], key="browse_split",
-            default=ALL_SPLITS, required=True, on_change=_back_to_first_page, persist_state="page",
+            "Split",
+            [ALL_SPLITS, "train", "validation", "test"],
+            key="browse_split",
+            default=ALL_SPLITS,
+            required=True,
+            on_change=_back_to_first_page,
+            persist_state="page",
         )
     with class_column:
         st.pills(
-            "Classes", splits.classes, selection_mode="multi", key="browse_classes",
-            default=splits.classes, on_change=_back_to_first_page, persist_state="page",
+            "Classes",
+            splits.classes,
+            selection_mode="multi",
+            key="browse_classes",
+            default=splits.classes,
+            on_change=_back_to_first_page,
+            persist_state="page",
         )
     photos = filtered_photos(splits)
     if not photos:
@@ -175,7 +196,7 @@ def _select(path: str) -> None:
 
 def _thumbnail_grid(page: list[tuple[str, Sample]]) -> None:
     with st.grid(6, min_column_width=110, gap="xsmall"):
-        for index, (split, sample) in enumerate(page):
+        for index, (_split, sample) in enumerate(page):
             with st.container(key=f"thumb_{index}", gap=None):
                 image = thumbnail(sample.path)
                 if image is None:
@@ -183,8 +204,12 @@ def _thumbnail_grid(page: list[tuple[str, Sample]]) -> None:
                     continue
                 st.image(image, caption=md(sample.class_name), width="stretch")
                 st.button(
-                    "Enlarge", key=f"enlarge_{index}", type="tertiary", icon=":material/zoom_in:",
-                    on_click=_select, args=(sample.path,),
+                    "Enlarge",
+                    key=f"enlarge_{index}",
+                    type="tertiary",
+                    icon=":material/zoom_in:",
+                    on_click=_select,
+                    args=(sample.path,),
                     help=Path(sample.path).name,
                 )
 

@@ -47,7 +47,7 @@ def arch_title(arch: str) -> str:
 def format_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "–"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     minutes, seconds = divmod(seconds, 60)
@@ -67,6 +67,7 @@ def in_percent(value: float | None) -> float | None:
 
 
 # --- progress --------------------------------------------------------------------------
+
 
 def state_label(summary: RunSummary) -> str:
     if summary.problem:
@@ -113,8 +114,7 @@ def queue_position(run_id: str, summaries: list[RunSummary]) -> int:
 
 # --- tables ---------------------------------------------------------------------------------
 
-RUN_COLUMNS = ["Run", "Model", "Status", "Epochs", "Size", "Best val accuracy", "Test accuracy", "Duration",
-               "Where"]
+RUN_COLUMNS = ["Run", "Model", "Status", "Epochs", "Size", "Best val accuracy", "Test accuracy", "Duration", "Where"]
 
 
 def model_label(s: RunSummary) -> str:
@@ -154,8 +154,13 @@ def runs_frame(summaries: list[RunSummary]) -> pd.DataFrame:
 def per_class_frame(evaluation: dict) -> pd.DataFrame:
     """Precision, recall and F1 (in %) and the number of test photos, per class."""
     rows = [
-        {"Class": name, "Precision": in_percent(scores["precision"]), "Recall": in_percent(scores["recall"]),
-         "F1": in_percent(scores["f1"]), "Test photos": scores["support"]}
+        {
+            "Class": name,
+            "Precision": in_percent(scores["precision"]),
+            "Recall": in_percent(scores["recall"]),
+            "F1": in_percent(scores["f1"]),
+            "Test photos": scores["support"],
+        }
         for name, scores in evaluation.get("per_class", {}).items()
     ]
     return pd.DataFrame(rows, columns=["Class", "Precision", "Recall", "F1", "Test photos"])
@@ -164,8 +169,10 @@ def per_class_frame(evaluation: dict) -> pd.DataFrame:
 def _epochs_line(config: TrainConfig) -> str:
     if not config.fine_tune_epochs:
         return f"Epochs: {config.epochs}"
-    return (f"Epochs: {config.epochs} + {config.fine_tune_epochs} fine-tuning (top "
-            f"{config.fine_tune_layers} base layers, learning rate {config.fine_tune_learning_rate:g})")
+    return (
+        f"Epochs: {config.epochs} + {config.fine_tune_epochs} fine-tuning (top "
+        f"{config.fine_tune_layers} base layers, learning rate {config.fine_tune_learning_rate:g})"
+    )
 
 
 def config_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
@@ -181,10 +188,12 @@ def config_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
         "Answers: each photo averaged with its mirror image" if config.test_time_flip else "",
         f"Head: dropout {config.head.dropout:g}, "
         + (f"{config.head.hidden_units} hidden units" if config.head.hidden_units else "linear")
-        if spec and spec.family == "transfer" else "",
+        if spec and spec.family == "transfer"
+        else "",
         f"Augmentation: {config.augment.name} ({config.augment.describe()})",
         f"Early stopping: after {config.patience} epochs without improvement"
-        if config.patience else "Early stopping: off (the best epoch's model is kept anyway)",
+        if config.patience
+        else "Early stopping: off (the best epoch's model is kept anyway)",
         f"Training subset: {config.subset} photos per class" if config.subset else "Training subset: all photos",
         f"Split: seed {config.seed}, {config.test_fraction:.0%} test, {config.validation_fraction:.0%} validation",
     ]
@@ -209,6 +218,7 @@ def config_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
 
 # --- figures --------------------------------------------------------------------------------
 
+
 def _fine_tune_start(metrics: list[dict]) -> float | None:
     for record in metrics:
         if record.get("phase") == "fine_tune":
@@ -223,26 +233,51 @@ def curves_figure(metrics: list[dict], epochs_total: int = 0) -> go.Figure:
     for column, metric in ((1, "accuracy"), (2, "loss")):
         for prefix, name, colour in (("", "training", TRAIN_COLOUR), ("val_", "validation", VALIDATION_COLOUR)):
             figure.add_trace(
-                go.Scatter(x=epochs, y=[m.get(prefix + metric) for m in metrics], name=name,
-                           mode="lines+markers", line=dict(color=colour), legendgroup=name,
-                           showlegend=column == 1),
-                row=1, col=column,
+                go.Scatter(
+                    x=epochs,
+                    y=[m.get(prefix + metric) for m in metrics],
+                    name=name,
+                    mode="lines+markers",
+                    line=dict(color=colour),
+                    legendgroup=name,
+                    showlegend=column == 1,
+                ),
+                row=1,
+                col=column,
             )
     fine_tune = _fine_tune_start(metrics)
     if fine_tune is not None:
         for column in (1, 2):
             figure.add_vline(x=fine_tune, line_dash="dot", line_color="grey", row=1, col=column)
-        figure.add_annotation(x=fine_tune, y=1.0, yref="y domain", text="fine-tuning", showarrow=False,
-                              xanchor="left", font=dict(color="grey"), row=1, col=1)
-    figure.update_xaxes(title_text="epoch", range=[0.5, max(epochs_total, len(epochs), 1) + 0.5],
-                        dtick=max(1, math.ceil(max(epochs_total, len(epochs), 1) / 10)))
+        figure.add_annotation(
+            x=fine_tune,
+            y=1.0,
+            yref="y domain",
+            text="fine-tuning",
+            showarrow=False,
+            xanchor="left",
+            font=dict(color="grey"),
+            row=1,
+            col=1,
+        )
+    figure.update_xaxes(
+        title_text="epoch",
+        range=[0.5, max(epochs_total, len(epochs), 1) + 0.5],
+        dtick=max(1, math.ceil(max(epochs_total, len(epochs), 1) / 10)),
+    )
     figure.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=1)
     figure.update_yaxes(rangemode="tozero", row=1, col=2)
-    figure.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10),
-                         legend=dict(orientation="h", y=-0.25))
+    figure.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     if not metrics:
-        figure.add_annotation(text="Waiting for the first epoch…", showarrow=False,
-                              xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=16, color="grey"))
+        figure.add_annotation(
+            text="Waiting for the first epoch…",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font=dict(size=16, color="grey"),
+        )
     return figure
 
 
@@ -250,34 +285,64 @@ def overlay_figure(runs: list[tuple[str, list[dict]]]) -> go.Figure:
     """Validation accuracy of several runs on one chart."""
     figure = go.Figure()
     for label, metrics in runs:
-        figure.add_trace(go.Scatter(x=[m["epoch"] for m in metrics],
-                                    y=[m.get("val_accuracy") for m in metrics],
-                                    name=html.escape(label), mode="lines+markers"))
-    figure.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
-                         xaxis_title="epoch", yaxis_title="validation accuracy",
-                         yaxis=dict(tickformat=".0%"), legend=dict(orientation="h", y=-0.2))
+        figure.add_trace(
+            go.Scatter(
+                x=[m["epoch"] for m in metrics],
+                y=[m.get("val_accuracy") for m in metrics],
+                name=html.escape(label),
+                mode="lines+markers",
+            )
+        )
+    figure.update_layout(
+        height=360,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="epoch",
+        yaxis_title="validation accuracy",
+        yaxis=dict(tickformat=".0%"),
+        legend=dict(orientation="h", y=-0.2),
+    )
     return figure
 
 
 def comparison_figure(panels: list[tuple[str, list[dict], float | None]], epochs: int) -> go.Figure:
     """One small panel per model: training and validation accuracy over ``epochs``,
     and the tutorial's reported validation accuracy as a dashed line."""
-    figure = make_subplots(rows=1, cols=len(panels), subplot_titles=[title for title, _, _ in panels],
-                           shared_yaxes=True, horizontal_spacing=0.03)
+    figure = make_subplots(
+        rows=1,
+        cols=len(panels),
+        subplot_titles=[title for title, _, _ in panels],
+        shared_yaxes=True,
+        horizontal_spacing=0.03,
+    )
     for column, (_, metrics, reported) in enumerate(panels, start=1):
         finished = [m["epoch"] for m in metrics]
         for prefix, name, colour in (("", "training", TRAIN_COLOUR), ("val_", "validation", VALIDATION_COLOUR)):
-            figure.add_trace(go.Scatter(x=finished, y=[m.get(prefix + "accuracy") for m in metrics],
-                                        name=name, mode="lines", line=dict(color=colour),
-                                        legendgroup=name, showlegend=column == 1),
-                             row=1, col=column)
+            figure.add_trace(
+                go.Scatter(
+                    x=finished,
+                    y=[m.get(prefix + "accuracy") for m in metrics],
+                    name=name,
+                    mode="lines",
+                    line=dict(color=colour),
+                    legendgroup=name,
+                    showlegend=column == 1,
+                ),
+                row=1,
+                col=column,
+            )
         if reported is not None:
-            figure.add_hline(y=reported, line_dash="dash", line_color="grey", row=1, col=column,
-                             annotation_text=f"tutorial {reported:.0%}", annotation_position="bottom right")
+            figure.add_hline(
+                y=reported,
+                line_dash="dash",
+                line_color="grey",
+                row=1,
+                col=column,
+                annotation_text=f"tutorial {reported:.0%}",
+                annotation_position="bottom right",
+            )
     figure.update_yaxes(range=[0.4, 1.02], tickformat=".0%")
     figure.update_xaxes(title_text="epoch", range=[0.5, epochs + 0.5])
-    figure.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10),
-                         legend=dict(orientation="h", y=-0.3))
+    figure.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
     return figure
 
 
@@ -285,11 +350,21 @@ def confusion_figure(classes: list[str], matrix: list[list[int]]) -> go.Figure:
     """Rows: true class, columns: predicted class; the diagonal is what the model got right."""
     # Plotly reads labels as HTML (<a href> included): class names are folder names.
     classes = [html.escape(name) for name in classes]
-    figure = go.Figure(go.Heatmap(
-        z=matrix, x=classes, y=classes, colorscale="Oranges", texttemplate="%{z}",
-        hovertemplate="true %{y}, predicted %{x}: %{z} photos<extra></extra>", showscale=False,
-    ))
-    figure.update_layout(height=120 + 60 * len(classes), margin=dict(l=10, r=10, t=30, b=10),
-                         xaxis=dict(title="predicted", side="top", type="category"),
-                         yaxis=dict(title="true", autorange="reversed", type="category"))
+    figure = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=classes,
+            y=classes,
+            colorscale="Oranges",
+            texttemplate="%{z}",
+            hovertemplate="true %{y}, predicted %{x}: %{z} photos<extra></extra>",
+            showscale=False,
+        )
+    )
+    figure.update_layout(
+        height=120 + 60 * len(classes),
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis=dict(title="predicted", side="top", type="category"),
+        yaxis=dict(title="true", autorange="reversed", type="category"),
+    )
     return figure

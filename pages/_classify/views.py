@@ -17,21 +17,20 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.serving.inference import Prediction, Predictor, preview_image
 from core.models.zoo import ARCHITECTURES
 from core.runs.store import RunSummary
-from pages._classify_answers import show_answer
-from pages._text import md
+from core.serving.inference import Prediction, Predictor, preview_image
+from pages._classify.answers import show_answer
+from pages._common.text import md
 
 BAR_COLOUR, TOP_COLOUR = "#9AA5B1", "#E4572E"
 
 
 def run_label(run: RunSummary) -> str:
-    """"Tutorial CNN · test accuracy 71.5% · 28 Nov 2026 14:48"."""
+    """ "Tutorial CNN · test accuracy 71.5% · 28 Nov 2026 14:48"."""
     spec = ARCHITECTURES.get(run.arch)
     title = spec.title if spec else run.arch
-    accuracy = (f"test accuracy {run.test_accuracy:.1%}" if run.test_accuracy is not None
-                else "not evaluated")
+    accuracy = f"test accuracy {run.test_accuracy:.1%}" if run.test_accuracy is not None else "not evaluated"
     created = time.strftime("%d %b %Y %H:%M", time.localtime(run.created))
     return f"{title} · {accuracy} · {created}"
 
@@ -78,8 +77,7 @@ def load_predictor(run_path: str, mtime: float) -> Predictor:
 def classify(run_path: str, mtime: float, files: list[tuple[str, bytes]]) -> tuple[list[Prediction], list]:
     """(predictions, display images) for ``files`` [(name, bytes)], cached per model and files."""
     predictions = load_predictor(run_path, mtime).predict(files)
-    previews = [preview_image(file) if prediction.ok else None
-                for file, prediction in zip(files, predictions)]
+    previews = [preview_image(file) if prediction.ok else None for file, prediction in zip(files, predictions)]
     return predictions, previews
 
 
@@ -92,16 +90,25 @@ def probability_chart(probabilities: dict[str, float]) -> go.Figure:
     # Plotly reads labels as HTML (links included): class names are folder names.
     names, values = [html.escape(n) for n, _ in ranked], [v for _, v in ranked]
     colours = [BAR_COLOUR] * (len(values) - 1) + [TOP_COLOUR]
-    figure = go.Figure(go.Bar(
-        # Plotly draws no label on a bar of zero width: a class at 0.0% keeps a sliver,
-        # so its measured value is still written beside it.
-        x=[max(v, MIN_BAR) for v in values], y=names, orientation="h", marker_color=colours,
-        text=[f"{v:.1%}" for v in values], textposition="auto", customdata=values,
-        hovertemplate="%{y}: %{customdata:.2%}<extra></extra>",
-    ))
+    figure = go.Figure(
+        go.Bar(
+            # Plotly draws no label on a bar of zero width: a class at 0.0% keeps a sliver,
+            # so its measured value is still written beside it.
+            x=[max(v, MIN_BAR) for v in values],
+            y=names,
+            orientation="h",
+            marker_color=colours,
+            text=[f"{v:.1%}" for v in values],
+            textposition="auto",
+            customdata=values,
+            hovertemplate="%{y}: %{customdata:.2%}<extra></extra>",
+        )
+    )
     figure.update_layout(
-        height=70 + 28 * len(names), margin=dict(l=0, r=30, t=10, b=30),
-        xaxis=dict(range=[0, 1], tickformat=".0%", title=None), yaxis=dict(title=None),
+        height=70 + 28 * len(names),
+        margin=dict(l=0, r=30, t=10, b=30),
+        xaxis=dict(range=[0, 1], tickformat=".0%", title=None),
+        yaxis=dict(title=None),
         showlegend=False,
     )
     return figure
@@ -116,13 +123,16 @@ def show_prediction(index: int, prediction: Prediction, preview, run_path: str, 
     picture, answer = st.columns([2, 3], gap="medium")
     with answer:
         show_answer(prediction)
-        st.plotly_chart(probability_chart(prediction.probabilities), key=f"probabilities_{index}",
-                        config={"displayModeBar": False})
+        st.plotly_chart(
+            probability_chart(prediction.probabilities), key=f"probabilities_{index}", config={"displayModeBar": False}
+        )
         st.caption(f"⏱️ {prediction.ms:.0f} ms (decode + model)")
-        show_heatmap = st.toggle("Grad-CAM heatmap", key=f"gradcam_{index}",
-                                 help="Where the model looked to choose its class: red counts most.")
-        opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"opacity_{index}",
-                            disabled=not show_heatmap)
+        show_heatmap = st.toggle(
+            "Grad-CAM heatmap",
+            key=f"gradcam_{index}",
+            help="Where the model looked to choose its class: red counts most.",
+        )
+        opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"opacity_{index}", disabled=not show_heatmap)
     with picture:
         image = preview
         if show_heatmap:

@@ -1,8 +1,8 @@
 """Train page: the results of one finished run.
 
 Test accuracy, the confusion matrix, per-class scores, the photos behind
-its mistakes (pages/_train_mistakes.py), how far to trust its answers
-(calibration, pages/_train_trust.py), and the model itself (recipe, Keras
+its mistakes (pages/_train/mistakes.py), how far to trust its answers
+(calibration, pages/_train/trust.py), and the model itself (recipe, Keras
 summary, download).
 """
 
@@ -16,14 +16,20 @@ import streamlit as st
 from core.config import get_settings
 from core.runs.recipes import TrainConfig
 from core.runs.store import (
-    MODEL_FILE, RunFacts, RunFileError, RunState, RunSummary, read_config, read_evaluation, read_facts,
+    MODEL_FILE,
+    RunFacts,
+    RunFileError,
+    RunState,
+    RunSummary,
+    read_config,
+    read_evaluation,
+    read_facts,
 )
-from pages import _train_figures as figures
-from pages import _train_views as views
-from pages._text import code, md
-from pages._train_form import param_count
-from pages._train_mistakes import mistakes_section
-from pages._train_trust import trust_section
+from pages._common.text import code, md
+from pages._train import figures, views
+from pages._train.form import param_count
+from pages._train.mistakes import mistakes_section
+from pages._train.trust import trust_section
 
 PERCENT = st.column_config.NumberColumn(format="%.1f%%")
 
@@ -52,9 +58,11 @@ def results(run: RunSummary) -> None:
     st.header(f"Results · {views.arch_title(run.arch)}")
     st.caption(f"Run {code(run.id)}")
     columns = st.columns(4)
-    columns[0].metric("Test accuracy", views.percent(run.test_accuracy),
-                      help="On test photos the model never saw, neither for training nor for "
-                           "choosing its best epoch.")
+    columns[0].metric(
+        "Test accuracy",
+        views.percent(run.test_accuracy),
+        help="On test photos the model never saw, neither for training nor for choosing its best epoch.",
+    )
     columns[1].metric("Best validation accuracy", views.percent(run.best_val_accuracy))
     columns[2].metric("Test photos", evaluation.get("count", "–") if evaluation else "–")
     columns[3].metric("Training time", views.format_duration(run.duration))
@@ -77,33 +85,44 @@ def evaluation_section(evaluation: dict, run: RunSummary) -> None:
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Confusion matrix** (test photos)")
-        st.plotly_chart(figures.confusion(classes, evaluation["confusion_matrix"]),
-                        key=f"confusion_{run.id}", config={"displayModeBar": False})
+        st.plotly_chart(
+            figures.confusion(classes, evaluation["confusion_matrix"]),
+            key=f"confusion_{run.id}",
+            config={"displayModeBar": False},
+        )
     with right:
         st.markdown("**Per class**")
-        st.dataframe(views.per_class_frame(evaluation), hide_index=True, column_config={
-            name: PERCENT for name in ("Precision", "Recall", "F1")
-        })
+        st.dataframe(
+            views.per_class_frame(evaluation),
+            hide_index=True,
+            column_config=dict.fromkeys(("Precision", "Recall", "F1"), PERCENT),
+        )
     mistakes_section(run, evaluation, classes)
 
 
 def model_section(run: RunSummary, config: TrainConfig, facts: RunFacts) -> None:
     """The recipe and facts, the Keras summary on demand, the download, TensorBoard."""
     count = param_count(run.arch, len(facts.classes), config.image_size)[1] if facts.classes else None
-    st.code("\n".join(views.config_lines(config, facts)
-                      + ([f"Parameters: {count:,}"] if count else [])), language=None)
+    st.code("\n".join(views.config_lines(config, facts) + ([f"Parameters: {count:,}"] if count else [])), language=None)
     model_file = Path(run.path) / MODEL_FILE
     if model_file.exists():
         summary_key = f"train_show_summary_{run.id}"
-        if st.button("Show the Keras layer summary", key=f"summary_button_{run.id}",
-                     help="Loads the model with TensorFlow: takes a few seconds the first time."):
+        if st.button(
+            "Show the Keras layer summary",
+            key=f"summary_button_{run.id}",
+            help="Loads the model with TensorFlow: takes a few seconds the first time.",
+        ):
             st.session_state[summary_key] = True
         if st.session_state.get(summary_key):
             st.code(keras_summary(str(model_file), model_file.stat().st_mtime), language=None)
         st.download_button(
             f"Download model.keras ({model_file.stat().st_size / 1e6:.1f} MB)",
-            data=partial(model_file.read_bytes), file_name=f"{run.id}.keras",
-            mime="application/octet-stream", on_click="ignore", icon="⬇️", key=f"download_{run.id}",
+            data=partial(model_file.read_bytes),
+            file_name=f"{run.id}.keras",
+            mime="application/octet-stream",
+            on_click="ignore",
+            icon="⬇️",
+            key=f"download_{run.id}",
         )
     st.markdown("Training curves in TensorBoard:")
     st.code(f"tensorboard --logdir {get_settings().runs_dir}", language="bash")

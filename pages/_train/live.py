@@ -14,14 +14,21 @@ import streamlit as st
 
 from core.runs import jobs
 from core.runs.store import (
-    LOG_FILE, MODEL_FILE, Phase, RunFileError, RunState, RunStatus,
-    RunSummary, list_runs, read_metrics, read_status,
+    LOG_FILE,
+    MODEL_FILE,
+    Phase,
+    RunFileError,
+    RunState,
+    RunStatus,
+    RunSummary,
+    list_runs,
+    read_metrics,
+    read_status,
 )
-from pages import _train_figures as figures
-from pages import _train_views as views
-from pages._errors import cannot
-from pages._text import code, md
-from pages._train_runs import focused_run, runs_signature
+from pages._common.errors import cannot
+from pages._common.text import code, md
+from pages._train import figures, views
+from pages._train.runs import focused_run, runs_signature
 
 # The live panel re-reads the run files this often (seconds).
 ACTIVE_REFRESH, IDLE_REFRESH = 1.0, 10.0
@@ -57,8 +64,7 @@ def live_panel() -> None:
     _heading(run, status, metrics)
     _state_message(run, status, metrics, summaries)
     epochs_total = status.epochs_total or run.epochs_total
-    st.plotly_chart(figures.curves(metrics, epochs_total), key=f"curves_{run.id}",
-                    config={"displayModeBar": False})
+    st.plotly_chart(figures.curves(metrics, epochs_total), key=f"curves_{run.id}", config={"displayModeBar": False})
     if status.state.active and st.button("Cancel run", icon="⏹️", key=f"cancel_{run.id}"):
         try:
             new_state = jobs.cancel(run.path)
@@ -82,39 +88,48 @@ def _heading(run: RunSummary, status: RunStatus, metrics: list[dict]) -> None:
     latest = metrics[-1] if metrics else {}
     speed = latest.get("images_per_second")
     st.subheader(views.arch_title(run.arch))
-    st.caption(f"Run {code(run.id)} · {run.image_size} px · {views.STATE_LABELS[status.state]}"
-               + (f" · {speed:,.0f} images/s" if speed else ""))
+    st.caption(
+        f"Run {code(run.id)} · {run.image_size} px · {views.STATE_LABELS[status.state]}"
+        + (f" · {speed:,.0f} images/s" if speed else "")
+    )
     columns = st.columns(3)
     columns[0].metric("Epoch", f"{status.epoch or len(metrics)} / {status.epochs_total or run.epochs_total}")
     last_two = [m.get("val_accuracy") for m in metrics[-2:]]
     change = last_two[1] - last_two[0] if len(last_two) == 2 and None not in last_two else None
-    columns[1].metric("Validation accuracy", views.percent(latest.get("val_accuracy")),
-                      delta=f"{100 * change:+.1f} points" if change else None,
-                      help="After the last finished epoch; the delta is the change from the epoch before.")
+    columns[1].metric(
+        "Validation accuracy",
+        views.percent(latest.get("val_accuracy")),
+        delta=f"{100 * change:+.1f} points" if change else None,
+        help="After the last finished epoch; the delta is the change from the epoch before.",
+    )
     eta = views.eta_seconds(status, metrics)
-    columns[2].metric("Time left", f"≈ {views.format_duration(eta)}" if eta is not None else "–",
-                      help="From the epochs finished so far. Early stopping can end the run sooner; "
-                           "fine-tuning epochs take longer than the ones before.")
+    columns[2].metric(
+        "Time left",
+        f"≈ {views.format_duration(eta)}" if eta is not None else "–",
+        help="From the epochs finished so far. Early stopping can end the run sooner; "
+        "fine-tuning epochs take longer than the ones before.",
+    )
 
 
-def _state_message(run: RunSummary, status: RunStatus, metrics: list[dict],
-                   summaries: list[RunSummary]) -> None:
+def _state_message(run: RunSummary, status: RunStatus, metrics: list[dict], summaries: list[RunSummary]) -> None:
     """A progress bar while queued or running, else how the run ended."""
     state = status.state
     if state == RunState.QUEUED:
         ahead = views.queue_position(run.id, summaries)
-        waiting = f"{ahead} queued run{'s' if ahead != 1 else ''} and any running ones" if ahead \
-            else "a free training slot"
+        waiting = (
+            f"{ahead} queued run{'s' if ahead != 1 else ''} and any running ones" if ahead else "a free training slot"
+        )
         st.progress(0.0, text=f"Queued: waiting for {waiting}.")
     elif state == RunState.RUNNING:
         st.progress(views.batch_fraction(status), text=_progress_text(status))
     elif state == RunState.COMPLETED:
-        st.success(f"Completed in {views.format_duration(run.duration)}: best validation accuracy "
-                   f"{views.percent(run.best_val_accuracy)}, test accuracy {views.percent(run.test_accuracy)}.")
+        st.success(
+            f"Completed in {views.format_duration(run.duration)}: best validation accuracy "
+            f"{views.percent(run.best_val_accuracy)}, test accuracy {views.percent(run.test_accuracy)}."
+        )
     elif state == RunState.FAILED:
         st.error(md(status.error or "The run failed."))
-        st.caption(f"The full traceback is in the run's {code(LOG_FILE)}: "
-                   f"{code(Path(run.path) / LOG_FILE)}")
+        st.caption(f"The full traceback is in the run's {code(LOG_FILE)}: {code(Path(run.path) / LOG_FILE)}")
     else:  # cancelled, interrupted
         kept = " The best model so far is kept." if (Path(run.path) / MODEL_FILE).exists() else ""
         st.warning(md(status.error or f"The run was {state} after {len(metrics)} epochs.") + kept)

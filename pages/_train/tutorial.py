@@ -17,10 +17,9 @@ from core.models.zoo import ARCHITECTURES
 from core.runs import jobs, tutorial
 from core.runs.recipes import TUTORIAL_EPOCHS, make_config, recipe_for
 from core.runs.store import RunFileError, RunState, RunSummary, read_evaluation, read_metrics, read_status
-from pages import _train_figures as figures
-from pages import _train_views as views
-from pages._errors import cannot
-from pages._text import code, md
+from pages._common.errors import cannot
+from pages._common.text import code, md
+from pages._train import figures, views
 
 PERCENT_COLUMNS = ("Tutorial reported", "Tutorial code, re-run", "PawLab best validation", "PawLab test")
 
@@ -33,11 +32,13 @@ def tutorial_tab(data_root: Path, summaries: list[RunSummary]) -> None:
         "(you can close the browser), and a comparison appears below as they finish."
     )
     presets = list_configs()
-    st.markdown("\n".join(
-        f"- **{ARCHITECTURES[m.arch].title}**: "
-        f"{md(presets[recipe_for(m.arch).augment].describe())}; reported {m.reported:.0%}"
-        for m in tutorial.TUTORIAL_MODELS
-    ))
+    st.markdown(
+        "\n".join(
+            f"- **{ARCHITECTURES[m.arch].title}**: "
+            f"{md(presets[recipe_for(m.arch).augment].describe())}; reported {m.reported:.0%}"
+            for m in tutorial.TUTORIAL_MODELS
+        )
+    )
     found = tutorial.find_tutorial_runs(data_root)
     active = {s.id for s in summaries if s.state is not None and s.state.active}
     busy = [arch for arch, run_dir in found.items() if run_dir.name in active]
@@ -70,7 +71,7 @@ def comparison_row(model: tutorial.TutorialModel, run_dir: Path | None, metrics:
         "PawLab best validation": views.in_percent(max(val)) if val else None,
         "PawLab test": views.in_percent(evaluation.get("accuracy")),
         "Status": views.STATE_LABELS.get(state, state)
-                  + (f" ({len(metrics)}/{TUTORIAL_EPOCHS})" if state == RunState.RUNNING else ""),
+        + (f" ({len(metrics)}/{TUTORIAL_EPOCHS})" if state == RunState.RUNNING else ""),
     }
 
 
@@ -85,16 +86,19 @@ def tutorial_comparison(data_root: Path) -> None:
         metrics = read_metrics(run_dir) if run_dir else []
         panels.append((model.label, metrics, model.reported))
         rows.append(comparison_row(model, run_dir, metrics))
-    st.plotly_chart(figures.comparison(panels, TUTORIAL_EPOCHS), key="tutorial_comparison",
-                    config={"displayModeBar": False})
+    st.plotly_chart(
+        figures.comparison(panels, TUTORIAL_EPOCHS), key="tutorial_comparison", config={"displayModeBar": False}
+    )
     percent = st.column_config.NumberColumn(format="%.1f%%")
-    st.dataframe(rows, hide_index=True, placeholder="–",
-                 column_config={name: percent for name in PERCENT_COLUMNS})
+    st.dataframe(rows, hide_index=True, placeholder="–", column_config=dict.fromkeys(PERCENT_COLUMNS, percent))
     st.caption(tutorial.LEAK_NOTE)
     with st.expander("Where the re-run figures come from"):
-        st.markdown("\n".join(
-            f"- {ARCHITECTURES[m.arch].title}: " + (m.rerun.describe() if m.rerun else "not re-run yet")
-            for m in tutorial.TUTORIAL_MODELS))
+        st.markdown(
+            "\n".join(
+                f"- {ARCHITECTURES[m.arch].title}: " + (m.rerun.describe() if m.rerun else "not re-run yet")
+                for m in tutorial.TUTORIAL_MODELS
+            )
+        )
     next_steps(data_root)
 
 

@@ -17,12 +17,15 @@ from core.runs.store import RunSummary
 from core.serving.export import ExportFormat
 from core.serving.export_check import ExportState, ExportStatus, export_status, offered_export, start_export
 from core.serving.model_card import card_json, card_markdown, model_card
-from pages._errors import cannot
-from pages._text import md
+from pages._common.errors import cannot
+from pages._common.text import md
 
 POLL_SECONDS = 1.0
-STATE_TEXT = {ExportState.STARTING: "Starting (loading TensorFlow)…", ExportState.EXPORTING: "Converting…",
-              ExportState.CHECKING: "Checking it on the run's test photos"}
+STATE_TEXT = {
+    ExportState.STARTING: "Starting (loading TensorFlow)…",
+    ExportState.EXPORTING: "Converting…",
+    ExportState.CHECKING: "Checking it on the run's test photos",
+}
 
 
 def export_section(run: RunSummary) -> None:
@@ -35,8 +38,12 @@ def export_section(run: RunSummary) -> None:
         "returns logits. Every zip carries the model card."
     )
     st.download_button(
-        "⬇️ Keras model (.keras)", data=(run_dir / "model.keras").read_bytes, file_name=f"{run.id}.keras",
-        mime="application/octet-stream", on_click="ignore", key="download_keras",
+        "⬇️ Keras model (.keras)",
+        data=(run_dir / "model.keras").read_bytes,
+        file_name=f"{run.id}.keras",
+        mime="application/octet-stream",
+        on_click="ignore",
+        key="download_keras",
     )
     polling = any(export_status(run_dir, fmt).state.running for fmt in ExportFormat)
     st.fragment(exports, run_every=POLL_SECONDS if polling else None)(run, polling)
@@ -64,16 +71,26 @@ def export_column(run: RunSummary, fmt: ExportFormat, status: ExportStatus) -> N
         return
     archive = offered_export(run_dir, fmt)
     if archive is not None:
-        st.download_button(f"⬇️ {fmt.archive}", data=archive.read_bytes, file_name=f"{run.id}-{fmt.archive}",
-                           mime="application/zip", on_click="ignore", key=f"download_{fmt}")
+        st.download_button(
+            f"⬇️ {fmt.archive}",
+            data=archive.read_bytes,
+            file_name=f"{run.id}-{fmt.archive}",
+            mime="application/zip",
+            on_click="ignore",
+            key=f"download_{fmt}",
+        )
         st.caption(f"✅ Checked: {md(status.agreement.describe())}.")
         return
     if status.state in (ExportState.DISAGREES, ExportState.FAILED) or status.offered:
-        st.warning(md(status.reason or "The checked zip changed since its check; prepare it again."),
-                   icon=":material/block:")
+        st.warning(
+            md(status.reason or "The checked zip changed since its check; prepare it again."), icon=":material/block:"
+        )
     again = status.state != ExportState.NONE
-    if st.button("Prepare again" if again else "Prepare", key=f"prepare_{fmt}",
-                 help="Converts the model and checks it on the run's test photos, in the background."):
+    if st.button(
+        "Prepare again" if again else "Prepare",
+        key=f"prepare_{fmt}",
+        help="Converts the model and checks it on the run's test photos, in the background.",
+    ):
         try:
             start_export(run_dir, fmt)
         except OSError as error:
@@ -92,10 +109,22 @@ def model_card_section(run: RunSummary) -> None:
     markdown = card_markdown(card)
     st.markdown("**Model card**: what the model is, what it was tested on, how far to trust it.")
     left, right, show = st.columns([1, 1, 2], vertical_alignment="center")
-    left.download_button("⬇️ MODEL_CARD.md", data=markdown, file_name=f"{run.id}-MODEL_CARD.md",
-                         mime="text/markdown", on_click="ignore", key="download_card_md")
-    right.download_button("⬇️ model_card.json", data=card_json(card), file_name=f"{run.id}-model_card.json",
-                          mime="application/json", on_click="ignore", key="download_card_json")
+    left.download_button(
+        "⬇️ MODEL_CARD.md",
+        data=markdown,
+        file_name=f"{run.id}-MODEL_CARD.md",
+        mime="text/markdown",
+        on_click="ignore",
+        key="download_card_md",
+    )
+    right.download_button(
+        "⬇️ model_card.json",
+        data=card_json(card),
+        file_name=f"{run.id}-model_card.json",
+        mime="application/json",
+        on_click="ignore",
+        key="download_card_json",
+    )
     if show.toggle("Show the model card", key=f"show_card_{run.id}"):
         with st.container(border=True, key="model_card"):
             st.markdown(markdown)  # core escaped every user string (core.serving.model_card.escape)

@@ -5,7 +5,7 @@ model got wrong (evaluation.json's "misclassified"). Two select boxes pick a
 cell, true class and predicted class; "any" on both lists the run's top
 losses: every mistake, the most confidently wrong first. Some mistakes are
 the dataset's: a photo filed under the wrong class. Those can be moved or
-excluded right here, as on the Review page (pages/_corrections.py).
+excluded right here, as on the Review page (pages/_common/corrections.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import streamlit as st
 
 from core.runs.store import RunFileError, RunSummary, read_config
-from pages._corrections import corrections_mapping, photo_fixes
-from pages._photos import thumbnail
-from pages._text import md
+from pages._common.corrections import corrections_mapping, photo_fixes
+from pages._common.photos import thumbnail
+from pages._common.text import md
 
 PER_PAGE = 12
 ANY = ""  # the select boxes' "any class"
@@ -51,14 +51,19 @@ def mistakes_section(run: RunSummary, evaluation: dict, classes: list[str]) -> N
     if not misclassified:
         st.success("No test photo was misclassified.")
         return
-    st.markdown(f"**Mistakes** · {len(misclassified)} test photos the model got wrong. "
-                "Pick a true and a predicted class (a cell of the matrix above), or see them all.")
+    st.markdown(
+        f"**Mistakes** · {len(misclassified)} test photos the model got wrong. "
+        "Pick a true and a predicted class (a cell of the matrix above), or see them all."
+    )
     true, predicted = _cell(run, classes)
     if true != ANY and true == predicted:
         st.info("The diagonal holds the photos the model got right; pick two different classes.")
         return
-    chosen = [item for item in top_losses(misclassified)
-              if true in (ANY, item["true"]) and predicted in (ANY, item["predicted"])]
+    chosen = [
+        item
+        for item in top_losses(misclassified)
+        if true in (ANY, item["true"]) and predicted in (ANY, item["predicted"])
+    ]
     if not chosen:
         st.caption("No test photo fell in this cell.")
         return
@@ -68,14 +73,16 @@ def mistakes_section(run: RunSummary, evaluation: dict, classes: list[str]) -> N
     root = _data_root(run)
     mapping = corrections_mapping(root) if root else {}
     with st.grid(6, min_column_width=170, gap="small"):
-        for item in chosen[(page - 1) * PER_PAGE: page * PER_PAGE]:
+        for item in chosen[(page - 1) * PER_PAGE : page * PER_PAGE]:
             _mistake_card(run, item, root, classes, mapping)
-    st.caption(f"{len(chosen)} photo{'s' if len(chosen) != 1 else ''}, the most confidently wrong first. "
-               "A confident mistake is often a photo in the wrong class folder.")
+    st.caption(
+        f"{len(chosen)} photo{'s' if len(chosen) != 1 else ''}, the most confidently wrong first. "
+        "A confident mistake is often a photo in the wrong class folder."
+    )
 
 
 def _mistake_card(run: RunSummary, item: dict, root: str | None, classes: list[str], mapping: dict) -> None:
-    key = f"mistake_{run.id}_{hashlib.sha1(item['file'].encode()).hexdigest()[:12]}"
+    key = f"mistake_{run.id}_{hashlib.sha1(item['file'].encode(), usedforsecurity=False).hexdigest()[:12]}"
     with st.container(border=True, key=f"card_{key}"):
         image = thumbnail(item["file"])
         if image is None:
@@ -83,8 +90,9 @@ def _mistake_card(run: RunSummary, item: dict, root: str | None, classes: list[s
         else:
             st.image(image, width="stretch")
         probabilities = sorted(item["probabilities"].items(), key=lambda kv: -kv[1])
-        st.caption(f"{md(item['true'])} → **{md(item['predicted'])}**  \n"
-                   + " · ".join(f"{md(name)} {p:.0%}" for name, p in probabilities[:3]))
+        st.caption(
+            f"{md(item['true'])} → **{md(item['predicted'])}**  \n"
+            + " · ".join(f"{md(name)} {p:.0%}" for name, p in probabilities[:3])
+        )
         if root is not None:
-            photo_fixes(root, item["file"], classes, mapping, key=key, suggested=item["predicted"],
-                        emphasis=False)
+            photo_fixes(root, item["file"], classes, mapping, key=key, suggested=item["predicted"], emphasis=False)

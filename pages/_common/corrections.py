@@ -21,8 +21,8 @@ import streamlit as st
 from core.config import get_settings
 from core.data import corrections as store  # by module: a test may replace a function
 from core.data.dataset import DatasetError
-from pages._errors import cannot
-from pages._text import md
+from pages._common.errors import cannot
+from pages._common.text import md
 
 MESSAGE_KEY = "corrections_message"  # {photo key: why its last correction was refused}
 EXPORT_KEY = "corrections_prepared_zip"  # this session's prepared zip: (root, path, corrections count)
@@ -80,8 +80,7 @@ def _correct(root: str, file: str, label: str | None, classes: list[str], key: s
         messages[key] = cannot("save the correction", error)
         return
     name = md(Path(file).name)
-    st.toast(f"{name} excluded." if label is None else f"{name} moved to {md(label)}.",
-             icon=":material/check:")
+    st.toast(f"{name} excluded." if label is None else f"{name} moved to {md(label)}.", icon=":material/check:")
 
 
 def _correct_from_select(root: str, file: str, classes: list[str], key: str, select_key: str) -> None:
@@ -90,8 +89,16 @@ def _correct_from_select(root: str, file: str, classes: list[str], key: str, sel
         _correct(root, file, label, classes, key)
 
 
-def photo_fixes(root: str | Path, file: str, classes: list[str], mapping: dict[str, str | None],
-                *, key: str, suggested: str | None = None, emphasis: bool = True) -> None:
+def photo_fixes(
+    root: str | Path,
+    file: str,
+    classes: list[str],
+    mapping: dict[str, str | None],
+    *,
+    key: str,
+    suggested: str | None = None,
+    emphasis: bool = True,
+) -> None:
     """Under a photo: its state once corrected, then Move to <suggested> (the primary button
     when ``emphasis``), Move to the other class or a select of the others, and Exclude."""
     folder_class, now = Path(file).parent.name, class_now(mapping, root, file)
@@ -102,20 +109,41 @@ def photo_fixes(root: str | Path, file: str, classes: list[str], mapping: dict[s
     args = (str(root), str(file))
     with st.container(horizontal=True, gap="small"):
         if suggested is not None and suggested != now:
-            st.button(f"Move to {md(suggested)}", key=f"{key}_move", type="primary" if emphasis else "secondary",
-                      on_click=_correct, args=(*args, suggested, classes, key))
+            st.button(
+                f"Move to {md(suggested)}",
+                key=f"{key}_move",
+                type="primary" if emphasis else "secondary",
+                on_click=_correct,
+                args=(*args, suggested, classes, key),
+            )
         others = [name for name in classes if name not in (now, suggested)]
         if len(others) == 1:  # two classes: no need for a select box
-            st.button(f"Move to {md(others[0])}", key=f"{key}_move_other",
-                      on_click=_correct, args=(*args, others[0], classes, key))
+            st.button(
+                f"Move to {md(others[0])}",
+                key=f"{key}_move_other",
+                on_click=_correct,
+                args=(*args, others[0], classes, key),
+            )
         if now is not None:
-            st.button("Exclude", key=f"{key}_exclude", icon=":material/block:",
-                      on_click=_correct, args=(*args, None, classes, key))
+            st.button(
+                "Exclude",
+                key=f"{key}_exclude",
+                icon=":material/block:",
+                on_click=_correct,
+                args=(*args, None, classes, key),
+            )
     if len(others) > 1:
         select_key = f"{key}_other_{now}"  # a new widget once the class changed
-        st.selectbox("Move to another class", others, index=None, placeholder="Move to another class…",
-                     key=select_key, label_visibility="collapsed",
-                     on_change=_correct_from_select, args=(*args, classes, key, select_key))
+        st.selectbox(
+            "Move to another class",
+            others,
+            index=None,
+            placeholder="Move to another class…",
+            key=select_key,
+            label_visibility="collapsed",
+            on_change=_correct_from_select,
+            args=(*args, classes, key, select_key),
+        )
     message = st.session_state.get(MESSAGE_KEY, {}).get(key)
     if message:
         st.error(message, icon=":material/block:")
@@ -135,13 +163,22 @@ def corrections_bar(root: Path) -> dict[str, str | None]:
     corrections = store.load_corrections(root)
     mapping = corrections.mapping
     with st.container(horizontal=True, vertical_alignment="center", key="corrections_bar"):
-        st.markdown(f":material/edit_note: **{corrections_line(mapping) or 'No corrections yet'}**",
-                    help="Corrections never move or delete your files: the Dataset page, the next "
-                         "training run and the export apply them.", width="content")
+        st.markdown(
+            f":material/edit_note: **{corrections_line(mapping) or 'No corrections yet'}**",
+            help="Corrections never move or delete your files: the Dataset page, the next "
+            "training run and the export apply them.",
+            width="content",
+        )
         last = corrections.history[-1] if corrections.history else None
-        st.button("Undo the last correction", icon=":material/undo:", key="corrections_undo",
-                  disabled=last is None, on_click=_undo, args=(str(root),),
-                  help=f"{last.file}: back to what it was before." if last else None)
+        st.button(
+            "Undo the last correction",
+            icon=":material/undo:",
+            key="corrections_undo",
+            disabled=last is None,
+            on_click=_undo,
+            args=(str(root),),
+            help=f"{last.file}: back to what it was before." if last else None,
+        )
         export_buttons(root, len(corrections.history))
     message = st.session_state.get(MESSAGE_KEY, {}).pop("undo", None)
     if message:
@@ -154,8 +191,9 @@ def export_buttons(root: Path, version: int) -> None:
     if st.button("Export the corrected dataset", icon=":material/archive:", key="corrections_export"):
         bar = st.progress(0.0, text="Zipping the corrected dataset…")
         try:
-            path = _export(root, lambda done, total: bar.progress(done / total,
-                                                                  text=f"Zipping… {done} of {total} photos"))
+            path = _export(
+                root, lambda done, total: bar.progress(done / total, text=f"Zipping… {done} of {total} photos")
+            )
         except (DatasetError, OSError) as error:
             st.error(cannot("export the corrected dataset", error) if isinstance(error, OSError) else md(error))
             return
@@ -168,9 +206,15 @@ def export_buttons(root: Path, version: int) -> None:
     prepared = st.session_state.get(EXPORT_KEY)
     if prepared and prepared[0] == str(root) and prepared[2] == version and Path(prepared[1]).is_file():
         path = Path(prepared[1])
-        st.download_button(f"Download {md(path.name)} ({path.stat().st_size / 1e6:.1f} MB)",
-                           data=partial(path.read_bytes), file_name=path.name, mime="application/zip",
-                           on_click="ignore", icon=":material/download:", key="corrections_download")
+        st.download_button(
+            f"Download {md(path.name)} ({path.stat().st_size / 1e6:.1f} MB)",
+            data=partial(path.read_bytes),
+            file_name=path.name,
+            mime="application/zip",
+            on_click="ignore",
+            icon=":material/download:",
+            key="corrections_download",
+        )
 
 
 def _export(root: Path, progress) -> Path:

@@ -29,16 +29,28 @@ from core.models.zoo import ARCHITECTURES
 from core.runs import jobs
 from core.runs.recipes import MAX_CPUS, TrainConfig, make_config, recipe_for
 from core.runs.search import (
-    COST_SENTENCES, DEFAULT_TRIALS, MAX_TRIALS, Knob, KnobSpace, SweepSpec, parse_value,
+    COST_SENTENCES,
+    DEFAULT_TRIALS,
+    MAX_TRIALS,
+    Knob,
+    KnobSpace,
+    SweepSpec,
+    parse_value,
 )
 from core.runs.store import (
-    LOG_FILE, RunFileError, RunState, RunSummary, list_runs, read_config, read_metrics, summarize,
+    LOG_FILE,
+    RunFileError,
+    RunState,
+    RunSummary,
+    list_runs,
+    read_config,
+    read_metrics,
+    summarize,
 )
 from core.runs.sweep import SweepResult, knob_values, read_sweep_result, trials_of
-from pages import _train_figures as figures
-from pages import _train_views as views
-from pages._errors import cannot
-from pages._text import code, md
+from pages._common.errors import cannot
+from pages._common.text import code, md
+from pages._train import figures, views
 
 # The watch panel re-reads the trials this often (seconds) while the sweep is queued or running.
 ACTIVE_REFRESH = 2.0
@@ -87,6 +99,7 @@ def _text(value) -> str:
 
 # --- define the search ----------------------------------------------------------------------
 
+
 def sweep_tab(data_root: Path, classes: list[str]) -> None:
     """The whole tab: the search form (a fragment: editing it redraws only it), then the sweeps."""
     flash = st.session_state.pop(FLASH_KEY, None)
@@ -99,18 +112,36 @@ def sweep_tab(data_root: Path, classes: list[str]) -> None:
 def define_sweep(data_root: Path, classes: list[str]) -> None:
     names = list(ARCHITECTURES)
     default = next(name for name, spec in ARCHITECTURES.items() if spec.family == "transfer")
-    arch = st.selectbox("Model", names, index=names.index(default), key="sweep_arch",
-                        format_func=lambda name: ARCHITECTURES[name].title)
+    arch = st.selectbox(
+        "Model", names, index=names.index(default), key="sweep_arch", format_func=lambda name: ARCHITECTURES[name].title
+    )
     recipe = recipe_for(arch)
     left, middle, right = st.columns(3)
-    trials = left.number_input("Trials", min_value=1, max_value=MAX_TRIALS, value=DEFAULT_TRIALS,
-                               key="sweep_trials", help="How many runs in all. A grid's combinations "
-                               "are each tried the same number of times, so this rounds up to them.")
-    epochs = middle.number_input("Epochs per trial", min_value=1, max_value=500, value=recipe.epochs,
-                                 key=f"sweep_epochs_{arch}",
-                                 help="At most; bad trials are stopped early (ASHA) after the first epoch.")
-    cpus = right.number_input("CPUs", min_value=1, max_value=MAX_CPUS, value=os.cpu_count() or 1,
-                              key="sweep_cpus", help="Trials run side by side, one per CPU.")
+    trials = left.number_input(
+        "Trials",
+        min_value=1,
+        max_value=MAX_TRIALS,
+        value=DEFAULT_TRIALS,
+        key="sweep_trials",
+        help="How many runs in all. A grid's combinations "
+        "are each tried the same number of times, so this rounds up to them.",
+    )
+    epochs = middle.number_input(
+        "Epochs per trial",
+        min_value=1,
+        max_value=500,
+        value=recipe.epochs,
+        key=f"sweep_epochs_{arch}",
+        help="At most; bad trials are stopped early (ASHA) after the first epoch.",
+    )
+    cpus = right.number_input(
+        "CPUs",
+        min_value=1,
+        max_value=MAX_CPUS,
+        value=os.cpu_count() or 1,
+        key="sweep_cpus",
+        help="Trials run side by side, one per CPU.",
+    )
     st.markdown("**What each knob does** — fixed, sampled for each trial, or a grid (every value is tried):")
     fixed, knobs = {}, {}
     errors = []
@@ -138,8 +169,13 @@ def define_sweep(data_root: Path, classes: list[str]) -> None:
     too_few_classes = len(classes) < 2
     if too_few_classes:
         st.warning("A sweep needs at least two classes (two class folders) in the dataset.")
-    if st.button("Start sweep", type="primary", icon="▶️", key="sweep_start",
-                 disabled=config is None or too_few_classes) and config is not None and not too_few_classes:
+    if (
+        st.button(
+            "Start sweep", type="primary", icon="▶️", key="sweep_start", disabled=config is None or too_few_classes
+        )
+        and config is not None
+        and not too_few_classes
+    ):
         start_sweep(config)
 
 
@@ -155,9 +191,15 @@ def knob_field(arch: str, knob: Knob, recipe) -> tuple[str, object]:
     with st.container(key=f"{key}_row"):
         left, right = st.columns([1, 1], vertical_alignment="top")
         kind = left.segmented_control(
-            label, kinds, default=default_kind, required=True, key=f"{key}_kind",
-            format_func=lambda k: "range" if k == SAMPLED and knob in RANGE_KNOBS
-            else ("one of" if k == SAMPLED else k))
+            label,
+            kinds,
+            default=default_kind,
+            required=True,
+            key=f"{key}_kind",
+            format_func=lambda k: (
+                "range" if k == SAMPLED and knob in RANGE_KNOBS else ("one of" if k == SAMPLED else k)
+            ),
+        )
         if kind not in kinds:  # a value from the browser that is none of them
             raise ValueError(f"Choose how the {label.lower()} varies: fixed, sampled or a grid.")
         with right:
@@ -166,9 +208,13 @@ def knob_field(arch: str, knob: Knob, recipe) -> tuple[str, object]:
             if kind == SAMPLED and knob in RANGE_KNOBS:
                 return SAMPLED, range_field(knob, default_space, key)
             listed = default_space.values if default_space is not None and default_space.values else ()
-            text = st.text_input("values, comma-separated", ", ".join(map(_text, listed)),
-                                 key=f"{key}_{kind}", placeholder=examples(knob),
-                                 help=f"For example {md(examples(knob))}.")
+            text = st.text_input(
+                "values, comma-separated",
+                ", ".join(map(_text, listed)),
+                key=f"{key}_{kind}",
+                placeholder=examples(knob),
+                help=f"For example {md(examples(knob))}.",
+            )
             values = _values(text)
             if not values:
                 raise ValueError(f"Give the {label.lower()} at least one value, or fix it.")
@@ -184,8 +230,14 @@ def defaults_for(arch: str) -> dict:
 def examples(knob: Knob) -> str:
     if knob == Knob.AUGMENT:
         return ", ".join(list_configs())
-    return {Knob.LEARNING_RATE: "1e-3, 3e-4", Knob.DROPOUT: "0.1, 0.3", Knob.HEAD_UNITS: "0, 128",
-            Knob.EPOCHS: "5, 10", Knob.IMAGE_SIZE: "96, 160", Knob.FINE_TUNE_LAYERS: "20, 54"}[knob]
+    return {
+        Knob.LEARNING_RATE: "1e-3, 3e-4",
+        Knob.DROPOUT: "0.1, 0.3",
+        Knob.HEAD_UNITS: "0, 128",
+        Knob.EPOCHS: "5, 10",
+        Knob.IMAGE_SIZE: "96, 160",
+        Knob.FINE_TUNE_LAYERS: "20, 54",
+    }[knob]
 
 
 def fixed_field(arch: str, knob: Knob, recipe, key: str):
@@ -196,40 +248,60 @@ def fixed_field(arch: str, knob: Knob, recipe, key: str):
     if knob == Knob.AUGMENT:
         configs = list_configs()
         names = list(configs)
-        return st.selectbox("Augmentation", names, key=f"{key}_fixed", label_visibility="collapsed",
-                            index=names.index(recipe.augment) if recipe.augment in names else 0,
-                            format_func=lambda name: f"{name}: {configs[name].describe()}")
+        return st.selectbox(
+            "Augmentation",
+            names,
+            key=f"{key}_fixed",
+            label_visibility="collapsed",
+            index=names.index(recipe.augment) if recipe.augment in names else 0,
+            format_func=lambda name: f"{name}: {configs[name].describe()}",
+        )
     if knob == Knob.IMAGE_SIZE:
-        return st.selectbox("Image size", defaults.IMAGE_SIZES, key=f"{key}_fixed",
-                            index=defaults.IMAGE_SIZES.index(recipe.image_size),
-                            label_visibility="collapsed", format_func=lambda s: f"{s} × {s} px")
+        return st.selectbox(
+            "Image size",
+            defaults.IMAGE_SIZES,
+            key=f"{key}_fixed",
+            index=defaults.IMAGE_SIZES.index(recipe.image_size),
+            label_visibility="collapsed",
+            format_func=lambda s: f"{s} × {s} px",
+        )
     default = recipe.learning_rate if knob == Knob.LEARNING_RATE else None  # a head's: the model's own
-    text = st.text_input(KNOB_LABELS[knob], "" if default is None else _text(default), key=f"{key}_fixed",
-                         label_visibility="collapsed",
-                         placeholder="the model's own" if default is None else None)
+    text = st.text_input(
+        KNOB_LABELS[knob],
+        "" if default is None else _text(default),
+        key=f"{key}_fixed",
+        label_visibility="collapsed",
+        placeholder="the model's own" if default is None else None,
+    )
     if not text.strip():
         return None  # the architecture's own head
     return parse_value(knob, text.strip())
 
 
 def range_field(knob: Knob, default_space: KnobSpace | None, key: str) -> KnobSpace:
-    low_default, high_default = ((default_space.low, default_space.high)
-                                 if default_space is not None and default_space.values == () else ("", ""))
+    low_default, high_default = (
+        (default_space.low, default_space.high)
+        if default_space is not None and default_space.values == ()
+        else ("", "")
+    )
     low_column, high_column = st.columns(2, vertical_alignment="bottom")
     low = low_column.text_input("from", _text(low_default), key=f"{key}_low")
     high = high_column.text_input("to", _text(high_default), key=f"{key}_high")
     log = False
     if knob == Knob.LEARNING_RATE:
-        log = st.checkbox("log scale", value=True, key=f"{key}_log",
-                          help="As many rates between 1e-4 and 1e-3 as between 1e-3 and 1e-2.")
+        log = st.checkbox(
+            "log scale",
+            value=True,
+            key=f"{key}_log",
+            help="As many rates between 1e-4 and 1e-3 as between 1e-3 and 1e-2.",
+        )
     low_value, high_value = parse_value(knob, low.strip()), parse_value(knob, high.strip())
     if not low_value < high_value:
         raise ValueError(f"The {KNOB_LABELS[knob].lower()} range must go from a lower to a higher value.")
     return KnobSpace(low=low_value, high=high_value, log=log)
 
 
-def sweep_config(data_root: Path, arch: str, trials: int, epochs: int, cpus, fixed: dict,
-                 knobs: dict) -> TrainConfig:
+def sweep_config(data_root: Path, arch: str, trials: int, epochs: int, cpus, fixed: dict, knobs: dict) -> TrainConfig:
     """The sweep's checked config; ValueError with a sentence for anything it refuses."""
     spec = SweepSpec(trials=trials, knobs=knobs)
     return make_config(data_root, arch, epochs, cpus=float(cpus), search=spec, **fixed)
@@ -238,13 +310,20 @@ def sweep_config(data_root: Path, arch: str, trials: int, epochs: int, cpus, fix
 def describe(config: TrainConfig) -> None:
     """What the sweep will search, what a trial costs, and how many trials: before Start."""
     spec = config.search
-    searched = "; ".join(f"{md(KNOB_LABELS[Knob(name)].lower())} {md(space.describe())}"
-                         for name, space in spec.knobs.items())
+    searched = "; ".join(
+        f"{md(KNOB_LABELS[Knob(name)].lower())} {md(space.describe())}" for name, space in spec.knobs.items()
+    )
     st.markdown(f"Searches {searched}.")
     st.info(COST_SENTENCES[config.sweep_cost()], icon=":material/timer:")
     total = spec.total_trials
-    grid = (f" ({spec.grid_size} grid combinations, each tried {spec.samples_per_grid_point} "
-            f"time{'s' if spec.samples_per_grid_point != 1 else ''})") if spec.grid_size > 1 else ""
+    grid = (
+        (
+            f" ({spec.grid_size} grid combinations, each tried {spec.samples_per_grid_point} "
+            f"time{'s' if spec.samples_per_grid_point != 1 else ''})"
+        )
+        if spec.grid_size > 1
+        else ""
+    )
     st.markdown(f"**{total} trials**{grid}, up to {config.cpus:g} at a time.")
 
 
@@ -264,6 +343,7 @@ def start_sweep(config: TrainConfig) -> None:
 
 # --- watch and results ------------------------------------------------------------------------
 
+
 def watch_sweeps() -> None:
     """The newest sweep, or the one chosen: live trials while it runs, its results when it ends."""
     sweeps = [s for s in list_runs() if s.is_sweep and not s.problem]
@@ -275,8 +355,7 @@ def watch_sweeps() -> None:
     if st.session_state.get(SHOWN_KEY) not in ids:
         st.session_state[SHOWN_KEY] = ids[0]
     by_id = {s.id: s for s in sweeps}
-    shown = st.selectbox("Sweep", ids, key=SHOWN_KEY,
-                         format_func=lambda i: f"{i} · {views.state_label(by_id[i])}")
+    shown = st.selectbox("Sweep", ids, key=SHOWN_KEY, format_func=lambda i: f"{i} · {views.state_label(by_id[i])}")
     active = by_id[shown].state.active
     with st.container(key="sweep_panel"):
         st.fragment(sweep_panel, run_every=ACTIVE_REFRESH if active else None)(by_id[shown].path, active)
@@ -292,8 +371,10 @@ def sweep_panel(sweep_dir: str, was_active: bool) -> None:
     if sweep.state.active != was_active:
         st.rerun(scope="app")  # it started polling, or stopped: the whole tab changes
     knob_names = list(search.knobs)
-    st.caption(f"{md(views.arch_title(sweep.arch))} · {views.state_label(sweep)}"
-               + (f" · driven on {md(sweep.where)}" if sweep.where else ""))
+    st.caption(
+        f"{md(views.arch_title(sweep.arch))} · {views.state_label(sweep)}"
+        + (f" · driven on {md(sweep.where)}" if sweep.where else "")
+    )
     result = None if sweep.state.active else read_sweep_result(sweep_dir)
     if sweep.state.active:
         live_trials(sweep, search.total_trials, knob_names)
@@ -312,25 +393,39 @@ def trials_frame(rows: list[dict], knob_names: list[str]) -> pd.DataFrame:
     The accuracies come right after the run: in the tab's narrow column they are what
     shows without scrolling.
     """
-    frame = [{"Run": row["run"], "Best val accuracy": views.in_percent(row["best_val_accuracy"]),
-              "Test accuracy": views.in_percent(row["test_accuracy"]),
-              **{KNOB_LABELS[Knob(k)]: row["knobs"].get(k) for k in knob_names},
-              "State": views.STATE_LABELS.get(row["state"], str(row["state"])), "Epochs": row["epochs"]}
-             for row in rows]
-    columns = ["Run", "Best val accuracy", "Test accuracy", *(KNOB_LABELS[Knob(k)] for k in knob_names),
-               "State", "Epochs"]
+    frame = [
+        {
+            "Run": row["run"],
+            "Best val accuracy": views.in_percent(row["best_val_accuracy"]),
+            "Test accuracy": views.in_percent(row["test_accuracy"]),
+            **{KNOB_LABELS[Knob(k)]: row["knobs"].get(k) for k in knob_names},
+            "State": views.STATE_LABELS.get(row["state"], str(row["state"])),
+            "Epochs": row["epochs"],
+        }
+        for row in rows
+    ]
+    columns = [
+        "Run",
+        "Best val accuracy",
+        "Test accuracy",
+        *(KNOB_LABELS[Knob(k)] for k in knob_names),
+        "State",
+        "Epochs",
+    ]
     return pd.DataFrame(frame, columns=columns)
 
 
 def trials_table(rows: list[dict], knob_names: list[str], key: str) -> None:
-    config = {"Run": st.column_config.TextColumn(pinned=True),
-              "Best val accuracy": st.column_config.NumberColumn(
-                  "Val accuracy", format="%.1f%%", help="The best epoch's validation accuracy."),
-              "Test accuracy": PERCENT,
-              KNOB_LABELS[Knob.LEARNING_RATE]: st.column_config.NumberColumn(format="%.2e"),
-              KNOB_LABELS[Knob.DROPOUT]: st.column_config.NumberColumn(format="%.2f")}
-    st.dataframe(trials_frame(rows, knob_names), key=key, hide_index=True, placeholder="–",
-                 column_config=config)
+    config = {
+        "Run": st.column_config.TextColumn(pinned=True),
+        "Best val accuracy": st.column_config.NumberColumn(
+            "Val accuracy", format="%.1f%%", help="The best epoch's validation accuracy."
+        ),
+        "Test accuracy": PERCENT,
+        KNOB_LABELS[Knob.LEARNING_RATE]: st.column_config.NumberColumn(format="%.2e"),
+        KNOB_LABELS[Knob.DROPOUT]: st.column_config.NumberColumn(format="%.2f"),
+    }
+    st.dataframe(trials_frame(rows, knob_names), key=key, hide_index=True, placeholder="–", column_config=config)
 
 
 def live_trials(sweep: RunSummary, total: int, knob_names: list[str]) -> None:
@@ -341,22 +436,31 @@ def live_trials(sweep: RunSummary, total: int, knob_names: list[str]) -> None:
             summary, config = summarize(trial_dir), read_config(trial_dir)
         except (RunFileError, OSError):
             continue  # a trial being written, or damaged: the runs table lists its problem
-        rows.append({"run": summary.id, "knobs": knob_values(config, knob_names), "state": summary.state,
-                     "epochs": summary.epochs, "best_val_accuracy": summary.best_val_accuracy,
-                     "test_accuracy": summary.test_accuracy})
+        rows.append(
+            {
+                "run": summary.id,
+                "knobs": knob_values(config, knob_names),
+                "state": summary.state,
+                "epochs": summary.epochs,
+                "best_val_accuracy": summary.best_val_accuracy,
+                "test_accuracy": summary.test_accuracy,
+            }
+        )
         curves.append((summary.id, read_metrics(trial_dir)))
     finished = sum(not row["state"].active for row in rows)
     if sweep.state == RunState.QUEUED:
         st.progress(0.0, text="Queued: waiting for a free training slot.")
     elif sweep.state == RunState.RUNNING:
-        text = (f"{finished} of {total} trials finished, {len(rows) - finished} running"
-                if rows else "Starting Ray and computing features…")
+        text = (
+            f"{finished} of {total} trials finished, {len(rows) - finished} running"
+            if rows
+            else "Starting Ray and computing features…"
+        )
         st.progress(min(1.0, finished / total), text=text)
     if not rows:
         return
     trials_table(rows, knob_names, key=f"sweep_trials_{sweep.id}")
-    st.plotly_chart(figures.sweep_curves(curves), key=f"sweep_curves_{sweep.id}",
-                    config={"displayModeBar": False})
+    st.plotly_chart(figures.sweep_curves(curves), key=f"sweep_curves_{sweep.id}", config={"displayModeBar": False})
 
 
 def cancel_button(sweep: RunSummary) -> None:
@@ -374,33 +478,46 @@ def results(sweep: RunSummary, result: SweepResult, knob_names: list[str], total
     best = next((t for t in result.trials if t.run == result.best_run), None)
     if sweep.state == RunState.COMPLETED:
         ran = len(result.trials)
-        st.success(f"{ran}{f' of {total}' if ran < total else ''} trials in "
-                   f"{views.format_duration(result.seconds)}" + (f" on Ray: {md(result.ray)}." if result.ray else "."))
+        st.success(
+            f"{ran}{f' of {total}' if ran < total else ''} trials in "
+            f"{views.format_duration(result.seconds)}" + (f" on Ray: {md(result.ray)}." if result.ray else ".")
+        )
         if ran < total:  # a trial that failed before it had a run folder is not in sweep.json
             missing = total - ran
-            st.caption(f"{missing} trial{'s' if missing > 1 else ''} failed before making a run folder; "
-                       f"the sweep's {code(LOG_FILE)} says why: {code(Path(sweep.path) / LOG_FILE)}")
+            st.caption(
+                f"{missing} trial{'s' if missing > 1 else ''} failed before making a run folder; "
+                f"the sweep's {code(LOG_FILE)} says why: {code(Path(sweep.path) / LOG_FILE)}"
+            )
     else:
-        st.warning(md(sweep.error or f"The sweep was {sweep.state} after "
-                                     f"{views.format_duration(result.seconds)}."))
+        st.warning(md(sweep.error or f"The sweep was {sweep.state} after {views.format_duration(result.seconds)}."))
     if best is not None:
         knobs = ", ".join(f"{md(KNOB_LABELS[Knob(k)].lower())} {md(_text(v))}" for k, v in best.knobs.items())
-        st.markdown(f"Best: run {code(best.run)}, {views.percent(best.best_val_accuracy)} validation accuracy"
-                    + (f", {views.percent(best.test_accuracy)} on the test photos" if best.test_accuracy
-                       is not None else "") + f" ({knobs}).")
+        st.markdown(
+            f"Best: run {code(best.run)}, {views.percent(best.best_val_accuracy)} validation accuracy"
+            + (f", {views.percent(best.test_accuracy)} on the test photos" if best.test_accuracy is not None else "")
+            + f" ({knobs})."
+        )
     # The best first: the table answers "which knobs worked".
-    rows = sorted((vars(t) for t in result.trials),
-                  key=lambda row: -1 if row["best_val_accuracy"] is None else row["best_val_accuracy"],
-                  reverse=True)
+    rows = sorted(
+        (vars(t) for t in result.trials),
+        key=lambda row: -1 if row["best_val_accuracy"] is None else row["best_val_accuracy"],
+        reverse=True,
+    )
     trials_table(rows, knob_names, key=f"sweep_results_{sweep.id}")
     reached = [(t.knobs, t.best_val_accuracy) for t in result.trials if t.best_val_accuracy is not None]
     if reached:
-        st.plotly_chart(figures.sweep_parallel(knob_names, reached), key=f"sweep_parallel_{sweep.id}",
-                        config={"displayModeBar": False})
+        st.plotly_chart(
+            figures.sweep_parallel(knob_names, reached),
+            key=f"sweep_parallel_{sweep.id}",
+            config={"displayModeBar": False},
+        )
         st.caption("One line per trial that finished an epoch; drag along an axis to pick a range.")
     if result.best_config is not None and st.button(
-            "Train the best as a full run", icon="🏆", key=f"sweep_train_best_{sweep.id}",
-            help="Queue a new run with the best trial's config: it shows in the runs table."):
+        "Train the best as a full run",
+        icon="🏆",
+        key=f"sweep_train_best_{sweep.id}",
+        help="Queue a new run with the best trial's config: it shows in the runs table.",
+    ):
         train_best(result)
 
 

@@ -4,7 +4,7 @@ Building a figure takes a tenth of a second or more and the live panel
 redraws every second, mostly with the same epochs: same data, same figure,
 built once. Each function returns the figure as a dict (what st.plotly_chart
 takes, and what st.cache_data can copy); the figures themselves are built
-in pages/_train_views.py, without Streamlit.
+in pages/_train/views.py, without Streamlit.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import math
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import _train_views as views
+from pages._train import views
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -38,24 +38,40 @@ def confusion(classes: list[str], matrix: list[list[int]]) -> dict:
     return views.confusion_figure(classes, matrix).to_dict()
 
 
-# --- the Sweep tab's figures (pages/_train_sweep.py) ---------------------------------------
+# --- the Sweep tab's figures (pages/_train/sweep.py) ---------------------------------------
 # Built here, each a small function of plain data, cached like the ones above.
+
 
 def _sweep_curves_figure(trials: list[tuple[str, list[dict]]]) -> go.Figure:
     """Validation accuracy per epoch, one line per trial (labelled by its run id)."""
     figure = go.Figure()
     for run_id, metrics in trials:
-        figure.add_trace(go.Scatter(x=[m.get("epoch") for m in metrics],
-                                    y=[m.get("val_accuracy") for m in metrics],
-                                    name=html.escape(run_id), mode="lines+markers"))
+        figure.add_trace(
+            go.Scatter(
+                x=[m.get("epoch") for m in metrics],
+                y=[m.get("val_accuracy") for m in metrics],
+                name=html.escape(run_id),
+                mode="lines+markers",
+            )
+        )
     most = max((len(metrics) for _, metrics in trials), default=0)
-    figure.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10),
-                         xaxis=dict(title="epoch", dtick=1, range=[0.5, max(most, 1) + 0.5]),
-                         yaxis=dict(title="validation accuracy", tickformat=".0%", range=[0, 1.02]),
-                         legend=dict(orientation="h", y=-0.25, font=dict(size=10)))
+    figure.update_layout(
+        height=320,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis=dict(title="epoch", dtick=1, range=[0.5, max(most, 1) + 0.5]),
+        yaxis=dict(title="validation accuracy", tickformat=".0%", range=[0, 1.02]),
+        legend=dict(orientation="h", y=-0.25, font=dict(size=10)),
+    )
     if not any(metrics for _, metrics in trials):
-        figure.add_annotation(text="Waiting for the first epoch of a trial…", showarrow=False,
-                              xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=14, color="grey"))
+        figure.add_annotation(
+            text="Waiting for the first epoch of a trial…",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font=dict(size=14, color="grey"),
+        )
     return figure
 
 
@@ -66,13 +82,22 @@ def _knob_dimension(label: str, values: list) -> dict:
         if label == "learning rate" and all(v > 0 for v in values):
             low, high = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
             ticks = list(range(low, max(high, low + 1) + 1))
-            return dict(label=label, values=[math.log10(v) for v in values],
-                        tickvals=ticks, ticktext=[f"1e{t}" for t in ticks], range=[ticks[0], ticks[-1]])
+            return dict(
+                label=label,
+                values=[math.log10(v) for v in values],
+                tickvals=ticks,
+                ticktext=[f"1e{t}" for t in ticks],
+                range=[ticks[0], ticks[-1]],
+            )
         whole = all(float(v).is_integer() for v in values)
         return dict(label=label, values=values, tickformat="d" if whole else ".2~f")
     names = sorted({str(v) for v in values})
-    return dict(label=label, values=[names.index(str(v)) for v in values],
-                tickvals=list(range(len(names))), ticktext=[html.escape(n) for n in names])
+    return dict(
+        label=label,
+        values=[names.index(str(v)) for v in values],
+        tickvals=list(range(len(names))),
+        ticktext=[html.escape(n) for n in names],
+    )
 
 
 def _sweep_parallel_figure(knobs: list[str], rows: list[tuple[dict, float]]) -> go.Figure:
@@ -81,15 +106,21 @@ def _sweep_parallel_figure(knobs: list[str], rows: list[tuple[dict, float]]) -> 
     ``rows``: (knob values, best validation accuracy) of each trial that reached an epoch.
     """
     accuracies = [accuracy for _, accuracy in rows]
-    dimensions = [_knob_dimension(knob.replace("_", " "), [values.get(knob) for values, _ in rows])
-                  for knob in knobs]
+    dimensions = [_knob_dimension(knob.replace("_", " "), [values.get(knob) for values, _ in rows]) for knob in knobs]
     dimensions.append(dict(label="best val accuracy", values=accuracies, tickformat=".0%"))
-    figure = go.Figure(go.Parcoords(
-        line=dict(color=accuracies, colorscale="Viridis", showscale=True,
-                  colorbar=dict(tickformat=".0%", thickness=12)),
-        dimensions=dimensions, labelangle=0, labelside="top",
-        labelfont=dict(size=13), tickfont=dict(size=11), rangefont=dict(size=10, color="grey"),
-    ))
+    figure = go.Figure(
+        go.Parcoords(
+            line=dict(
+                color=accuracies, colorscale="Viridis", showscale=True, colorbar=dict(tickformat=".0%", thickness=12)
+            ),
+            dimensions=dimensions,
+            labelangle=0,
+            labelside="top",
+            labelfont=dict(size=13),
+            tickfont=dict(size=11),
+            rangefont=dict(size=10, color="grey"),
+        )
+    )
     figure.update_layout(height=380, margin=dict(l=50, r=40, t=60, b=30))
     return figure
 

@@ -12,10 +12,9 @@ import streamlit as st
 
 from core.runs import store  # by module: tests replace its functions
 from core.runs.store import RunState, RunSummary, read_metrics
-from pages import _train_figures as figures
-from pages import _train_views as views
-from pages._errors import cannot
-from pages._text import code, md
+from pages._common.errors import cannot
+from pages._common.text import code, md
+from pages._train import figures, views
 
 PERCENT = st.column_config.NumberColumn(format="%.1f%%")
 
@@ -23,7 +22,7 @@ PERCENT = st.column_config.NumberColumn(format="%.1f%%")
 def runs_table_key(summaries: list[RunSummary]) -> str:
     # A new or deleted run changes the key, so a row selection never points
     # at a different run than the one that was clicked.
-    digest = hashlib.sha1("\n".join(s.id for s in summaries).encode()).hexdigest()[:12]
+    digest = hashlib.sha1("\n".join(s.id for s in summaries).encode(), usedforsecurity=False).hexdigest()[:12]
     return f"runs_table_{digest}"
 
 
@@ -57,7 +56,10 @@ def runs_table(summaries: list[RunSummary]) -> list[RunSummary]:
     """The table of all runs; returns the selected ones."""
     event = st.dataframe(
         views.runs_frame(summaries),
-        key=runs_table_key(summaries), on_select="rerun", selection_mode="multi-row", hide_index=True,
+        key=runs_table_key(summaries),
+        on_select="rerun",
+        selection_mode="multi-row",
+        hide_index=True,
         placeholder="–",
         column_config={
             "Run": st.column_config.TextColumn(width="medium"),
@@ -74,8 +76,9 @@ def runs_table(summaries: list[RunSummary]) -> list[RunSummary]:
         curves = [(f"{s.arch} · {s.id}", read_metrics(s.path)) for s in readable]
         st.plotly_chart(figures.overlay(curves), key="runs_overlay")
     elif not selected:
-        st.caption("Select a run to see it above and its results below; select several to "
-                   "compare their validation accuracy.")
+        st.caption(
+            "Select a run to see it above and its results below; select several to compare their validation accuracy."
+        )
     if selected:
         delete_dialog(selected)
     return selected
@@ -85,12 +88,12 @@ def delete_dialog(selected: list[RunSummary]) -> None:
     with st.popover(f"Delete {len(selected)} selected run{'s' if len(selected) > 1 else ''}", icon="🗑️"):
         active = [s for s in selected if s.state is not None and s.state.active]
         if active:
-            st.warning("Cancel queued or running runs before deleting them: "
-                       + ", ".join(code(s.id) for s in active))
+            st.warning("Cancel queued or running runs before deleting them: " + ", ".join(code(s.id) for s in active))
             return
         st.write("This removes the runs' folders: their models, metrics and logs. It cannot be undone.")
-        st.markdown("\n".join(f"- {code(s.id)} ({views.arch_title(s.arch) if s.arch else 'damaged'})"
-                              for s in selected))
+        st.markdown(
+            "\n".join(f"- {code(s.id)} ({views.arch_title(s.arch) if s.arch else 'damaged'})" for s in selected)
+        )
         if st.button("Delete for good", type="primary", key="train_delete_confirm"):
             for summary in selected:
                 try:

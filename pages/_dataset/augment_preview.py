@@ -20,20 +20,23 @@ from core.data.augment import FLIP_MODES, AugmentConfig, list_configs, preview
 from core.data.images import ImageError, load_resized
 from core.data.splits import Splits
 from core.data.thumbnails import to_jpeg
-
-from pages._dataset_views import filtered_photos, photos_on_page
-from pages._errors import cannot
-from pages._text import md
+from pages._common.errors import cannot
+from pages._common.text import md
+from pages._dataset.views import filtered_photos, photos_on_page
 
 DEFAULT_PRESET = "recommended"
 PREVIEW_SIZE = 192  # pixels; a little larger than the default training size
 RANDOM_PHOTO = "random"
-FLIP_LABELS = {"none": "none", "horizontal": "horizontal", "vertical": "vertical",
-               "horizontal_and_vertical": "both"}
+FLIP_LABELS = {"none": "none", "horizontal": "horizontal", "vertical": "vertical", "horizontal_and_vertical": "both"}
 # Widget key -> AugmentConfig field, for the values a preset loads.
-FIELD_KEYS = {"aug_flip": "flip", "aug_rotation": "rotation", "aug_zoom": "zoom",
-              "aug_translation": "translation", "aug_contrast": "contrast",
-              "aug_brightness": "brightness"}
+FIELD_KEYS = {
+    "aug_flip": "flip",
+    "aug_rotation": "rotation",
+    "aug_zoom": "zoom",
+    "aug_translation": "translation",
+    "aug_contrast": "contrast",
+    "aug_brightness": "brightness",
+}
 SLIDERS = [  # (key, label, help)
     ("aug_rotation", "Rotation", "Up to this fraction of a full turn, either way (1.0 = any angle)."),
     ("aug_zoom", "Zoom", "Zoom in or out by up to this fraction of the size."),
@@ -44,6 +47,7 @@ SLIDERS = [  # (key, label, help)
 
 
 # --- Widget state: presets in, configs out ---------------------------------
+
 
 def _load_preset() -> None:
     config = list_configs().get(st.session_state["aug_preset"], AugmentConfig())
@@ -64,11 +68,11 @@ def current_config(name: str) -> AugmentConfig:
 
 
 def _reroll_seed() -> None:
-    st.session_state["aug_seed"] = random.randrange(100_000)
+    st.session_state["aug_seed"] = random.randrange(100_000)  # noqa: S311 -- a preview seed, not a secret
 
 
 def _reroll_photo() -> None:
-    st.session_state["aug_random_photo"] = random.randrange(1_000_000)
+    st.session_state["aug_random_photo"] = random.randrange(1_000_000)  # noqa: S311 -- which photo to preview
 
 
 def _save() -> None:
@@ -86,10 +90,13 @@ def _save() -> None:
         return
     st.session_state["aug_preset"] = name
     st.session_state["aug_message"] = (
-        "success", f"Saved '{md(name)}' ({md(path.name)}). The Train page can use it now.")
+        "success",
+        f"Saved '{md(name)}' ({md(path.name)}). The Train page can use it now.",
+    )
 
 
 # --- Cached variants -------------------------------------------------------
+
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _variants(path: str, mtime_ns: int, config: AugmentConfig, count: int, seed: int):
@@ -99,6 +106,7 @@ def _variants(path: str, mtime_ns: int, config: AugmentConfig, count: int, seed:
 
 
 # --- The section -----------------------------------------------------------
+
 
 @st.fragment
 def show_augmentation_preview(splits: Splits) -> None:
@@ -119,10 +127,17 @@ def show_augmentation_preview(splits: Splits) -> None:
 
 def _controls() -> AugmentConfig:
     configs = list_configs()
-    st.selectbox("Start from", list(configs), key="aug_preset", on_change=_load_preset, persist_state="session",
-                 help="Built-in presets and configs saved here; picking one loads its values.")
-    st.radio("Random flip", FLIP_MODES, key="aug_flip", horizontal=True,
-             format_func=FLIP_LABELS.get, persist_state="session")
+    st.selectbox(
+        "Start from",
+        list(configs),
+        key="aug_preset",
+        on_change=_load_preset,
+        persist_state="session",
+        help="Built-in presets and configs saved here; picking one loads its values.",
+    )
+    st.radio(
+        "Random flip", FLIP_MODES, key="aug_flip", horizontal=True, format_func=FLIP_LABELS.get, persist_state="session"
+    )
     for key, label, help_text in SLIDERS:
         st.slider(label, 0.0, 1.0, step=0.01, key=key, help=help_text, persist_state="session")
     st.slider("Variants", 1, 8, key="aug_count", persist_state="session")
@@ -153,7 +168,9 @@ def _photo_picker(splits: Splits) -> str | None:
         st.session_state["aug_photo"] = page[0] if page else RANDOM_PHOTO
     picker, reroll = st.columns([4, 1], vertical_alignment="bottom")
     choice = picker.selectbox(
-        "Photo", options, key="aug_photo",
+        "Photo",
+        options,
+        key="aug_photo",
         format_func=lambda p: "Random photo" if p == RANDOM_PHOTO else Path(p).name,
         help="A photo from the browser's current page, or any photo at random.",
     )
@@ -178,7 +195,6 @@ def _show_variants(path: str, config: AugmentConfig) -> None:
         st.error(f"{md(Path(path).name)} can no longer be read: {md(error)}")
         return
     captions = [f"original: {md(Path(path).name)}"] + [f"variant {i + 1}" for i in range(count)]
-    with st.container(key="aug_preview"):
-        with st.grid(min(count + 1, 5), min_column_width=100, gap="xsmall"):
-            for image, caption in zip([original, *variants], captions):
-                st.image(image, caption=caption, width="stretch")
+    with st.container(key="aug_preview"), st.grid(min(count + 1, 5), min_column_width=100, gap="xsmall"):
+        for image, caption in zip([original, *variants], captions):
+            st.image(image, caption=caption, width="stretch")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 
 from core.fileio import LockTimeout
-from pages._text import code, md
+from pages._common.text import code, md
 
 REASONS = {
     errno.EROFS: "the folder PawLab writes to is read-only",

@@ -21,18 +21,26 @@ from core.models.zoo import ARCHITECTURES
 from core.runs import jobs
 from core.runs.executors import configured_executor
 from core.runs.recipes import (
-    LEARNING_RATES, MAX_CPUS, MAX_GPUS, Recipe, make_config, optimizer_name, parse_ray_resources, recipe_for,
+    LEARNING_RATES,
+    MAX_CPUS,
+    MAX_GPUS,
+    Recipe,
+    make_config,
+    optimizer_name,
+    parse_ray_resources,
+    recipe_for,
 )
 from core.runs.store import Executor, read_status
 from core.runs.tutorial import REPORTED
-from pages._errors import cannot
-from pages._text import code, md
+from pages._common.errors import cannot
+from pages._common.text import code, md
 
 MAX_EPOCHS = 500
 SUBSET_STEP = 10  # photos per class, for the "Training photos per class" steps
 
 
 # --- parameter counts, counted aside -----------------------------------------------------
+
 
 @st.cache_resource(show_spinner=False)
 def _param_counter() -> ThreadPoolExecutor:
@@ -43,8 +51,7 @@ def _param_counter() -> ThreadPoolExecutor:
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _param_counts_future(num_classes: int, image_size: int) -> Future:
-    return _param_counter().submit(param_counts.count_in_subprocess, list(ARCHITECTURES),
-                                   num_classes, image_size)
+    return _param_counter().submit(param_counts.count_in_subprocess, list(ARCHITECTURES), num_classes, image_size)
 
 
 def param_count(arch: str, num_classes: int, image_size: int) -> tuple[bool, int | None]:
@@ -75,20 +82,25 @@ def model_caption(arch: str, num_classes: int, image_size: int, polling: bool) -
 
 # --- the form ------------------------------------------------------------------------------
 
+
 def new_run_form(data_root: Path, classes: list[str]) -> None:
     """Model and image size (they change the caption at once), then the form; Start submits."""
-    arch = st.selectbox("Model", list(ARCHITECTURES), key="train_arch",
-                        format_func=lambda name: ARCHITECTURES[name].title)
+    arch = st.selectbox(
+        "Model", list(ARCHITECTURES), key="train_arch", format_func=lambda name: ARCHITECTURES[name].title
+    )
     image_size = st.selectbox(
-        "Image size", defaults.IMAGE_SIZES, index=defaults.IMAGE_SIZES.index(recipe_for(arch).image_size),
-        key=f"train_image_size_{arch}", format_func=lambda s: f"{s} × {s} px",
+        "Image size",
+        defaults.IMAGE_SIZES,
+        index=defaults.IMAGE_SIZES.index(recipe_for(arch).image_size),
+        key=f"train_image_size_{arch}",
+        format_func=lambda s: f"{s} × {s} px",
         help=f"Photos are resized to this square. {defaults.IMAGE_SIZES[0]} or {defaults.IMAGE_SIZES[1]} "
-             f"px train in seconds, {defaults.IMAGE_SIZE} px is the tutorial's size; the model's "
-             f"recipe starts at its own.")
+        f"px train in seconds, {defaults.IMAGE_SIZE} px is the tutorial's size; the model's "
+        f"recipe starts at its own.",
+    )
     # Polls until the background count is ready, then shows it.
     counted, _ = param_count(arch, len(classes), image_size)
-    st.fragment(model_caption, run_every=None if counted else 1.0)(arch, len(classes), image_size,
-                                                                   polling=not counted)
+    st.fragment(model_caption, run_every=None if counted else 1.0)(arch, len(classes), image_size, polling=not counted)
     weights_note(arch, image_size)
     with st.form("new_run", border=False):
         settings = form_fields(arch, recipe_for(arch))
@@ -105,41 +117,73 @@ def weights_note(arch: str, image_size: int) -> None:
         return
     weights = keras_models_dir() / imagenet_weights_filename(image_size)
     if not weights.is_file():
-        st.caption(f"ImageNet weights for {image_size} px are not on this machine yet; the run "
-                   f"downloads {code(weights.name)} first. Keras publishes "
-                   f"{', '.join(map(str, IMAGENET_SIZES))} px.")
+        st.caption(
+            f"ImageNet weights for {image_size} px are not on this machine yet; the run "
+            f"downloads {code(weights.name)} first. Keras publishes "
+            f"{', '.join(map(str, IMAGENET_SIZES))} px."
+        )
 
 
 def form_fields(arch: str, recipe: Recipe) -> dict:
     """The form's widgets, filled with ``recipe``; returns make_config's keyword arguments."""
     left, right = st.columns(2)
-    epochs = left.number_input("Epochs", min_value=1, max_value=MAX_EPOCHS, value=recipe.epochs,
-                               key=f"train_epochs_{arch}")
-    batch_size = right.selectbox("Batch size", defaults.BATCH_SIZES, key="train_batch_size",
-                                 index=defaults.BATCH_SIZES.index(defaults.BATCH_SIZE))
+    epochs = left.number_input(
+        "Epochs", min_value=1, max_value=MAX_EPOCHS, value=recipe.epochs, key=f"train_epochs_{arch}"
+    )
+    batch_size = right.selectbox(
+        "Batch size",
+        defaults.BATCH_SIZES,
+        key="train_batch_size",
+        index=defaults.BATCH_SIZES.index(defaults.BATCH_SIZE),
+    )
     rates = tuple(sorted({*LEARNING_RATES, recipe.learning_rate}))
-    learning_rate = st.select_slider(f"Learning rate ({optimizer_name(recipe.schedule, recipe.weight_decay)})",
-                                     rates, value=recipe.learning_rate,
-                                     format_func=lambda r: f"{r:g}", key=f"train_learning_rate_{arch}")
+    learning_rate = st.select_slider(
+        f"Learning rate ({optimizer_name(recipe.schedule, recipe.weight_decay)})",
+        rates,
+        value=recipe.learning_rate,
+        format_func=lambda r: f"{r:g}",
+        key=f"train_learning_rate_{arch}",
+    )
     augment = augmentation_field(arch, recipe)
     left, right = st.columns(2)
     patience = left.number_input(
-        "Early stopping patience", min_value=0, max_value=MAX_EPOCHS, value=recipe.patience,
+        "Early stopping patience",
+        min_value=0,
+        max_value=MAX_EPOCHS,
+        value=recipe.patience,
         key=f"train_patience_{arch}",
         help="Stop after this many epochs without a better validation accuracy (0 = never). "
-             "Either way the best epoch's model is the one kept.")
-    subset = right.number_input("Training photos per class", min_value=0, value=0, step=SUBSET_STEP,
-                                key="train_subset", help="0 = all. A few dozen make a quick trial run.")
+        "Either way the best epoch's model is the one kept.",
+    )
+    subset = right.number_input(
+        "Training photos per class",
+        min_value=0,
+        value=0,
+        step=SUBSET_STEP,
+        key="train_subset",
+        help="0 = all. A few dozen make a quick trial run.",
+    )
     fine_tune_epochs = 0
     if ARCHITECTURES[arch].fine_tune:
         fine_tune_epochs = st.number_input(
-            "Fine-tuning epochs", min_value=0, max_value=MAX_EPOCHS, value=recipe.fine_tune_epochs,
+            "Fine-tuning epochs",
+            min_value=0,
+            max_value=MAX_EPOCHS,
+            value=recipe.fine_tune_epochs,
             key=f"train_fine_tune_{arch}",
             help=f"After the head is trained, the top of the ImageNet base is unfrozen and trained "
-                 f"with a {recipe.fine_tune_learning_rate:g} learning rate.")
-    return dict(epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate),
-                augment=augment, patience=int(patience), subset=int(subset),
-                fine_tune_epochs=int(fine_tune_epochs), **cluster_fields())
+            f"with a {recipe.fine_tune_learning_rate:g} learning rate.",
+        )
+    return dict(
+        epochs=int(epochs),
+        batch_size=int(batch_size),
+        learning_rate=float(learning_rate),
+        augment=augment,
+        patience=int(patience),
+        subset=int(subset),
+        fine_tune_epochs=int(fine_tune_epochs),
+        **cluster_fields(),
+    )
 
 
 def cluster_fields() -> dict:
@@ -148,13 +192,18 @@ def cluster_fields() -> dict:
         return {}
     with st.expander("Ray cluster: what this run needs from a node"):
         left, right = st.columns(2)
-        cpus = left.number_input("CPUs", min_value=0.5, max_value=float(MAX_CPUS), value=1.0, step=0.5,
-                                 key="train_cpus")
-        gpus = right.number_input("GPUs", min_value=0.0, max_value=float(MAX_GPUS), value=0.0, step=1.0,
-                                  key="train_gpus")
-        resources = st.text_input("Custom resources", key="train_ray_resources", placeholder="gpu_box=1",
-                                  help="NAME=AMOUNT, comma-separated: the run waits for a node that has them "
-                                       "(`ray start --resources`).")
+        cpus = left.number_input(
+            "CPUs", min_value=0.5, max_value=float(MAX_CPUS), value=1.0, step=0.5, key="train_cpus"
+        )
+        gpus = right.number_input(
+            "GPUs", min_value=0.0, max_value=float(MAX_GPUS), value=0.0, step=1.0, key="train_gpus"
+        )
+        resources = st.text_input(
+            "Custom resources",
+            key="train_ray_resources",
+            placeholder="gpu_box=1",
+            help="NAME=AMOUNT, comma-separated: the run waits for a node that has them (`ray start --resources`).",
+        )
     return dict(cpus=float(cpus), gpus=float(gpus), ray_resources=resources)
 
 
@@ -162,7 +211,9 @@ def augmentation_field(arch: str, recipe: Recipe) -> str:
     augmentations = list_configs()
     names = list(augmentations)
     return st.selectbox(
-        "Augmentation", names, index=names.index(recipe.augment) if recipe.augment in names else 0,
+        "Augmentation",
+        names,
+        index=names.index(recipe.augment) if recipe.augment in names else 0,
         format_func=lambda name: f"{name}: {augmentations[name].describe()}",
         key=f"train_augment_{arch}",
         help="Random changes to the training photos each epoch. Preview them on the Dataset page.",

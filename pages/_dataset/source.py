@@ -1,7 +1,7 @@
 """Dataset page, part 1: choosing the dataset (available, download, zip, folder).
 
 Which dataset this browser session uses is decided in one place,
-pages/_session.py: the select box shows exactly that dataset, a new session
+pages/_common/session.py: the select box shows exactly that dataset, a new session
 starts on the most recently used one, and a value the browser sends is checked
 on the server before it is used.
 """
@@ -16,9 +16,9 @@ import streamlit as st
 from core.config import get_settings
 from core.data import acquire  # by module: tests replace its functions
 from core.data.acquire import ACQUIRE_ERRORS
-from pages._session import CHOICE_ERRORS, choose_dataset, dataset_options, session_dataset
-from pages._errors import cannot
-from pages._text import md
+from pages._common.errors import cannot
+from pages._common.session import CHOICE_ERRORS, choose_dataset, dataset_options, session_dataset
+from pages._common.text import md
 
 CHOICE_KEY = "dataset_choice"  # the select box
 PROBLEM_KEY = "dataset_choice_problem"  # why the last choice was refused, shown once
@@ -60,7 +60,11 @@ def _available_datasets(current: Path | None) -> None:
     if current is not None and st.session_state.get(CHOICE_KEY) != str(current):
         st.session_state[CHOICE_KEY] = str(current)
     st.selectbox(
-        "Dataset", options, key=CHOICE_KEY, format_func=_describe_root, on_change=_on_choice,
+        "Dataset",
+        options,
+        key=CHOICE_KEY,
+        format_func=_describe_root,
+        on_change=_on_choice,
         help="Datasets downloaded or uploaded on this server, and folders opened here.",
     )
 
@@ -113,7 +117,9 @@ def _upload_zip() -> None:
         help="For example cats/*.jpg and dogs/*.jpg, optionally inside train/ and validation/.",
     )
     name = st.text_input(
-        "Name", key="dataset_zip_name", placeholder="my_pets",
+        "Name",
+        key="dataset_zip_name",
+        placeholder="my_pets",
         help="The folder name for this dataset; the zip's name when empty.",
     )
     overwrite = st.checkbox("Replace a dataset with the same name", key="dataset_zip_overwrite")
@@ -134,7 +140,9 @@ def _local_folder() -> None:
         )
         return
     path = st.text_input(
-        "Folder path", key="local_path", placeholder="/home/me/photos/pets",
+        "Folder path",
+        key="local_path",
+        placeholder="/home/me/photos/pets",
         help="A folder with one sub-folder of photos per class. Photos stay where they are.",
     )
     if st.button("Open folder", disabled=not path.strip(), key="local_path_open"):

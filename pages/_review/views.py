@@ -1,7 +1,7 @@
 """Review page: the report's summary and its ranked photo grids.
 
 Everything comes from a saved DoctorReport (core.review.doctor; ranked most
-suspicious first) and the dataset's corrections (pages/_corrections.py), so
+suspicious first) and the dataset's corrections (pages/_common/corrections.py), so
 a correction shows on its photo at once, without running the doctor again.
 """
 
@@ -16,20 +16,23 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.review.doctor import DoctorReport, DuplicateGroup, LabelIssue, Outlier
-from pages._corrections import photo_fixes
-from pages._photos import thumbnail
-from pages._text import md
+from pages._common.corrections import photo_fixes
+from pages._common.photos import thumbnail
+from pages._common.text import md
 
 PHOTOS_PER_PAGE = 10
 GROUPS_PER_PAGE = 5
 MEMBERS_SHOWN = 5  # photos of one duplicate group side by side
 COLUMNS = 5
 CARD_WIDTH = 150  # px, the narrowest a photo card gets
-LEAK_WHY = ("A photo in both train and test makes the test score a lie: the model is graded on "
-            "photos it learnt. Exclude the copies outside train, or all but one.")
+LEAK_WHY = (
+    "A photo in both train and test makes the test score a lie: the model is graded on "
+    "photos it learnt. Exclude the copies outside train, or all but one."
+)
 
 
 # --- Summary ------------------------------------------------------------------------------
+
 
 def ago(finished: float | None) -> str:
     if finished is None:
@@ -49,57 +52,84 @@ def show_summary(report: DoctorReport) -> None:
     with left:
         _counts(report)
     with right:
-        st.plotly_chart(balance_figure(report.class_balance), key="review_balance",
-                        config={"displayModeBar": False})
+        st.plotly_chart(balance_figure(report.class_balance), key="review_balance", config={"displayModeBar": False})
     if report.leaks:
         count = len(report.leaks)
-        st.warning(f"**{count} duplicate group{'s cross' if count != 1 else ' crosses'} splits.** {LEAK_WHY}",
-                   icon=":material/warning:")
+        st.warning(
+            f"**{count} duplicate group{'s cross' if count != 1 else ' crosses'} splits.** {LEAK_WHY}",
+            icon=":material/warning:",
+        )
 
 
 def _counts(report: DoctorReport) -> None:
     first, second = st.columns(2)
-    first.metric("Suspected label errors", len(report.label_issues), border=True,
-                      help="Photos whose class folder disagrees with a model that never saw them.")
-    second.metric("Duplicate groups", len(report.duplicates), border=True,
-                      help="Byte-identical files and near-identical photos.")
-    first.metric("Leaks across splits", len(report.leaks), border=True,
-                      help="Duplicate groups whose photos fall in different splits. " + LEAK_WHY)
+    first.metric(
+        "Suspected label errors",
+        len(report.label_issues),
+        border=True,
+        help="Photos whose class folder disagrees with a model that never saw them.",
+    )
+    second.metric(
+        "Duplicate groups", len(report.duplicates), border=True, help="Byte-identical files and near-identical photos."
+    )
+    first.metric(
+        "Leaks across splits",
+        len(report.leaks),
+        border=True,
+        help="Duplicate groups whose photos fall in different splits. " + LEAK_WHY,
+    )
     flagged = sum(outlier.flagged for outlier in report.outliers)
-    second.metric("Unusual photos", flagged, border=True,
-                  help="Photos cleanlab calls outliers: unlike the others, often photos of something "
-                       f"else, blank or broken pictures. The tab ranks the first {len(report.outliers)} "
-                       "by how unusual they are; most of the rest of the list is usually fine.")
+    second.metric(
+        "Unusual photos",
+        flagged,
+        border=True,
+        help="Photos cleanlab calls outliers: unlike the others, often photos of something "
+        f"else, blank or broken pictures. The tab ranks the first {len(report.outliers)} "
+        "by how unusual they are; most of the rest of the list is usually fine.",
+    )
 
 
 def balance_figure(balance: dict[str, dict[str, int]]) -> go.Figure:
     """Photos per class, one group of bars per split."""
     classes = list(next(iter(balance.values()), {}))
-    figure = go.Figure([
-        # Plotly reads names as HTML: class names are folder names.
-        go.Bar(name=split, x=[html.escape(name) for name in classes],
-               y=[counts.get(name, 0) for name in classes], text=[counts.get(name, 0) for name in classes],
-               textposition="outside")
-        for split, counts in balance.items()
-    ])
-    figure.update_layout(barmode="group", title="Class balance (photos per class and split)",
-                         yaxis_title="photos", height=250, margin=dict(t=40, b=10, l=10, r=10),
-                         legend_title_text="split", xaxis=dict(type="category"))
+    figure = go.Figure(
+        [
+            # Plotly reads names as HTML: class names are folder names.
+            go.Bar(
+                name=split,
+                x=[html.escape(name) for name in classes],
+                y=[counts.get(name, 0) for name in classes],
+                text=[counts.get(name, 0) for name in classes],
+                textposition="outside",
+            )
+            for split, counts in balance.items()
+        ]
+    )
+    figure.update_layout(
+        barmode="group",
+        title="Class balance (photos per class and split)",
+        yaxis_title="photos",
+        height=250,
+        margin=dict(t=40, b=10, l=10, r=10),
+        legend_title_text="split",
+        xaxis=dict(type="category"),
+    )
     return figure
 
 
 # --- Grids ----------------------------------------------------------------------------------
+
 
 def _page(items: list, per_page: int, key: str) -> list:
     """This page's items; a pager when there is more than one page."""
     pages = max(1, -(-len(items) // per_page))
     page = st.pagination(pages, key=key) if pages > 1 else 1
     page = page if 1 <= page <= pages else 1
-    return items[(page - 1) * per_page: page * per_page]
+    return items[(page - 1) * per_page : page * per_page]
 
 
 def _photo_key(prefix: str, file: str) -> str:
-    return f"{prefix}_{hashlib.sha1(file.encode()).hexdigest()[:12]}"
+    return f"{prefix}_{hashlib.sha1(file.encode(), usedforsecurity=False).hexdigest()[:12]}"
 
 
 def _photo(file: str) -> None:
@@ -114,8 +144,10 @@ def label_issue_grid(root: Path, issues: list[LabelIssue], classes: list[str], m
     if not issues:
         st.success("No photo looks mislabelled: every class folder agrees with the model.")
         return
-    st.caption(f"{len(issues)} photo{'s' if len(issues) != 1 else ''} whose folder disagrees with a model that never saw them, "
-               "most likely mislabelled first. Move each one, exclude it, or leave it.")
+    st.caption(
+        f"{len(issues)} photo{'s' if len(issues) != 1 else ''} whose folder disagrees with a model that never saw them, "
+        "most likely mislabelled first. Move each one, exclude it, or leave it."
+    )
     with st.grid(COLUMNS, min_column_width=CARD_WIDTH, gap="small"):
         for issue in _page(issues, PHOTOS_PER_PAGE, "review_page_labels"):
             key = _photo_key("labels", issue.file)
@@ -130,8 +162,10 @@ def outlier_grid(root: Path, outliers: list[Outlier], classes: list[str], mappin
     if not outliers:
         st.success("No photo stands out.")
         return
-    st.caption("The photos least like the rest of the dataset, most unusual first: look for photos "
-               "of something else, blank or broken pictures. Most of the list is usually fine.")
+    st.caption(
+        "The photos least like the rest of the dataset, most unusual first: look for photos "
+        "of something else, blank or broken pictures. Most of the list is usually fine."
+    )
     with st.grid(COLUMNS, min_column_width=CARD_WIDTH, gap="small"):
         for outlier in _page(outliers, PHOTOS_PER_PAGE, "review_page_outliers"):
             key = _photo_key("outliers", outlier.file)
@@ -142,14 +176,15 @@ def outlier_grid(root: Path, outliers: list[Outlier], classes: list[str], mappin
                 st.caption(f"{md(Path(outlier.file).name)} · outlier score {outlier.score:.2f}")
 
 
-def group_list(root: Path, groups: list[DuplicateGroup], classes: list[str], mapping: dict,
-               *, tab: str) -> None:
+def group_list(root: Path, groups: list[DuplicateGroup], classes: list[str], mapping: dict, *, tab: str) -> None:
     if not groups:
-        st.success("No photo appears in more than one split." if tab == "leaks"
-                   else "No duplicates: every photo is different.")
+        st.success(
+            "No photo appears in more than one split." if tab == "leaks" else "No duplicates: every photo is different."
+        )
         return
-    st.caption(LEAK_WHY if tab == "leaks" else
-               "Copies of one photo count twice in training; in different splits they leak.")
+    st.caption(
+        LEAK_WHY if tab == "leaks" else "Copies of one photo count twice in training; in different splits they leak."
+    )
     for index, group in enumerate(_page(groups, GROUPS_PER_PAGE, f"review_page_{tab}")):
         with st.container(border=True, key=f"review_group_{tab}_{index}"):
             kind = "Identical files" if group.exact else f"Near duplicates (similarity {group.score:.2f})"

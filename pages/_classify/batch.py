@@ -23,10 +23,10 @@ from core.data.archive import ArchiveError
 from core.data.images import check_drop
 from core.serving.batch import Photo, classify_many, folder_for, photos_in_folder, photos_in_zip, sorted_zip
 from core.serving.inference import Prediction, Thresholds, predictions_csv, summary_rows
-from pages._classify_answers import ABSTAIN_TITLES, reanswered
-from pages._classify_views import load_predictor
-from pages._errors import cannot
-from pages._text import code, md
+from pages._classify.answers import ABSTAIN_TITLES, reanswered
+from pages._classify.views import load_predictor
+from pages._common.errors import cannot
+from pages._common.text import code, md
 
 BATCH_KEY = "classify_batch"  # session state: the last classified zip or folder (Batch)
 
@@ -41,12 +41,17 @@ class Batch:
 
 def batch_section(run, mtime: float, thresholds: Thresholds) -> None:
     """The zip uploader (and server folder), then the last classified batch's results."""
-    upload = st.file_uploader("Drop a zip of photos", type=["zip"], key="batch_zip",
-                              help="Photos in any folders inside the zip; other files are left out.")
+    upload = st.file_uploader(
+        "Drop a zip of photos",
+        type=["zip"],
+        key="batch_zip",
+        help="Photos in any folders inside the zip; other files are left out.",
+    )
     folder = ""
     if get_settings().allow_local_paths:
-        folder = st.text_input("…or a folder of photos on the server", key="batch_folder",
-                               placeholder="/home/me/photos").strip()
+        folder = st.text_input(
+            "…or a folder of photos on the server", key="batch_folder", placeholder="/home/me/photos"
+        ).strip()
     if upload is None and not folder:
         return
     key = (upload.file_id if upload is not None else folder, run.path, mtime)
@@ -58,13 +63,19 @@ def batch_section(run, mtime: float, thresholds: Thresholds) -> None:
         st.session_state[BATCH_KEY] = batch
     predictions = reanswered(batch.predictions, thresholds)
     counts = Counter(ABSTAIN_TITLES.get(folder_for(p), folder_for(p)) for p in predictions)
-    st.markdown(f"**{len(predictions)} photos**: " + " · ".join(f"{md(name)} {count}"
-                                                               for name, count in sorted(counts.items())))
+    st.markdown(
+        f"**{len(predictions)} photos**: " + " · ".join(f"{md(name)} {count}" for name, count in sorted(counts.items()))
+    )
     summary_table(predictions, run.classes, key="batch_table", csv_name="batch-predictions.csv")
-    st.download_button("⬇️ Download the photos sorted by answer (.zip)", key="batch_sorted_zip",
-                       data=lambda: sorted_zip_bytes(predictions, batch), file_name="sorted-by-answer.zip",
-                       mime="application/zip", on_click="ignore",
-                       help="One folder per answer: each class, unsure, unknown, and unreadable files.")
+    st.download_button(
+        "⬇️ Download the photos sorted by answer (.zip)",
+        key="batch_sorted_zip",
+        data=lambda: sorted_zip_bytes(predictions, batch),
+        file_name="sorted-by-answer.zip",
+        mime="application/zip",
+        on_click="ignore",
+        help="One folder per answer: each class, unsure, unknown, and unreadable files.",
+    )
 
 
 def classify_batch(key: tuple, upload, folder: str, run_path: str, mtime: float) -> Batch | None:
@@ -78,8 +89,9 @@ def classify_batch(key: tuple, upload, folder: str, run_path: str, mtime: float)
     work = tempfile.TemporaryDirectory(prefix="pawlab-batch-")
     try:
         with st.spinner("Unpacking the photos…"):
-            photos = (photos_in_zip(upload, Path(work.name) / "photos") if upload is not None
-                      else photos_in_folder(folder))
+            photos = (
+                photos_in_zip(upload, Path(work.name) / "photos") if upload is not None else photos_in_folder(folder)
+            )
     except ArchiveError as error:
         work.cleanup()
         st.error(md(error), icon=":material/block:")
@@ -94,8 +106,11 @@ def classify_batch(key: tuple, upload, folder: str, run_path: str, mtime: float)
         st.warning(f"There are no photos {where} (JPEG, PNG, BMP, GIF or WebP).")
         return None
     bar = st.progress(0.0, text=f"Classifying {len(photos)} photos…")
-    predictions = classify_many(load_predictor(run_path, mtime), photos, progress=lambda done, total: bar.progress(
-        done / total, text=f"Classified {done} of {total} photos…"))
+    predictions = classify_many(
+        load_predictor(run_path, mtime),
+        photos,
+        progress=lambda done, total: bar.progress(done / total, text=f"Classified {done} of {total} photos…"),
+    )
     bar.empty()
     return Batch(key, photos, predictions, work)
 
@@ -109,21 +124,36 @@ def sorted_zip_bytes(predictions: list[Prediction], batch: Batch) -> bytes:
         target.unlink(missing_ok=True)
 
 
-def summary_table(predictions: list[Prediction], classes: list[str], key: str,
-                  csv_name: str = "predictions.csv") -> None:
+def summary_table(
+    predictions: list[Prediction], classes: list[str], key: str, csv_name: str = "predictions.csv"
+) -> None:
     """One row per file (its answer, reason and calibrated probabilities), and the CSV of it."""
     table = pd.DataFrame(summary_rows(predictions, classes))
     table["prediction"] = table["prediction"].fillna("not classified")
     table["answer"] = [ABSTAIN_TITLES.get(a, a) if isinstance(a, str) else "" for a in table["answer"]]
-    probability_columns = {f"p_{name}": st.column_config.NumberColumn(f"P({name})", format="percent")
-                           for name in classes}
-    st.dataframe(table, hide_index=True, key=key, column_config={
-        "file": "File", "prediction": "Most likely", "answer": "Answer",
-        "reason": st.column_config.TextColumn("Why not answered"),
-        "confidence": st.column_config.ProgressColumn("Confidence", format="percent",
-                                                      min_value=0.0, max_value=1.0),
-        "ms": st.column_config.NumberColumn("ms", format="%.0f"),
-        "error": st.column_config.TextColumn("Problem", width="large"), **probability_columns,
-    })
-    st.download_button("⬇️ Download as CSV", predictions_csv(predictions, classes), key=f"{key}_csv",
-                       file_name=csv_name, mime="text/csv", on_click="ignore")
+    probability_columns = {
+        f"p_{name}": st.column_config.NumberColumn(f"P({name})", format="percent") for name in classes
+    }
+    st.dataframe(
+        table,
+        hide_index=True,
+        key=key,
+        column_config={
+            "file": "File",
+            "prediction": "Most likely",
+            "answer": "Answer",
+            "reason": st.column_config.TextColumn("Why not answered"),
+            "confidence": st.column_config.ProgressColumn("Confidence", format="percent", min_value=0.0, max_value=1.0),
+            "ms": st.column_config.NumberColumn("ms", format="%.0f"),
+            "error": st.column_config.TextColumn("Problem", width="large"),
+            **probability_columns,
+        },
+    )
+    st.download_button(
+        "⬇️ Download as CSV",
+        predictions_csv(predictions, classes),
+        key=f"{key}_csv",
+        file_name=csv_name,
+        mime="text/csv",
+        on_click="ignore",
+    )
