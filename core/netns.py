@@ -7,6 +7,13 @@ embedded Ray first moves into a new network namespace whose only interface is
 loopback: Ray then finds no address but 127.0.0.1 and uses it for everything,
 and nothing outside this process tree can reach it.
 
+Measured with the pinned Ray (2.60.0, 2026-12-02, ``python3
+benchmarks/ray_bindings.py``): ``ray.init(_node_ip_address="127.0.0.1")``,
+Ray's own setting, still leaves all 6 of its listening sockets off loopback:
+the GCS, the raylet (twice), the driver and an idle worker on every interface
+(``*:PORT``), and the runtime-env agent on the machine's own address. The
+namespace stays until that script prints none.
+
     enter_loopback_only_network()   # first thing in a fresh, single-threaded process
 
 Linux only. Root needs no more than a new network namespace; anyone else also
