@@ -99,7 +99,7 @@ def main() -> int:
             "what": f"sweep, {len(result.trials)} trials, embedded Ray",
             "wall s": sweep_wall,
             "best val": best_summary.best_val_accuracy,
-            "test": best_eval["accuracy"],
+            "test": best_eval.accuracy if best_eval else None,
         },
     ]
     print(table(rows, ["what", "wall s", "best val", "test"]))

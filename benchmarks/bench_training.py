@@ -412,7 +412,7 @@ def train_ours(arch: str, args, runs_dir: Path, work: Path) -> dict:
 
     try:
         status, facts, metrics = read_status(run_dir), read_facts(run_dir), read_metrics(run_dir)
-        evaluation = read_evaluation(run_dir) or {}
+        evaluation = read_evaluation(run_dir)
         trust = read_trust(run_dir)
     except RunFileError as error:
         return {**row, "state": f"unreadable run: {error}", "run": run_dir.name}
@@ -432,7 +432,7 @@ def train_ours(arch: str, args, runs_dir: Path, work: Path) -> dict:
         "val_images": sum((facts.split_counts.get("validation") or {}).values()),
         "best_val_accuracy": max((m["val_accuracy"] for m in metrics), default=None),
         "saved_val_accuracy": trust.val_accuracy,
-        "test_accuracy": evaluation.get("accuracy"),
+        "test_accuracy": evaluation.accuracy if evaluation else None,
         "median_epoch_s": median([m["seconds"] for m in head]),
         "max_epoch_s": max((m["seconds"] for m in head), default=None),
         "median_images_per_s": median([m["images_per_second"] for m in head]),

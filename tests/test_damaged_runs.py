@@ -18,6 +18,7 @@ from core.runs import jobs
 from core.runs.recipes import make_config
 from core.runs.store import (
     CONFIG_FILE,
+    EVALUATION_FILE,
     METRICS_FILE,
     STATUS_FILE,
     RunFileError,
@@ -26,6 +27,7 @@ from core.runs.store import (
     create_run,
     delete_run,
     list_runs,
+    read_evaluation,
     read_metrics,
     read_status,
 )
@@ -162,3 +164,51 @@ def test_a_disk_full_while_appending_an_epoch_leaves_no_half_line(tmp_path, runs
     append_metrics(run_dir, {"epoch": 3, "val_accuracy": 0.7})
     assert [m["epoch"] for m in read_metrics(run_dir)] == [1, 3]
     assert (run_dir / METRICS_FILE).read_text().count("\n") == 2
+
+
+DAMAGED_EVALUATION = {
+    "truncated": '{"accuracy": 0.9',
+    "a field missing": json.dumps({"accuracy": 0.9, "count": 4}),
+    "a word for a number": json.dumps(
+        {"accuracy": "high", "count": 4, "classes": ["a"], "per_class": {}, "confusion_matrix": [[4]]}
+    ),
+    "a class's scores missing": json.dumps(
+        {"accuracy": 1.0, "count": 4, "classes": ["a"], "per_class": {"a": {"f1": 1}}, "confusion_matrix": [[4]]}
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_EVALUATION))
+def test_a_damaged_evaluation_is_reported_and_the_run_stays_listed(tmp_path, runs_dir, damage, capsys):
+    good = new_run(tmp_path, runs_dir, RunState.COMPLETED)
+    bad = new_run(tmp_path, runs_dir, RunState.COMPLETED)
+    (bad / EVALUATION_FILE).write_text(DAMAGED_EVALUATION[damage])
+
+    with pytest.raises(RunFileError, match=f"{bad.name}: {EVALUATION_FILE}"):
+        read_evaluation(bad)
+    assert read_evaluation(good) is None  # no evaluation yet is not damage
+    assert cli.main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    listed = {run["id"]: run for run in json.loads(capsys.readouterr().out)}
+    assert listed[good.name]["problem"] is None
+    assert EVALUATION_FILE in listed[bad.name]["problem"] and listed[bad.name]["state"] == "completed"
+
+
+def test_an_evaluation_is_read_into_typed_records(tmp_path, runs_dir):
+    import numpy as np
+
+    from core.fileio import write_json
+    from core.runs.evaluation import scores
+    from core.runs.store import ClassScores, Evaluation
+
+    run_dir = new_run(tmp_path, runs_dir, RunState.COMPLETED)
+    record = scores(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), ["a", "b", "c"])
+    record["misclassified"] = [
+        {"file": "x.jpg", "true": "a", "predicted": "b", "probabilities": {"a": 0.2, "b": 0.7, "c": 0.1}}
+    ]
+    write_json(run_dir / EVALUATION_FILE, record)
+
+    evaluation = read_evaluation(run_dir)
+    assert isinstance(evaluation, Evaluation) and evaluation.count == 4 and evaluation.accuracy == 0.75
+    assert evaluation.per_class["a"] == ClassScores(precision=1.0, recall=0.5, f1=2 / 3, support=2)
+    assert evaluation.misclassified[0].predicted == "b" and evaluation.confusion_matrix[0] == [1, 1, 0]
+    assert list_runs(runs_dir)[0].test_accuracy == 0.75

@@ -40,8 +40,8 @@ def test_the_card_holds_the_runs_facts_evaluation_calibration_and_recipe(run_dir
 
     assert card["classes"] == ["circles", "squares"] == facts.classes
     assert card["split_counts"] == facts.split_counts
-    assert card["test_accuracy"] == evaluation["accuracy"] and card["test_photos"] == evaluation["count"]
-    assert card["per_class"] == evaluation["per_class"]
+    assert card["test_accuracy"] == evaluation.accuracy and card["test_photos"] == evaluation.count
+    assert card["per_class"] == evaluation.to_dict()["per_class"]
     assert card["calibration"] == TRUST
     assert card["versions"] == facts.versions and card["versions"]["tensorflow"]
     assert card["recipe"]["arch"] == "cnn" and card["recipe"]["epochs"] == config.epochs
@@ -50,7 +50,7 @@ def test_the_card_holds_the_runs_facts_evaluation_calibration_and_recipe(run_dir
 
     markdown = card_markdown(model_card(run_dir))
     assert str(Path(config.data_root).parent) not in markdown
-    assert f"Accuracy {evaluation['accuracy']:.2%} on {evaluation['count']} test photos" in markdown
+    assert f"Accuracy {evaluation.accuracy:.2%} on {evaluation.count} test photos" in markdown
     assert "0.0810 before, 0.0120 after" in markdown
     assert "**Temperature**: 1.7000" in markdown and "**Unsure below**: 0.8300 confidence" in markdown
     assert "**Cross-validated coverage**: 91.00%" in markdown

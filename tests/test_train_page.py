@@ -411,6 +411,24 @@ def test_damaged_runs_are_listed_with_their_problem_and_the_page_keeps_working(d
     assert any(number.name in e.value and "status.json" in e.value for e in at.error)
 
 
+@pytest.mark.parametrize("evaluation", ['{"accuracy": 0.9', '{"accuracy": 0.9}', '{"accuracy": "high", "count": 1}'])
+def test_a_partial_evaluation_is_listed_as_damage_and_the_page_keeps_working(dataset, evaluation):
+    """A half-written evaluation.json used to raise KeyError on the Train page."""
+    good = write_run(dataset, state="completed", metrics=2, created=time.time() - 600)
+    partial = write_run(dataset, state="completed", metrics=2)
+    (partial / EVALUATION_FILE).write_text(evaluation)
+
+    at = open_train_page()
+
+    assert not at.exception, at.exception
+    table = runs_table(at).value
+    assert list(table["Run"]) == [partial.name, good.name]
+    assert "damaged" in table["Status"][0] and EVALUATION_FILE in table["Problem"][0]
+    select_rows(at, [0])  # the damaged run itself: explained, not raised
+    assert not at.exception, at.exception
+    assert any(partial.name in e.value and EVALUATION_FILE in e.value for e in at.error)
+
+
 def test_a_failed_run_shows_its_error_and_where_the_traceback_is(dataset):
     run_dir = write_run(
         dataset, state="failed", metrics=1, error="Out of memory while training [details](http://example.com)"

@@ -377,10 +377,81 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return records
 
 
-def read_evaluation(run_dir: str | os.PathLike) -> dict | None:
-    """evaluation.json, or None when the run has none (or it cannot be read)."""
-    record = read_json(Path(run_dir) / EVALUATION_FILE)
-    return record.value if record.ok else None
+@dataclass(frozen=True)
+class ClassScores:
+    """One class's line of the test evaluation."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int  # test photos of this class
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A test photo the model got wrong, with its calibrated probabilities."""
+
+    file: str
+    true: str
+    predicted: str
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """evaluation.json: the saved model scored on the run's test split (core.runs.evaluation)."""
+
+    accuracy: float
+    count: int  # test photos
+    classes: list[str]
+    per_class: dict[str, ClassScores]
+    confusion_matrix: list[list[int]]  # [true][predicted]
+    misclassified: list[Mistake] = field(default_factory=list)
+    temperature: float | None = None
+    ece_before: float | None = None
+    ece_after: float | None = None
+
+    @classmethod
+    def from_record(cls, record: dict) -> Evaluation:
+        """Parse once; a missing or mistyped field is damage (ValueError with a sentence)."""
+        try:
+            classes = [str(name) for name in record["classes"]]
+            per_class = {str(name): ClassScores(**scores) for name, scores in record["per_class"].items()}
+            matrix = [[int(n) for n in row] for row in record["confusion_matrix"]]
+            mistakes = [Mistake(**item) for item in record.get("misclassified", [])]
+            return cls(
+                accuracy=float(record["accuracy"]),
+                count=int(record["count"]),
+                classes=classes,
+                per_class=per_class,
+                confusion_matrix=matrix,
+                misclassified=mistakes,
+                **{name: _optional_float(record, name) for name in ("temperature", "ece_before", "ece_after")},
+            )
+        except KeyError as error:
+            raise ValueError(f"it has no {error.args[0]}") from None
+        except (TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"a field is not what it should be ({error})") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _optional_float(record: dict, name: str) -> float | None:
+    value = record.get(name)
+    return None if value is None else float(value)
+
+
+def read_evaluation(run_dir: str | os.PathLike) -> Evaluation | None:
+    """evaluation.json, or None when the run has none yet; a damaged one is a RunFileError."""
+    path = Path(run_dir) / EVALUATION_FILE
+    if not path.exists():
+        return None
+    record = _read(Path(run_dir), EVALUATION_FILE)
+    try:
+        return Evaluation.from_record(record)
+    except ValueError as error:
+        raise RunFileError(f"Run {Path(run_dir).name}: {EVALUATION_FILE} is damaged: {error}.") from None
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -485,7 +556,10 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
     config, status, facts = read_config(run_dir), read_status(run_dir), read_facts(run_dir)
     metrics = read_metrics(run_dir)
     val_accuracies = [m["val_accuracy"] for m in metrics if isinstance(m.get("val_accuracy"), (int, float))]
-    evaluation = read_evaluation(run_dir) or {}
+    try:
+        evaluation, problem = read_evaluation(run_dir), None
+    except RunFileError as error:  # the run stays listed, with its model and curves, and says what is wrong
+        evaluation, problem = None, str(error)
     return RunSummary(
         id=run_dir.name,
         path=str(run_dir),
@@ -500,8 +574,9 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
         classes=facts.classes,
         mode=status.mode or facts.mode or "",
         best_val_accuracy=max(val_accuracies) if val_accuracies else None,
-        test_accuracy=evaluation.get("accuracy"),
+        test_accuracy=evaluation.accuracy if evaluation else None,
         error=status.error,
+        problem=problem,
         executor=status.executor,
         where=describe_where(status),
         sweep=config.sweep,

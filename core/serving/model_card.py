@@ -77,7 +77,7 @@ def model_card(run_dir: str | os.PathLike) -> ModelCard:
     """The card of a run, from its files."""
     run_dir = Path(run_dir)
     config, facts = read_config(run_dir), read_facts(run_dir)
-    evaluation = read_evaluation(run_dir) or {}
+    evaluation = read_evaluation(run_dir)
     trust = read_trust(run_dir)
     calibration = Calibration(**{name: getattr(trust, name) for name in Calibration.__dataclass_fields__})
     recipe = config.to_dict()
@@ -91,9 +91,9 @@ def model_card(run_dir: str | os.PathLike) -> ModelCard:
         image_size=size,
         dataset=Path(config.data_root).name,
         split_counts=facts.split_counts,
-        test_accuracy=evaluation.get("accuracy"),
-        test_photos=evaluation.get("count"),
-        per_class=evaluation.get("per_class", {}),
+        test_accuracy=evaluation.accuracy if evaluation else None,
+        test_photos=evaluation.count if evaluation else None,
+        per_class={name: asdict(scores) for name, scores in evaluation.per_class.items()} if evaluation else {},
         calibration=calibration,
         recipe=recipe,
         versions=dict(facts.versions),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.runs.store import RunFileError, RunSummary, read_config
+from core.runs.store import Evaluation, Mistake, RunFileError, RunSummary, read_config
 from pages._common.corrections import corrections_mapping, photo_fixes
 from pages._common.photos import thumbnail
 from pages._common.text import md
@@ -24,9 +24,9 @@ PER_PAGE = 12
 ANY = ""  # the select boxes' "any class"
 
 
-def top_losses(misclassified: list[dict]) -> list[dict]:
+def top_losses(misclassified: list[Mistake]) -> list[Mistake]:
     """Mistakes, the most confident first (the probability given to the wrong class)."""
-    return sorted(misclassified, key=lambda item: -item["probabilities"].get(item["predicted"], 0.0))
+    return sorted(misclassified, key=lambda item: -item.probabilities.get(item.predicted, 0.0))
 
 
 def _cell(run: RunSummary, classes: list[str]) -> tuple[str, str]:
@@ -45,9 +45,9 @@ def _data_root(run: RunSummary) -> str | None:
         return None
 
 
-def mistakes_section(run: RunSummary, evaluation: dict, classes: list[str]) -> None:
+def mistakes_section(run: RunSummary, evaluation: Evaluation, classes: list[str]) -> None:
     """Pick a confusion-matrix cell (or all mistakes) and see its photos, with fixes."""
-    misclassified = evaluation.get("misclassified", [])
+    misclassified = evaluation.misclassified
     if not misclassified:
         st.success("No test photo was misclassified.")
         return
@@ -60,9 +60,7 @@ def mistakes_section(run: RunSummary, evaluation: dict, classes: list[str]) -> N
         st.info("The diagonal holds the photos the model got right; pick two different classes.")
         return
     chosen = [
-        item
-        for item in top_losses(misclassified)
-        if true in (ANY, item["true"]) and predicted in (ANY, item["predicted"])
+        item for item in top_losses(misclassified) if true in (ANY, item.true) and predicted in (ANY, item.predicted)
     ]
     if not chosen:
         st.caption("No test photo fell in this cell.")
@@ -81,18 +79,18 @@ def mistakes_section(run: RunSummary, evaluation: dict, classes: list[str]) -> N
     )
 
 
-def _mistake_card(run: RunSummary, item: dict, root: str | None, classes: list[str], mapping: dict) -> None:
-    key = f"mistake_{run.id}_{hashlib.sha1(item['file'].encode(), usedforsecurity=False).hexdigest()[:12]}"
+def _mistake_card(run: RunSummary, item: Mistake, root: str | None, classes: list[str], mapping: dict) -> None:
+    key = f"mistake_{run.id}_{hashlib.sha1(item.file.encode(), usedforsecurity=False).hexdigest()[:12]}"
     with st.container(border=True, key=f"card_{key}"):
-        image = thumbnail(item["file"])
+        image = thumbnail(item.file)
         if image is None:
-            st.caption(f"({md(Path(item['file']).name)} is no longer readable)")
+            st.caption(f"({md(Path(item.file).name)} is no longer readable)")
         else:
             st.image(image, width="stretch")
-        probabilities = sorted(item["probabilities"].items(), key=lambda kv: -kv[1])
+        probabilities = sorted(item.probabilities.items(), key=lambda kv: -kv[1])
         st.caption(
-            f"{md(item['true'])} → **{md(item['predicted'])}**  \n"
+            f"{md(item.true)} → **{md(item.predicted)}**  \n"
             + " · ".join(f"{md(name)} {p:.0%}" for name, p in probabilities[:3])
         )
         if root is not None:
-            photo_fixes(root, item["file"], classes, mapping, key=key, suggested=item["predicted"], emphasis=False)
+            photo_fixes(root, item.file, classes, mapping, key=key, suggested=item.predicted, emphasis=False)

@@ -17,6 +17,7 @@ from core.config import get_settings
 from core.runs.recipes import TrainConfig
 from core.runs.store import (
     MODEL_FILE,
+    Evaluation,
     RunFacts,
     RunFileError,
     RunState,
@@ -64,7 +65,7 @@ def results(run: RunSummary) -> None:
         help="On test photos the model never saw, neither for training nor for choosing its best epoch.",
     )
     columns[1].metric("Best validation accuracy", views.percent(run.best_val_accuracy))
-    columns[2].metric("Test photos", evaluation.get("count", "–") if evaluation else "–")
+    columns[2].metric("Test photos", evaluation.count if evaluation else "–")
     columns[3].metric("Training time", views.format_duration(run.duration))
     if evaluation:
         evaluation_section(evaluation, run)
@@ -80,13 +81,13 @@ def results(run: RunSummary) -> None:
             model_section(run, config, facts)
 
 
-def evaluation_section(evaluation: dict, run: RunSummary) -> None:
-    classes = evaluation.get("classes") or run.classes
+def evaluation_section(evaluation: Evaluation, run: RunSummary) -> None:
+    classes = evaluation.classes or run.classes
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Confusion matrix** (test photos)")
         st.plotly_chart(
-            figures.confusion(classes, evaluation["confusion_matrix"]),
+            figures.confusion(classes, evaluation.confusion_matrix),
             key=f"confusion_{run.id}",
             config={"displayModeBar": False},
         )

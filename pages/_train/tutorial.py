@@ -62,17 +62,24 @@ def comparison_row(model: tutorial.TutorialModel, run_dir: Path | None, metrics:
         state = read_status(run_dir).state if run_dir else "not run"
     except (RunFileError, OSError):
         state = "damaged"
-    evaluation = (read_evaluation(run_dir) if run_dir else None) or {}
     val = [m["val_accuracy"] for m in metrics if m.get("val_accuracy") is not None]
     return {
         "Model": ARCHITECTURES[model.arch].title,
         "Tutorial reported": views.in_percent(model.reported),
         "Tutorial code, re-run": views.in_percent(model.rerun_accuracy),
         "PawLab best validation": views.in_percent(max(val)) if val else None,
-        "PawLab test": views.in_percent(evaluation.get("accuracy")),
+        "PawLab test": views.in_percent(_test_accuracy(run_dir)),
         "Status": views.STATE_LABELS.get(state, state)
         + (f" ({len(metrics)}/{TUTORIAL_EPOCHS})" if state == RunState.RUNNING else ""),
     }
+
+
+def _test_accuracy(run_dir: Path | None) -> float | None:
+    try:
+        evaluation = read_evaluation(run_dir) if run_dir else None
+    except (RunFileError, OSError):
+        return None  # the runs table says what is damaged
+    return evaluation.accuracy if evaluation else None
 
 
 def tutorial_comparison(data_root: Path) -> None:

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from core.models.zoo import ARCHITECTURES
 from core.runs.recipes import TrainConfig
-from core.runs.store import Phase, RunFacts, RunState, RunStatus, RunSummary
+from core.runs.store import Evaluation, Phase, RunFacts, RunState, RunStatus, RunSummary
 
 STATE_LABELS = {
     RunState.QUEUED: "⏳ queued",
@@ -151,17 +151,17 @@ def runs_frame(summaries: list[RunSummary]) -> pd.DataFrame:
     return pd.DataFrame([_run_row(s) for s in summaries], columns=columns)
 
 
-def per_class_frame(evaluation: dict) -> pd.DataFrame:
+def per_class_frame(evaluation: Evaluation) -> pd.DataFrame:
     """Precision, recall and F1 (in %) and the number of test photos, per class."""
     rows = [
         {
             "Class": name,
-            "Precision": in_percent(scores["precision"]),
-            "Recall": in_percent(scores["recall"]),
-            "F1": in_percent(scores["f1"]),
-            "Test photos": scores["support"],
+            "Precision": in_percent(scores.precision),
+            "Recall": in_percent(scores.recall),
+            "F1": in_percent(scores.f1),
+            "Test photos": scores.support,
         }
-        for name, scores in evaluation.get("per_class", {}).items()
+        for name, scores in evaluation.per_class.items()
     ]
     return pd.DataFrame(rows, columns=["Class", "Precision", "Recall", "F1", "Test photos"])
 
