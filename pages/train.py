@@ -97,7 +97,5 @@ if summaries:
         with st.container(key="train_results"):
             results(run)
 if info is not None:
-    tutorial_running = any(
-        s.state is not None and s.state.active and s.arch in tutorial.TUTORIAL_ARCHS for s in summaries
-    )
+    tutorial_running = any(s.active and s.arch in tutorial.TUTORIAL_ARCHS for s in summaries)
     st.fragment(tutorial_comparison, run_every=5.0 if tutorial_running else None)(data_root)

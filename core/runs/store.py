@@ -271,6 +271,11 @@ class RunSummary:
     sweep: str = ""  # the sweep this run is a trial of
     is_sweep: bool = False  # the run is a sweep's own entry, not a model
 
+    @property
+    def active(self) -> bool:
+        """Queued or training (a damaged run, whose state is unknown, is not)."""
+        return self.state is not None and self.state.active
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -357,6 +362,12 @@ def append_metrics(run_dir: str | os.PathLike, record: dict) -> None:
     """One epoch's line, whole or not at all; a full disk is a RunsFolderError."""
     with writing_to(run_dir):
         append_line(Path(run_dir) / METRICS_FILE, json.dumps(record))
+
+
+def best_val_accuracy(metrics: list[dict]) -> float | None:
+    """The best epoch's validation accuracy: the runs table's, the tutorial comparison's and the sweep's."""
+    accuracies = [m["val_accuracy"] for m in metrics if isinstance(m.get("val_accuracy"), (int, float))]
+    return max(accuracies) if accuracies else None
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
@@ -555,7 +566,6 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
     run_dir = Path(run_dir)
     config, status, facts = read_config(run_dir), read_status(run_dir), read_facts(run_dir)
     metrics = read_metrics(run_dir)
-    val_accuracies = [m["val_accuracy"] for m in metrics if isinstance(m.get("val_accuracy"), (int, float))]
     try:
         evaluation, problem = read_evaluation(run_dir), None
     except RunFileError as error:  # the run stays listed, with its model and curves, and says what is wrong
@@ -573,7 +583,7 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
         epochs_total=status.epochs_total or config.total_epochs,
         classes=facts.classes,
         mode=status.mode or facts.mode or "",
-        best_val_accuracy=max(val_accuracies) if val_accuracies else None,
+        best_val_accuracy=best_val_accuracy(metrics),
         test_accuracy=evaluation.accuracy if evaluation else None,
         error=status.error,
         problem=problem,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core.fileio import read_json, write_json
 from core.runs.recipes import TrainConfig
-from core.runs.store import RunFileError, read_config, run_dirs
+from core.runs.store import RunFileError, RunState, read_config, run_dirs, summarize
 
 SWEEP_FILE = "sweep.json"
 
@@ -34,6 +34,23 @@ class TrialResult:
     epochs: int
     best_val_accuracy: float | None
     test_accuracy: float | None
+
+    @classmethod
+    def from_run(cls, trial_dir: str | os.PathLike, knob_names) -> TrialResult:
+        """A trial's line from its run folder (a RunFileError when it cannot be read)."""
+        summary, config = summarize(trial_dir), read_config(trial_dir)
+        return cls(
+            run=summary.id,
+            knobs=knob_values(config, knob_names),
+            state=str(summary.state),
+            epochs=summary.epochs,
+            best_val_accuracy=summary.best_val_accuracy,
+            test_accuracy=summary.test_accuracy,
+        )
+
+    @property
+    def active(self) -> bool:
+        return RunState(self.state).active
 
 
 @dataclass

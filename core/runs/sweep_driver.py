@@ -45,7 +45,7 @@ from core.runs.store import (
     summarize,
     update_status,
 )
-from core.runs.sweep import SweepResult, TrialResult, knob_values, trials_of, write_sweep_result
+from core.runs.sweep import SweepResult, TrialResult, trials_of, write_sweep_result
 from core.runs.worker import execute_run, human_message, log_traceback
 
 TUNE_DIR = "tune"  # Ray Tune's own experiment state, inside the sweep's folder
@@ -228,24 +228,13 @@ def _settle_trials(run_dir: Path, cancelled: bool) -> list[TrialResult]:
     results, searched = [], read_config(run_dir).search.knobs
     for trial_dir in trials_of(run_dir):
         summary = summarize(trial_dir)
-        if summary.state is not None and summary.state.active:
+        if summary.active:
             state = RunState.CANCELLED if cancelled else RunState.STOPPED
             reason = None if cancelled else STOPPED_EARLY.format(epochs=summary.epochs)
             update_status(
                 trial_dir, when=lambda status: status.state.active, state=state, finished=time.time(), error=reason
             )
-            summary = summarize(trial_dir)
-        config = read_config(trial_dir)
-        results.append(
-            TrialResult(
-                run=summary.id,
-                knobs=knob_values(config, searched),
-                state=str(summary.state),
-                epochs=summary.epochs,
-                best_val_accuracy=summary.best_val_accuracy,
-                test_accuracy=summary.test_accuracy,
-            )
-        )
+        results.append(TrialResult.from_run(trial_dir, searched))
     return results
 
 

@@ -38,7 +38,7 @@ SIGNATURE_KEY = "train_signature"  # the runs the last full page run drew
 def show_live_panel(summaries: list[RunSummary]) -> None:
     """Draw the panel; ``summaries`` are the runs the rest of the page shows."""
     st.session_state[SIGNATURE_KEY] = runs_signature(summaries)
-    active = any(s.state is not None and s.state.active for s in summaries)
+    active = any(s.active for s in summaries)
     with st.container(key="train_live"):
         st.fragment(live_panel, run_every=ACTIVE_REFRESH if active else IDLE_REFRESH)()
 

@@ -86,7 +86,7 @@ def runs_table(summaries: list[RunSummary]) -> list[RunSummary]:
 
 def delete_dialog(selected: list[RunSummary]) -> None:
     with st.popover(f"Delete {len(selected)} selected run{'s' if len(selected) > 1 else ''}", icon="🗑️"):
-        active = [s for s in selected if s.state is not None and s.state.active]
+        active = [s for s in selected if s.active]
         if active:
             st.warning("Cancel queued or running runs before deleting them: " + ", ".join(code(s.id) for s in active))
             return

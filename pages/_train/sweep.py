@@ -47,7 +47,7 @@ from core.runs.store import (
     read_metrics,
     summarize,
 )
-from core.runs.sweep import SweepResult, knob_values, read_sweep_result, trials_of
+from core.runs.sweep import SweepResult, TrialResult, read_sweep_result, trials_of
 from pages._common.errors import cannot
 from pages._common.text import code, md
 from pages._train import figures, views
@@ -387,7 +387,7 @@ def sweep_panel(sweep_dir: str, was_active: bool) -> None:
         live_trials(sweep, search.total_trials, knob_names)
 
 
-def trials_frame(rows: list[dict], knob_names: list[str]) -> pd.DataFrame:
+def trials_frame(rows: list[TrialResult], knob_names: list[str]) -> pd.DataFrame:
     """One row per trial: run, best val and test accuracy (in %), knob values, state, epochs.
 
     The accuracies come right after the run: in the tab's narrow column they are what
@@ -395,12 +395,12 @@ def trials_frame(rows: list[dict], knob_names: list[str]) -> pd.DataFrame:
     """
     frame = [
         {
-            "Run": row["run"],
-            "Best val accuracy": views.in_percent(row["best_val_accuracy"]),
-            "Test accuracy": views.in_percent(row["test_accuracy"]),
-            **{KNOB_LABELS[Knob(k)]: row["knobs"].get(k) for k in knob_names},
-            "State": views.STATE_LABELS.get(row["state"], str(row["state"])),
-            "Epochs": row["epochs"],
+            "Run": row.run,
+            "Best val accuracy": views.in_percent(row.best_val_accuracy),
+            "Test accuracy": views.in_percent(row.test_accuracy),
+            **{KNOB_LABELS[Knob(k)]: row.knobs.get(k) for k in knob_names},
+            "State": views.STATE_LABELS.get(row.state, row.state),
+            "Epochs": row.epochs,
         }
         for row in rows
     ]
@@ -415,7 +415,7 @@ def trials_frame(rows: list[dict], knob_names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(frame, columns=columns)
 
 
-def trials_table(rows: list[dict], knob_names: list[str], key: str) -> None:
+def trials_table(rows: list[TrialResult], knob_names: list[str], key: str) -> None:
     config = {
         "Run": st.column_config.TextColumn(pinned=True),
         "Best val accuracy": st.column_config.NumberColumn(
@@ -433,21 +433,12 @@ def live_trials(sweep: RunSummary, total: int, knob_names: list[str]) -> None:
     rows, curves = [], []
     for trial_dir in trials_of(sweep.path):
         try:
-            summary, config = summarize(trial_dir), read_config(trial_dir)
+            row = TrialResult.from_run(trial_dir, knob_names)
         except (RunFileError, OSError):
             continue  # a trial being written, or damaged: the runs table lists its problem
-        rows.append(
-            {
-                "run": summary.id,
-                "knobs": knob_values(config, knob_names),
-                "state": summary.state,
-                "epochs": summary.epochs,
-                "best_val_accuracy": summary.best_val_accuracy,
-                "test_accuracy": summary.test_accuracy,
-            }
-        )
-        curves.append((summary.id, read_metrics(trial_dir)))
-    finished = sum(not row["state"].active for row in rows)
+        rows.append(row)
+        curves.append((row.run, read_metrics(trial_dir)))
+    finished = sum(not row.active for row in rows)
     if sweep.state == RunState.QUEUED:
         st.progress(0.0, text="Queued: waiting for a free training slot.")
     elif sweep.state == RunState.RUNNING:
@@ -499,8 +490,8 @@ def results(sweep: RunSummary, result: SweepResult, knob_names: list[str], total
         )
     # The best first: the table answers "which knobs worked".
     rows = sorted(
-        (vars(t) for t in result.trials),
-        key=lambda row: -1 if row["best_val_accuracy"] is None else row["best_val_accuracy"],
+        result.trials,
+        key=lambda row: -1 if row.best_val_accuracy is None else row.best_val_accuracy,
         reverse=True,
     )
     trials_table(rows, knob_names, key=f"sweep_results_{sweep.id}")

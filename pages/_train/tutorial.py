@@ -16,7 +16,15 @@ from core.data.augment import list_configs
 from core.models.zoo import ARCHITECTURES
 from core.runs import jobs, tutorial
 from core.runs.recipes import TUTORIAL_EPOCHS, make_config, recipe_for
-from core.runs.store import RunFileError, RunState, RunSummary, read_evaluation, read_metrics, read_status
+from core.runs.store import (
+    RunFileError,
+    RunState,
+    RunSummary,
+    best_val_accuracy,
+    read_evaluation,
+    read_metrics,
+    read_status,
+)
 from pages._common.errors import cannot
 from pages._common.text import code, md
 from pages._train import figures, views
@@ -40,7 +48,7 @@ def tutorial_tab(data_root: Path, summaries: list[RunSummary]) -> None:
         )
     )
     found = tutorial.find_tutorial_runs(data_root)
-    active = {s.id for s in summaries if s.state is not None and s.state.active}
+    active = {s.id for s in summaries if s.active}
     busy = [arch for arch, run_dir in found.items() if run_dir.name in active]
     if busy:
         st.info(f"The tutorial's runs are under way ({len(busy)} still queued or running).")
@@ -62,12 +70,11 @@ def comparison_row(model: tutorial.TutorialModel, run_dir: Path | None, metrics:
         state = read_status(run_dir).state if run_dir else "not run"
     except (RunFileError, OSError):
         state = "damaged"
-    val = [m["val_accuracy"] for m in metrics if m.get("val_accuracy") is not None]
     return {
         "Model": ARCHITECTURES[model.arch].title,
         "Tutorial reported": views.in_percent(model.reported),
         "Tutorial code, re-run": views.in_percent(model.rerun_accuracy),
-        "PawLab best validation": views.in_percent(max(val)) if val else None,
+        "PawLab best validation": views.in_percent(best_val_accuracy(metrics)),
         "PawLab test": views.in_percent(_test_accuracy(run_dir)),
         "Status": views.STATE_LABELS.get(state, state)
         + (f" ({len(metrics)}/{TUTORIAL_EPOCHS})" if state == RunState.RUNNING else ""),
