@@ -14,6 +14,7 @@ from core.models import weights
 from core.models.weights import WeightsUnavailableError, imagenet_weights_filename
 from core.models.zoo import (
     ARCHITECTURES,
+    Family,
     assemble,
     base_layers,
     build_frozen_parts,
@@ -24,8 +25,8 @@ from core.models.zoo import (
     unfreeze_top,
 )
 
-TRANSFER = [name for name, spec in ARCHITECTURES.items() if spec.family == "transfer"]
-SCRATCH = [name for name, spec in ARCHITECTURES.items() if spec.family == "scratch"]
+TRANSFER = [name for name, spec in ARCHITECTURES.items() if spec.family is Family.TRANSFER]
+SCRATCH = [name for name, spec in ARCHITECTURES.items() if spec.family is Family.SCRATCH]
 # Smallest sizes each family builds at: MobileNetV2 has ImageNet weights from 96 px.
 SIZE = {**dict.fromkeys(SCRATCH, 32), **dict.fromkeys(TRANSFER, 96)}
 
@@ -58,7 +59,7 @@ def test_architectures_are_the_contract():
     assert list(RECIPES) == list(ARCHITECTURES)  # every architecture has a recipe
     for arch, spec in ARCHITECTURES.items():
         assert RECIPES[arch].augment in PRESETS
-        assert spec.frozen_base == (spec.family == "transfer")
+        assert (spec.head is not None) == spec.frozen_base == (spec.family is Family.TRANSFER)
     assert [REPORTED[a] for a in ("cnn", "cnn_aug", "cnn_aug_preproc", "mobilenet_v2")] == [0.61, 0.66, 0.70, 0.97]
     assert ARCHITECTURES["mobilenet_v2_finetune"].fine_tune and not ARCHITECTURES["mobilenet_v2"].fine_tune
 

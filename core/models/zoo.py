@@ -21,74 +21,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    name: str
-    title: str
-    description: str  # one line for the Train page
-    family: str  # "scratch" | "transfer"
-    frozen_base: bool  # an ImageNet base is frozen in phase 1, so its features can be cached
-    fine_tune: bool  # a second phase unfreezes the top of the base
-
-
-ARCHITECTURES: dict[str, ArchSpec] = {
-    spec.name: spec
-    for spec in (
-        ArchSpec(
-            "cnn",
-            "Tutorial CNN",
-            "Three conv layers with max pooling and dropout, trained from scratch.",
-            "scratch",
-            False,
-            False,
-        ),
-        ArchSpec(
-            "cnn_aug",
-            "Tutorial CNN + augmentation",
-            "The same CNN, trained on randomly flipped (vertically) and rotated images.",
-            "scratch",
-            False,
-            False,
-        ),
-        ArchSpec(
-            "cnn_aug_preproc",
-            "Tutorial CNN + augmentation + preprocessing",
-            "The same CNN with MobileNetV2's input scaling to [-1, 1] and milder augmentation.",
-            "scratch",
-            False,
-            False,
-        ),
-        ArchSpec(
-            "mobilenet_v2",
-            "Tutorial transfer learning (MobileNetV2)",
-            "A frozen ImageNet MobileNetV2 with a small dense head on its flattened features.",
-            "transfer",
-            True,
-            False,
-        ),
-        ArchSpec(
-            "cnn_plus",
-            "CNN+ (ours)",
-            "A from-scratch CNN with batch normalization and global pooling: better and cheaper.",
-            "scratch",
-            False,
-            False,
-        ),
-        ArchSpec(
-            "mobilenet_v2_finetune",
-            "MobileNetV2 + fine-tuning (ours)",
-            "A linear head on cached 224 px MobileNetV2 features; fine-tune the top of the base if you ask.",
-            "transfer",
-            True,
-            True,
-        ),
-    )
-}
-
-# Name of the MobileNetV2 base's last layer (its final conv block's ReLU).
-MOBILENET_OUTPUT_LAYER = "out_relu"
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -112,7 +45,81 @@ POOLED_HEAD = Head(dropout=0.2, hidden_units=0)
 
 
 def default_head(arch: str) -> Head:
-    return TUTORIAL_HEAD if arch == "mobilenet_v2" else POOLED_HEAD
+    """The architecture's own head; from-scratch models have none to choose."""
+    return ARCHITECTURES[arch].head or POOLED_HEAD
+
+
+class Family(StrEnum):
+    """How a model learns: from random weights, or on an ImageNet base."""
+
+    SCRATCH = "scratch"
+    TRANSFER = "transfer"  # a frozen ImageNet MobileNetV2 in phase 1 (its features can be cached)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One architecture: what the Train page says of it, how it learns, and its head."""
+
+    name: str
+    title: str
+    description: str  # one line for the Train page
+    family: Family
+    fine_tune: bool = False  # a second phase unfreezes the top of the base
+    head: Head | None = None  # a transfer model's default head
+
+    @property
+    def frozen_base(self) -> bool:
+        """An ImageNet base is frozen in phase 1, so its features can be cached."""
+        return self.family is Family.TRANSFER
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in (
+        ArchSpec(
+            "cnn",
+            "Tutorial CNN",
+            "Three conv layers with max pooling and dropout, trained from scratch.",
+            Family.SCRATCH,
+        ),
+        ArchSpec(
+            "cnn_aug",
+            "Tutorial CNN + augmentation",
+            "The same CNN, trained on randomly flipped (vertically) and rotated images.",
+            Family.SCRATCH,
+        ),
+        ArchSpec(
+            "cnn_aug_preproc",
+            "Tutorial CNN + augmentation + preprocessing",
+            "The same CNN with MobileNetV2's input scaling to [-1, 1] and milder augmentation.",
+            Family.SCRATCH,
+        ),
+        ArchSpec(
+            "mobilenet_v2",
+            "Tutorial transfer learning (MobileNetV2)",
+            "A frozen ImageNet MobileNetV2 with a small dense head on its flattened features.",
+            Family.TRANSFER,
+            head=TUTORIAL_HEAD,
+        ),
+        ArchSpec(
+            "cnn_plus",
+            "CNN+ (ours)",
+            "A from-scratch CNN with batch normalization and global pooling: better and cheaper.",
+            Family.SCRATCH,
+        ),
+        ArchSpec(
+            "mobilenet_v2_finetune",
+            "MobileNetV2 + fine-tuning (ours)",
+            "A linear head on cached 224 px MobileNetV2 features; fine-tune the top of the base if you ask.",
+            Family.TRANSFER,
+            fine_tune=True,
+            head=POOLED_HEAD,
+        ),
+    )
+}
+
+# Name of the MobileNetV2 base's last layer (its final conv block's ReLU).
+MOBILENET_OUTPUT_LAYER = "out_relu"
 
 
 def _spec(arch: str) -> ArchSpec:
@@ -215,7 +222,7 @@ def build_model(
     spec = _spec(arch)
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    if spec.family == "transfer":
+    if spec.family is Family.TRANSFER:
         return assemble(*build_frozen_parts(arch, num_classes, image_size, weights=weights, head=head))
     return _build_scratch(arch, num_classes, image_size)
 

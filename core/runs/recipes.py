@@ -24,7 +24,7 @@ from pathlib import Path
 from core import defaults
 from core.data.augment import AugmentConfig, load_config
 from core.data.corrections import load_corrections
-from core.models.zoo import ARCHITECTURES, Head, default_head
+from core.models.zoo import ARCHITECTURES, Family, Head, default_head
 from core.runs.search import Cost, Knob, SweepSpec, parse_value
 
 LEARNING_RATE = 1e-3  # Adam, as the tutorial; also for a transfer model's head
@@ -310,16 +310,16 @@ def _checked_optimizer(schedule, weight_decay) -> dict:
 def _checked_flip(arch: str, test_time_flip) -> bool:
     if not isinstance(test_time_flip, bool):
         raise ValueError(f"test_time_flip is true or false, not {test_time_flip!r}.")
-    if test_time_flip and ARCHITECTURES[arch].family != "scratch":
+    if test_time_flip and ARCHITECTURES[arch].family is not Family.SCRATCH:
         raise ValueError("Test-time flips apply to the models trained from scratch.")
     return test_time_flip
 
 
 def _checked_head(arch: str, dropout: float | None, head_units: int | None) -> dict:
-    if (dropout is not None or head_units is not None) and ARCHITECTURES[arch].family != "transfer":
+    if (dropout is not None or head_units is not None) and ARCHITECTURES[arch].family is not Family.TRANSFER:
         raise ValueError(
             f"'{arch}' has no transfer head; dropout and head units apply to "
-            f"{', '.join(a for a, s in ARCHITECTURES.items() if s.family == 'transfer')}."
+            f"{', '.join(a for a, s in ARCHITECTURES.items() if s.family is Family.TRANSFER)}."
         )
     default = default_head(arch)
     Head(

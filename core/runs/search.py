@@ -21,6 +21,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
+from core.models.zoo import ARCHITECTURES, Family
+
 # A sweep is one entry in the queue; this bounds what one visitor can ask for.
 MAX_TRIALS = 200
 MAX_GRID_VALUES = 20
@@ -169,10 +171,10 @@ class SweepSpec:
 
     @classmethod
     def from_grid(
-        cls, trials: int, grid: dict[str, list], *, arch_family: str = "transfer", concurrent: int = 0
+        cls, trials: int, grid: dict[str, list], *, arch_family: Family = Family.TRANSFER, concurrent: int = 0
     ) -> SweepSpec:
         """The default search of the family, with ``grid``'s knobs tried at every listed value."""
-        default = DEFAULT_TRANSFER_SPACE if arch_family == "transfer" else DEFAULT_SCRATCH_SPACE
+        default = DEFAULT_TRANSFER_SPACE if arch_family is Family.TRANSFER else DEFAULT_SCRATCH_SPACE
         knobs = {knob.value: space for knob, space in default.items()}
         for name, values in grid.items():
             knobs[parse_knob(name).value] = KnobSpace(values=tuple(values), grid=True)
@@ -212,3 +214,15 @@ class SweepSpec:
             concurrent=data.get("concurrent", 0),
             grace_epochs=data.get("grace_epochs", 1),
         )
+
+
+def knobs_for(arch: str) -> list[Knob]:
+    """The knobs that apply to ``arch``: a head only for transfer models, fine-tuning where it fine-tunes."""
+    spec = ARCHITECTURES[arch]
+    knobs = [Knob.LEARNING_RATE]
+    if spec.family is Family.TRANSFER:
+        knobs += [Knob.DROPOUT, Knob.HEAD_UNITS]
+    knobs += [Knob.EPOCHS, Knob.AUGMENT, Knob.IMAGE_SIZE]
+    if spec.fine_tune:
+        knobs.append(Knob.FINE_TUNE_LAYERS)
+    return knobs

@@ -27,7 +27,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from core.models.zoo import ARCHITECTURES
+from core.models.zoo import ARCHITECTURES, Family
 from core.netns import LOOPBACK_ONLY_FLAG, in_loopback_only_network
 from core.runs.control import RunCancelled, RunControl
 from core.runs.executors import configured_executor, connect_to_cluster, ray_control, worker_environment
@@ -139,7 +139,7 @@ def _drive_in_private_network(run_dir: Path, config: TrainConfig) -> RunState:
     """
     if os.environ.get(_IN_SWEEP_NETWORK):
         raise RuntimeError("The sweep could not move into a loopback-only network for its embedded Ray.")
-    if ARCHITECTURES[config.arch].family == "transfer":
+    if ARCHITECTURES[config.arch].family is Family.TRANSFER:
         from core.models.weights import ensure_imagenet_weights
 
         for size in _image_sizes(config):

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.runs.store import read_config, read_evaluation, read_facts
+from core.runs.store import Evaluation, read_config, read_evaluation, read_facts
 from core.runs.trust import read_trust
 
 CARD_MARKDOWN = "MODEL_CARD.md"
@@ -107,9 +107,9 @@ def model_card(run_dir: str | os.PathLike) -> ModelCard:
     )
 
 
-def _notes(evaluation: dict, calibrated: bool) -> list[str]:
+def _notes(evaluation: Evaluation | None, calibrated: bool) -> list[str]:
     notes = []
-    if not evaluation:
+    if evaluation is None:
         notes.append("This run has no test evaluation (evaluation.json is missing).")
     if not calibrated:
         notes.append("This run was not calibrated (no trust.json): probabilities are a plain softmax.")

@@ -17,7 +17,7 @@ from core import defaults
 from core.data.augment import list_configs
 from core.models import param_counts
 from core.models.weights import IMAGENET_SIZES, imagenet_weights_filename, keras_models_dir
-from core.models.zoo import ARCHITECTURES
+from core.models.zoo import ARCHITECTURES, Family
 from core.runs import jobs
 from core.runs.executors import configured_executor
 from core.runs.recipes import (
@@ -113,7 +113,7 @@ def new_run_form(data_root: Path, classes: list[str]) -> None:
 
 
 def weights_note(arch: str, image_size: int) -> None:
-    if ARCHITECTURES[arch].family != "transfer":
+    if ARCHITECTURES[arch].family is not Family.TRANSFER:
         return
     weights = keras_models_dir() / imagenet_weights_filename(image_size)
     if not weights.is_file():

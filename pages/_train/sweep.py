@@ -25,7 +25,7 @@ import streamlit as st
 
 from core import defaults
 from core.data.augment import list_configs
-from core.models.zoo import ARCHITECTURES
+from core.models.zoo import ARCHITECTURES, Family
 from core.runs import jobs
 from core.runs.recipes import MAX_CPUS, TrainConfig, make_config, recipe_for
 from core.runs.search import (
@@ -35,6 +35,7 @@ from core.runs.search import (
     Knob,
     KnobSpace,
     SweepSpec,
+    knobs_for,
     parse_value,
 )
 from core.runs.store import (
@@ -77,18 +78,6 @@ FIXED_NOTES = {
 PERCENT = st.column_config.NumberColumn(format="%.1f%%")
 
 
-def knobs_for(arch: str) -> list[Knob]:
-    """The knobs that apply to ``arch``: a head only for transfer models, fine-tuning where it fine-tunes."""
-    spec = ARCHITECTURES[arch]
-    knobs = [Knob.LEARNING_RATE]
-    if spec.family == "transfer":
-        knobs += [Knob.DROPOUT, Knob.HEAD_UNITS]
-    knobs += [Knob.EPOCHS, Knob.AUGMENT, Knob.IMAGE_SIZE]
-    if spec.fine_tune:
-        knobs.append(Knob.FINE_TUNE_LAYERS)
-    return knobs
-
-
 def _values(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in str(text).split(",") if part.strip())
 
@@ -111,7 +100,7 @@ def sweep_tab(data_root: Path, classes: list[str]) -> None:
 
 def define_sweep(data_root: Path, classes: list[str]) -> None:
     names = list(ARCHITECTURES)
-    default = next(name for name, spec in ARCHITECTURES.items() if spec.family == "transfer")
+    default = next(name for name, spec in ARCHITECTURES.items() if spec.family is Family.TRANSFER)
     arch = st.selectbox(
         "Model", names, index=names.index(default), key="sweep_arch", format_func=lambda name: ARCHITECTURES[name].title
     )

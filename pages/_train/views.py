@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.models.zoo import ARCHITECTURES
+from core.models.zoo import ARCHITECTURES, Family
 from core.runs.recipes import TrainConfig
 from core.runs.store import Evaluation, Phase, RunFacts, RunState, RunStatus, RunSummary
 
@@ -188,7 +188,7 @@ def config_lines(config: TrainConfig, facts: RunFacts) -> list[str]:
         "Answers: each photo averaged with its mirror image" if config.test_time_flip else "",
         f"Head: dropout {config.head.dropout:g}, "
         + (f"{config.head.hidden_units} hidden units" if config.head.hidden_units else "linear")
-        if spec and spec.family == "transfer"
+        if spec and spec.family is Family.TRANSFER
         else "",
         f"Augmentation: {config.augment.name} ({config.augment.describe()})",
         f"Early stopping: after {config.patience} epochs without improvement"
