@@ -42,39 +42,6 @@ def confusion(classes: list[str], matrix: list[list[int]]) -> dict:
 # Built here, each a small function of plain data, cached like the ones above.
 
 
-def _sweep_curves_figure(trials: list[tuple[str, list[dict]]]) -> go.Figure:
-    """Validation accuracy per epoch, one line per trial (labelled by its run id)."""
-    figure = go.Figure()
-    for run_id, metrics in trials:
-        figure.add_trace(
-            go.Scatter(
-                x=[m.get("epoch") for m in metrics],
-                y=[m.get("val_accuracy") for m in metrics],
-                name=html.escape(run_id),
-                mode="lines+markers",
-            )
-        )
-    most = max((len(metrics) for _, metrics in trials), default=0)
-    figure.update_layout(
-        height=320,
-        margin=dict(l=10, r=10, t=30, b=10),
-        xaxis=dict(title="epoch", dtick=1, range=[0.5, max(most, 1) + 0.5]),
-        yaxis=dict(title="validation accuracy", tickformat=".0%", range=[0, 1.02]),
-        legend=dict(orientation="h", y=-0.25, font=dict(size=10)),
-    )
-    if not any(metrics for _, metrics in trials):
-        figure.add_annotation(
-            text="Waiting for the first epoch of a trial…",
-            showarrow=False,
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            font=dict(size=14, color="grey"),
-        )
-    return figure
-
-
 def _knob_dimension(label: str, values: list) -> dict:
     """One parallel-coordinates axis: numbers as they are (a learning rate on a log scale),
     names (augmentations) as evenly spaced ticks."""
@@ -127,7 +94,7 @@ def _sweep_parallel_figure(knobs: list[str], rows: list[tuple[dict, float]]) -> 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def sweep_curves(trials: list[tuple[str, list[dict]]]) -> dict:
-    return _sweep_curves_figure(trials).to_dict()
+    return views.validation_figure(trials, height=320, waiting="Waiting for the first epoch of a trial…").to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -283,24 +283,33 @@ def curves_figure(metrics: list[dict], epochs_total: int = 0) -> go.Figure:
 
 def overlay_figure(runs: list[tuple[str, list[dict]]]) -> go.Figure:
     """Validation accuracy of several runs on one chart."""
+    return validation_figure(runs, height=360)
+
+
+def validation_figure(runs: list[tuple[str, list[dict]]], height: int, waiting: str = "") -> go.Figure:
+    """Validation accuracy per epoch, one line per run (the runs table's overlay and a sweep's trials)."""
     figure = go.Figure()
     for label, metrics in runs:
         figure.add_trace(
             go.Scatter(
-                x=[m["epoch"] for m in metrics],
+                x=[m.get("epoch") for m in metrics],
                 y=[m.get("val_accuracy") for m in metrics],
                 name=html.escape(label),
                 mode="lines+markers",
             )
         )
+    most = max((len(metrics) for _, metrics in runs), default=0)
     figure.update_layout(
-        height=360,
+        height=height,
         margin=dict(l=10, r=10, t=30, b=10),
-        xaxis_title="epoch",
-        yaxis_title="validation accuracy",
-        yaxis=dict(tickformat=".0%"),
-        legend=dict(orientation="h", y=-0.2),
+        xaxis=dict(title="epoch", dtick=1, range=[0.5, max(most, 1) + 0.5]),
+        yaxis=dict(title="validation accuracy", tickformat=".0%", range=[0, 1.02]),
+        legend=dict(orientation="h", y=-0.25, font=dict(size=10)),
     )
+    if waiting and not any(metrics for _, metrics in runs):
+        figure.add_annotation(
+            text=waiting, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=14, color="grey")
+        )
     return figure
 
 
