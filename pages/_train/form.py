@@ -14,7 +14,6 @@ from pathlib import Path
 import streamlit as st
 
 from core import defaults
-from core.data.augment import list_configs
 from core.models import param_counts
 from core.models.weights import IMAGENET_SIZES, imagenet_weights_filename, keras_models_dir
 from core.models.zoo import ARCHITECTURES, Family
@@ -34,6 +33,7 @@ from core.runs.store import Executor, read_status
 from core.runs.tutorial import REPORTED
 from pages._common.errors import cannot
 from pages._common.text import code, md
+from pages._train.fields import augmentation_field, image_size_field
 
 MAX_EPOCHS = 500
 SUBSET_STEP = 10  # photos per class, for the "Training photos per class" steps
@@ -88,12 +88,9 @@ def new_run_form(data_root: Path, classes: list[str]) -> None:
     arch = st.selectbox(
         "Model", list(ARCHITECTURES), key="train_arch", format_func=lambda name: ARCHITECTURES[name].title
     )
-    image_size = st.selectbox(
-        "Image size",
-        defaults.IMAGE_SIZES,
-        index=defaults.IMAGE_SIZES.index(recipe_for(arch).image_size),
+    image_size = image_size_field(
+        recipe_for(arch),
         key=f"train_image_size_{arch}",
-        format_func=lambda s: f"{s} × {s} px",
         help=f"Photos are resized to this square. {defaults.IMAGE_SIZES[0]} or {defaults.IMAGE_SIZES[1]} "
         f"px train in seconds, {defaults.IMAGE_SIZE} px is the tutorial's size; the model's "
         f"recipe starts at its own.",
@@ -144,7 +141,11 @@ def form_fields(arch: str, recipe: Recipe) -> dict:
         format_func=lambda r: f"{r:g}",
         key=f"train_learning_rate_{arch}",
     )
-    augment = augmentation_field(arch, recipe)
+    augment = augmentation_field(
+        recipe,
+        key=f"train_augment_{arch}",
+        help="Random changes to the training photos each epoch. Preview them on the Dataset page.",
+    )
     left, right = st.columns(2)
     patience = left.number_input(
         "Early stopping patience",
@@ -205,19 +206,6 @@ def cluster_fields() -> dict:
             help="NAME=AMOUNT, comma-separated: the run waits for a node that has them (`ray start --resources`).",
         )
     return dict(cpus=float(cpus), gpus=float(gpus), ray_resources=resources)
-
-
-def augmentation_field(arch: str, recipe: Recipe) -> str:
-    augmentations = list_configs()
-    names = list(augmentations)
-    return st.selectbox(
-        "Augmentation",
-        names,
-        index=names.index(recipe.augment) if recipe.augment in names else 0,
-        format_func=lambda name: f"{name}: {augmentations[name].describe()}",
-        key=f"train_augment_{arch}",
-        help="Random changes to the training photos each epoch. Preview them on the Dataset page.",
-    )
 
 
 def start_run(data_root: Path, arch: str, **settings) -> None:

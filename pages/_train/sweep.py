@@ -23,7 +23,6 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import defaults
 from core.data.augment import list_configs
 from core.models.zoo import ARCHITECTURES, Family
 from core.runs import jobs
@@ -52,6 +51,7 @@ from core.runs.sweep import SweepResult, TrialResult, read_sweep_result, trials_
 from pages._common.errors import cannot
 from pages._common.text import code, md
 from pages._train import figures, views
+from pages._train.fields import augmentation_field, image_size_field
 
 # The watch panel re-reads the trials this often (seconds) while the sweep is queued or running.
 ACTIVE_REFRESH = 2.0
@@ -235,25 +235,9 @@ def fixed_field(arch: str, knob: Knob, recipe, key: str):
         st.caption(FIXED_NOTES[knob].format(value=recipe.fine_tune_layers))
         return None
     if knob == Knob.AUGMENT:
-        configs = list_configs()
-        names = list(configs)
-        return st.selectbox(
-            "Augmentation",
-            names,
-            key=f"{key}_fixed",
-            label_visibility="collapsed",
-            index=names.index(recipe.augment) if recipe.augment in names else 0,
-            format_func=lambda name: f"{name}: {configs[name].describe()}",
-        )
+        return augmentation_field(recipe, key=f"{key}_fixed", label_visibility="collapsed")
     if knob == Knob.IMAGE_SIZE:
-        return st.selectbox(
-            "Image size",
-            defaults.IMAGE_SIZES,
-            key=f"{key}_fixed",
-            index=defaults.IMAGE_SIZES.index(recipe.image_size),
-            label_visibility="collapsed",
-            format_func=lambda s: f"{s} × {s} px",
-        )
+        return image_size_field(recipe, key=f"{key}_fixed", label_visibility="collapsed")
     default = recipe.learning_rate if knob == Knob.LEARNING_RATE else None  # a head's: the model's own
     text = st.text_input(
         KNOB_LABELS[knob],
