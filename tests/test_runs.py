@@ -9,10 +9,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.data.augment import PRESETS
 from core.fileio import write_json
+from core.runs.evaluation import scores
 from core.runs.recipes import RECIPES, TrainConfig, make_config
 from core.runs.store import (
     EVALUATION_FILE,
@@ -101,7 +103,8 @@ def test_list_runs_is_newest_first_with_results(tmp_path):
     update_status(older, state=RunState.COMPLETED, started=1000.0, finished=1100.0)
     append_metrics(older, {"epoch": 1, "val_accuracy": 0.7})
     append_metrics(older, {"epoch": 2, "val_accuracy": 0.8})
-    write_json(older / EVALUATION_FILE, {"accuracy": 0.75})
+    # Three of four test photos right: evaluation.json as core.runs.evaluation writes it.
+    write_json(older / EVALUATION_FILE, scores(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), ["a", "b"]))
 
     summaries = list_runs(runs)
     assert [s.id for s in summaries] == [newer.name, older.name]
