@@ -11,6 +11,8 @@ from test_inference import install_trained_run, validation_files
 
 from core.data.archive import ArchiveError
 from core.serving.batch import (
+    ABSTAINED_FOLDERS,
+    ANSWERED_FOLDER,
     UNREADABLE_FOLDER,
     classify_many,
     folder_for,
@@ -56,7 +58,8 @@ def test_a_zip_is_classified_in_order_with_progress_and_sorted_by_answer(tmp_pat
     assert f"{UNREADABLE_FOLDER}/broken.jpg" in names
     for prediction, photo in zip(predictions, photos):
         assert f"{folder_for(prediction)}/{photo.name.rsplit('/', 1)[-1]}" in names
-    assert {name.split("/")[0] for name in names} <= set(predictor.classes) | {"unsure", "unknown", UNREADABLE_FOLDER}
+    assert {name.split("/")[0] for name in names} <= {ANSWERED_FOLDER, *ABSTAINED_FOLDERS.values(), UNREADABLE_FOLDER}
+    assert {name.split("/")[1] for name in names if name.startswith(f"{ANSWERED_FOLDER}/")} <= set(predictor.classes)
 
 
 def test_thresholds_reach_every_photo(tmp_path, predictor):

@@ -39,9 +39,9 @@ def texts(elements) -> list[str]:
 
 def heading(prediction) -> str:
     """The subheader the page gives an answer."""
-    if prediction.answer == "unsure":
+    if prediction.abstained == "unsure":
         return ":orange[Not sure]"
-    if prediction.answer == "unknown":
+    if prediction.abstained == "unknown":
         return ":violet[None of these]"
     return f"{prediction.label} — {prediction.confidence:.1%}"
 
@@ -175,7 +175,7 @@ def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, 
     [table] = app.dataframe
     assert list(table.value["file"]) == [name for name, _, _ in drop]
     assert list(table.value["prediction"])[:3] == ["circles", "not classified", "circles"]
-    assert list(table.value["answer"]) == [TITLES.get(p.answer, p.answer or "") for p in expected]
+    assert list(table.value["answer"]) == [TITLES[p.abstained] if p.abstained else p.label or "" for p in expected]
     assert [b.proto.label for b in app.get("download_button") if "CSV" in b.proto.label]
     check_predictions_csv(downloads["predictions.csv"], expected, classes=["circles", "squares"])
 
@@ -347,6 +347,32 @@ def test_answers_are_not_sure_or_none_of_these_with_their_reason_and_sliders_cha
     assert list(app.dataframe[0].value["answer"]) == list(app.dataframe[0].value["prediction"])
 
 
+def test_a_class_named_unsure_is_answered_as_that_class_not_as_not_sure(run_dir):
+    """A photo the model is sure is class "unsure" used to show as an orange "Not sure"."""
+    from core.fileio import read_json, write_json
+    from core.runs.trust import read_trust, write_trust
+
+    facts = read_json(run_dir / "facts.json").value
+    write_json(run_dir / "facts.json", {**facts, "classes": ["unsure", "unknown"]})  # circles, squares
+    trust = read_trust(run_dir)
+    trust.confidence_threshold = 0.0  # the model answers every photo with its class
+    write_trust(run_dir, trust)
+    circle, square = validation_files(run_dir)[0], validation_files(run_dir)[-1]
+
+    app = classify_page()
+    drop = [
+        ("circle.jpg", open(circle, "rb").read(), "image/jpeg"),
+        ("square.jpg", open(square, "rb").read(), "image/jpeg"),
+    ]
+    app.file_uploader[0].set_value(drop).run()
+
+    assert not app.exception
+    answers = texts(app.subheader)[1:]
+    assert answers[0].startswith("unsure — ") and answers[1].startswith("unknown — "), answers
+    assert not app.warning and not app.info  # no "Not sure" / "None of these" explanation
+    assert list(app.dataframe[0].value["answer"]) == ["unsure", "unknown"]
+
+
 def test_a_from_scratch_model_says_why_it_has_no_unknown_check(run_dir):
     app = classify_page()
 
@@ -420,11 +446,13 @@ def test_a_zip_is_classified_with_progress_into_the_table_csv_and_a_sorted_zip(
         (n, "unknown" if "white" in n else "" if "broken" in n else "circles") for n in names
     ]
     assert rows[names.index("trip/white.png")]["reason"].startswith("looks like none of the training photos")
+    assert [r["abstained"] for r in rows] == ["unknown" if "white" in n else "" for n in names]
     assert any(m.value.startswith("**5 photos**") for m in app.markdown)
 
     archive = zipfile.ZipFile(io.BytesIO(deferred_downloads["sorted-by-answer.zip"]()))
     assert sorted(archive.namelist()) == sorted(
-        [f"circles/{Path(n).name}" for n in names if "circle" in n] + ["unknown/white.png", "unreadable/broken.jpg"]
+        [f"answered/circles/{Path(n).name}" for n in names if "circle" in n]
+        + ["none of these/white.png", "unreadable/broken.jpg"]
     )
 
     # The sliders re-answer the zip without classifying it again.

@@ -270,8 +270,9 @@ def test_cli_prints_one_json_line_per_file_and_exits_0(run_dir, capsys):
     assert code == 0
     assert [line["file"] for line in lines] == files
     for line in lines:
-        assert set(line) <= {"file", "label", "probabilities", "ms", "answer", "reason"}
-        assert {"file", "label", "probabilities", "ms", "answer"} <= set(line)
+        assert set(line) <= {"file", "label", "probabilities", "ms", "answer", "abstained", "reason"}
+        assert {"file", "label", "probabilities", "ms", "answer", "abstained"} <= set(line)
+        assert line["answer"] == line["label"] if line["abstained"] is None else line["answer"] == line["abstained"]
         assert line["label"] == max(line["probabilities"], key=line["probabilities"].get)
         # The separable photos are named after their class.
         assert Path(line["file"]).name.startswith(line["label"])

@@ -9,7 +9,10 @@ Endpoints
     One or many photos as the multipart form field ``files``. Answers 200
     with a JSON list, one entry per file in the order sent, each exactly a
     ``python -m core predict`` line (``Prediction.to_json()``): ``{file,
-    label, probabilities, ms, ...}``, or ``{file, error}`` for a file that is
+    label, probabilities, ms, answer, abstained, ...}``, where ``abstained``
+    is null when the model answered ``label`` and "unsure" or "unknown" when
+    it did not (a class may be named "unsure": read ``abstained``, not
+    ``answer``), or ``{file, error}`` for a file that is
     not a usable image (not an image, empty, truncated, too many pixels). A
     bad file never fails the other files of its request, and never the
     request.
@@ -48,10 +51,11 @@ from pathlib import Path
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.config import get_settings
 from core.data.images import check_drop
+from core.runs.trust import Abstain
 from core.serving.inference import Prediction, Predictor
 
 DEFAULT_HOST = "127.0.0.1"
@@ -89,10 +93,19 @@ class PredictionLine(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     file: str
-    label: str | None = None
-    probabilities: dict[str, float] | None = None
+    label: str | None = Field(None, description="The most likely class, also when the model abstains.")
+    probabilities: dict[str, float] | None = Field(None, description="Every class's calibrated probability.")
     ms: float | None = None
-    error: str | None = None
+    answer: str | None = Field(
+        None, description='The text a person reads: the class, or "unsure" / "unknown" (a class may carry those names).'
+    )
+    abstained: Abstain | None = Field(
+        None,
+        description='null when the model answered `label`; "unsure" (confidence below the run\'s threshold) or '
+        '"unknown" (the photo looks like none of the training photos) when it did not. Read this, not `answer`.',
+    )
+    reason: str | None = Field(None, description="Why the model abstained, for a person.")
+    error: str | None = Field(None, description="Why the file could not be classified; the other fields are absent.")
 
 
 class Health(BaseModel):

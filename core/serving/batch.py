@@ -7,8 +7,10 @@
 A zip from a visitor goes through the same extraction as a dataset upload
 (core.data.archive: size, entry count, ratio, path checks), then only files
 with a photo suffix are classified, in batches, so a progress bar moves and
-memory stays flat. The sorted zip has a folder per answer, "unsure" and
-"unknown" included, and a folder "unreadable" for files that are not photos.
+memory stays flat. The sorted zip has a folder per class inside "answered/",
+beside "not sure/", "none of these/" and "unreadable/" (files that are not
+photos): any name can be a class, "unsure" or "unreadable" too, so classes sit
+one level down, where no abstention or error folder can meet them.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from pathlib import Path
 from core.config import get_settings
 from core.data.archive import safe_extract_zip
 from core.data.layout import is_image_name, is_junk
+from core.runs.trust import Abstain
 from core.serving.inference import Prediction, Predictor
 
 BATCH = 32  # photos per model call: the progress bar moves every batch
+ANSWERED_FOLDER = "answered"  # answered/<class>/
+ABSTAINED_FOLDERS = {Abstain.UNSURE: "not sure", Abstain.UNKNOWN: "none of these"}
 UNREADABLE_FOLDER = "unreadable"
 
 
@@ -76,7 +81,12 @@ def classify_many(
 
 
 def folder_for(prediction: Prediction) -> str:
-    return UNREADABLE_FOLDER if not prediction.ok else str(prediction.answer or prediction.label)
+    """Where the photo goes in the sorted zip; a class's folder is always under answered/."""
+    if not prediction.ok:
+        return UNREADABLE_FOLDER
+    if prediction.abstained is not None:
+        return ABSTAINED_FOLDERS[prediction.abstained]
+    return f"{ANSWERED_FOLDER}/{prediction.label}"
 
 
 def sorted_zip(predictions: Sequence[Prediction], photos: Sequence[Photo], target: str | os.PathLike) -> Path:

@@ -68,7 +68,7 @@ class Prediction:
     ms: float | None = None  # this photo's decode plus its share of the batch's model time
     error: str | None = None
     pixels: np.ndarray | None = None  # the (S, S, 3) uint8 image the model saw
-    answer: str | None = None  # ``label``, or Abstain.UNSURE / Abstain.UNKNOWN
+    abstained: Abstain | None = None  # None: the model answered ``label``
     reason: str | None = None  # why it abstained, for a person
     novelty_distance: float | None = None  # to the training photos, when the run has the check
 
@@ -76,13 +76,22 @@ class Prediction:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def answer(self) -> str | None:
+        """The text a person reads: the class, or "unsure" / "unknown". A program reads ``abstained``:
+        a class may be named "unsure" too, so this text alone cannot tell an abstention from a class."""
+        if not self.ok:
+            return None
+        return self.label if self.abstained is None else str(self.abstained)
+
     def to_json(self) -> dict:
-        """The CLI's JSON line: {file, label, probabilities, ms, answer[, reason, novelty_distance]}
-        or {file, error}."""
+        """The CLI's and the API's JSON: {file, label, probabilities, ms, answer, abstained[, reason,
+        novelty_distance]} or {file, error}; ``abstained`` is null when the model answered ``label``."""
         if self.error is not None:
             return {"file": self.file, "error": self.error}
         data = asdict(self)
-        line = {key: data[key] for key in ("file", "label", "probabilities", "ms", "answer")}
+        line = {key: data[key] for key in ("file", "label", "probabilities", "ms")}
+        line |= {"answer": self.answer, "abstained": None if self.abstained is None else str(self.abstained)}
         return line | {key: data[key] for key in ("reason", "novelty_distance") if data[key] is not None}
 
 
@@ -93,8 +102,9 @@ class Thresholds:
     confidence: float  # calibrated top probability below this: "unsure"
     novelty: float | None  # distance to the training photos above this: "unknown" (None: no check)
 
-    def answer(self, prediction: Prediction) -> tuple[str, str | None]:
-        """(answer, reason); an unknown photo is unknown however sure the model is."""
+    def answer(self, prediction: Prediction) -> tuple[Abstain | None, str | None]:
+        """(abstained, reason): (None, None) when the model answers its class; an unknown photo is
+        unknown however sure the model is."""
         distance, confidence = prediction.novelty_distance, prediction.confidence
         if distance is not None and self.novelty is not None and distance > self.novelty:
             return Abstain.UNKNOWN, (
@@ -102,7 +112,7 @@ class Thresholds:
             )
         if confidence < self.confidence:
             return Abstain.UNSURE, f"only {confidence:.0%} sure; this run answers from {self.confidence:.0%}"
-        return prediction.label, None
+        return None, None
 
 
 def model_path(run_dir: str | os.PathLike) -> Path:
@@ -246,7 +256,7 @@ class Predictor:
             prediction.confidence = float(probs[best])
             prediction.probabilities = {name: float(p) for name, p in zip(self.classes, probs)}
             prediction.novelty_distance = None if distance is None else float(distance)
-            prediction.answer, prediction.reason = thresholds.answer(prediction)
+            prediction.abstained, prediction.reason = thresholds.answer(prediction)
             prediction.ms = round(item.decode_ms + model_ms_each, 2)
 
     def _embedding_pixels(self, item: _Decoded) -> np.ndarray:
@@ -376,6 +386,7 @@ def summary_rows(predictions: Sequence[Prediction], classes: Sequence[str]) -> l
             "file": prediction.file,
             "prediction": prediction.label,
             "answer": prediction.answer,
+            "abstained": "" if prediction.abstained is None else str(prediction.abstained),
             "reason": prediction.reason or "",
             "confidence": prediction.confidence,
             "ms": prediction.ms,

@@ -30,6 +30,13 @@ NO_CHECK_OLD = (
 )
 
 
+def answer_title(prediction: Prediction) -> str:
+    """The answer as the page words it: the class, "Not sure", "None of these", or "" for a bad file."""
+    if not prediction.ok:
+        return ""
+    return prediction.label or "" if prediction.abstained is None else ABSTAIN_TITLES[prediction.abstained]
+
+
 def when_to_answer(predictor: Predictor, run: RunSummary) -> Thresholds:
     """The "When to answer" expander: sliders from the run's thresholds; returns the chosen ones."""
     run_thresholds, trust = predictor.thresholds, predictor.trust
@@ -85,8 +92,8 @@ def reanswered(predictions: list[Prediction], thresholds: Thresholds) -> list[Pr
     answered = []
     for prediction in predictions:
         if prediction.ok:
-            answer, reason = thresholds.answer(prediction)
-            prediction = replace(prediction, answer=answer, reason=reason)
+            abstained, reason = thresholds.answer(prediction)
+            prediction = replace(prediction, abstained=abstained, reason=reason)
         answered.append(prediction)
     return answered
 
@@ -107,12 +114,12 @@ def calibration_caption(predictor: Predictor) -> str:
 
 def show_answer(prediction: Prediction) -> None:
     """The answer as a heading: the class, or "Not sure" / "None of these" with the reason."""
-    title = ABSTAIN_TITLES.get(prediction.answer)
-    if title is None:
+    if prediction.abstained is None:
         st.badge("Answer", icon=":material/check_circle:", color="green")
         st.subheader(f"{md(prediction.label)} — {prediction.confidence:.1%}", anchor=False)
         return
-    unknown = prediction.answer == Abstain.UNKNOWN
+    title = ABSTAIN_TITLES[prediction.abstained]
+    unknown = prediction.abstained is Abstain.UNKNOWN
     st.badge(
         "No answer", icon=":material/block:" if unknown else ":material/help:", color="violet" if unknown else "orange"
     )

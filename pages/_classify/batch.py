@@ -21,9 +21,9 @@ import streamlit as st
 from core.config import get_settings
 from core.data.archive import ArchiveError
 from core.data.images import check_drop
-from core.serving.batch import Photo, classify_many, folder_for, photos_in_folder, photos_in_zip, sorted_zip
+from core.serving.batch import Photo, classify_many, photos_in_folder, photos_in_zip, sorted_zip
 from core.serving.inference import Prediction, Thresholds, predictions_csv, summary_rows
-from pages._classify.answers import ABSTAIN_TITLES, reanswered
+from pages._classify.answers import answer_title, reanswered
 from pages._classify.views import load_predictor
 from pages._common.errors import cannot
 from pages._common.text import code, md
@@ -62,7 +62,7 @@ def batch_section(run, mtime: float, thresholds: Thresholds) -> None:
             return
         st.session_state[BATCH_KEY] = batch
     predictions = reanswered(batch.predictions, thresholds)
-    counts = Counter(ABSTAIN_TITLES.get(folder_for(p), folder_for(p)) for p in predictions)
+    counts = Counter(answer_title(p) if p.ok else "unreadable" for p in predictions)
     st.markdown(
         f"**{len(predictions)} photos**: " + " · ".join(f"{md(name)} {count}" for name, count in sorted(counts.items()))
     )
@@ -130,7 +130,7 @@ def summary_table(
     """One row per file (its answer, reason and calibrated probabilities), and the CSV of it."""
     table = pd.DataFrame(summary_rows(predictions, classes))
     table["prediction"] = table["prediction"].fillna("not classified")
-    table["answer"] = [ABSTAIN_TITLES.get(a, a) if isinstance(a, str) else "" for a in table["answer"]]
+    table["answer"] = [answer_title(p) for p in predictions]
     probability_columns = {
         f"p_{name}": st.column_config.NumberColumn(f"P({name})", format="percent") for name in classes
     }
