@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -42,9 +42,14 @@ from core.runs.calibration import softmax
 from core.runs.store import MODEL_FILE, RunState, RunSummary, list_runs, read_config, read_facts
 from core.runs.trust import NOVELTY_FILE, Abstain, RunTrust, read_trust
 
+if TYPE_CHECKING:
+    from core.serving.gradcam import GradCam
+
 # A path, raw bytes, a (file name, bytes) pair, or a file object with a
 # ``name`` (Streamlit's UploadedFile).
 PhotoSource = str | os.PathLike | bytes | tuple[str, bytes] | BinaryIO
+# What _named_source turns one into: a path, or the bytes of the file.
+DecodableSource = str | os.PathLike | bytes
 
 # Photos per model call. A drop of up to this many photos is one call; larger
 # drops are cut into batches of this size so memory stays bounded.
@@ -110,7 +115,7 @@ class Thresholds:
             return Abstain.UNKNOWN, (
                 f"looks like none of the training photos (distance {distance:.3f} > {self.novelty:.3f})"
             )
-        if confidence < self.confidence:
+        if confidence is None or confidence < self.confidence:  # None: not classified, never sure
             return Abstain.UNSURE, f"only {confidence:.0%} sure; this run answers from {self.confidence:.0%}"
         return None, None
 
@@ -166,7 +171,7 @@ class Predictor:
             input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
         )
         self._embed = _pooled_embedder() if novelty is not None else None
-        self._gradcam = None
+        self._gradcam: GradCam | None = None  # built on the first heatmap
         # Trace once now, so the first photo a person drops is answered quickly.
         self.probabilities(np.zeros((1, size, size, 3), np.uint8))
         if self._embed is not None:
@@ -245,8 +250,8 @@ class Predictor:
     def _classify(self, decoded: list[_Decoded], thresholds: Thresholds) -> None:
         """Fill in each decoded photo's probabilities, label, distance and answer."""
         start = time.perf_counter()
-        probabilities = self.probabilities(np.stack([d.prediction.pixels for d in decoded]))
-        distances = [None] * len(decoded)
+        probabilities = self.probabilities(np.stack([d.pixels for d in decoded]))
+        distances: list[float | None] | np.ndarray = [None] * len(decoded)
         if self.novelty is not None:
             distances = self.novelty_distances(np.stack([self._embedding_pixels(d) for d in decoded]))
         model_ms_each = (time.perf_counter() - start) * 1000 / len(decoded)
@@ -262,7 +267,7 @@ class Predictor:
     def _embedding_pixels(self, item: _Decoded) -> np.ndarray:
         """The photo at the embeddings' size: the model's pixels when the sizes agree."""
         if self.image_size == EMBEDDING_SIZE:
-            return item.prediction.pixels
+            return item.pixels
         return _decode(item.source, item.prediction.file, EMBEDDING_SIZE)
 
     def gradcam(self, prediction: Prediction) -> np.ndarray:
@@ -273,7 +278,7 @@ class Predictor:
             raise ValueError(f"{prediction.file} was not classified, so it has no heatmap.")
         if self._gradcam is None:
             self._gradcam = GradCam(self.model)
-        return self._gradcam.heatmap(prediction.pixels, self.classes.index(prediction.label))
+        return self._gradcam.heatmap(prediction.pixels, self.classes.index(prediction.label or ""))
 
 
 @dataclass
@@ -281,8 +286,13 @@ class _Decoded:
     """A photo that decoded: its prediction (pixels set), where it came from, how long it took."""
 
     prediction: Prediction
-    source: PhotoSource
+    source: DecodableSource
     decode_ms: float
+
+    @property
+    def pixels(self) -> np.ndarray:
+        assert self.prediction.pixels is not None  # set when the photo decoded
+        return self.prediction.pixels
 
 
 def _batched(function, images: np.ndarray) -> np.ndarray:
@@ -319,7 +329,7 @@ def _load_novelty(run_dir: str | os.PathLike, trust: RunTrust):
     return NoveltyDetector.load(path)
 
 
-def _named_source(source: PhotoSource, index: int) -> tuple[str, PhotoSource]:
+def _named_source(source: PhotoSource, index: int) -> tuple[str, DecodableSource]:
     """(file name for messages, something core.data.images can decode)."""
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source), source  # as given: a/cat.1.jpg and b/cat.1.jpg stay apart
@@ -340,28 +350,29 @@ def _read_all(file: BinaryIO) -> bytes:
     return file.read()
 
 
-def _decode(source: PhotoSource, name: str, image_size: int) -> np.ndarray:
+def _decode(source: DecodableSource, name: str, image_size: int) -> np.ndarray:
     if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
         raise ImageError(f"{name} was not found.")
-    if isinstance(source, bytes):
-        if not source:
-            raise ImageError(f"{name} is empty (0 bytes).")
-        named = io.BytesIO(source)
-        named.name = name  # core.data.images names the file in its messages
-        source = named
-    return load_resized(source, image_size)
+    if isinstance(source, bytes) and not source:
+        raise ImageError(f"{name} is empty (0 bytes).")
+    return load_resized(_named_file(source, name), image_size)
+
+
+def _named_file(source: DecodableSource, name: str) -> str | os.PathLike | BinaryIO:
+    """Bytes as a file object with a name: core.data.images names the file in its messages."""
+    if not isinstance(source, bytes):
+        return source
+    named = io.BytesIO(source)
+    named.name = name
+    return named
 
 
 def preview_image(source: PhotoSource, max_side: int = PREVIEW_SIDE) -> np.ndarray:
     """An upright RGB copy of a photo for display, at most ``max_side`` pixels wide or high."""
     from core.data.images import open_rgb
 
-    name, source = _named_source(source, 0)
-    if isinstance(source, bytes):
-        named = io.BytesIO(source)
-        named.name = name
-        source = named
-    image = open_rgb(source, draft_size=(max_side, max_side))
+    name, decodable = _named_source(source, 0)
+    image = open_rgb(_named_file(decodable, name), draft_size=(max_side, max_side))
     image.thumbnail((max_side, max_side))
     return np.asarray(image, dtype=np.uint8)
 
