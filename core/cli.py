@@ -249,7 +249,7 @@ def cmd_sweep(args) -> int:
         )
     except ValueError as error:
         raise UsageError(f"{PROG} sweep: error: {error}") from None
-    print(f"{config.search.total_trials} trials; {COST_SENTENCES[config.sweep_cost()]}", file=sys.stderr, flush=True)
+    print(f"{spec.total_trials} trials; {COST_SENTENCES[config.sweep_cost()]}", file=sys.stderr, flush=True)
     run_dir = _follow(_submit(config, args.runs_dir))
     status, result = read_status(run_dir), read_sweep_result(run_dir)
     if result is not None:

@@ -47,6 +47,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -117,7 +118,7 @@ class Health(BaseModel):
     max_bytes: int
 
 
-ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 413, 415, 500)}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody} for status in (400, 413, 415, 500)}
 
 
 def create_app(run_dir: str | os.PathLike) -> FastAPI:

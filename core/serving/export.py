@@ -65,7 +65,7 @@ class ExportFormat(StrEnum):
         return {"saved_model": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}[self.value]
 
     @property
-    def title(self) -> str:
+    def display_name(self) -> str:  # not "title": that is str.title, which a StrEnum keeps
         return {"saved_model": "SavedModel for TF Serving", "tflite": "TensorFlow Lite", "onnx": "ONNX"}[self.value]
 
 

@@ -190,7 +190,7 @@ def check_export(run_dir: str | os.PathLike, export_format: ExportFormat | str) 
     run_dir, export_format = Path(run_dir), ExportFormat(export_format)
     (run_dir / EXPORTS_DIR).mkdir(exist_ok=True)
     lock = run_dir / EXPORTS_DIR / f".{export_format}.lock"
-    with FileLock(lock, timeout=0, what=f"the {export_format.title} export of run {run_dir.name}"):
+    with FileLock(lock, timeout=0, what=f"the {export_format.display_name} export of run {run_dir.name}"):
         status = ExportStatus(
             export_format, ExportState.EXPORTING, source=_source_of(run_dir), pid=os.getpid(), updated=time.time()
         )
@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m core.serving.export_check RUN_DIR FORMAT``: exit 0 when the export agrees."""
     run_dir, export_format = sys.argv[1:] if argv is None else argv
     status = check_export(run_dir, export_format)
-    print(f"{export_format}: {status.state}: {status.reason or status.agreement.describe()}")
+    reason = status.reason or (status.agreement.describe() if status.agreement else "")
+    print(f"{export_format}: {status.state}: {reason}")
     return 0 if status.offered else 1
 
 

@@ -58,7 +58,7 @@ def exports(run: RunSummary, polling: bool) -> None:
         st.rerun(scope="app")  # stop polling
     for column, (fmt, status) in zip(st.columns(len(statuses)), statuses.items()):
         with column:
-            st.markdown(f"**{fmt.title}**")
+            st.markdown(f"**{fmt.display_name}**")
             export_column(run, fmt, status)
 
 
@@ -94,7 +94,7 @@ def export_column(run: RunSummary, fmt: ExportFormat, status: ExportStatus) -> N
         try:
             start_export(run_dir, fmt)
         except OSError as error:
-            st.error(cannot(f"prepare the {fmt.title} export", error))
+            st.error(cannot(f"prepare the {fmt.display_name} export", error))
             return
         st.rerun(scope="app")  # polls from now on
 
