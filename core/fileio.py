@@ -26,11 +26,41 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
 
 # How long a lock waits by default before giving up with a message (seconds).
 LOCK_TIMEOUT_SECONDS = 30.0
 _LOCK_POLL_SECONDS = 0.05
+
+
+# --- Why a folder cannot take a file, in words ------------------------------------
+
+
+class CannotWrite(NamedTuple):
+    reason: str  # in "PawLab cannot write to /path (<reason>)." (core)
+    page: str  # in "Could not <action>: <page> (`/path`)." (pages/_common/errors.py)
+
+
+# The one table of failed-write sentences, by errno. Other OSErrors (a name taken,
+# a lock busy) keep their own message.
+CANNOT_WRITE = {
+    errno.EROFS: CannotWrite("read-only file system", "the folder PawLab writes to is read-only"),
+    errno.ENOSPC: CannotWrite("the disk is full", "the disk is full"),
+    errno.EDQUOT: CannotWrite("the disk quota is used up", "the disk quota is used up"),
+    errno.EACCES: CannotWrite("permission denied", "PawLab is not allowed to write there"),
+    errno.EPERM: CannotWrite("permission denied", "PawLab is not allowed to write there"),
+}
+
+
+def cannot_write_reason(error: OSError) -> str:
+    """The table's reason for ``error``, else its own words."""
+    known = CANNOT_WRITE.get(error.errno) if error.errno is not None else None
+    return known.reason if known else (error.strerror or str(error) or type(error).__name__).lower()
+
+
+def cannot_write_message(folder: str | os.PathLike, error: OSError) -> str:
+    """ "PawLab cannot write to /path (the disk is full)." for a failed write."""
+    return f"PawLab cannot write to {folder} ({cannot_write_reason(error)})."
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int = 0o644) -> None:
@@ -123,7 +153,7 @@ class FileLock:
 
     def __init__(self, path: str | os.PathLike, timeout: float = LOCK_TIMEOUT_SECONDS, what: str = "this file"):
         self.path, self.timeout, self.what = Path(path), timeout, what
-        self._handle = None
+        self._handle: IO[str] | None = None
 
     def __enter__(self) -> FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,9 +174,8 @@ class FileLock:
         self._handle = handle
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         handle, self._handle = self._handle, None
         if handle is not None:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
-        return False

@@ -122,7 +122,7 @@ def test_full_disk_while_extracting_is_one_sentence_and_no_leftovers(monkeypatch
         import_zip(io.BytesIO(zip_bytes(pets())), "pets")
 
     datasets_dir = get_settings().datasets_dir
-    assert str(error.value) == f"PawLab cannot write to {datasets_dir} (no space left on device)."
+    assert str(error.value) == f"PawLab cannot write to {datasets_dir} (the disk is full)."
     assert visible(datasets_dir) == []
 
 

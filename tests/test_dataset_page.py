@@ -23,7 +23,7 @@ from core.data.acquire import COMPLETE_MARKER
 from core.data.augment import list_configs
 from core.data.dataset import scan_dataset
 from core.data.splits import make_splits
-from core.data.workspace import last_dataset, remember_dataset
+from core.data.workspace import DATASET_KEY, remember_use
 
 OVERVIEW_TAB = ":material/bar_chart: Overview"
 BROWSE_TAB = ":material/grid_view: Browse photos"
@@ -47,6 +47,11 @@ def texts(elements) -> list[str]:
 
 def page_text(app: AppTest) -> str:
     return "\n".join(texts(app.markdown) + texts(app.caption) + texts(app.info) + texts(app.error) + texts(app.success))
+
+
+def chosen(app: AppTest) -> Path | None:
+    """The session's dataset, if it has one."""
+    return Path(app.session_state[DATASET_KEY]) if DATASET_KEY in app.session_state else None
 
 
 def thumbnail_captions(app: AppTest) -> list[str]:
@@ -74,7 +79,7 @@ def real_dataset(cats_and_dogs, real_scan_cache, pawlab_home, monkeypatch) -> Pa
     """The real photos, opened where they are: a folder on the server the operator allowed."""
     monkeypatch.setenv("PAWLAB_ALLOW_LOCAL_PATHS", "1")
     shutil.copytree(real_scan_cache, get_settings().cache_dir / "scans")
-    remember_dataset(cats_and_dogs)
+    remember_use(cats_and_dogs)
     return cats_and_dogs
 
 
@@ -172,7 +177,7 @@ def test_browsing_pages_filters_and_enlarging(dataset):
 def test_choosing_another_dataset_starts_the_browser_afresh(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("PAWLAB_ALLOW_LOCAL_PATHS", "1")
     fruit = make_separable_dataset(tmp_path / "fruit", classes=("apples", "pears"))
-    remember_dataset(tiny_dataset)
+    remember_use(tiny_dataset)
     app = dataset_page(BROWSE_TAB)
     app.button_group(key="browse_classes").set_value(["squares"]).run()
     app.get("pagination")[0].set_value(1).run()
@@ -218,13 +223,12 @@ def test_local_folder_opens_when_allowed_and_explains_a_bad_path(tiny_dataset, m
     app.button(key="local_path_open").click().run()
     assert not app.exception
     assert any("There is no folder at" in message for message in texts(app.error))
-    assert last_dataset() is None
+    assert chosen(app) is None
 
     app.text_input(key="local_path").set_value(str(tiny_dataset)).run()
     app.button(key="local_path_open").click().run()
     assert not app.exception
-    assert last_dataset() == tiny_dataset.resolve()
-    assert app.session_state["dataset_root"] == str(tiny_dataset.resolve())
+    assert chosen(app) == tiny_dataset.resolve()
     assert "**Classes:** `circles`, `squares`" in texts(app.markdown)
 
 
@@ -243,14 +247,14 @@ def test_uploading_a_zip_adds_and_selects_the_dataset(tiny_dataset):
     app.button(key="dataset_zip_import").click().run()
     assert not app.exception
     assert app.error, "a broken zip should be explained"
-    assert last_dataset() is None
+    assert chosen(app) is None
 
     app.file_uploader(key="dataset_zip").set_value(("shapes.zip", zip_of(tiny_dataset), "application/zip")).run()
     app.text_input(key="dataset_zip_name").set_value("My shapes").run()
     app.button(key="dataset_zip_import").click().run()
     assert not app.exception
     root = get_settings().datasets_dir / "My_shapes"
-    assert last_dataset() == root.resolve()
+    assert chosen(app) == root.resolve()
     assert app.selectbox(key="dataset_choice").value == str(root.resolve())
     assert "**Classes:** `circles`, `squares`" in texts(app.markdown)
 
@@ -290,12 +294,12 @@ def test_download_button_fetches_the_dataset_or_explains_why_not(tiny_dataset, z
     app.button(key="download_official").click().run()  # the server answers 404
     assert not app.exception
     assert app.error and "404" in app.error[0].value
-    assert last_dataset() is None
+    assert chosen(app) is None
 
     ZipHandler.payload = zip_of(tiny_dataset)
     app.button(key="download_official").click().run()
     assert not app.exception
-    assert last_dataset() == (get_settings().datasets_dir / "cats_and_dogs_filtered").resolve()
+    assert chosen(app) == (get_settings().datasets_dir / "cats_and_dogs_filtered").resolve()
     assert "**Classes:** `circles`, `squares`" in texts(app.markdown)
 
 
@@ -335,8 +339,8 @@ def test_the_page_does_not_load_tensorflow_until_the_preview(tiny_dataset, tmp_p
     home = tmp_path / "home"
     script = (
         "import sys\n"
-        "from core.data.workspace import remember_dataset\n"
-        f"remember_dataset({str(tiny_dataset)!r})\n"
+        "from core.data.workspace import remember_use\n"
+        f"remember_use({str(tiny_dataset)!r})\n"
         "from streamlit.testing.v1 import AppTest\n"
         f"app = AppTest.from_file({str(REPO / 'app.py')!r}, default_timeout=120).run()\n"
         "app.switch_page('pages/dataset.py').run()\n"

@@ -14,9 +14,6 @@ import sys
 
 from conftest import REPO
 
-from core.models.distribute import is_chief
-from core.runs.control import RunControl
-
 # What a second machine of a two-worker cluster would have in its environment.
 NON_CHIEF_TF_CONFIG = json.dumps(
     {
@@ -51,12 +48,6 @@ def test_a_tf_config_does_not_change_the_strategy():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n")[:2] == ["_DefaultDistributionStrategy 1", "MirroredStrategy 2"]
-
-
-def test_every_process_writes_its_run_whatever_tf_config_says(tmp_path, monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", NON_CHIEF_TF_CONFIG)
-    assert is_chief() is True
-    assert RunControl(tmp_path).writes_files is True
 
 
 def test_no_code_reads_tf_config():

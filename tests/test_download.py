@@ -335,7 +335,7 @@ def test_full_disk_while_downloading_is_one_sentence(server, tmp_path, monkeypat
     with pytest.raises(DownloadError) as error:
         download_file(server.url + "/blob.bin", tmp_path / "blob.bin")
 
-    assert str(error.value) == f"PawLab cannot write to {tmp_path} (no space left on device)."
+    assert str(error.value) == f"PawLab cannot write to {tmp_path} (the disk is full)."
     assert not error.value.retryable and list(tmp_path.iterdir()) == []
 
 

@@ -203,14 +203,14 @@ def test_saving_augmentation_configs_from_many_threads(pawlab_home):
 
 
 def test_remembering_datasets_from_many_threads(pawlab_home, tmp_path):
-    from core.data.workspace import last_dataset, remember_dataset
+    from core.data.workspace import recent_uses, remember_use
 
     folders = [tmp_path / f"d{i}" for i in range(3)]
     for folder in folders:
         folder.mkdir()
-    errors = hammer(lambda t, n: remember_dataset(folders[(t + n) % 3]))
+    errors = hammer(lambda t, n: remember_use(folders[(t + n) % 3]))
     assert errors == []
-    assert last_dataset() in [folder.resolve() for folder in folders]
+    assert recent_uses()[0].path in [folder.resolve() for folder in folders]
 
 
 def test_scanning_from_many_threads(pawlab_home, tmp_path):
@@ -246,13 +246,13 @@ def test_damaged_augmentation_config_is_left_out(pawlab_home, damage):
 
 @pytest.mark.parametrize("damage", ["", "null", "42", '{"recent": [{"path": 3}]}', '{"dataset": "cut'])
 def test_damaged_workspace_means_nothing_saved(pawlab_home, tmp_path, damage):
-    from core.data.workspace import last_dataset, remember_dataset
+    from core.data.workspace import recent_uses, remember_use
 
     pawlab_home.mkdir(parents=True, exist_ok=True)
     (pawlab_home / "workspace.json").write_text(damage)
-    assert last_dataset() is None
-    remember_dataset(tmp_path)
-    assert last_dataset() == tmp_path.resolve()
+    assert recent_uses() == []
+    remember_use(tmp_path)
+    assert [use.path for use in recent_uses()] == [tmp_path.resolve()]
 
 
 def test_second_session_importing_the_same_dataset_is_told_to_wait(

@@ -18,7 +18,7 @@ from streamlit.testing.v1.element_tree import Selectbox
 
 from core.config import get_settings
 from core.data.acquire import COMPLETE_MARKER
-from core.data.workspace import last_dataset, recent_uses
+from core.data.workspace import recent_uses
 
 TIMEOUT = 60
 
@@ -84,7 +84,7 @@ def test_a_dataset_that_is_there_before_any_choice_is_the_one_used(shapes_and_fr
     for other in get_settings().datasets_dir.iterdir():
         if other != shapes:  # a single dataset: it could not even be chosen again in the select box
             shutil.rmtree(other)
-    assert last_dataset() is None
+    assert recent_uses() == []
 
     at = open_page("dataset")
     assert at.selectbox(key="dataset_choice").value == str(shapes)

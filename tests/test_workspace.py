@@ -15,10 +15,8 @@ from core.data.workspace import (
     DATASET_KEY,
     choose_dataset,
     default_dataset,
-    last_dataset,
     list_datasets,
     recent_uses,
-    remember_dataset,
     remember_use,
     resolve_choice,
     session_dataset,
@@ -142,14 +140,13 @@ def test_local_folder_needs_the_switch(tmp_path, monkeypatch):
         resolve_choice("/etc")
 
 
-def test_older_workspace_file_and_functions_still_work(pawlab_home, tmp_path):
+def test_older_workspace_file_still_works(pawlab_home, tmp_path):
     old = make_separable_dataset(tmp_path / "old", per_class=2, size=16)
     pawlab_home.mkdir(parents=True, exist_ok=True)
     (pawlab_home / "workspace.json").write_text(json.dumps({"dataset": str(old)}))
-    assert last_dataset() == old
+    assert [use.path for use in recent_uses()] == [old]
     newer = make_separable_dataset(tmp_path / "newer", per_class=2, size=16)
-    remember_dataset(newer)
-    assert last_dataset() == newer.resolve()
+    remember_use(newer)
     assert [use.path for use in recent_uses()] == [newer.resolve(), old]
 
 

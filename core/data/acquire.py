@@ -39,9 +39,9 @@ from typing import BinaryIO
 from core.config import Settings, get_settings
 from core.data.archive import ArchiveError, safe_extract_zip
 from core.data.dataset import DatasetError, find_dataset_root
-from core.data.download import CANNOT_WRITE_ERRNOS, DownloadError, cannot_write_message, download_file
+from core.data.download import DownloadError, download_file
 from core.data.layout import is_image_name, is_junk_name
-from core.fileio import FileLock, LockTimeout, atomic_write
+from core.fileio import CANNOT_WRITE, FileLock, LockTimeout, atomic_write, cannot_write_message
 
 COMPLETE_MARKER = ".complete"
 DOWNLOADS_DIR = "downloads"
@@ -198,7 +198,7 @@ def _writing_into(datasets_dir: Path):
     try:
         yield
     except OSError as error:
-        if error.errno not in CANNOT_WRITE_ERRNOS:
+        if error.errno not in CANNOT_WRITE:
             raise
         raise DatasetError(cannot_write_message(datasets_dir, error)) from error
 

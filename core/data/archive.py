@@ -253,7 +253,8 @@ def _checked_members(archive: zipfile.ZipFile, label: str, max_bytes: int, max_m
     infos = archive.infolist()
     if len(infos) > max_members:
         raise UnsafeArchiveError(f"{label} holds {len(infos):,} entries, more than the {max_members:,} allowed.")
-    members, seen = [], set()
+    members: list[Member] = []
+    seen: set[object] = set()  # names and path parts
     declared = 0
     for info in infos:
         parts = _checked_parts(info, label)

@@ -142,12 +142,12 @@ def apply_corrections(info: DatasetInfo, mapping: dict[str, str | None]) -> Data
         kept = []
         for sample in samples:
             relative = Path(sample.path).relative_to(root).as_posix()
+            new_class = mapping.get(relative, sample.class_name)
             if relative not in mapping:
                 kept.append(sample)
-            elif mapping[relative] is None:
+            elif new_class is None:
                 skipped.append((relative, EXCLUDED_REASON))
-            elif mapping[relative] in label_of:
-                new_class = mapping[relative]
+            elif new_class in label_of:
                 kept.append(Sample(sample.path, label_of[new_class], new_class))
             else:
                 kept.append(sample)

@@ -14,7 +14,6 @@ retried.
 from __future__ import annotations
 
 import contextlib
-import errno
 import http.client
 import os
 import tempfile
@@ -24,6 +23,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from core.fileio import cannot_write_message
 
 # (bytes downloaded so far, total bytes or None when the server does not say)
 ProgressCallback = Callable[[int, int | None], None]
@@ -35,9 +36,6 @@ RETRY_WAIT_S = 1.0
 CHUNK_BYTES = 1 << 20
 # HTTP statuses worth retrying besides 5xx: request timeout, too many requests.
 RETRYABLE_STATUSES = (408, 429)
-# What an OSError's errno says when a folder cannot take a file. Other OSErrors
-# (a name taken, a lock busy) keep their own message.
-CANNOT_WRITE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM})
 
 
 class DownloadError(Exception):
@@ -47,12 +45,6 @@ class DownloadError(Exception):
         super().__init__(message)
         # Server errors and dropped connections may go away; a 404 will not.
         self.retryable = retryable
-
-
-def cannot_write_message(folder: str | os.PathLike, error: OSError) -> str:
-    """ "PawLab cannot write to /path (read-only file system)." for a failed write."""
-    reason = (error.strerror or str(error) or type(error).__name__).lower()
-    return f"PawLab cannot write to {folder} ({reason})."
 
 
 @contextlib.contextmanager

@@ -187,23 +187,3 @@ def choose_dataset(state: MutableMapping, value: str | os.PathLike, settings: Se
     state[DATASET_KEY] = str(root)
     remember_use(root, settings)
     return root
-
-
-# --- Until the pages use the session API ------------------------------------------
-
-
-def remember_dataset(root: str | os.PathLike) -> None:
-    """Older name of ``remember_use``."""
-    remember_use(root)
-
-
-def last_dataset() -> Path | None:
-    """The dataset used last on this server, if it still exists (any folder, unchecked).
-
-    Kept for the pages until they call ``session_dataset``: it is one value for
-    every session, which is the bug the session API fixes.
-    """
-    for use in recent_uses():
-        if use.path.is_dir():
-            return use.path
-    return None

@@ -52,12 +52,3 @@ def strategy_for_environment():
         # NCCL all-reduce needs GPUs; on CPUs gradients are summed on one device.
         return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
     return tf.distribute.get_strategy()
-
-
-def is_chief() -> bool:
-    """Always True: one process trains a run and writes its files.
-
-    Kept only so that older callers (tests/test_training.py) still import; it
-    used to be False for a non-chief worker of a multi-machine cluster.
-    """
-    return True

@@ -155,7 +155,7 @@ def run_and_save(root: str | os.PathLike) -> DoctorReport:
                 )
 
         try:
-            report = diagnose(root, progress=progress)
+            report = diagnose(Path(root), progress=progress)
         except Exception as error:
             atomic_write(folder / ERROR_FILE, f"The review failed: {error}".splitlines()[0] + "\n")
             raise

@@ -42,10 +42,6 @@ class RunControl:
         self.run_dir = run_dir
         self.cancel_file = run_dir / CANCEL_FILE
         self.cancel_event = threading.Event()
-        # One process trains a run and writes its files. Kept for core.runs.training
-        # and core.runs.worker, which still ask; it was False for a non-chief worker
-        # of a multi-machine cluster, which PawLab no longer runs (core.models.distribute).
-        self.writes_files = True
         self._last_progress = 0.0
         self._stop_heartbeat = threading.Event()
         # Called with each finished epoch's metrics record (a sweep's trial reports to Ray Tune).
@@ -71,15 +67,13 @@ class RunControl:
     def status(self, *, force: bool = True, **changes) -> None:
         """Write ``changes`` to status.json; unforced writes are throttled."""
         now = time.monotonic()
-        if not self.writes_files or (not force and now - self._last_progress < PROGRESS_INTERVAL):
+        if not force and now - self._last_progress < PROGRESS_INTERVAL:
             return
         self._last_progress = now
         update_status(self.run_dir, heartbeat=time.time(), **changes)
 
     def claim(self) -> bool:
         """Mark the run as trained by this process; False if it must not run here."""
-        if not self.writes_files:
-            return True
         me = os.getpid()
 
         def claimable(status):
@@ -119,8 +113,7 @@ class RunControl:
 
     def __enter__(self):
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
-        if self.writes_files:
-            self._heartbeat.start()
+        self._heartbeat.start()
         self._previous_sigterm = None
         if threading.current_thread() is threading.main_thread():
             self._previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: self.cancel_event.set())

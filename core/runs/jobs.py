@@ -85,8 +85,8 @@ def _reap() -> None:
 
 
 def _alive(pid: int | None) -> bool:
-    child = _children.get(pid)
-    if child is not None and child.poll() is not None:
+    child = _children.get(pid) if pid is not None else None
+    if pid is not None and child is not None and child.poll() is not None:
         del _children[pid]  # reaped
         return False
     # A killed multi-threaded process is a zombie for a moment before it can be

@@ -48,8 +48,6 @@ class Cost(StrEnum):
     END_TO_END = "end_to_end"  # images through the network every epoch: minutes per trial
 
 
-# Knobs that only touch the head of a frozen-base model; the others change what the base sees.
-HEAD_KNOBS = frozenset({Knob.LEARNING_RATE, Knob.DROPOUT, Knob.HEAD_UNITS, Knob.EPOCHS})
 COST_SENTENCES = {
     Cost.HEAD: "Trials train the head on cached features: seconds each, after one feature pass.",
     Cost.FEATURES: "Each image size costs a pass of the ImageNet base over every photo "

@@ -52,7 +52,6 @@ Files in a run folder
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import secrets
@@ -65,7 +64,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from core.config import get_settings
-from core.fileio import FileLock, append_line, read_json, write_json
+from core.fileio import CANNOT_WRITE, FileLock, append_line, cannot_write_reason, read_json, write_json
 from core.runs.recipes import TrainConfig
 
 
@@ -107,8 +106,6 @@ class Mode(StrEnum):
 
 # The training process refreshes status.json's heartbeat this often.
 HEARTBEAT_SECONDS = 2.0
-# A heartbeat this late means the worker may be gone: readers ask core.runs.jobs to check.
-HEARTBEAT_OVERDUE_SECONDS = 5 * HEARTBEAT_SECONDS
 # The longest error message kept in status.json; the whole traceback is in log.txt.
 ERROR_MESSAGE_CHARS = 500
 # How long a status change waits for another process's change before giving up (seconds):
@@ -132,16 +129,6 @@ class RunFileError(ValueError):
     """A run file that is missing or damaged; the message names the run and the file."""
 
 
-# Why a folder cannot take a file, in words, by errno. Other OSErrors keep their own message.
-CANNOT_WRITE_REASONS = {
-    errno.EROFS: "read-only file system",
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-}
-
-
 class RunsFolderError(OSError):
     """The runs folder cannot be written (read-only, full, not allowed).
 
@@ -150,7 +137,7 @@ class RunsFolderError(OSError):
     """
 
     def __init__(self, folder: str | os.PathLike, error: OSError):
-        super().__init__(error.errno, CANNOT_WRITE_REASONS[error.errno], str(folder))
+        super().__init__(error.errno, cannot_write_reason(error), str(folder))
 
     def __str__(self) -> str:
         return f"PawLab cannot write to {self.filename} ({self.strerror})."
@@ -164,7 +151,7 @@ def writing_to(folder: str | os.PathLike):
     except RunsFolderError:
         raise
     except OSError as error:
-        if error.errno not in CANNOT_WRITE_REASONS:
+        if error.errno not in CANNOT_WRITE:
             raise
         raise RunsFolderError(folder, error) from error
 

@@ -33,7 +33,7 @@ from core.runs.control import RunCancelled, RunControl
 from core.runs.executors import configured_executor, connect_to_cluster, ray_control, worker_environment
 from core.runs.recipes import TrainConfig, with_knobs
 from core.runs.run_split import prepare_data
-from core.runs.search import Cost, KnobSpace
+from core.runs.search import Cost, KnobSpace, SweepSpec
 from core.runs.store import (
     CANCEL_FILE,
     Executor,
@@ -63,9 +63,9 @@ STOPPED_EARLY = "Stopped early by the sweep's scheduler (ASHA) after {epochs} ep
 
 def _trial(knobs: dict, sweep_dir: str) -> None:
     """One Tune trial: a PawLab run of the sweep's config with ``knobs``, reporting each epoch."""
-    sweep_dir = Path(sweep_dir)
-    trial = with_knobs(read_config(sweep_dir), knobs, sweep=sweep_dir.name)
-    run_dir = create_run(trial, sweep_dir.parent, state=RunState.RUNNING)
+    folder = Path(sweep_dir)
+    trial = with_knobs(read_config(folder), knobs, sweep=folder.name)
+    run_dir = create_run(trial, folder.parent, state=RunState.RUNNING)
     control = ray_control(run_dir)
     # Tune ends a trial as soon as it reports its last epoch (ASHA's max_t), which would
     # cut calibration and the test evaluation short: the last epoch is reported after them.
@@ -155,8 +155,15 @@ def _drive_in_private_network(run_dir: Path, config: TrainConfig) -> RunState:
     return read_status(run_dir).state
 
 
+def _search(config: TrainConfig) -> SweepSpec:
+    """The sweep's spec: a sweep's config always has one (recipes checks it when made)."""
+    if config.search is None:
+        raise ValueError("This run is not a sweep: its config has no search.")
+    return config.search
+
+
 def _image_sizes(config: TrainConfig) -> list[int]:
-    sizes = config.search.knobs.get("image_size")
+    sizes = _search(config).knobs.get("image_size")
     return sorted(set(sizes.values)) if sizes and sizes.values else [config.image_size]
 
 
@@ -171,7 +178,7 @@ def _tune_space(knobs: dict[str, KnobSpace]) -> dict:
 
 
 def _max_epochs(config: TrainConfig) -> int:
-    epochs = config.search.knobs.get("epochs")
+    epochs = _search(config).knobs.get("epochs")
     return max(epochs.values) if epochs and epochs.values else config.total_epochs
 
 
@@ -191,7 +198,7 @@ def _start_ray(config: TrainConfig) -> str:
 
 
 def _run_trials(run_dir: Path, config: TrainConfig) -> None:
-    spec = config.search
+    spec = _search(config)
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // TRIAL_CPUS))
     trainable = tune.with_resources(tune.with_parameters(_trial, sweep_dir=str(run_dir)), {"cpu": TRIAL_CPUS})
     tuner = tune.Tuner(
@@ -225,7 +232,7 @@ def _run_trials(run_dir: Path, config: TrainConfig) -> None:
 
 def _settle_trials(run_dir: Path, cancelled: bool) -> list[TrialResult]:
     """Trials Tune stopped are still "running" on disk: mark them; then every trial's line."""
-    results, searched = [], read_config(run_dir).search.knobs
+    results, searched = [], _search(read_config(run_dir)).knobs
     for trial_dir in trials_of(run_dir):
         summary = summarize(trial_dir)
         if summary.active:

@@ -174,8 +174,7 @@ class MetricsCallback(keras.callbacks.Callback):
             "images_per_second": round(self.train_images / max(train_seconds, 1e-9), 1),
             "time": time.time(),
         }
-        if self.control.writes_files:
-            append_metrics(self.control.run_dir, record)
+        append_metrics(self.control.run_dir, record)
         self.control.epoch_finished(record)
         scores = " ".join(
             f"{key} {record[key]:.4f}"
@@ -214,8 +213,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if value is None or self.control.cancel_requested() or not value > self.best:
             return
         self.best, self.best_epoch = float(value), epoch + 1
-        if self.control.writes_files:
-            save_atomically(self.export_model, self.path)
+        save_atomically(self.export_model, self.path)
 
 
 def save_atomically(model, path: Path) -> None:
@@ -311,8 +309,7 @@ class Training:
         self.validation_images = None  # built once, shared by fit, fine_tune and calibrate
         self.best_model = None  # model.keras, loaded once for calibrate and evaluate
         self.strategy = strategy_for_environment()
-        if control.writes_files:
-            write_facts(run_dir, self._facts())
+        write_facts(run_dir, self._facts())
         control.status(
             mode=self.mode,
             epochs_total=self.epochs_total,
@@ -378,8 +375,6 @@ class Training:
 
     def calibrate(self) -> None:
         """Temperature and "unsure" threshold on validation, the unknown-photo check: trust.json."""
-        if not self.control.writes_files:
-            return
         self.control.status(phase=Phase.EVALUATE, batch=0, batches_total=0)
         val_logits = self._best_validation_logits()
         val_labels = np.array([sample.label for sample in self.splits.validation])
@@ -419,8 +414,6 @@ class Training:
     def evaluate(self) -> None:
         """Score what was saved, loaded the way the Classify page loads it, on the test split."""
         shutil.rmtree(self.decoded_cache, ignore_errors=True)
-        if not self.control.writes_files:
-            return
         self.control.status(phase=Phase.EVALUATE, batch=0, batches_total=0)
         evaluate_run(self.run_dir, model=self._best_model(), splits=self.splits)
 
@@ -462,7 +455,7 @@ class Training:
         train = _features_dataset(*self._features(self.splits.train), batch_size, shuffle_seed=self.config.seed)
         return train, _features_dataset(*self._features(self.splits.validation), batch_size)
 
-    def _features(self, samples: list[Sample]):
+    def _features(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
         """The frozen base's features of ``samples``, computed once per dataset and size."""
         batch_size = self.config.batch_size
         # In the "features" phase, batch / batches_total count batches of images.
@@ -496,7 +489,7 @@ class Training:
             MetricsCallback(control, phase, train_images, self.epochs_total),
             self.checkpoint,
         ]
-        if control.writes_files and importlib.util.find_spec("tensorboard") is not None:
+        if importlib.util.find_spec("tensorboard") is not None:
             callbacks.append(
                 keras.callbacks.TensorBoard(log_dir=str(self.run_dir / TENSORBOARD_DIR), write_graph=False)
             )

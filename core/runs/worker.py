@@ -31,13 +31,12 @@ import time
 import traceback
 from pathlib import Path
 
-from core.fileio import append_line
+from core.fileio import CANNOT_WRITE, append_line
 from core.models.distribute import configure_devices
 from core.models.weights import WeightsUnavailableError
 from core.runs.control import DECODED_CACHE_DIR, RunCancelled, RunControl
 from core.runs.run_split import prepare_data
 from core.runs.store import (
-    CANNOT_WRITE_REASONS,
     LOG_FILE,
     RunsFolderError,
     RunState,
@@ -52,8 +51,7 @@ def _run_steps(run_dir: Path, control: RunControl) -> None:
     """The steps of the module docstring, top to bottom."""
     config = read_config(run_dir)
     splits = prepare_data(config)  # the run's one scan of the dataset
-    if control.writes_files:
-        write_split(run_dir, splits.to_record())
+    write_split(run_dir, splits.to_record())
     control.check()
 
     configure_devices()  # TensorFlow from here on; devices before its runtime starts
@@ -71,7 +69,7 @@ def human_message(error: BaseException, run_dir: str | os.PathLike | None = None
     """A sentence for the Train page; the traceback goes to log.txt."""
     if isinstance(error, (ValueError, FileNotFoundError, WeightsUnavailableError, RunsFolderError)):
         return str(error)
-    if isinstance(error, OSError) and error.errno in CANNOT_WRITE_REASONS:
+    if isinstance(error, OSError) and error.errno in CANNOT_WRITE:
         return str(RunsFolderError(run_dir or "the run folder", error))
     if isinstance(error, MemoryError) or _is_out_of_memory(error):
         return "Training ran out of memory. Try a smaller batch size or image size."
@@ -114,13 +112,12 @@ def execute_run(
         state = RunState.CANCELLED
     except Exception as error:  # a failed run must not take its caller down
         state, error_message = RunState.FAILED, human_message(error, run_dir)
-        log_file = run_dir / LOG_FILE if control.writes_files and not stderr_is_log else None
+        log_file = run_dir / LOG_FILE if not stderr_is_log else None
         log_traceback(error, also_to=log_file)
     finally:
         shutil.rmtree(run_dir / DECODED_CACHE_DIR, ignore_errors=True)
-    if control.writes_files:
-        now = time.time()
-        update_status(run_dir, state=state, finished=now, heartbeat=now, error=error_message)
+    now = time.time()
+    update_status(run_dir, state=state, finished=now, heartbeat=now, error=error_message)
     return state
 
 

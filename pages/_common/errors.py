@@ -10,25 +10,16 @@ an import) says what went wrong in words::
 
 from __future__ import annotations
 
-import errno
-
-from core.fileio import LockTimeout
+from core.fileio import CANNOT_WRITE, LockTimeout
 from pages._common.text import code, md
-
-REASONS = {
-    errno.EROFS: "the folder PawLab writes to is read-only",
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EACCES: "PawLab is not allowed to write there",
-    errno.EPERM: "PawLab is not allowed to write there",
-}
 
 
 def cannot(action: str, error: BaseException) -> str:
     """'Could not <action>: <why> (`<file>`).' as Markdown, every part shown as written."""
     where = ""
     if isinstance(error, OSError) and not isinstance(error, LockTimeout) and error.errno is not None:
-        why = REASONS.get(error.errno) or (error.strerror or str(error)).lower()
+        known = CANNOT_WRITE.get(error.errno)
+        why = known.page if known else (error.strerror or str(error)).lower()
         where = f" ({code(error.filename)})" if error.filename else ""
     else:
         why = str(error).rstrip(".") or type(error).__name__
