@@ -154,7 +154,7 @@ def _layout(root: Path) -> _Layout:
         )
     for folder in others:
         unused[folder] = f"in {folder.name}/, which is not a split folder (train/, validation/ or test/)"
-    ordered = {split: found[split] for split in Split if split in found}
+    ordered: dict[str, Path] = {split: found[split] for split in Split if split in found}
     return _Layout(ordered, unused)
 
 

@@ -112,12 +112,12 @@ def embed_files(
 
     ``keys``: the files' content keys when the caller has them already.
     """
-    paths = [str(path) for path in paths]
-    keys = list(keys) if keys is not None else content_keys(paths)
+    files = [str(path) for path in paths]
+    keys = list(keys) if keys is not None else content_keys(files)
     cache = EmbeddingCache(image_size)
-    cached = [cache.get(key) for key in keys]
+    cached: list[np.ndarray | None] = [cache.get(key) for key in keys]
     missing = [index for index, vector in enumerate(cached) if vector is None]
-    done = len(paths) - len(missing)
+    done = len(files) - len(missing)
     if progress is not None:
         progress(done, len(paths))
 
@@ -127,12 +127,12 @@ def embed_files(
             nonlocal done
             done += count
             if progress is not None:
-                progress(done, len(paths))
+                progress(done, len(files))
 
-        computed = _compute([paths[index] for index in missing], image_size, on_batch)
+        computed = _compute([files[index] for index in missing], image_size, on_batch)
         for index, vector in zip(missing, computed):
             cache.put(keys[index], vector)
             cached[index] = vector
-    if not paths:
+    if not files:
         return np.zeros((0, 1280), np.float32)
-    return np.stack(cached).astype(np.float32)
+    return np.stack([vector for vector in cached if vector is not None]).astype(np.float32)  # all filled now

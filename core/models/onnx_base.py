@@ -26,6 +26,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class OnnxBase:
     and 5.9-10.5 s with ONNX Runtime's own two threads per operator.
     """
 
-    session: object  # onnxruntime.InferenceSession, safe to run from several threads
+    session: Any  # onnxruntime.InferenceSession (untyped), safe to run from several threads
     input_name: str
     cores: int = field(default_factory=_cores)
 

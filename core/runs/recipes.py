@@ -194,6 +194,8 @@ class TrainConfig:
 
     def sweep_cost(self) -> Cost:
         spec = ARCHITECTURES[self.arch]
+        if self.search is None:
+            raise ValueError("This run is not a sweep: its config has no search.")
         return self.search.cost(
             fine_tunes=spec.fine_tune and self.fine_tune_epochs > 0,
             frozen_base=spec.frozen_base,
@@ -400,7 +402,7 @@ def with_knobs(config: TrainConfig, values: dict, *, sweep: str) -> TrainConfig:
         knob = Knob(name)
         value = parse_value(knob, value)
         if knob == Knob.AUGMENT:
-            value = _resolve_augment(value)
+            value = _resolve_augment(str(value))
         elif knob == Knob.FINE_TUNE_LAYERS and not ARCHITECTURES[config.arch].fine_tune:
             raise ValueError(f"'{config.arch}' does not fine-tune; fine_tune_layers does not apply.")
         changes[knob.value] = value

@@ -18,8 +18,10 @@ combinations, each combination is tried ceil(trials / G) times (Ray Tune's
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from core.models.zoo import ARCHITECTURES, Family
 
@@ -78,7 +80,7 @@ def _parse_dropout(text) -> float:
     return value
 
 
-PARSERS = {
+PARSERS: dict[Knob, Callable[[Any], float | int | str]] = {
     Knob.LEARNING_RATE: _parse_rate,
     Knob.DROPOUT: _parse_dropout,
     Knob.HEAD_UNITS: lambda text: _parse_whole(text, 0),

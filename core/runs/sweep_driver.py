@@ -173,6 +173,7 @@ def _tune_space(knobs: dict[str, KnobSpace]) -> dict:
         if knob.values:
             space[name] = tune.grid_search(list(knob.values)) if knob.grid else tune.choice(list(knob.values))
         else:
+            assert knob.low is not None and knob.high is not None  # KnobSpace: a range or values
             space[name] = (tune.loguniform if knob.log else tune.uniform)(knob.low, knob.high)
     return space
 
@@ -249,7 +250,7 @@ def _best(trials: list[TrialResult], run_dir: Path) -> tuple[str | None, dict | 
     finished = [t for t in trials if t.state == RunState.COMPLETED and t.best_val_accuracy is not None]
     if not finished:
         return None, None
-    best = max(finished, key=lambda t: t.best_val_accuracy)
+    best = max(finished, key=lambda t: t.best_val_accuracy or 0.0)  # all set: filtered above
     config = read_config(run_dir.parent / best.run)
     config.sweep, config.created = "", 0.0  # trained again, it is a run of its own
     return best.run, config.to_dict()

@@ -369,7 +369,9 @@ class Training:
             return
         with self.strategy.scope():
             unfreeze_top(self.model, self.config.fine_tune_layers)
-            _compile(self.model, _optimizer(self.config.fine_tune_learning_rate))
+            rate = self.config.fine_tune_learning_rate
+            assert rate is not None  # make_config sets it for every architecture that fine-tunes
+            _compile(self.model, _optimizer(rate))
         train_data, val_data = self._image_datasets()
         self._fit(self.model, train_data, val_data, Phase.FINE_TUNE, self.config.fine_tune_epochs)
 
