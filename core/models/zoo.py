@@ -46,7 +46,8 @@ POOLED_HEAD = Head(dropout=0.2, hidden_units=0)
 
 def default_head(arch: str) -> Head:
     """The architecture's own head; from-scratch models have none to choose."""
-    return ARCHITECTURES[arch].head or POOLED_HEAD
+    spec = ARCHITECTURES.get(arch)  # an unknown name is refused where configs are checked, not here
+    return spec.head if spec is not None and spec.head is not None else POOLED_HEAD
 
 
 class Family(StrEnum):
