@@ -25,7 +25,6 @@ TensorFlow is imported inside the functions that need it.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import time
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
+from core.csv_cells import write_csv
 from core.data.images import ImageError, load_resized
 from core.models.embeddings import EMBEDDING_SIZE  # the unknown-photo check's, as training's
 from core.runs.calibration import softmax
@@ -410,9 +410,6 @@ def summary_rows(predictions: Sequence[Prediction], classes: Sequence[str]) -> l
 
 
 def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -> str:
+    """The summary rows as CSV; file and class names are a visitor's, so no cell may run as a formula."""
     rows = summary_rows(predictions, classes)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["file"])
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return write_csv(rows, list(rows[0]) if rows else ["file"])
