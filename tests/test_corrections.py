@@ -48,9 +48,9 @@ def test_an_excluded_photo_is_listed_as_skipped_with_the_reason(tiny_dataset):
 
 def test_undo_takes_back_the_last_correction_only(tiny_dataset):
     first, second = "train/circles/circles.train.0.jpg", "train/circles/circles.train.1.jpg"
-    add_correction(tiny_dataset, first, "squares")
-    add_correction(tiny_dataset, second, None)
-    undo_last(tiny_dataset)
+    add_correction(tiny_dataset, first, "squares", author="me")
+    add_correction(tiny_dataset, second, None, author="me")
+    undo_last(tiny_dataset, author="me")
     assert load_corrections(tiny_dataset).mapping == {first: "squares"}
     clear_corrections(tiny_dataset)
     assert load_corrections(tiny_dataset).mapping == {}

@@ -6,6 +6,10 @@ inside the dataset, one of its classes): a file name or class that comes
 from the browser or a saved report may be forged, and a refused one is
 explained under the photo, never used. The Dataset and Train pages show the
 dataset with its corrections applied; a run snapshots them when submitted.
+
+The file is shared by every visitor of the dataset, so each change carries
+this session's id (``session_author``) and Undo takes back only this
+session's own. A damaged file is one warning sentence, never a crash.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+import uuid
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +30,8 @@ from pages._common.errors import cannot
 from pages._common.text import md
 
 MESSAGE_KEY = "corrections_message"  # {photo key: why its last correction was refused}
-EXPORT_KEY = "corrections_prepared_zip"  # this session's prepared zip: (root, path, corrections count)
+EXPORT_KEY = "corrections_prepared_zip"  # this session's prepared zip: (root, path, corrections revision)
+AUTHOR_KEY = "corrections_author"  # this session's id, recorded with each of its changes
 EXPORTS_FOLDER = "exports"
 EXPORT_MAX_AGE = 24 * 3600  # seconds a prepared zip is kept
 
@@ -39,13 +45,26 @@ def corrections_line(mapping: dict[str, str | None]) -> str | None:
     return f"{count} correction{'s' if count != 1 else ''}: {count - excluded} relabelled, {excluded} excluded"
 
 
+def session_author() -> str:
+    """This browser session's id: made once, kept in its session state like its dataset."""
+    return st.session_state.setdefault(AUTHOR_KEY, uuid.uuid4().hex)
+
+
+def damage_warning(corrections: store.Corrections) -> None:
+    """The sentence saying the corrections file was damaged, when it was."""
+    if corrections.notice:
+        st.warning(md(corrections.notice), icon=":material/warning:")
+
+
 def corrections_mapping(root: str | Path) -> dict[str, str | None]:
     return store.load_corrections(root).mapping
 
 
 def corrections_note(root: str | Path, *, link: bool = True) -> None:
     """The count of this dataset's corrections (nothing when there are none), with a link to Review."""
-    line = corrections_line(corrections_mapping(root))
+    corrections = store.load_corrections(root)
+    damage_warning(corrections)
+    line = corrections_line(corrections.mapping)
     if line is None:
         return
     with st.container(horizontal=True, vertical_alignment="center", key="corrections_note"):
@@ -72,7 +91,7 @@ def _correct(root: str, file: str, label: str | None, classes: list[str], key: s
     messages = st.session_state.setdefault(MESSAGE_KEY, {})
     messages.pop(key, None)
     try:
-        store.add_correction(root, file, label, classes=classes)
+        store.add_correction(root, file, label, classes=classes, author=session_author())
     except DatasetError as error:
         messages[key] = md(error)
         return
@@ -151,17 +170,21 @@ def photo_fixes(
 
 def _undo(root: str) -> None:
     try:
-        store.undo_last(root)
+        undone = store.undo_last(root, author=session_author())
     except OSError as error:
         st.session_state.setdefault(MESSAGE_KEY, {})["undo"] = cannot("undo the correction", error)
         return
-    st.toast("The last correction was undone.", icon=":material/undo:")
+    if undone is None:  # its changes left the kept history meanwhile
+        st.toast("This session has no correction left to undo.", icon=":material/info:")
+        return
+    st.toast(f"Your correction of {md(Path(undone.file).name)} was undone.", icon=":material/undo:")
 
 
 def corrections_bar(root: Path) -> dict[str, str | None]:
     """The count, Undo and the export of the corrected dataset; returns the corrections."""
     corrections = store.load_corrections(root)
     mapping = corrections.mapping
+    damage_warning(corrections)
     with st.container(horizontal=True, vertical_alignment="center", key="corrections_bar"):
         st.markdown(
             f":material/edit_note: **{corrections_line(mapping) or 'No corrections yet'}**",
@@ -169,7 +192,7 @@ def corrections_bar(root: Path) -> dict[str, str | None]:
             "training run and the export apply them.",
             width="content",
         )
-        last = corrections.history[-1] if corrections.history else None
+        last = corrections.last_by(session_author())  # never another visitor's
         st.button(
             "Undo the last correction",
             icon=":material/undo:",
@@ -177,9 +200,11 @@ def corrections_bar(root: Path) -> dict[str, str | None]:
             disabled=last is None,
             on_click=_undo,
             args=(str(root),),
-            help=f"{last.file}: back to what it was before." if last else None,
+            help=f"Your last correction, {md(last.file)}: back to what it was before; other visitors' corrections stay."
+            if last
+            else "This session has made no correction to undo.",
         )
-        export_buttons(root, len(corrections.history))
+        export_buttons(root, corrections.revision)
     message = st.session_state.get(MESSAGE_KEY, {}).pop("undo", None)
     if message:
         st.error(message)
