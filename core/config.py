@@ -49,6 +49,8 @@ class Settings:
     # One Classify drop: this many photos and bytes at most.
     max_drop_photos: int = 200
     max_drop_bytes: int = 200_000_000
+    # One Classify zip (or server folder): this many photos, and files unpacked, at most.
+    max_batch_photos: int = 3000
     # Training runs at the same time; one keeps two CPU cores busy already.
     max_concurrent_runs: int = 1
 
@@ -80,6 +82,7 @@ _WHOLE_NUMBERS = (
     ("PAWLAB_DECODE_BUDGET_BYTES", "decode_budget_bytes"),
     ("PAWLAB_MAX_DROP_PHOTOS", "max_drop_photos"),
     ("PAWLAB_MAX_DROP_BYTES", "max_drop_bytes"),
+    ("PAWLAB_MAX_BATCH_PHOTOS", "max_batch_photos"),
     ("PAWLAB_MAX_CONCURRENT_RUNS", "max_concurrent_runs"),
 )
 

@@ -126,6 +126,37 @@ def safe_extract_zip(
     return dest
 
 
+@dataclass(frozen=True)
+class ZipMember:
+    """One entry ``safe_extract_zip`` would write, as the central directory declares it."""
+
+    parts: tuple[str, ...]  # its path inside the extraction folder
+    size: int  # declared uncompressed bytes; zipfile never writes more than this
+    is_dir: bool
+
+
+@dataclass(frozen=True)
+class ZipContents:
+    label: str  # "The file 'photos.zip'", for messages
+    members: list[ZipMember]
+
+
+def zip_contents(source: ZipSource, *, max_bytes: int, max_members: int = MAX_MEMBERS) -> ZipContents:
+    """What ``safe_extract_zip`` would write (junk left out), read from the zip's headers alone.
+
+    Nothing is decompressed or written: a caller with caps of its own (files,
+    disk blocks) refuses a zip from this before extracting it. The entry
+    count, names and declared sizes are refused as ``safe_extract_zip`` does.
+    """
+    label = _label(source)
+    with ExitStack() as stack:
+        file = _open_source(source, stack)
+        _check_entry_count(file, label, max_members)  # before zipfile parses anything
+        archive = stack.enter_context(_open_zip(file, label))
+        members = _checked_members(archive, label, max_bytes, max_members)
+    return ZipContents(label, [ZipMember(parts, info.file_size, info.is_dir()) for info, parts in members])
+
+
 # --- Reading the headers ----------------------------------------------------------
 
 

@@ -4,10 +4,15 @@
     predictions = classify_many(predictor, photos, progress=bar.progress)
     sorted_zip(predictions, photos, target)               # one folder per answer
 
-A zip from a visitor goes through the same extraction as a dataset upload
-(core.data.archive: size, entry count, ratio, path checks), then only files
-with a photo suffix are classified, in batches, so a progress bar moves and
-memory stays flat. The sorted zip has a folder per class inside "answered/",
+A zip from a visitor is first weighed from its central directory alone: more
+photos (or files) than PAWLAB_MAX_BATCH_PHOTOS, or more disk than
+PAWLAB_MAX_DROP_BYTES counted in whole disk blocks (a 70-byte PNG takes 4 KB
+and an inode), is refused before a byte is written. Then it goes through the
+same extraction as a dataset upload (core.data.archive: size, entry count,
+ratio, path checks), and only files with a photo suffix are classified, in
+batches, so a progress bar moves and memory stays flat. A large batch is
+classified by a ``BatchJob``: a thread the page polls for progress, and can
+cancel between batches. The sorted zip has a folder per class inside "answered/",
 beside "not sure/", "none of these/" and "unreadable/" (files that are not
 photos): any name can be a class, "unsure" or "unreadable" too, so classes sit
 one level down, where no abstention or error folder can meet them.
@@ -17,12 +22,13 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import get_settings
-from core.data.archive import safe_extract_zip
+from core.config import Settings, get_settings
+from core.data.archive import ArchiveError, ZipMember, safe_extract_zip, zip_contents
+from core.data.download import format_size
 from core.data.layout import is_image_name, is_junk
 from core.runs.trust import Abstain
 from core.serving.inference import Prediction, Predictor
@@ -31,6 +37,9 @@ BATCH = 32  # photos per model call: the progress bar moves every batch
 ANSWERED_FOLDER = "answered"  # answered/<class>/
 ABSTAINED_FOLDERS = {Abstain.UNSURE: "not sure", Abstain.UNKNOWN: "none of these"}
 UNREADABLE_FOLDER = "unreadable"
+# A file takes whole blocks on disk, and a folder at least one: what a batch writes is
+# counted in these, not in the bytes the zip declares.
+DISK_BLOCK = 4096
 
 
 @dataclass(frozen=True)
@@ -39,13 +48,59 @@ class Photo:
     path: Path
 
 
+class BatchRefused(ArchiveError):
+    """A zip or folder over the batch caps; the message is one sentence for a person."""
+
+
+@dataclass(frozen=True)
+class UnpackCost:
+    """What extracting a zip would write, from its central directory."""
+
+    files: int  # photos and other files: each is an inode and at least one block
+    photos: int
+    folders: int  # the extraction folder and every folder inside it
+    disk_bytes: int  # whole blocks
+
+
+def unpack_cost(members: Sequence[ZipMember]) -> UnpackCost:
+    files = [member for member in members if not member.is_dir]
+    folders = {member.parts[:depth] for member in members for depth in range(1, len(member.parts) + member.is_dir)}
+    blocks = sum(-(-member.size // DISK_BLOCK) or 1 for member in files) + len(folders) + 1
+    photos = sum(is_image_name(member.parts[-1]) for member in files)
+    return UnpackCost(len(files), photos, len(folders) + 1, blocks * DISK_BLOCK)
+
+
+def refuse_over_caps(label: str, cost: UnpackCost, settings: Settings) -> None:
+    """Raise BatchRefused, in one sentence, when a zip would unpack more than a batch may."""
+    most = settings.max_batch_photos
+    if cost.photos > most:
+        raise BatchRefused(f"{label} holds {cost.photos:,} photos; PawLab classifies at most {most:,} at a time.")
+    if cost.files > most:
+        raise BatchRefused(f"{label} holds {cost.files:,} files; PawLab unpacks at most {most:,} from one zip.")
+    if cost.disk_bytes > settings.max_drop_bytes:
+        raise BatchRefused(
+            f"{label} would take {format_size(cost.disk_bytes)} on disk once unpacked "
+            f"({cost.files:,} files in {cost.folders:,} folders), more than the "
+            f"{format_size(settings.max_drop_bytes)} a batch may use."
+        )
+
+
 def photos_in_zip(source, work_dir: str | os.PathLike) -> list[Photo]:
-    """Extract a visitor's zip into ``work_dir`` (a new folder) and list its photos by name."""
+    """Extract a visitor's zip into ``work_dir`` (a new folder) and list its photos by name.
+
+    Refused from the zip's headers, before anything is written, when it is over the batch caps.
+    """
     settings = get_settings()
+    contents = zip_contents(source, max_bytes=settings.max_drop_bytes, max_members=settings.max_zip_entries)
+    cost = unpack_cost(contents.members)
+    refuse_over_caps(contents.label, cost, settings)
+    # zipfile writes no more than an entry declares, so the raw bytes written plus a block
+    # per file and folder stay within what was counted, even if extraction counts raw bytes.
+    slack = (cost.files + cost.folders) * DISK_BLOCK
     root = safe_extract_zip(
         source,
         Path(work_dir),
-        max_bytes=settings.max_drop_bytes,
+        max_bytes=max(settings.max_drop_bytes - slack, 1),
         max_members=settings.max_zip_entries,
         max_ratio=settings.max_compression_ratio,
     )
@@ -53,14 +108,24 @@ def photos_in_zip(source, work_dir: str | os.PathLike) -> list[Photo]:
 
 
 def photos_in_folder(root: str | os.PathLike) -> list[Photo]:
-    """The photos under ``root`` (junk and hidden files left out), sorted by name."""
+    """The photos under ``root`` (junk and hidden files left out), sorted by name; more than
+    PAWLAB_MAX_BATCH_PHOTOS is refused as soon as the walk finds one too many."""
     root = Path(root)
-    found = [
-        path
-        for path in root.rglob("*")
-        if path.is_file() and is_image_name(path.name) and not is_junk(str(path.relative_to(root)))
-    ]
+    most = get_settings().max_batch_photos
+    found: list[Path] = []
+    for path in _photo_paths(root):
+        if len(found) == most:
+            raise BatchRefused(
+                f"The folder {str(root)!r} holds more than {most:,} photos; PawLab classifies at most {most:,} at a time."
+            )
+        found.append(path)
     return [Photo(path.relative_to(root).as_posix(), path) for path in sorted(found)]
+
+
+def _photo_paths(root: Path) -> Iterator[Path]:
+    for path in root.rglob("*"):
+        if path.is_file() and is_image_name(path.name) and not is_junk(str(path.relative_to(root))):
+            yield path
 
 
 def classify_many(
