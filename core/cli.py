@@ -144,10 +144,13 @@ def _follow(run_dir: Path) -> Path:
 
 def cmd_evaluate(args) -> int:
     from core.runs.evaluation import evaluate_run
+    from core.serving.inference import RunNotReadyError, load_run_model, model_path
 
     try:
-        result = evaluate_run(args.run_dir)
-    except (OSError, ValueError) as error:
+        # Loaded here for its one-sentence ModelLoadError; a run without one is evaluate_run's to name.
+        model = load_run_model(args.run_dir) if model_path(args.run_dir).is_file() else None
+        result = evaluate_run(args.run_dir, model=model)
+    except (OSError, ValueError, RunNotReadyError) as error:
         print(json.dumps({"error": str(error)}))
         return EXIT_FAILED
     print(json.dumps(result, indent=2))

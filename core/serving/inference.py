@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ import numpy as np
 from core.csv_cells import write_csv
 from core.data.images import ImageError, load_resized
 from core.models.embeddings import EMBEDDING_SIZE  # the unknown-photo check's, as training's
+from core.models.weights import WeightsUnavailableError
 from core.runs.calibration import softmax
 from core.runs.store import MODEL_FILE, RunState, RunSummary, list_runs, read_config, read_facts
 from core.runs.trust import NOVELTY_FILE, Abstain, RunTrust, read_trust
@@ -124,14 +127,49 @@ def model_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / MODEL_FILE
 
 
+class ModelLoadError(RunNotReadyError):
+    """The run's model.keras exists but cannot be used; the message is one sentence saying why."""
+
+
+# What Keras raises for a model file it cannot rebuild: an unknown or unsafe layer (TypeError,
+# ValueError), a damaged archive (BadZipFile, KeyError, EOFError, OSError).
+MODEL_LOAD_ERRORS = (TypeError, ValueError, KeyError, AttributeError, EOFError, OSError, zipfile.BadZipFile)
+# Keras names each object it could not rebuild as "<class 'keras...Lambda'> could not be deserialized".
+_UNREBUILT_CLASS = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'> could not be deserialized")
+
+
 def load_run_model(run_dir: str | os.PathLike):
-    """The run's best model (model.keras), loaded in Keras' safe mode without its optimizer."""
+    """The run's best model (model.keras), loaded in Keras' safe mode without its optimizer.
+
+    RunNotReadyError when there is none, ModelLoadError when Keras cannot rebuild it.
+    """
     path = model_path(run_dir)
     if not path.is_file():
         raise RunNotReadyError(f"Run {Path(run_dir).name} has no saved model yet.")
     from core.models.zoo import load_saved_model
 
-    return load_saved_model(path, compile=False)
+    try:
+        return load_saved_model(path, compile=False)
+    except MODEL_LOAD_ERRORS as error:
+        raise ModelLoadError(
+            f"The model of run {Path(run_dir).name} cannot be loaded: {why_unloadable(error)}."
+        ) from error
+
+
+def why_unloadable(error: BaseException) -> str:
+    """Keras' long, nested load error as half a sentence for a person."""
+    message = str(error)
+    layers = [name for name in _UNREBUILT_CLASS.findall(message) if name not in ("Functional", "Sequential")]
+    if layers or "Lambda" in message:
+        layer = layers[0] if layers else "Lambda"
+        return (
+            f"it has a {layer} layer that Keras' safe mode will not rebuild "
+            "(only models PawLab trained, with its own layers, can be loaded)"
+        )
+    if isinstance(error, (zipfile.BadZipFile, KeyError, EOFError, OSError)) or ".keras` zip file" in message:
+        return "model.keras is damaged or is not a Keras model archive"
+    first_line = message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    return first_line.rstrip(".")[:200]
 
 
 class Predictor:
@@ -185,14 +223,20 @@ class Predictor:
         if not classes:
             raise RunNotReadyError(f"Run {Path(run_dir).name} has not started training, so it knows no classes yet.")
         trust = read_trust(run_dir)
-        return cls(
-            load_run_model(run_dir),
-            classes,
-            config.image_size,
-            name=Path(run_dir).name,
-            trust=trust,
-            novelty=_load_novelty(run_dir, trust),
-        )
+        model = load_run_model(run_dir)
+        try:
+            return cls(
+                model,
+                classes,
+                config.image_size,
+                name=Path(run_dir).name,
+                trust=trust,
+                novelty=_load_novelty(run_dir, trust),
+            )
+        except WeightsUnavailableError:
+            # The unknown-photo check embeds photos with ImageNet MobileNetV2; its message is
+            # three sentences about downloading, this is the one a person acts on.
+            raise ModelLoadError(_weights_missing_sentence(Path(run_dir).name)) from None
 
     @property
     def thresholds(self) -> Thresholds:
@@ -316,6 +360,16 @@ def _pooled_embedder():
     return tf.function(
         lambda images: extractor(images, training=False),
         input_signature=[tf.TensorSpec((None, EMBEDDING_SIZE, EMBEDDING_SIZE, 3), tf.float32)],
+    )
+
+
+def _weights_missing_sentence(run_name: str) -> str:
+    from core.models.weights import imagenet_weights_filename, keras_models_dir
+
+    return (
+        f"Run {run_name} checks for unknown photos with the ImageNet MobileNetV2 weights, which this "
+        f"machine has not got and could not download: put {imagenet_weights_filename(EMBEDDING_SIZE)} "
+        f"into {keras_models_dir()} and try again."
     )
 
 
