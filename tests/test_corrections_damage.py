@@ -238,6 +238,11 @@ def test_the_bar_shows_the_damage_sentence(opened):
     assert not at.exception
     assert any("damaged" in w.value for w in at.warning)
 
+    add_correction(opened, FIRST, None)  # keeps the damaged file aside
+    at.run()
+    assert not at.warning
+    assert any(kept_aside(opened)[0].name in c.value for c in at.caption)
+
 
 def corrections_author_key() -> str:
     from pages._common.corrections import AUTHOR_KEY

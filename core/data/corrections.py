@@ -93,8 +93,8 @@ class Corrections:
         return {file: label for file, label in last.items() if not _is_no_correction(file, label)}
 
     @property
-    def notice(self) -> str | None:
-        """One sentence for the pages when the file was damaged; None when it was not."""
+    def damage(self) -> str | None:
+        """One sentence when the file, as it is now, cannot be read whole; else None."""
         if self.problem:
             return self.problem
         if self.skipped:
@@ -105,12 +105,17 @@ class Corrections:
                 f"{'is' if count == 1 else 'are'} left out (the {self.skipped[0]}); the next "
                 "correction keeps the file as it is, next to the new one."
             )
-        if self.kept_aside:
-            return (
-                f"An earlier corrections file of this dataset could not be read whole; it is kept "
-                f"as {self.kept_aside[-1]} and what could not be read from it no longer applies."
-            )
         return None
+
+    @property
+    def notice(self) -> str | None:
+        """``damage``, else one sentence naming the last damaged file kept aside; else None."""
+        if self.damage or not self.kept_aside:
+            return self.damage
+        return (
+            f"An earlier corrections file of this dataset could not be read whole; it is kept "
+            f"as {self.kept_aside[-1]} and what could not be read from it no longer applies."
+        )
 
     def last_by(self, author: str) -> Correction | None:
         """``author``'s most recent change still in the history."""

@@ -50,10 +50,13 @@ def session_author() -> str:
     return st.session_state.setdefault(AUTHOR_KEY, uuid.uuid4().hex)
 
 
-def damage_warning(corrections: store.Corrections) -> None:
-    """The sentence saying the corrections file was damaged, when it was."""
-    if corrections.notice:
-        st.warning(md(corrections.notice), icon=":material/warning:")
+def damage_warning(corrections: store.Corrections, *, kept_aside: bool = False) -> None:
+    """The sentence saying the corrections file is damaged, when it is; with ``kept_aside``,
+    a caption naming the damaged file kept before (shown where corrections are managed)."""
+    if corrections.damage:
+        st.warning(md(corrections.damage), icon=":material/warning:")
+    elif kept_aside and corrections.notice:
+        st.caption(md(corrections.notice))
 
 
 def corrections_mapping(root: str | Path) -> dict[str, str | None]:
@@ -184,7 +187,7 @@ def corrections_bar(root: Path) -> dict[str, str | None]:
     """The count, Undo and the export of the corrected dataset; returns the corrections."""
     corrections = store.load_corrections(root)
     mapping = corrections.mapping
-    damage_warning(corrections)
+    damage_warning(corrections, kept_aside=True)
     with st.container(horizontal=True, vertical_alignment="center", key="corrections_bar"):
         st.markdown(
             f":material/edit_note: **{corrections_line(mapping) or 'No corrections yet'}**",
