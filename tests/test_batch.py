@@ -84,3 +84,83 @@ def _run_of(predictor) -> Path:
     from core.config import get_settings
 
     return next(get_settings().runs_dir.iterdir())
+
+
+# --- A large batch in the background: progress to poll, cancel between batches ------
+
+
+class GatedPredictor:
+    """A stand-in model: answers "cats" for every photo, and holds batch ``hold_at`` (0-based)
+    until ``gate`` is set, so a test can look at a job while it runs."""
+
+    def __init__(self, hold_at: int | None = None):
+        import threading
+
+        self.gate, self.waiting, self.calls = threading.Event(), threading.Event(), 0
+        self.hold_at = hold_at
+
+    def predict(self, files, **thresholds):
+        from core.serving.inference import Prediction
+
+        if self.calls == self.hold_at:
+            self.waiting.set()
+            assert self.gate.wait(30), "the test never opened the gate"
+        self.calls += 1
+        return [Prediction(file=name, label="cats", confidence=0.9, probabilities={"cats": 0.9}) for name, _ in files]
+
+
+def photos_on_disk(tmp_path, count: int):
+    from core.serving.batch import Photo
+
+    photos = []
+    for index in range(count):
+        path = tmp_path / f"{index:02d}.jpg"
+        path.write_bytes(b"pretend jpeg")
+        photos.append(Photo(f"trip/{path.name}", path))
+    return photos
+
+
+def test_a_job_classifies_in_the_background_with_progress(tmp_path, monkeypatch):
+    from core.serving.batch import BatchJob, JobState
+
+    monkeypatch.setattr("core.serving.batch.BATCH", 3)
+    predictor = GatedPredictor(hold_at=1)
+    photos = photos_on_disk(tmp_path, 7)
+
+    job = BatchJob.start(predictor, photos)
+    assert predictor.waiting.wait(10)  # held in its second batch: the caller's thread is free
+
+    assert (job.state, job.done, job.total) == (JobState.RUNNING, 3, 7) and job.predictions == []
+    predictor.gate.set()
+    assert job.wait(10) == JobState.DONE
+    assert job.done == 7 and [p.file for p in job.predictions] == [p.name for p in photos]
+    assert predictor.calls == 3
+
+
+def test_a_cancelled_job_stops_between_batches_and_keeps_nothing(tmp_path, monkeypatch):
+    from core.serving.batch import BatchJob, JobState
+
+    monkeypatch.setattr("core.serving.batch.BATCH", 2)
+    predictor = GatedPredictor(hold_at=1)
+    job = BatchJob.start(predictor, photos_on_disk(tmp_path, 10))
+    assert predictor.waiting.wait(10)
+
+    job.cancel()
+    assert job.cancelling  # the batch in hand finishes first
+    predictor.gate.set()
+
+    assert job.wait(10) == JobState.CANCELLED
+    assert predictor.calls == 2 and job.done == 4 and job.predictions == []
+    assert not job.cancelling and not job.running
+
+
+def test_a_job_that_fails_says_why(tmp_path):
+    from core.serving.batch import BatchJob, JobState
+
+    photos = photos_on_disk(tmp_path, 2)
+    photos[1].path.unlink()  # the work folder went away under it
+
+    job = BatchJob.start(GatedPredictor(), photos)
+
+    assert job.wait(10) == JobState.FAILED
+    assert isinstance(job.error, FileNotFoundError) and job.predictions == []

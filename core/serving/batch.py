@@ -21,9 +21,11 @@ one level down, where no abstention or error folder can meet them.
 from __future__ import annotations
 
 import os
+import threading
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from core.config import Settings, get_settings
@@ -128,12 +130,25 @@ def _photo_paths(root: Path) -> Iterator[Path]:
             yield path
 
 
+class BatchCancelled(Exception):
+    """Classifying stopped between two batches because it was asked to."""
+
+
 def classify_many(
-    predictor: Predictor, photos: Sequence[Photo], progress: Callable[[int, int], None] | None = None, **thresholds
+    predictor: Predictor,
+    photos: Sequence[Photo],
+    progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+    **thresholds,
 ) -> list[Prediction]:
-    """Predictions for ``photos`` in order, a batch at a time; ``thresholds`` as Predictor.predict."""
+    """Predictions for ``photos`` in order, a batch at a time; ``thresholds`` as Predictor.predict.
+
+    ``stop`` set: BatchCancelled before the next batch.
+    """
     predictions: list[Prediction] = []
     for start in range(0, len(photos), BATCH):
+        if stop is not None and stop.is_set():
+            raise BatchCancelled(f"Cancelled after {start:,} of {len(photos):,} photos.")
         batch = photos[start : start + BATCH]
         results = predictor.predict([(photo.name, photo.path.read_bytes()) for photo in batch], **thresholds)
         for result, photo in zip(results, batch):
@@ -143,6 +158,67 @@ def classify_many(
         if progress is not None:
             progress(len(predictions), len(photos))
     return predictions
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class BatchJob:
+    """classify_many in a thread of its own, so a large batch does not hold the page's script thread.
+
+    The page polls ``done`` of ``total`` and ``state``; ``cancel()`` stops it
+    between two batches. Once DONE, ``predictions`` holds every answer in order.
+    """
+
+    def __init__(self, predictor: Predictor, photos: Sequence[Photo], **thresholds):
+        self.total = len(photos)
+        self.done = 0
+        self.state = JobState.RUNNING
+        self.predictions: list[Prediction] = []
+        self.error: Exception | None = None  # why it FAILED
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(predictor, list(photos), thresholds), name="pawlab-batch", daemon=True
+        )
+
+    @classmethod
+    def start(cls, predictor: Predictor, photos: Sequence[Photo], **thresholds) -> BatchJob:
+        job = cls(predictor, photos, **thresholds)
+        job._thread.start()
+        return job
+
+    @property
+    def running(self) -> bool:
+        return self.state == JobState.RUNNING
+
+    @property
+    def cancelling(self) -> bool:
+        return self.running and self._stop.is_set()
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> JobState:
+        self._thread.join(timeout)
+        return self.state
+
+    def _run(self, predictor: Predictor, photos: list[Photo], thresholds: dict) -> None:
+        try:
+            predictions = classify_many(predictor, photos, progress=self._progress, stop=self._stop, **thresholds)
+        except BatchCancelled:
+            self.state = JobState.CANCELLED
+        except Exception as error:  # shown by the page in a sentence; the thread must not die silently
+            self.error, self.state = error, JobState.FAILED
+        else:
+            self.predictions = predictions  # before the state: a reader that sees DONE sees them
+            self.state = JobState.DONE
+
+    def _progress(self, done: int, total: int) -> None:
+        self.done = done
 
 
 def folder_for(prediction: Prediction) -> str:
