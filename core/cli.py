@@ -82,6 +82,7 @@ def cmd_data(args) -> int:
 
 def cmd_train(args) -> int:
     from core.runs.recipes import make_config, parse_ray_resources
+    from core.runs.search import check_knobs
     from core.runs.store import RunState, create_run, read_status
     from core.runs.worker import execute_run
 
@@ -102,6 +103,7 @@ def cmd_train(args) -> int:
             gpus=args.gpus,
             ray_resources=parse_ray_resources(args.ray_resources),
         )
+        check_knobs(config)  # in this process too, not only when queued: 10000 px is refused, not out of memory
     except ValueError as error:
         raise UsageError(f"{PROG} train: error: {error}") from None
     if args.queue:
@@ -232,7 +234,7 @@ def cmd_sweep(args) -> int:
     """Queue a sweep, follow it on stderr, print the best trial's config as JSON last."""
     from core.models.zoo import ARCHITECTURES
     from core.runs.recipes import make_config
-    from core.runs.search import COST_SENTENCES, SweepSpec
+    from core.runs.search import COST_SENTENCES, SweepSpec, check_knobs
     from core.runs.store import read_status
     from core.runs.sweep import read_sweep_result
 
@@ -250,6 +252,7 @@ def cmd_sweep(args) -> int:
             cpus=args.cpus,
             search=spec,
         )
+        check_knobs(config)  # as jobs.submit will, but as this command's one line
     except ValueError as error:
         raise UsageError(f"{PROG} sweep: error: {error}") from None
     print(f"{spec.total_trials} trials; {COST_SENTENCES[config.sweep_cost()]}", file=sys.stderr, flush=True)

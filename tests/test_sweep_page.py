@@ -247,6 +247,45 @@ def test_a_bad_grid_value_is_one_sentence_and_queues_nothing(dataset):
     assert list_runs() == []
 
 
+def grid(at: AppTest, knob: str, values: str) -> AppTest:
+    at.segmented_control(key=f"sweep_{ARCH}_{knob}_kind").set_value("grid")
+    run(at)
+    at.text_input(key=f"sweep_{ARCH}_{knob}_grid").input(values)
+    return run(at)
+
+
+def test_a_grid_past_the_trial_cap_is_refused_whatever_trials_says(dataset):
+    at = open_train_page()
+    at.number_input(key="sweep_trials").set_value(1)
+    grid(at, "head_units", ", ".join(str(n) for n in range(1, 21)))
+    grid(at, "learning_rate", ", ".join(f"{n}e-4" for n in range(1, 21)))
+
+    [error] = at.error
+    assert "This search asks for 400 trials (400 grid combinations)" in error.value
+    assert "a sweep runs at most 200, so list fewer grid values." in error.value
+    assert button(at, "Start sweep").disabled
+    assert list_runs() == []
+
+
+@pytest.mark.parametrize(
+    "knob, values, message",
+    [
+        ("epochs", "5, 1000000000", "'1000000000' is not a valid epochs: it must be a whole number from 1 to 500."),
+        ("image_size", "96, 10000", "'10000' is not a valid image_size: it must be a whole number from 32 to 512."),
+        ("head_units", "64, 64", "The head_units values list 64 twice: give each value once."),
+        ("augment", "none, ../../etc/passwd", "'../../etc/passwd' is not a valid augment: it must be one of none"),
+    ],
+)
+def test_a_grid_value_out_of_bounds_is_one_sentence_and_queues_nothing(dataset, knob, values, message):
+    at = open_train_page()
+    grid(at, knob, values)
+
+    [error] = at.error
+    assert message in error.value.replace("\\", ""), error.value  # as Markdown shows it, escapes gone
+    assert button(at, "Start sweep").disabled
+    assert list_runs() == []
+
+
 def test_start_queues_exactly_one_sweep_entry(dataset):
     at = open_train_page()
     at.number_input(key="sweep_trials").set_value(4)

@@ -43,6 +43,7 @@ from core.netns import in_loopback_only_network
 from core.processes import REPO_ROOT, child_environment
 from core.runs.executors import configured_executor, run_on_ray
 from core.runs.recipes import TrainConfig, check_config
+from core.runs.search import check_knobs
 from core.runs.store import (
     CANCEL_FILE,
     HEARTBEAT_SECONDS,
@@ -260,6 +261,7 @@ def submit(config: TrainConfig, runs_dir: str | os.PathLike | None = None) -> Pa
     refuses it before anything is written.
     """
     check_config(config)  # whatever built it: a form, a command, a file read back
+    check_knobs(config)  # each knob inside its bounds, a search's augmentations saved
     root = runs_root(runs_dir)
     with _queue_lock(root):
         run_dir = create_run(config, root, state=RunState.QUEUED)

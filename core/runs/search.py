@@ -18,11 +18,10 @@ combinations, each combination is tried ceil(trials / G) times (Ray Tune's
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
 
+from core.data.augment import list_configs
 from core.models.zoo import ARCHITECTURES, Family
 
 # A sweep is one entry in the queue; this bounds what one visitor can ask for.
@@ -59,36 +58,67 @@ COST_SENTENCES = {
 }
 
 
-def _parse_whole(text, low: int) -> int:
-    value = float(text)
-    if value != int(value) or value < low:
-        raise ValueError(f"a whole number of at least {low}")
-    return int(value)
+@dataclass(frozen=True)
+class KnobRange:
+    """The numbers one knob may take: ``low`` to ``high``, each end included unless it says not."""
+
+    low: float
+    high: float
+    whole: bool = False  # whole numbers only
+    above_low: bool = False  # low itself is not allowed
+    below_high: bool = False  # high itself is not allowed
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` is allowed; nan and the infinities never are."""
+        above = self.low < value if self.above_low else self.low <= value
+        below = value < self.high if self.below_high else value <= self.high
+        return above and below and (not self.whole or float(value).is_integer())
+
+    def describe(self) -> str:
+        if self.whole:
+            return f"a whole number from {self.low:g} to {self.high:g}"
+        if self.above_low and self.below_high:
+            return f"a number above {self.low:g} and below {self.high:g}"
+        if self.below_high:
+            return f"a number from {self.low:g} up to (not including) {self.high:g}"
+        return f"a number from {self.low:g} to {self.high:g}"
 
 
-def _parse_rate(text) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise ValueError("a number between 0 and 1")
-    return value
-
-
-def _parse_dropout(text) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise ValueError("a number from 0 up to (not including) 1")
-    return value
-
-
-PARSERS: dict[Knob, Callable[[Any], float | int | str]] = {
-    Knob.LEARNING_RATE: _parse_rate,
-    Knob.DROPOUT: _parse_dropout,
-    Knob.HEAD_UNITS: lambda text: _parse_whole(text, 0),
-    Knob.EPOCHS: lambda text: _parse_whole(text, 1),
-    Knob.AUGMENT: str,  # checked against the saved augmentations when the trial is made
-    Knob.IMAGE_SIZE: lambda text: _parse_whole(text, 32),
-    Knob.FINE_TUNE_LAYERS: lambda text: _parse_whole(text, 0),
+# The one home of each knob's bounds: the Train form, the Sweep tab, the CLI and
+# jobs.submit all check against it. Wide enough for any run worth training, narrow
+# enough that no single value takes the machine's memory (10000 px images) or its
+# time (a billion epochs, which would also become the sweep scheduler's horizon).
+MAX_EPOCHS = 500
+MAX_HEAD_UNITS = 4096  # over three times MobileNetV2's 1280 pooled features
+MAX_IMAGE_SIZE = 512  # a batch of 32 such images is 100 MB of floats before any layer
+MAX_FINE_TUNE_LAYERS = 154  # every layer of MobileNetV2's base
+KNOB_RANGES: dict[Knob, KnobRange] = {
+    Knob.LEARNING_RATE: KnobRange(0, 1, above_low=True, below_high=True),
+    Knob.DROPOUT: KnobRange(0, 1, below_high=True),
+    Knob.HEAD_UNITS: KnobRange(0, MAX_HEAD_UNITS, whole=True),
+    Knob.EPOCHS: KnobRange(1, MAX_EPOCHS, whole=True),
+    Knob.IMAGE_SIZE: KnobRange(32, MAX_IMAGE_SIZE, whole=True),
+    Knob.FINE_TUNE_LAYERS: KnobRange(0, MAX_FINE_TUNE_LAYERS, whole=True),
 }
+# Knobs a sweep may sample from a range; the whole-number ones and augment take a list.
+RANGE_KNOBS = (Knob.LEARNING_RATE, Knob.DROPOUT)
+
+
+def _parse_number(knob: Knob, text) -> float | int:
+    if isinstance(text, bool):  # float(True) is 1.0: a JSON true is no number
+        raise ValueError
+    value = float(text)
+    if not KNOB_RANGES[knob].contains(value):
+        raise ValueError
+    return int(value) if KNOB_RANGES[knob].whole else value
+
+
+def _parse_name(text) -> str:
+    # Whether an augmentation of that name is saved is checked by check_knobs, before a
+    # sweep is queued: a spec read back from a file must not depend on today's saved names.
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError
+    return text.strip()
 
 
 def parse_knob(name: str) -> Knob:
@@ -98,12 +128,37 @@ def parse_knob(name: str) -> Knob:
         raise ValueError(f"Unknown knob '{name}'. Choose from: {', '.join(Knob)}.") from None
 
 
+def allowed(knob: Knob) -> str:
+    """What ``knob`` may be, in words: 'a whole number from 32 to 512'."""
+    if knob == Knob.AUGMENT:
+        return f"one of {', '.join(list_configs())}"
+    return KNOB_RANGES[knob].describe()
+
+
 def parse_value(knob: Knob, text) -> float | int | str:
+    """``text`` (or a number) as ``knob``'s value; ValueError with a sentence naming the knob,
+    the value and what it may be, for a value of the wrong kind or out of range."""
     try:
-        return PARSERS[knob](text)
-    except (TypeError, ValueError) as error:
-        reason = error.args[0] if error.args and "could not convert" not in str(error) else "a number"
-        raise ValueError(f"'{text}' is not a valid {knob}: it must be {reason}.") from None
+        return _parse_name(text) if knob == Knob.AUGMENT else _parse_number(knob, text)
+    except (TypeError, ValueError):
+        raise ValueError(f"'{text}' is not a valid {knob}: it must be {allowed(knob)}.") from None
+
+
+def check_knobs(config) -> None:
+    """ValueError with a sentence for a run's knob out of its range, or a search's augmentation
+    that is not saved. ``config`` is a TrainConfig (core.runs.recipes), from a form, a command
+    or a file: jobs.submit checks it, so nothing out of bounds is ever queued."""
+    for knob in KNOB_RANGES:
+        value = getattr(config, knob.value)
+        if value is not None:  # a head's None: the architecture's own
+            parse_value(knob, value)
+    search = config.search
+    augments = search.knobs.get(Knob.AUGMENT.value) if search is not None else None
+    if augments is not None:
+        saved = list_configs()
+        for name in augments.values:
+            if name not in saved:
+                raise ValueError(f"'{name}' is not a valid {Knob.AUGMENT}: it must be {allowed(Knob.AUGMENT)}.")
 
 
 @dataclass(frozen=True)
@@ -144,6 +199,23 @@ DEFAULT_SCRATCH_SPACE = {
 }
 
 
+def _checked_space(knob: Knob, space: KnobSpace) -> KnobSpace:
+    """``space`` with its values (or range ends) parsed and checked against the knob's bounds."""
+    if not space.values:
+        if knob not in RANGE_KNOBS:
+            raise ValueError(f"The {knob} take a list of values, not a range.")
+        low, high = (float(parse_value(knob, end)) for end in (space.low, space.high))
+        return KnobSpace((), space.grid, low, high, space.log)
+    values = tuple(parse_value(knob, value) for value in space.values)
+    # Refused, not de-duplicated: a repeated value is most often a typo for another one,
+    # and dropping it would quietly try fewer combinations than the person counted.
+    for index, value in enumerate(values):
+        if value in values[:index]:
+            shown = f"{value:g}" if isinstance(value, float) else value
+            raise ValueError(f"The {knob} values list {shown} twice: give each value once.")
+    return KnobSpace(values, space.grid, space.low, space.high, space.log)
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A sweep: how many trials, which knobs vary and how, and how many run at once."""
@@ -163,11 +235,13 @@ class SweepSpec:
         knobs = {}
         for name, space in self.knobs.items():
             knob = parse_knob(name)
-            if isinstance(space, dict):
-                space = KnobSpace(**space)
-            values = tuple(parse_value(knob, value) for value in space.values)
-            knobs[knob.value] = KnobSpace(values, space.grid, space.low, space.high, space.log)
+            knobs[knob.value] = _checked_space(knob, KnobSpace(**space) if isinstance(space, dict) else space)
         object.__setattr__(self, "knobs", knobs)
+        if self.total_trials > MAX_TRIALS:  # a grid multiplies: three knobs of 20 values are 8000 runs
+            raise ValueError(
+                f"This search asks for {self.total_trials:,} trials ({self.grid_size:,} grid combinations); "
+                f"a sweep runs at most {MAX_TRIALS}, so list fewer grid values."
+            )
 
     @classmethod
     def from_grid(
@@ -207,13 +281,19 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> SweepSpec:
-        knobs = {name: KnobSpace(**space) for name, space in (data.get("knobs") or {}).items()}
-        return cls(
-            trials=data.get("trials", DEFAULT_TRIALS),
-            knobs=knobs,
-            concurrent=data.get("concurrent", 0),
-            grace_epochs=data.get("grace_epochs", 1),
-        )
+        """A spec read back from a file. One that today's checks refuse (queued before they
+        existed, or edited by hand) is a TypeError: core.runs.store lists its run as damaged,
+        with the sentence, rather than failing the whole runs table."""
+        try:
+            knobs = {name: KnobSpace(**space) for name, space in (data.get("knobs") or {}).items()}
+            return cls(
+                trials=data.get("trials", DEFAULT_TRIALS),
+                knobs=knobs,
+                concurrent=data.get("concurrent", 0),
+                grace_epochs=data.get("grace_epochs", 1),
+            )
+        except ValueError as error:
+            raise TypeError(f"its search: {error}") from None
 
 
 def knobs_for(arch: str) -> list[Knob]:

@@ -30,10 +30,13 @@ from core.runs.recipes import MAX_CPUS, TrainConfig, make_config, recipe_for
 from core.runs.search import (
     COST_SENTENCES,
     DEFAULT_TRIALS,
+    MAX_EPOCHS,
     MAX_TRIALS,
+    RANGE_KNOBS,
     Knob,
     KnobSpace,
     SweepSpec,
+    check_knobs,
     knobs_for,
     parse_value,
 )
@@ -68,8 +71,6 @@ KNOB_LABELS = {
     Knob.IMAGE_SIZE: "Image size",
     Knob.FINE_TUNE_LAYERS: "Fine-tuned layers",
 }
-# Sampled from a range (low..high); the other knobs are sampled from a list of values.
-RANGE_KNOBS = (Knob.LEARNING_RATE, Knob.DROPOUT)
 # What "fixed" means for knobs without a value field of their own.
 FIXED_NOTES = {
     Knob.EPOCHS: "Fixed: the epochs per trial above.",
@@ -118,7 +119,7 @@ def define_sweep(data_root: Path, classes: list[str]) -> None:
     epochs = middle.number_input(
         "Epochs per trial",
         min_value=1,
-        max_value=500,
+        max_value=MAX_EPOCHS,
         value=recipe.epochs,
         key=f"sweep_epochs_{arch}",
         help="At most; bad trials are stopped early (ASHA) after the first epoch.",
@@ -277,7 +278,9 @@ def range_field(knob: Knob, default_space: KnobSpace | None, key: str) -> KnobSp
 def sweep_config(data_root: Path, arch: str, trials: int, epochs: int, cpus, fixed: dict, knobs: dict) -> TrainConfig:
     """The sweep's checked config; ValueError with a sentence for anything it refuses."""
     spec = SweepSpec(trials=trials, knobs=knobs)
-    return make_config(data_root, arch, epochs, cpus=float(cpus), search=spec, **fixed)
+    config = make_config(data_root, arch, epochs, cpus=float(cpus), search=spec, **fixed)
+    check_knobs(config)  # as jobs.submit will: said before Start, not after
+    return config
 
 
 def describe(config: TrainConfig) -> None:
