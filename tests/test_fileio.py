@@ -224,7 +224,9 @@ def test_scanning_from_many_threads(pawlab_home, tmp_path):
 # --- Damaged files are "nothing saved", never a traceback ------------------------
 
 
-@pytest.mark.parametrize("damage", ["", "null", "42", '["cut', '{"reasons": 1}'])
+@pytest.mark.parametrize(
+    "damage", ["", "null", "42", '["cut', '{"reasons": 1}', "[null]", '{"version": 2, "files": [[null, 3]]}']
+)
 def test_damaged_scan_cache_means_scan_again(pawlab_home, tiny_dataset, damage):
     from core.data.dataset import scan_dataset
 
@@ -232,7 +234,7 @@ def test_damaged_scan_cache_means_scan_again(pawlab_home, tiny_dataset, damage):
     (cache_file,) = (pawlab_home / "cache" / "scans").glob("*.json")
     cache_file.write_text(damage)
     assert scan_dataset(tiny_dataset) == first
-    assert read_json(cache_file, expect=list).ok  # rewritten whole
+    assert read_json(cache_file, expect=dict).ok  # rewritten whole
 
 
 @pytest.mark.parametrize("damage", ["", "null", "42", '{"name": "cut', '{"name": "x", "flip": "sideways"}'])

@@ -77,11 +77,11 @@ def fetch_official_dataset(
     filename = _url_filename(url)
     name = safe_dataset_name(filename.removesuffix(".zip"))
     target = settings.datasets_dir / name
-    if _is_complete(target):
+    if is_complete(target):
         return target
 
-    with _dataset_lock(settings.datasets_dir, name):
-        if _is_complete(target):  # another session finished it while we waited
+    with dataset_lock(settings.datasets_dir, name):
+        if is_complete(target):  # another session finished it while we waited
             return target
         _remove_leftovers(settings.datasets_dir, name)
         zip_path = settings.datasets_dir / DOWNLOADS_DIR / filename
@@ -112,8 +112,8 @@ def import_zip(
     settings = settings or get_settings()
     name = safe_dataset_name(name)
     target = settings.datasets_dir / name
-    with _dataset_lock(settings.datasets_dir, name):
-        if _is_complete(target) and not overwrite:
+    with dataset_lock(settings.datasets_dir, name):
+        if is_complete(target) and not overwrite:
             raise FileExistsError(f"A dataset named {name!r} already exists. Choose another name, or replace it.")
         _remove_leftovers(settings.datasets_dir, name)
         label = getattr(source, "name", None) or (source if isinstance(source, (str, os.PathLike)) else "upload")
@@ -135,7 +135,7 @@ def use_local_folder(path: str | os.PathLike, settings: Settings | None = None) 
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is a file, not a folder.")
     root = find_dataset_root(folder.resolve())
-    _require_images(root, f"The folder {folder}")
+    require_images(root, f"The folder {folder}")
     return root
 
 
@@ -147,7 +147,7 @@ def list_local_datasets(settings: Settings | None = None) -> list[Path]:
     return sorted(
         entry
         for entry in settings.datasets_dir.iterdir()
-        if not entry.name.startswith(".") and entry.name != DOWNLOADS_DIR and _is_complete(entry)
+        if not entry.name.startswith(".") and entry.name != DOWNLOADS_DIR and is_complete(entry)
     )
 
 
@@ -166,12 +166,12 @@ def _install_zip(
 ) -> None:
     """Extract, unwrap, check and mark in a work folder; then rename into place."""
     datasets_dir = settings.datasets_dir
-    with _writing_into(datasets_dir):
+    with writing_into(datasets_dir):
         datasets_dir.mkdir(parents=True, exist_ok=True)
-        room = settings.max_datasets_bytes - _bytes_in_datasets(datasets_dir)
+        room = settings.max_datasets_bytes - bytes_in_datasets(datasets_dir)
         work = Path(tempfile.mkdtemp(prefix=f".{target.name}{IMPORT_INFIX}", dir=datasets_dir))
     try:
-        with _writing_into(datasets_dir):
+        with writing_into(datasets_dir):
             extracted = safe_extract_zip(
                 zip_source,
                 work / "extracted",
@@ -182,7 +182,7 @@ def _install_zip(
                 progress=_stage(progress, "extract"),
             )
             root = find_dataset_root(extracted)
-            _require_images(root, "The archive")
+            require_images(root, "The archive")
             marker = {"source": origin, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             atomic_write(root / COMPLETE_MARKER, json.dumps(marker) + "\n")
             if target.exists():  # overwrite: move the old one aside, then swap
@@ -193,7 +193,7 @@ def _install_zip(
 
 
 @contextlib.contextmanager
-def _writing_into(datasets_dir: Path):
+def writing_into(datasets_dir: Path):
     """A read-only or full disk becomes one sentence naming the datasets folder."""
     try:
         yield
@@ -203,7 +203,7 @@ def _writing_into(datasets_dir: Path):
         raise DatasetError(cannot_write_message(datasets_dir, error)) from error
 
 
-def _bytes_in_datasets(datasets_dir: Path) -> int:
+def bytes_in_datasets(datasets_dir: Path) -> int:
     """Bytes of every file under the datasets folder, but the downloads passing through."""
     total = 0
     for folder, subfolders, files in os.walk(datasets_dir):
@@ -254,14 +254,14 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _is_complete(folder: Path) -> bool:
+def is_complete(folder: Path) -> bool:
     return (folder / COMPLETE_MARKER).is_file()
 
 
 def _remove_leftovers(datasets_dir: Path, name: str) -> None:
     """Delete what an interrupted attempt left; call only while holding the lock."""
     target = datasets_dir / name
-    if target.exists() and not _is_complete(target):
+    if target.exists() and not is_complete(target):
         shutil.rmtree(target, ignore_errors=True)
     if datasets_dir.is_dir():
         for leftover in datasets_dir.glob(f".{name}{IMPORT_INFIX}*"):
@@ -269,11 +269,11 @@ def _remove_leftovers(datasets_dir: Path, name: str) -> None:
 
 
 @contextlib.contextmanager
-def _dataset_lock(datasets_dir: Path, name: str):
+def dataset_lock(datasets_dir: Path, name: str):
     """One session at a time fetches, imports or replaces the dataset ``name``."""
     lock = FileLock(datasets_dir / f".{name}.lock", timeout=DATASET_LOCK_TIMEOUT_SECONDS, what=f"the dataset {name!r}")
     with contextlib.ExitStack() as held:
-        with _writing_into(datasets_dir):  # the lock file is the first thing written
+        with writing_into(datasets_dir):  # the lock file is the first thing written
             datasets_dir.mkdir(parents=True, exist_ok=True)
             held.enter_context(lock)
         yield
@@ -301,7 +301,7 @@ def _is_image(path: Path) -> bool:
     return is_image_name(path.name) and path.is_file()
 
 
-def _require_images(root: Path, what: str) -> None:
+def require_images(root: Path, what: str) -> None:
     """Refuse a folder with no images in class folders (depth 2 to 4)."""
 
     def has_images(folder: Path, depth: int) -> bool:

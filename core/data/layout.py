@@ -12,6 +12,7 @@ understood everywhere at once::
 
 from __future__ import annotations
 
+import unicodedata
 from enum import StrEnum
 from pathlib import PurePosixPath
 
@@ -39,6 +40,14 @@ SPLIT_ALIASES: dict[str, Split] = {
     "testing": Split.TEST,
 }
 
+# Unicode categories that break a line or are invisible controls: Cc (C0, DEL,
+# C1: newline, tab, NUL...), and the line and paragraph separators.
+_LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})
+
+# Folders of photos nobody has labelled yet (the only two spellings people use).
+# Shown and counted, offered for labelling, never trained on.
+UNLABELED_FOLDERS = frozenset({"unlabeled", "unlabelled"})
+
 # Files and folders that macOS, Windows and archivers add and nobody means as
 # data. Hidden dot-files (``._cat.jpg`` resource forks, ``.complete`` markers,
 # ``.git``) are junk too; see is_junk_name.
@@ -51,6 +60,24 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 def split_of(folder_name: str) -> Split | None:
     """The split a folder name stands for, or None for any other folder."""
     return SPLIT_ALIASES.get(folder_name.lower())
+
+
+def is_unlabeled_folder(folder_name: str) -> bool:
+    """Whether a folder holds photos without a class (``unlabeled/``, ``Unlabelled/``)."""
+    return folder_name.lower() in UNLABELED_FOLDERS
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why a class or file name cannot travel (into labels.txt, a CSV, a zip), or None.
+
+    Control characters split lines in every text file a name is written to
+    (a class ``dogs\ncats`` is two lines of labels.txt for one output).
+    """
+    if not name.strip():
+        return "it is empty"
+    if any(unicodedata.category(character) in _LINE_BREAKING for character in name):
+        return "it holds a control character (a line break, a tab...)"
+    return None
 
 
 def is_junk_name(name: str) -> bool:
