@@ -2,6 +2,8 @@
 
     python -m core fetch
     python -m core data --data DIR
+    python -m core dataset new NAME --classes a,b  |  dataset add NAME --class a PHOTO...
+    python -m core import SOURCE --name NAME [--labels CSV]
     python -m core train --data DIR --arch NAME [--epochs N ...]
     python -m core evaluate RUN_DIR
     python -m core runs [--runs-dir DIR]
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -30,10 +33,22 @@ from pathlib import Path
 
 from core import defaults
 from core.netns import LOOPBACK_ONLY_FLAG
-from core.runs.recipes import RECIPES, recipe_for
+from core.runs.recipes import IMBALANCE_RATIO, RECIPES, recipe_for
 
 PROG = "python -m core"
-PUBLIC_COMMANDS = ("fetch", "data", "train", "evaluate", "runs", "predict", "doctor", "serve", "sweep")
+PUBLIC_COMMANDS = (
+    "fetch",
+    "data",
+    "dataset",
+    "import",
+    "train",
+    "evaluate",
+    "runs",
+    "predict",
+    "doctor",
+    "serve",
+    "sweep",
+)
 EXIT_FAILED = 1  # the command ran and failed (a run failed, a file was not classified...)
 EXIT_USAGE = 2  # the command line asked for something impossible
 
@@ -99,6 +114,7 @@ def cmd_train(args) -> int:
             seed=args.seed,
             augment=args.augment,
             subset=args.subset,
+            balance_classes=args.balance_classes,
             cpus=args.cpus,
             gpus=args.gpus,
             ray_resources=parse_ray_resources(args.ray_resources),
@@ -211,7 +227,7 @@ def cmd_serve(args) -> int:
     from core.serving.inference import RunNotReadyError
 
     try:
-        serve(args.run_dir, args.host, args.port)
+        serve(args.run_dir, args.host, args.port, allowed_hosts=args.allowed_host)
     except (OSError, ValueError, RunNotReadyError) as error:
         print(json.dumps({"error": str(error)}))
         return EXIT_USAGE
@@ -283,6 +299,70 @@ def cmd_worker(args) -> int:
 # --- the parser ---------------------------------------------------------------
 
 
+# Argument types: a number that makes no sense is refused by argparse, in one sentence naming
+# the option. Only what every value of its kind must be (finite, positive, a probability);
+# the training knobs' own ranges are checked where configs are (core.runs.search).
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number.") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number.")
+    return value
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number.") from None
+
+
+def _probability(text: str) -> float:
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a probability: it must be a number from 0 to 1.")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be a number above 0.")
+    return value
+
+
+def _non_negative_number(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be a number of at least 0.")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be a whole number of at least 1.")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be a whole number of at least 0.")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _whole_number(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port: it must be a whole number from 1 to 65535.")
+    return value
+
+
 def _architecture(name: str) -> str:
     try:
         recipe_for(name)
@@ -306,26 +386,26 @@ def _add_train(commands) -> None:
     train.add_argument("--arch", required=True, type=_architecture, choices=list(RECIPES), help="the architecture")
     train.add_argument(
         "--epochs",
-        type=int,
+        type=_positive_int,
         metavar="N",
         help=f"epochs of the first phase; default: the recipe's ({_recipes_say(lambda r: r.epochs)})",
     )
     train.add_argument(
         "--fine-tune-epochs",
-        type=int,
+        type=_non_negative_int,
         metavar="N",
         help="epochs of the fine-tuning phase (mobilenet_v2_finetune only); default: "
         f"the recipe's ({recipe_for('mobilenet_v2_finetune').fine_tune_epochs})",
     )
     train.add_argument(
         "--lr",
-        type=float,
+        type=_positive_number,
         metavar="RATE",
         help=f"learning rate; default: the recipe's ({recipe_for('cnn').learning_rate:g})",
     )
     train.add_argument(
         "--patience",
-        type=int,
+        type=_non_negative_int,
         metavar="N",
         help="stop after N epochs without a better validation accuracy (0: never); "
         f"default: the recipe's ({_recipes_say(lambda r: r.patience)})",
@@ -337,14 +417,14 @@ def _add_train(commands) -> None:
     )
     train.add_argument(
         "--image-size",
-        type=int,
+        type=_positive_int,
         metavar="PX",
         help="side of the square images the model sees; default: the recipe's "
         f"({_recipes_say(lambda r: r.image_size)})",
     )
     train.add_argument(
         "--batch-size",
-        type=int,
+        type=_positive_int,
         default=defaults.BATCH_SIZE,
         metavar="N",
         help="images per batch (default: %(default)s)",
@@ -357,10 +437,17 @@ def _add_train(commands) -> None:
     )
     train.add_argument(
         "--subset",
-        type=int,
+        type=_non_negative_int,
         default=0,
         metavar="N",
         help="train on at most N images per class (default: 0, all of them)",
+    )
+    train.add_argument(
+        "--no-balance-classes",
+        dest="balance_classes",
+        action="store_false",
+        help="count every photo the same even when the classes are uneven (default: weight the loss "
+        f"by inverse class frequency when the largest class has {IMBALANCE_RATIO:g}x the smallest's photos)",
     )
     train.add_argument("--runs-dir", metavar="DIR", help="where the run folder goes (default: PAWLAB_HOME/runs)")
     train.add_argument(
@@ -370,10 +457,10 @@ def _add_train(commands) -> None:
         "process: a worker on this machine, or a Ray task when RAY_ADDRESS is set",
     )
     train.add_argument(
-        "--cpus", type=float, default=1.0, metavar="N", help="CPUs the run asks of a Ray node (default: %(default)s)"
+        "--cpus", type=_positive_number, default=1.0, metavar="N", help="CPUs the run asks of a Ray node (default: %(default)s)"
     )
     train.add_argument(
-        "--gpus", type=float, default=0.0, metavar="N", help="GPUs the run asks of a Ray node (default: %(default)s)"
+        "--gpus", type=_non_negative_number, default=0.0, metavar="N", help="GPUs the run asks of a Ray node (default: %(default)s)"
     )
     train.add_argument(
         "--ray-resources",
@@ -398,7 +485,7 @@ def _add_sweep(commands) -> None:
     sweep.add_argument("--arch", required=True, type=_architecture, choices=list(RECIPES), help="the architecture")
     sweep.add_argument(
         "--trials",
-        type=int,
+        type=_positive_int,
         default=DEFAULT_TRIALS,
         metavar="N",
         help="trials in all (default: %(default)s); with a grid, rounded up to a "
@@ -414,30 +501,53 @@ def _add_sweep(commands) -> None:
     )
     sweep.add_argument(
         "--epochs",
-        type=int,
+        type=_positive_int,
         metavar="N",
         help="epochs per trial, at most (default: the recipe's); ASHA stops bad trials sooner",
     )
     sweep.add_argument(
         "--cpus",
-        type=float,
+        type=_positive_number,
         metavar="N",
         help="CPUs the sweep may use, one per trial at a time (default: all of this machine's)",
     )
     sweep.add_argument(
-        "--concurrent", type=int, default=0, metavar="N", help="trials at the same time (default: one per CPU)"
+        "--concurrent", type=_non_negative_int, default=0, metavar="N", help="trials at the same time (default: one per CPU)"
     )
-    sweep.add_argument("--image-size", type=int, metavar="PX", help="side of the square images (default: the recipe's)")
+    sweep.add_argument("--image-size", type=_positive_int, metavar="PX", help="side of the square images (default: the recipe's)")
     sweep.add_argument("--seed", type=int, default=defaults.SEED, help="seed of the split (default: %(default)s)")
     sweep.add_argument(
         "--subset",
-        type=int,
+        type=_non_negative_int,
         default=0,
         metavar="N",
         help="train on at most N images per class (default: 0, all of them)",
     )
     sweep.add_argument("--runs-dir", metavar="DIR", help="the runs folder (default: PAWLAB_HOME/runs)")
     sweep.set_defaults(func=cmd_sweep)
+
+
+SERVE_HOST, SERVE_PORT = "127.0.0.1", 8000  # this machine only: the API has no authentication
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s arguments; ``python -m core.serving.api`` takes the same."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
+    parser.add_argument(
+        "--host",
+        default=SERVE_HOST,
+        help="address to listen on (default: %(default)s, this machine only; anything else lets every "
+        "machine that can reach it use the API, which has no authentication)",
+    )
+    parser.add_argument("--port", type=_port, default=SERVE_PORT, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name clients may call the server by (their Host header); repeatable. --host, "
+        "localhost, 127.0.0.1 and [::1] always are; other names are refused (DNS rebinding)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -487,13 +597,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("files", nargs="+", metavar="FILE", help="photos to classify")
     predict.add_argument(
         "--confidence-threshold",
-        type=float,
+        type=_probability,
         metavar="P",
         help='answer "unsure" below this calibrated probability (default: the run\'s)',
     )
     predict.add_argument(
         "--novelty-threshold",
-        type=float,
+        type=_non_negative_number,
         metavar="D",
         help='answer "unknown" above this distance to the training photos (default: the run\'s; transfer runs only)',
     )
@@ -511,14 +621,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
 
     serve = commands.add_parser("serve", help="serve a run's model over HTTP: POST /v1/predict, GET /healthz, /docs")
-    serve.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)"
-    )
-    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
     _add_sweep(commands)
+
+    from core.data.commands import add_dataset_commands
+
+    add_dataset_commands(commands)
 
     worker = commands.add_parser("worker", description="Train a queued run (the job manager starts this).")
     worker.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder")

@@ -66,6 +66,7 @@ MAX_CLASSES = 100
 # Characters of an uploaded file's name kept in the stored name (the rest is the key).
 MAX_STEM_CHARS = 40
 # The suffix a photo is stored under, from what Pillow finds inside it (not its name).
+NOT_A_PHOTO = "it is not a photo PawLab can read (JPEG, PNG, GIF, BMP or WebP)"
 SUFFIX_OF_FORMAT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp"}
 
 
@@ -299,18 +300,19 @@ def _drop_problem(photos: list[tuple[str, bytes]], datasets_dir: Path, settings:
     return None
 
 
-def _stored_name(upload_name: str, data: bytes, key: str) -> str | None:
-    """``<stem>_<key><suffix>``, the suffix from the photo's real format; None if Pillow does not know it."""
+def _format_suffix(data: bytes) -> str | None:
+    """The suffix for what Pillow finds inside ``data`` (not what its name says), or None."""
     try:
         image_format = Image.open(io.BytesIO(data)).format
     except (UnidentifiedImageError, OSError, ValueError):
         return None
-    suffix = SUFFIX_OF_FORMAT.get(image_format or "")
-    if suffix is None:
-        return None
+    return SUFFIX_OF_FORMAT.get(image_format or "")
+
+
+def _stem(upload_name: str) -> str:
     allowed = set(string.ascii_letters + string.digits + "-_")
     stem = "".join(c if c in allowed else "_" for c in Path(upload_name).stem)[:MAX_STEM_CHARS].strip("_")
-    return f"{stem or 'photo'}_{key[:KEY_CHARS]}{suffix}"
+    return stem or "photo"
 
 
 def add_photos(
@@ -348,22 +350,20 @@ def add_photos(
 
 def _add_one(upload_name: str, data: bytes, folder: Path, index: dict[str, str], work: Path, report: AddReport):
     shown = Path(str(upload_name)).name or "photo"
-    key = hashlib.sha256(data).hexdigest()
-    if key[:KEY_CHARS] in index:
-        report.skipped.append(Skipped(shown, f"it is already in the dataset, as {index[key[:KEY_CHARS]]}"))
+    key = hashlib.sha256(data).hexdigest()[:KEY_CHARS]
+    if key in index:
+        report.skipped.append(Skipped(shown, f"it is already in the dataset, as {index[key]}"))
         return
-    stored = _stored_name(shown, data, key)
-    if stored is None:
-        report.skipped.append(Skipped(shown, "it is not a photo PawLab can read (JPEG, PNG, GIF, BMP or WebP)"))
-        return
-    staged = work / stored
+    suffix = _format_suffix(data)
+    # Staged under its own suffix when Pillow cannot tell the format, so the check says why.
+    staged = work / f"{_stem(shown)}_{key}{suffix or Path(shown).suffix.lower()}"
     staged.write_bytes(data)
-    problem = check_image(staged)
+    problem = check_image(staged) or (None if suffix else NOT_A_PHOTO)
     if problem:
         report.skipped.append(Skipped(shown, problem))
         return
-    target = _free_name(folder, stored)
+    target = _free_name(folder, staged.name)
     os.replace(staged, target)
     relative = f"{folder.name}/{target.name}"
-    index[key[:KEY_CHARS]] = relative
+    index[key] = relative
     report.added.append(relative)
