@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 
 import pytest
@@ -69,6 +70,18 @@ def test_a_second_damaged_file_never_overwrites_the_first_one_kept_aside(tiny_da
         write_raw(tiny_dataset, text)
         add_correction(tiny_dataset, FIRST, None)
     assert sorted(path.read_text() for path in kept_aside(tiny_dataset)) == ["[1, 2", "{ not json"]
+
+
+def test_many_people_correcting_a_damaged_file_at_once_keep_it_aside_once(tiny_dataset):
+    write_raw(tiny_dataset, "{ not json")
+    photos = sorted(p.relative_to(tiny_dataset).as_posix() for p in tiny_dataset.glob("train/*/*.jpg"))
+    threads = [threading.Thread(target=add_correction, args=(tiny_dataset, photo, None)) for photo in photos]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [path.read_text() for path in kept_aside(tiny_dataset)] == ["{ not json"]
+    assert set(load_corrections(tiny_dataset).mapping) == set(photos)
 
 
 @pytest.mark.parametrize(
