@@ -481,6 +481,103 @@ def test_a_server_folder_only_when_local_paths_are_allowed(run_dir, monkeypatch)
     assert len(app.dataframe[0].value) == len(validation_files(run_dir))
 
 
+class Gate:
+    """Holds the model's ``hold_at``-th call (0-based) until ``open`` is set, so a test can look
+    at the page while a background batch runs."""
+
+    def __init__(self, hold_at: int):
+        import threading
+
+        self.hold_at, self.calls = hold_at, 0
+        self.open, self.waiting = threading.Event(), threading.Event()
+
+
+@pytest.fixture
+def gate(monkeypatch) -> Gate:
+    import core.serving.inference as inference
+
+    gate, predict = Gate(hold_at=1), inference.Predictor.predict
+
+    def held(self, files, *args, **kwargs):
+        if gate.calls == gate.hold_at:
+            gate.waiting.set()
+            gate.open.wait(60)
+        gate.calls += 1
+        return predict(self, files, *args, **kwargs)
+
+    monkeypatch.setattr(inference.Predictor, "predict", held)
+    yield gate
+    gate.open.set()  # never leave a job waiting
+
+
+@pytest.fixture
+def large_batches(monkeypatch):
+    """More than two photos is a large batch, classified two at a time in the background."""
+    monkeypatch.setattr("pages._classify.batch.INLINE_PHOTOS", 2)
+    monkeypatch.setattr("core.serving.batch.BATCH", 2)
+
+
+def five_photo_zip(run_dir) -> tuple[str, bytes, str]:
+    photos = validation_files(run_dir)[:5]
+    return ("many.zip", zip_bytes({Path(p).name: open(p, "rb").read() for p in photos}), "application/zip")
+
+
+def test_a_large_zip_is_classified_in_the_background_while_the_page_shows_its_progress(run_dir, gate, large_batches):
+    app = classify_page()
+    app.file_uploader(key="batch_zip").set_value(five_photo_zip(run_dir)).run()
+
+    assert not app.exception
+    assert gate.waiting.wait(30)  # the job is held in its second batch; the script run is over
+    [bar] = app.progress
+    assert bar.proto.text in ("Classified 0 of 5 photos…", "Classified 2 of 5 photos…")
+    assert app.button(key="batch_cancel") and not app.dataframe
+
+    gate.open.set()
+    assert app.session_state["classify_batch"].job.wait(60) == "done"
+    app.run()
+
+    assert not app.exception and not app.progress
+    assert list(app.dataframe[0].value["file"]) == sorted(Path(p).name for p in validation_files(run_dir)[:5])
+
+
+def test_a_background_batch_can_be_cancelled_and_started_again(run_dir, gate, large_batches):
+    app = classify_page()
+    app.file_uploader(key="batch_zip").set_value(five_photo_zip(run_dir)).run()
+    assert gate.waiting.wait(30)
+    job = app.session_state["classify_batch"].job
+    work = Path(app.session_state["classify_batch"].work.name)
+
+    app.button(key="batch_cancel").click().run()
+
+    assert not app.exception
+    assert [p.proto.text for p in app.progress] == ["Cancelling…"]
+    gate.open.set()
+    assert job.wait(60) == "cancelled"
+    app.run()
+    assert texts(app.info)[-1] == "Cancelled after 4 of 5 photos; nothing was kept."  # the held batch ended
+    assert not app.dataframe and not work.exists()  # the extracted photos are gone
+
+    app.button(key="batch_again").click().run()
+    assert app.session_state["classify_batch"].job.wait(60) == "done"
+    app.run()
+    assert len(app.dataframe[0].value) == 5
+
+
+def test_a_zip_over_the_batch_cap_is_refused_in_one_sentence_before_it_is_unpacked(run_dir, monkeypatch):
+    monkeypatch.setenv("PAWLAB_MAX_BATCH_PHOTOS", "4")
+    page_tmp = Path(run_dir).parent / "page-tmp"  # where the page's work folders go
+    page_tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(page_tmp))
+
+    app = classify_page()
+    app.file_uploader(key="batch_zip").set_value(five_photo_zip(run_dir)).run()
+
+    assert not app.exception
+    assert texts(app.error) == ["The file 'many.zip' holds 5 photos; PawLab classifies at most 4 at a time."]
+    assert not app.dataframe and not app.progress
+    assert not [p for p in page_tmp.rglob("*") if p.is_file()]  # nothing unpacked
+
+
 # --- Exports that are proven to agree ---------------------------------------------------
 
 

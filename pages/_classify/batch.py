@@ -1,9 +1,12 @@
 """Classify page: many photos at once, and the summary table every drop shares.
 
 A zip of photos (or, only with PAWLAB_ALLOW_LOCAL_PATHS, a folder on the
-server) is extracted with the archive checks, classified in batches while a
-progress bar moves (core.serving.batch), and kept for the session, so the
-"When to answer" sliders re-answer it without calling the model again. Out:
+server) is weighed from its headers, extracted with the archive checks,
+classified in batches (core.serving.batch), and kept for the session, so the
+"When to answer" sliders re-answer it without calling the model again. A few
+photos are classified in the script run under a progress bar; more go to a
+BatchJob in the background, which a fragment polls for its progress, with a
+Cancel button, so the server's script thread is not held. Out:
 the table, its CSV (answer and reason included) and a zip of the photos
 sorted into one folder per answer.
 """
@@ -21,7 +24,15 @@ import streamlit as st
 from core.config import get_settings
 from core.data.archive import ArchiveError
 from core.data.images import check_drop
-from core.serving.batch import Photo, classify_many, photos_in_folder, photos_in_zip, sorted_zip
+from core.serving.batch import (
+    BatchJob,
+    JobState,
+    Photo,
+    classify_many,
+    photos_in_folder,
+    photos_in_zip,
+    sorted_zip,
+)
 from core.serving.inference import Prediction, Thresholds, predictions_csv, summary_rows
 from pages._classify.answers import answer_title, reanswered
 from pages._classify.views import load_predictor
@@ -29,14 +40,31 @@ from pages._common.errors import cannot
 from pages._common.text import code, md
 
 BATCH_KEY = "classify_batch"  # session state: the last classified zip or folder (Batch)
+# Up to this many photos are classified in the script run (a few seconds); more in a BatchJob.
+INLINE_PHOTOS = 64
+POLL_SECONDS = 0.5  # how often the page looks at a background job's progress
+STOP_WAIT_SECONDS = 10  # a replaced job finishes its batch in hand before its photos are removed
 
 
 @dataclass
 class Batch:
     key: tuple  # what was classified, by which model
     photos: list[Photo]
-    predictions: list[Prediction]  # answered with the run's own thresholds
     work: tempfile.TemporaryDirectory  # the extracted photos; removed with the session
+    predictions: list[Prediction] | None = None  # answered with the run's own thresholds, once classified
+    job: BatchJob | None = None  # classifying a large batch in the background
+
+    def finished(self) -> list[Prediction] | None:
+        """The predictions once classified (inline, or by a job that is DONE), else None."""
+        if self.predictions is None and self.job is not None and self.job.state == JobState.DONE:
+            self.predictions, self.job = self.job.predictions, None
+        return self.predictions
+
+    def discard(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.job.wait(STOP_WAIT_SECONDS)
+        self.work.cleanup()
 
 
 def batch_section(run, mtime: float, thresholds: Thresholds) -> None:
@@ -61,7 +89,11 @@ def batch_section(run, mtime: float, thresholds: Thresholds) -> None:
         if batch is None:
             return
         st.session_state[BATCH_KEY] = batch
-    predictions = reanswered(batch.predictions, thresholds)
+    classified = batch.finished()
+    if classified is None:
+        job_status(batch)
+        return
+    predictions = reanswered(classified, thresholds)
     counts = Counter(answer_title(p) if p.ok else "unreadable" for p in predictions)
     st.markdown(
         f"**{len(predictions)} photos**: " + " · ".join(f"{md(name)} {count}" for name, count in sorted(counts.items()))
@@ -78,11 +110,41 @@ def batch_section(run, mtime: float, thresholds: Thresholds) -> None:
     )
 
 
+def job_status(batch: Batch) -> None:
+    """A background job's progress while it runs, or why it stopped."""
+    assert batch.job is not None  # not finished: a job holds the batch
+    job = batch.job
+    if job.running:
+        job_progress(job)
+        return
+    batch.work.cleanup()  # stopped: its photos are not needed any more
+    if job.state == JobState.CANCELLED:
+        st.info(f"Cancelled after {job.done:,} of {job.total:,} photos; nothing was kept.", icon=":material/cancel:")
+        if st.button("Classify this zip again", key="batch_again"):
+            st.session_state.pop(BATCH_KEY).discard()
+            st.rerun()
+    else:
+        st.error(cannot("classify the photos", job.error or RuntimeError("it stopped")))
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def job_progress(job: BatchJob) -> None:
+    """Reruns on its own every POLL_SECONDS; the whole page reruns once the job has stopped."""
+    if not job.running:
+        st.rerun()
+    bar = st.empty()  # above the button, filled once a click is known
+    if st.button("Cancel", key="batch_cancel", disabled=job.cancelling, icon=":material/cancel:"):
+        job.cancel()  # the job stops after the batch in hand
+    text = "Cancelling…" if job.cancelling else f"Classified {job.done:,} of {job.total:,} photos…"
+    bar.progress(job.done / max(job.total, 1), text=text)
+
+
 def classify_batch(key: tuple, upload, folder: str, run_path: str, mtime: float) -> Batch | None:
-    """Extract (or list) the photos and classify them with a progress bar; None after an error shown."""
+    """Extract (or list) the photos, then classify them: inline with a progress bar, or in a
+    background job when there are many; None after an error shown."""
     previous = st.session_state.pop(BATCH_KEY, None)
     if previous is not None:
-        previous.work.cleanup()
+        previous.discard()
     if upload is not None and (too_big := check_drop([upload.size])):
         st.error(f"{md(too_big)} Send a smaller zip.", icon=":material/block:")
         return None
@@ -105,14 +167,17 @@ def classify_batch(key: tuple, upload, folder: str, run_path: str, mtime: float)
         where = "in the zip" if upload is not None else f"in {code(folder)}"
         st.warning(f"There are no photos {where} (JPEG, PNG, BMP, GIF or WebP).")
         return None
+    predictor = load_predictor(run_path, mtime)
+    if len(photos) > INLINE_PHOTOS:
+        return Batch(key, photos, work, job=BatchJob.start(predictor, photos))
     bar = st.progress(0.0, text=f"Classifying {len(photos)} photos…")
     predictions = classify_many(
-        load_predictor(run_path, mtime),
+        predictor,
         photos,
         progress=lambda done, total: bar.progress(done / total, text=f"Classified {done} of {total} photos…"),
     )
     bar.empty()
-    return Batch(key, photos, predictions, work)
+    return Batch(key, photos, work, predictions=predictions)
 
 
 def sorted_zip_bytes(predictions: list[Prediction], batch: Batch) -> bytes:
