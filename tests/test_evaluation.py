@@ -186,3 +186,34 @@ def test_evaluate_run_calibrates_with_the_runs_temperature_and_keeps_its_accurac
     assert [m["file"] for m in calibrated["misclassified"]] == [stray.path]
     sure, humble = uncalibrated["misclassified"][0], calibrated["misclassified"][0]
     assert 0.5 < humble["probabilities"][humble["predicted"]] < sure["probabilities"][sure["predicted"]]
+
+
+def test_balanced_accuracy_is_the_mean_of_the_per_class_recalls():
+    # 8 a and 2 b, everything called a: 80% accuracy, but b is never found.
+    result = scores(np.array([0] * 8 + [1] * 2), np.zeros(10, dtype=int), ["a", "b", "c"])
+    assert result["accuracy"] == pytest.approx(0.8)
+    # c has no test photos: it has no recall to count.
+    assert result["balanced_accuracy"] == pytest.approx((1.0 + 0.0) / 2)
+
+
+def test_evaluation_json_carries_balanced_accuracy_and_an_old_one_without_it_still_loads(data, tmp_path):
+    from core.runs.store import read_evaluation
+
+    run_dir = saved_run(data, tmp_path)
+    splits = split_for(read_config(run_dir))
+    circle = next(s for s in splits.test if s.class_name == "circles")
+    # One circle recorded as a square: squares' recall drops, circles' stays whole.
+    write_split(
+        run_dir, replace(splits, test=[*splits.test, replace(circle, label=1, class_name="squares")]).to_record()
+    )
+    evaluate_run(run_dir)
+    written = json.loads((run_dir / "evaluation.json").read_text())
+    recalls = [line["recall"] for line in written["per_class"].values()]
+    assert written["balanced_accuracy"] == pytest.approx(sum(recalls) / len(recalls))
+    assert written["balanced_accuracy"] < 1.0
+    assert read_evaluation(run_dir).balanced_accuracy == written["balanced_accuracy"]
+
+    del written["balanced_accuracy"]  # as evaluations were written before it
+    (run_dir / "evaluation.json").write_text(json.dumps(written))
+    old = read_evaluation(run_dir)
+    assert old.balanced_accuracy is None and old.accuracy == written["accuracy"]

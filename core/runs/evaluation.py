@@ -10,6 +10,7 @@ fractions.
 
     {
       "accuracy": 0.93,
+      "balanced_accuracy": 0.91,         # the mean of the per-class recalls
       "count": 200,                      # test images
       "classes": ["cats", "dogs"],
       "per_class": {"cats": {"precision": .., "recall": .., "f1": .., "support": 100}, ...},
@@ -48,7 +49,12 @@ MISSING_NAMED = 3
 
 
 def scores(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy, per-class precision/recall/f1/support and the confusion matrix."""
+    """Accuracy, balanced accuracy, per-class precision/recall/f1/support and the confusion matrix.
+
+    Balanced accuracy is the mean recall over the classes that have test photos: on a
+    test split of 95 cats and 5 dogs, a model that always answers "cats" has 95%
+    accuracy and 50% balanced accuracy.
+    """
     count = len(classes)
     confusion = np.zeros((count, count), dtype=np.int64)
     np.add.at(confusion, (labels, predictions), 1)
@@ -67,8 +73,10 @@ def scores(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> d
             "support": int(actual),
         }
     total = int(confusion.sum())
+    recalls = [line["recall"] for line in per_class.values() if line["support"]]
     return {
         "accuracy": float(np.trace(confusion) / total) if total else 0.0,
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
         "count": total,
         "classes": list(classes),
         "per_class": per_class,

@@ -35,6 +35,10 @@ FINE_TUNE_LAYERS = 54
 # The learning rates the Train page offers.
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 TUTORIAL_EPOCHS = 20  # the tutorial trains each of its models for 20 epochs
+# When the largest training class has at least this many times the photos of the
+# smallest, training weights the loss by inverse class frequency (ClassBalance), so
+# the few photos of a small class are not outvoted; below it, every photo counts the same.
+IMBALANCE_RATIO = 1.5
 
 
 class Schedule(StrEnum):
@@ -52,6 +56,63 @@ def optimizer_name(schedule: str, weight_decay: float) -> str:
     if schedule == Schedule.COSINE:
         parts.append("cosine decay after a warm-up")
     return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ClassBalance:
+    """What training does about a training split's class sizes.
+
+    balance = ClassBalance({"cats": 1000, "dogs": 100})
+    balance.weights()    # {0: 0.55, 1: 5.5}: Keras fit(class_weight=...)
+    balance.describe()   # "...: training weights the loss by inverse class frequency (dogs x10)."
+    """
+
+    counts: dict[str, int]  # training photos per class, in the model's class order
+    enabled: bool = True  # the run's balance_classes switch
+
+    @property
+    def ratio(self) -> float:
+        """The largest class over the smallest (classes without photos left out)."""
+        sizes = [n for n in self.counts.values() if n > 0]
+        return max(sizes) / min(sizes) if sizes else 1.0
+
+    @property
+    def imbalanced(self) -> bool:
+        return self.ratio >= IMBALANCE_RATIO
+
+    @property
+    def weighted(self) -> bool:
+        return self.enabled and self.imbalanced
+
+    def weights(self) -> dict[int, float] | None:
+        """Inverse class frequency, scaled so the average photo weighs 1 (scikit-learn's "balanced");
+        None when training counts every photo the same."""
+        if not self.weighted:
+            return None
+        total, present = sum(self.counts.values()), sum(n > 0 for n in self.counts.values())
+        # A class with no training photos never meets its weight; Keras wants every class id.
+        return {index: total / (present * n) if n else 1.0 for index, n in enumerate(self.counts.values())}
+
+    def multipliers(self) -> dict[str, float]:
+        """How many times a photo of each smaller class counts against one of the largest."""
+        largest = max(self.counts.values(), default=0)
+        return {name: largest / n for name, n in self.counts.items() if 0 < n < largest}
+
+    def boosts(self) -> str:
+        """ "dogs x10, birds x2.5": the multipliers, for people."""
+        return ", ".join(f"{name} x{times:.3g}" for name, times in self.multipliers().items())
+
+    def describe(self) -> str:
+        """One sentence for people: how uneven the classes are and what training does about it."""
+        if not self.imbalanced:
+            return (
+                f"The training classes are balanced enough (largest {self.ratio:.3g}x the smallest, "
+                f"under {IMBALANCE_RATIO:g}x): training counts every photo the same."
+            )
+        uneven = f"The largest training class has {self.ratio:.3g}x the photos of the smallest"
+        if not self.enabled:
+            return f"{uneven}; class balancing is off for this run, so every photo counts the same."
+        return f"{uneven}: training weights the loss by inverse class frequency ({self.boosts()})."
 
 
 @dataclass(frozen=True)
@@ -152,6 +213,8 @@ class TrainConfig:
     test_fraction: float = defaults.TEST_FRACTION
     validation_fraction: float = defaults.VALIDATION_FRACTION
     subset: int = 0  # at most this many training images per class; 0 = all
+    # Weigh the loss by inverse class frequency when the classes are uneven (ClassBalance).
+    balance_classes: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # The dataset's corrections when the run was submitted ({relative path: class,
     # or None for excluded}; core.data.corrections): a relabel made while the run
@@ -249,6 +312,7 @@ def make_config(
     seed: int = defaults.SEED,
     augment: str | AugmentConfig | None = None,
     subset: int = 0,
+    balance_classes: bool = True,
     test_fraction: float = defaults.TEST_FRACTION,
     validation_fraction: float = defaults.VALIDATION_FRACTION,
     dropout: float | None = None,
@@ -293,6 +357,7 @@ def make_config(
         test_fraction=float(test_fraction),
         validation_fraction=float(validation_fraction),
         subset=_check_whole("subset", subset, 0),
+        balance_classes=_checked_switch("balance_classes", balance_classes),
         augment=_resolve_augment(recipe.augment if augment is None else augment),
         corrections=load_corrections(data_root).mapping,
         **_checked_head(arch, dropout, head_units),
@@ -309,10 +374,14 @@ def _checked_optimizer(schedule, weight_decay) -> dict:
     return {"schedule": Schedule(schedule).value, "weight_decay": float(weight_decay)}
 
 
+def _checked_switch(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} is true or false, not {value!r}.")
+    return value
+
+
 def _checked_flip(arch: str, test_time_flip) -> bool:
-    if not isinstance(test_time_flip, bool):
-        raise ValueError(f"test_time_flip is true or false, not {test_time_flip!r}.")
-    if test_time_flip and ARCHITECTURES[arch].family is not Family.SCRATCH:
+    if _checked_switch("test_time_flip", test_time_flip) and ARCHITECTURES[arch].family is not Family.SCRATCH:
         raise ValueError("Test-time flips apply to the models trained from scratch.")
     return test_time_flip
 
@@ -376,6 +445,7 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"The learning rate must be positive, not {config.learning_rate}.")
     _checked_optimizer(config.schedule, config.weight_decay)
     _checked_flip(config.arch, config.test_time_flip)
+    _checked_switch("balance_classes", config.balance_classes)
     _checked_head(config.arch, config.dropout, config.head_units)
     _checked_resources(config.cpus, config.gpus, config.ray_resources)
 

@@ -408,6 +408,8 @@ class Evaluation:
     temperature: float | None = None
     ece_before: float | None = None
     ece_after: float | None = None
+    # The mean of the per-class recalls; None in evaluations made before it was recorded.
+    balanced_accuracy: float | None = None
 
     @classmethod
     def from_record(cls, record: dict) -> Evaluation:
@@ -424,7 +426,10 @@ class Evaluation:
                 per_class=per_class,
                 confusion_matrix=matrix,
                 misclassified=mistakes,
-                **{name: _optional_float(record, name) for name in ("temperature", "ece_before", "ece_after")},
+                **{
+                    name: _optional_float(record, name)
+                    for name in ("temperature", "ece_before", "ece_after", "balanced_accuracy")
+                },
             )
         except KeyError as error:
             raise ValueError(f"it has no {error.args[0]}") from None

@@ -11,6 +11,10 @@ step, called in this order::
     training.calibrate()   # the best saved model on validation: temperature, thresholds, trust.json
     training.evaluate()    # the best saved model on the test split: evaluation.json
 
+When the largest training class has at least IMBALANCE_RATIO (core.runs.recipes)
+times the photos of the smallest, both phases weight the loss by inverse class
+frequency (Keras ``fit(class_weight=...)``), unless the run's balance_classes is off.
+
 A frozen ImageNet base with no augmentation trains in "cached_features"
 mode: the base runs once per image (its features cached on disk), the small
 head trains on them, and head and base are assembled into one model, the
@@ -38,6 +42,7 @@ import tensorflow as tf
 
 from core.config import get_settings
 from core.data.dataset import Sample
+from core.data.layout import Split
 from core.data.pipeline import make_dataset
 from core.data.splits import Splits
 from core.models.distribute import strategy_for_environment
@@ -52,7 +57,7 @@ from core.models.zoo import (
 )
 from core.runs.control import DECODED_CACHE_DIR, RunControl
 from core.runs.evaluation import evaluate_run
-from core.runs.recipes import Schedule, TrainConfig
+from core.runs.recipes import ClassBalance, Schedule, TrainConfig
 from core.runs.store import (
     MODEL_FILE,
     TENSORBOARD_DIR,
@@ -308,6 +313,11 @@ class Training:
         self.decoded_cache = run_dir / DECODED_CACHE_DIR  # only when decoded images outgrow memory
         self.validation_images = None  # built once, shared by fit, fine_tune and calibrate
         self.best_model = None  # model.keras, loaded once for calibrate and evaluate
+        # Uneven classes: Keras scales each photo's loss by its class's weight (None: all 1).
+        self.class_balance = ClassBalance(splits.counts()[Split.TRAIN], config.balance_classes)
+        self.class_weight = self.class_balance.weights()
+        if self.class_balance.imbalanced:
+            print(self.class_balance.describe(), file=sys.stderr, flush=True)
         self.strategy = strategy_for_environment()
         write_facts(run_dir, self._facts())
         control.status(
@@ -476,6 +486,7 @@ class Training:
             **fit_data(train_data, val_data),
             epochs=first + epochs,
             initial_epoch=first,
+            class_weight=self.class_weight,
             callbacks=self._callbacks(phase),
             verbose=0,
             shuffle=False,
