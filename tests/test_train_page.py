@@ -277,6 +277,50 @@ def test_start_queues_a_run_with_the_form_settings(dataset, no_free_slot):
     assert at.progress[0].value == 0 and "Queued" in at.progress[0].proto.text
 
 
+def test_starting_the_same_run_twice_in_a_minute_asks_first(dataset, no_free_slot):
+    """Enter in the epochs field, then Start: one run, unless the person says two."""
+    at = open_train_page()
+    at.selectbox(key="train_image_size_cnn").set_value(32).run()
+    at.number_input(key="train_epochs_cnn").set_value(2)
+    button(at, "Start training").click().run()
+    [first] = list_runs()
+
+    button(at, "Start training").click().run()  # the same settings again, seconds later
+    assert not at.exception
+    assert [run.id for run in list_runs()] == [first.id]  # nothing more queued...
+    [warning] = at.warning
+    assert f"Run `{first.id}` was queued with these same settings" in warning.value  # ...but asked
+    assert at.number_input(key="train_epochs_cnn").value == 2  # and the form keeps what was typed
+
+    button(at, "Start another identical run").click().run()
+    assert len(list_runs()) == 2
+    assert not at.warning and not [b for b in at.button if b.label == "Start another identical run"]
+    assert read_config(list_runs()[0].path).epochs == 2
+
+    # "Keep one" forgets the question; another setting is no twin at all.
+    button(at, "Start training").click().run()
+    button(at, "Keep just the one").click().run()
+    assert len(list_runs()) == 2 and not at.warning
+    at.number_input(key="train_epochs_cnn").set_value(3)
+    button(at, "Start training").click().run()
+    assert len(list_runs()) == 3 and not at.warning
+
+
+def test_enter_in_a_field_does_not_start_a_run(dataset):
+    at = open_train_page()
+    [form] = [block for block in _blocks(at) if block.type == "form"]
+    assert form.proto.form.form_id == "new_run" and form.proto.form.enter_to_submit is False
+
+
+def _blocks(at: AppTest):
+    """Every block of the page (containers, forms, tabs), depth first."""
+    pending = [at.main]
+    while pending:
+        block = pending.pop()
+        yield block
+        pending += [child for child in getattr(block, "children", {}).values() if hasattr(child, "children")]
+
+
 def test_with_a_ray_cluster_the_form_asks_what_a_run_needs_and_checks_it(dataset, no_free_slot, monkeypatch):
     at = open_train_page()
     assert "train_cpus" not in [n.key for n in at.number_input]  # no cluster: nothing to ask

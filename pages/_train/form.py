@@ -8,7 +8,9 @@ its own default, and what was typed for it.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
@@ -24,19 +26,24 @@ from core.runs.recipes import (
     MAX_CPUS,
     MAX_GPUS,
     Recipe,
+    TrainConfig,
     make_config,
     optimizer_name,
     parse_ray_resources,
     recipe_for,
 )
-from core.runs.store import Executor, read_status
+from core.runs.search import MAX_EPOCHS
+from core.runs.store import Executor, read_config, read_status, run_dirs
 from core.runs.tutorial import REPORTED
 from pages._common.errors import cannot
 from pages._common.text import code, md
 from pages._train.fields import augmentation_field, image_size_field
 
-MAX_EPOCHS = 500
 SUBSET_STEP = 10  # photos per class, for the "Training photos per class" steps
+# A second Start of the same settings this soon is more likely a double press (a click
+# after Enter in a field) than a wish for two runs: the form asks before queuing it.
+TWIN_SECONDS = 60
+TWIN_KEY = "train_twin"  # (the config waiting for an answer, the id of its twin)
 
 
 # --- parameter counts, counted aside -----------------------------------------------------
@@ -99,7 +106,8 @@ def new_run_form(data_root: Path, classes: list[str]) -> None:
     counted, _ = param_count(arch, len(classes), image_size)
     st.fragment(model_caption, run_every=None if counted else 1.0)(arch, len(classes), image_size, polling=not counted)
     weights_note(arch, image_size)
-    with st.form("new_run", border=False):
+    # Enter in a number field commits the number; only the button starts a run.
+    with st.form("new_run", border=False, enter_to_submit=False):
         settings = form_fields(arch, recipe_for(arch))
         too_few_classes = len(classes) < 2
         if too_few_classes:
@@ -107,6 +115,7 @@ def new_run_form(data_root: Path, classes: list[str]) -> None:
         start = st.form_submit_button("Start training", type="primary", icon="▶️", disabled=too_few_classes)
     if start:
         start_run(data_root, arch, image_size=int(image_size), **settings)
+    ask_about_twin(arch)
 
 
 def weights_note(arch: str, image_size: int) -> None:
@@ -209,10 +218,27 @@ def cluster_fields() -> dict:
 
 
 def start_run(data_root: Path, arch: str, **settings) -> None:
+    """Queue the form's run, unless the same run was queued moments ago: then ask first."""
+    st.session_state.pop(TWIN_KEY, None)  # a new Start replaces an unanswered question
     try:
         if "ray_resources" in settings:  # typed in the browser: checked here, on the server
             settings["ray_resources"] = parse_ray_resources(settings["ray_resources"])
         config = make_config(data_root, arch, **settings)
+        twin = recent_twin(config)
+    except ValueError as error:
+        st.error(md(error))
+        return
+    except OSError as error:  # a read-only or full PAWLAB_HOME
+        st.error(cannot("start the run", error))
+        return
+    if twin is None:
+        queue_run(config)
+    else:
+        st.session_state[TWIN_KEY] = (config, twin)
+
+
+def queue_run(config: TrainConfig) -> None:
+    try:
         run_dir = jobs.submit(config)
     except ValueError as error:
         st.error(md(error))
@@ -221,3 +247,40 @@ def start_run(data_root: Path, arch: str, **settings) -> None:
         st.error(cannot("start the run", error))
         return
     st.toast(f"Run {code(run_dir.name)} {read_status(run_dir).state}.", icon="🚀")
+
+
+def recent_twin(config: TrainConfig) -> str | None:
+    """The id of a run queued in the last TWIN_SECONDS with exactly ``config``'s settings."""
+    for run_dir in reversed(run_dirs()):  # newest first
+        try:
+            queued = read_config(run_dir)
+        except ValueError:  # a damaged run (RunFileError) is nobody's twin
+            continue
+        if time.time() - queued.created > TWIN_SECONDS:
+            return None
+        if replace(queued, created=0.0) == config:
+            return run_dir.name
+    return None
+
+
+def ask_about_twin(arch: str) -> None:
+    """The question an identical second Start left: queue the run again, or keep the one."""
+    config, twin = st.session_state.get(TWIN_KEY, (None, None))
+    if config is None or config.arch != arch:  # another model chosen since: another form
+        st.session_state.pop(TWIN_KEY, None)
+        return
+    question = st.empty()
+    with question.container():
+        st.warning(
+            f"Run {code(twin)} was queued with these same settings less than a minute ago. "
+            "Start another identical run?",
+            icon="⚠️",
+        )
+        left, right = st.columns(2)
+        again = left.button("Start another identical run", key="train_twin_again")
+        keep = right.button("Keep just the one", key="train_twin_keep")
+    if again or keep:
+        question.empty()
+        del st.session_state[TWIN_KEY]
+    if again:
+        queue_run(config)
