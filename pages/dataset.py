@@ -1,18 +1,23 @@
-"""Dataset: choose a photo dataset, see what is in it, browse it, preview augmentation.
+"""Dataset: choose or make a photo dataset, see what is in it, browse it, add
+photos, label the unlabelled ones, preview augmentation.
 
 Top to bottom: the dataset picker; then, once a dataset is chosen, a scan of
-it (cached) and three tabs. Only the open tab is drawn, so the page stays
-fast on thousands of photos and TensorFlow loads only for the preview.
+it (cached) and its tabs: "Add photos" only for a dataset made here, "Label"
+only while it has unlabelled photos. Only the open tab is drawn, so the page
+stays fast on thousands of photos and TensorFlow loads only for the preview.
 """
 
 import streamlit as st
 
 from core.data.dataset import DatasetError
+from core.data.maker import is_editable
 from pages._common.corrections import corrections_note
 from pages._common.photos import load_dataset
 from pages._common.shell import ensure_app_shell
 from pages._common.text import md
 from pages._dataset.augment_preview import show_augmentation_preview
+from pages._dataset.labeling import show_labeling
+from pages._dataset.making import show_adder
 from pages._dataset.source import dataset_picker
 from pages._dataset.views import reset_browser_for, show_browser, show_overview
 
@@ -22,6 +27,8 @@ ensure_app_shell()
 OVERVIEW_TAB = ":material/bar_chart: Overview"
 BROWSE_TAB = ":material/grid_view: Browse photos"
 AUGMENT_TAB = ":material/auto_awesome: Augmentation preview"
+ADD_TAB = ":material/add_a_photo: Add photos"
+LABEL_TAB = ":material/label: Label"
 
 st.title(":material/photo_library: Dataset")
 
@@ -37,17 +44,24 @@ except DatasetError as error:
 reset_browser_for(root)
 corrections_note(root)
 
-overview, browse, augment = st.tabs(
-    [OVERVIEW_TAB, BROWSE_TAB, AUGMENT_TAB],
-    key="dataset_tab",
-    on_change="rerun",
-)
-if overview.open:
-    with overview:
+# "Add photos" only where PawLab may change the photos; "Label" only while some have no class.
+labels = [OVERVIEW_TAB, BROWSE_TAB]
+labels += [ADD_TAB] if is_editable(root) else []
+labels += [LABEL_TAB] if info.unlabeled else []
+labels += [AUGMENT_TAB]
+tabs = dict(zip(labels, st.tabs(labels, key="dataset_tab", on_change="rerun")))
+if tabs[OVERVIEW_TAB].open:
+    with tabs[OVERVIEW_TAB]:
         show_overview(info, splits)
-if browse.open:
-    with browse:
+if tabs[BROWSE_TAB].open:
+    with tabs[BROWSE_TAB]:
         show_browser(splits)
-if augment.open:
-    with augment:
+if ADD_TAB in tabs and tabs[ADD_TAB].open:
+    with tabs[ADD_TAB]:
+        show_adder(root, info)
+if LABEL_TAB in tabs and tabs[LABEL_TAB].open:
+    with tabs[LABEL_TAB]:
+        show_labeling(root, info)
+if tabs[AUGMENT_TAB].open:
+    with tabs[AUGMENT_TAB]:
         show_augmentation_preview(splits)

@@ -294,3 +294,28 @@ def test_cli_makes_a_dataset_and_adds_photos_with_reasons(tmp_path):
     assert bad.returncode == 2 and "path separator" in json.loads(bad.stdout)["error"]
     missing = run_cli("dataset", "add", "nope", "--class", "circle", str(tmp_path / "c1.jpg"))
     assert missing.returncode == 2 and "error" in json.loads(missing.stdout)
+
+
+def test_a_correction_gives_an_unlabelled_photo_of_a_read_only_dataset_its_class(dataset_folder):
+    from core.data.corrections import add_correction
+    from core.data.splits import split_dataset
+
+    for split in ("train", "validation"):
+        for shape in ("circle", "square"):
+            (dataset_folder / split / shape).mkdir(parents=True)
+            for seed in range(4):
+                (dataset_folder / split / shape / f"{seed}.jpg").write_bytes(shape_photo(shape, seed + len(split)))
+    (dataset_folder / "unlabeled").mkdir()
+    for seed in range(3):
+        (dataset_folder / "unlabeled" / f"u{seed}.png").write_bytes(shape_photo("circle", 50 + seed, "PNG"))
+
+    add_correction(dataset_folder, dataset_folder / "unlabeled" / "u0.png", "circle")
+    add_correction(dataset_folder, dataset_folder / "unlabeled" / "u1.png", None)
+    info, splits = split_dataset(dataset_folder)
+
+    labelled = {Path(s.path).name: s.class_name for s in splits.train if "unlabeled" in s.path}
+    assert labelled == {"u0.png": "circle"}
+    assert [Path(path).name for path in info.unlabeled] == ["u2.png"]
+    assert ("unlabeled/u1.png", "excluded by a correction") in info.skipped or any(
+        name == "unlabeled/u1.png" for name, _ in info.skipped
+    )

@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from core.config import get_settings
 from core.data.dataset import DatasetError, DatasetInfo, Sample
+from core.data.layout import POOL, Split
 from core.fileio import FileLock, read_json, write_json
 
 CORRECTIONS_FOLDER = "corrections"
@@ -318,7 +319,35 @@ def apply_corrections(info: DatasetInfo, mapping: dict[str, str | None]) -> Data
             else:
                 kept.append(sample)
         splits[split] = kept
-    return replace(info, splits=splits, skipped=skipped)  # unlabelled photos and content keys kept
+    unlabeled = _label_unlabeled(info, mapping, label_of, splits, skipped)
+    return replace(info, splits=splits, skipped=skipped, unlabeled=unlabeled)  # content keys kept
+
+
+def _label_unlabeled(
+    info: DatasetInfo,
+    mapping: dict[str, str | None],
+    label_of: dict[str, int],
+    splits: dict[str, list[Sample]],
+    skipped: list[tuple[str, str]],
+) -> list[str]:
+    """Unlabelled photos a correction gave a class join the training photos (train/ when
+    the dataset has one, else the pool the split divides); excluded ones are skipped.
+    Returns the photos still without a class."""
+    root = Path(info.root)
+    pool = Split.TRAIN if Split.TRAIN in splits else next(iter(splits), POOL)
+    still = []
+    for path in info.unlabeled:
+        relative = Path(path).relative_to(root).as_posix()
+        new_class = mapping.get(relative, "")
+        if relative in mapping and new_class is None:
+            skipped.append((relative, EXCLUDED_REASON))
+        elif new_class in label_of:
+            splits.setdefault(pool, []).append(Sample(path, label_of[new_class], new_class))
+        else:
+            still.append(path)
+    if len(still) != len(info.unlabeled):
+        splits[pool].sort(key=lambda sample: sample.path)
+    return still
 
 
 def export_corrected_zip(

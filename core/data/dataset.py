@@ -351,6 +351,7 @@ def scan_dataset(root: str | os.PathLike, *, use_cache: bool = True) -> DatasetI
         for path in _visible_files(root)
         if path not in used
     ]
-    if not any(info.splits.values()) and not info.unlabeled:
+    # Empty class folders are a dataset being made (core.data.maker); files none of which decode are not.
+    if candidates and not any(info.splits.values()) and not info.unlabeled:
         raise DatasetError(f"No readable images found in {root}.")
     return info

@@ -21,9 +21,10 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from core.config import Settings, get_settings
 from core.data.acquire import (
@@ -35,7 +36,7 @@ from core.data.acquire import (
     safe_dataset_name,
     writing_into,
 )
-from core.data.archive import safe_extract_zip
+from core.data.archive import ZipSource, safe_extract_zip, zip_contents
 from core.data.dataset import DatasetError, find_dataset_root, scan_dataset
 from core.data.download import format_size
 from core.data.images import check_image
@@ -90,10 +91,7 @@ def find_label_file(folder: Path) -> Path | None:
 def read_label_text(path: Path) -> str:
     if path.stat().st_size > MAX_CSV_BYTES:
         raise DatasetError(f"The labels file {path.name} is larger than {format_size(MAX_CSV_BYTES)}.")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        return path.read_text(encoding="latin-1")  # Excel's default on Windows
+    return _decode_text(path.read_bytes())
 
 
 def preview_labels(folder: Path, labels: Path | None = None, columns: LabelColumns | None = None) -> LabelPlan:
@@ -102,6 +100,46 @@ def preview_labels(folder: Path, labels: Path | None = None, columns: LabelColum
     if label_file is None:
         raise DatasetError(f"No labels file given, and no {' or '.join(LABEL_FILE_NAMES)} in {folder.name}.")
     return plan_labels(photos_in(folder), read_label_text(label_file), columns)
+
+
+def preview_zip(source: ZipSource, csv_text: str | None, columns: LabelColumns | None = None) -> LabelPlan:
+    """The plan an import of the zip ``source`` would follow, from its headers alone (nothing extracted).
+
+    ``csv_text``: the labels file uploaded beside the zip; None reads labels.csv
+    or metadata.csv from the zip (at its root or in its one wrapper folder).
+    """
+    settings = get_settings()
+    contents = zip_contents(source, max_bytes=settings.max_extract_bytes, max_members=settings.max_zip_entries)
+    files = {"/".join(member.parts): member for member in contents.members if not member.is_dir}
+    photos = sorted(name for name in files if is_image_name(name) and not is_junk(name))
+    if csv_text is None:
+        found = [
+            name for name in files if PurePosixPath(name).name.lower() in LABEL_FILE_NAMES and name.count("/") <= 1
+        ]
+        if not found:
+            raise DatasetError(
+                f"{contents.label} holds no {' or '.join(LABEL_FILE_NAMES)}; upload the labels file too."
+            )
+        member = min(
+            found, key=lambda name: (name.count("/"), LABEL_FILE_NAMES.index(PurePosixPath(name).name.lower()))
+        )
+        if files[member].size > MAX_CSV_BYTES:
+            raise DatasetError(f"The labels file {member} is larger than {format_size(MAX_CSV_BYTES)}.")
+        with zipfile.ZipFile(source if isinstance(source, (str, os.PathLike)) else _rewound(source)) as archive:
+            csv_text = _decode_text(archive.read(member))
+    return plan_labels(photos, csv_text, columns)
+
+
+def _rewound(file):
+    file.seek(0)
+    return file
+
+
+def _decode_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")  # Excel's default on Windows
 
 
 def _copy_photos(plan: LabelPlan, source: Path, work: Path, progress: ImportProgress | None) -> list[Skipped]:
@@ -188,7 +226,7 @@ def _has_class_folders(folder: Path) -> bool:
     return True
 
 
-def _extract(source: Path, scratch: Path, settings: Settings) -> Path:
+def _extract(source: ZipSource, scratch: Path, settings: Settings) -> Path:
     return safe_extract_zip(
         source,
         scratch / "extracted",
@@ -200,34 +238,37 @@ def _extract(source: Path, scratch: Path, settings: Settings) -> Path:
 
 
 def import_labelled(
-    source: str | os.PathLike,
+    source: ZipSource,
     name: str,
     labels: str | os.PathLike | None = None,
     columns: LabelColumns | None = None,
     settings: Settings | None = None,
     progress: ImportProgress | None = None,
 ) -> ImportSummary:
-    """Import ``source`` (a zip or a folder) as the dataset ``name``; see the module docstring."""
+    """Import ``source`` (a zip: path or uploaded file; or a folder) as the dataset ``name``;
+    see the module docstring. ``columns`` None: guessed."""
     settings = settings or get_settings()
     name = safe_dataset_name(name)
-    source, target = Path(source), settings.datasets_dir / name
+    target = settings.datasets_dir / name
     label_path = Path(labels) if labels else None
     if label_path is not None and not label_path.is_file():
         raise DatasetError(f"There is no labels file at {label_path}.")
-    if not source.exists():
+    is_folder = isinstance(source, (str, os.PathLike)) and Path(source).is_dir()
+    if isinstance(source, (str, os.PathLike)) and not Path(source).exists():
         raise DatasetError(f"There is no zip or folder at {source}.")
+    source_name = Path(getattr(source, "name", None) or str(source)).name
     with dataset_lock(settings.datasets_dir, name), writing_into(settings.datasets_dir):
         if target.exists():
             raise FileExistsError(f"A dataset named {name!r} already exists. Choose another name.")
         with tempfile.TemporaryDirectory(prefix=f".{name}{IMPORT_INFIX}", dir=settings.datasets_dir) as scratch:
-            folder = _extract(source, Path(scratch), settings) if source.is_file() else source
+            folder = Path(source) if is_folder else _extract(source, Path(scratch), settings)  # type: ignore[arg-type]
             label_file = label_path or find_label_file(folder)
             if label_file is None and _has_class_folders(folder):
-                return _install_as_is(folder, target, copy=source.is_dir(), origin=f"upload:{source.name}")
+                return _install_as_is(folder, target, copy=is_folder, origin=f"upload:{source_name}")
             if label_file is None:
                 plan = LabelPlan(LabelColumns("", ""), [], unlabeled=photos_in(folder))
             else:
                 plan = plan_labels(photos_in(folder), read_label_text(label_file), columns)
             if not plan.labels and not plan.unlabeled:
-                raise DatasetError(f"{source.name} holds no photos (JPEG, PNG, GIF, BMP or WebP).")
+                raise DatasetError(f"{source_name} holds no photos (JPEG, PNG, GIF, BMP or WebP).")
             return _build(folder, target, plan, settings, progress)

@@ -1,4 +1,4 @@
-"""Dataset page, part 1: choosing the dataset (available, download, zip, folder).
+"""Dataset page, part 1: choosing the dataset (available, new, download, zip, zip + labels, folder).
 
 Which dataset this browser session uses is decided in one place,
 pages/_common/session.py: the select box shows exactly that dataset, a new session
@@ -19,6 +19,8 @@ from core.data.acquire import ACQUIRE_ERRORS
 from pages._common.errors import cannot
 from pages._common.session import CHOICE_ERRORS, choose_dataset, dataset_options, session_dataset
 from pages._common.text import md
+from pages._dataset.labelled_zip import labelled_zip_form
+from pages._dataset.making import new_dataset_form
 
 CHOICE_KEY = "dataset_choice"  # the select box
 PROBLEM_KEY = "dataset_choice_problem"  # why the last choice was refused, shown once
@@ -37,11 +39,17 @@ def dataset_picker() -> Path | None:
     else:
         adder = st.expander("Add a dataset", expanded=False, icon=":material/add_circle:")
     with adder:
-        download, upload, folder = st.tabs(["Download", "Upload a zip", "Folder on the server"])
+        new, download, upload, labelled, folder = st.tabs(
+            ["New dataset", "Download", "Upload a zip", "Zip + labels", "Folder on the server"]
+        )
+        with new:
+            new_dataset_form(_acquire)
         with download:
             _download_official()
         with upload:
             _upload_zip()
+        with labelled:
+            labelled_zip_form(_acquire)
         with folder:
             _local_folder()
     return current
