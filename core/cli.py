@@ -457,10 +457,18 @@ def _add_train(commands) -> None:
         "process: a worker on this machine, or a Ray task when RAY_ADDRESS is set",
     )
     train.add_argument(
-        "--cpus", type=_positive_number, default=1.0, metavar="N", help="CPUs the run asks of a Ray node (default: %(default)s)"
+        "--cpus",
+        type=_positive_number,
+        default=1.0,
+        metavar="N",
+        help="CPUs the run asks of a Ray node (default: %(default)s)",
     )
     train.add_argument(
-        "--gpus", type=_non_negative_number, default=0.0, metavar="N", help="GPUs the run asks of a Ray node (default: %(default)s)"
+        "--gpus",
+        type=_non_negative_number,
+        default=0.0,
+        metavar="N",
+        help="GPUs the run asks of a Ray node (default: %(default)s)",
     )
     train.add_argument(
         "--ray-resources",
@@ -512,9 +520,15 @@ def _add_sweep(commands) -> None:
         help="CPUs the sweep may use, one per trial at a time (default: all of this machine's)",
     )
     sweep.add_argument(
-        "--concurrent", type=_non_negative_int, default=0, metavar="N", help="trials at the same time (default: one per CPU)"
+        "--concurrent",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="trials at the same time (default: one per CPU)",
     )
-    sweep.add_argument("--image-size", type=_positive_int, metavar="PX", help="side of the square images (default: the recipe's)")
+    sweep.add_argument(
+        "--image-size", type=_positive_int, metavar="PX", help="side of the square images (default: the recipe's)"
+    )
     sweep.add_argument("--seed", type=int, default=defaults.SEED, help="seed of the split (default: %(default)s)")
     sweep.add_argument(
         "--subset",
