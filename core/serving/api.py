@@ -1,6 +1,6 @@
 """A trained run as an HTTP service other programs can call (FastAPI on uvicorn).
 
-    python -m core serve RUN_DIR [--host 127.0.0.1] [--port 8000]
+    python -m core serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--allowed-host NAME ...]
     curl -F files=@cat.jpg -F files=@dog.jpg http://127.0.0.1:8000/v1/predict
 
 Endpoints
@@ -16,7 +16,7 @@ Endpoints
     not a usable image (not an image, empty, truncated, too many pixels). A
     bad file never fails the other files of its request, and never the
     request.
-``GET /healthz``
+``GET /healthz`` (and ``HEAD``)
     ``{status: "ok", run, classes, image_size, max_photos, max_bytes}``.
 ``GET /docs``, ``GET /openapi.json``
     FastAPI's generated OpenAPI page and schema.
@@ -26,43 +26,88 @@ Errors (JSON ``{"error": sentence, "code": name}``)
     400 no_files          no ``files`` field, or a part of it that is not a file (a text
                           value, or a part without a file name, as a browser sends
                           for an empty file input)
-    400 bad_request       a body that is not a readable multipart form
+    400 bad_request       a body that is not a readable multipart form (no boundary, a
+                          damaged part, a part's headers too long, text fields besides
+                          the photos)
+    400 unknown_host      a Host header the server was not started for (see below)
+    404 not_found         no such path
+    405 method_not_allowed
+    408 request_timeout   headers or body slower than ServeLimits allows (a slow client)
     413 too_large         more bytes than PAWLAB_MAX_DROP_BYTES (refused from
                           Content-Length before reading, or while streaming)
-    413 too_many_photos   more files than PAWLAB_MAX_DROP_PHOTOS
+    413 too_many_photos   more files than PAWLAB_MAX_DROP_PHOTOS (counted while the
+                          body streams in, before the rest is read)
     415 not_multipart     a body that is not multipart/form-data
     500 internal          a fault of the server, never of a photo
+    503 busy              more open connections than ServeLimits.max_connections
 
 The limits are the Classify page's (core.config settings, core.data.images
 check_drop); pixels per image are refused by the decoder, per file. The
 model is loaded once, when the app is made; photos go through the page's own
 Predictor (decode, calibrated probabilities, answer).
+
+Slow clients and strangers
+--------------------------
+The API has no authentication. It answers only requests whose Host header
+names the server as it was started (``--host``, ``--allowed-host``, and the
+loopback names localhost, 127.0.0.1, [::1]), so a web page cannot reach it
+through a DNS name it controls (DNS rebinding). uvicorn lacks a deadline for a
+request's headers and a connection cap that answers in JSON; GuardedH11Protocol
+adds both, BodyLimit a deadline for the body (ServeLimits holds the numbers).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ipaddress
+import json
 import logging
 import os
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from core.cli import SERVE_HOST, SERVE_PORT
 from core.config import get_settings
 from core.data.images import check_drop
 from core.runs.trust import Abstain
 from core.serving.inference import Prediction, Predictor
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
 # Bytes a multipart body may carry per file besides the photo (boundary, headers).
 MULTIPART_OVERHEAD_PER_FILE = 1024
+# A predict form holds photos; a few text fields are tolerated, thousands are an attack.
+MAX_TEXT_FIELDS = 16
+MAX_TEXT_FIELD_BYTES = 64 * 1024
+# Host names that always mean this machine; --host and --allowed-host add to them.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+# Addresses that mean "every interface": no client calls a server by them.
+WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")  # noqa: S104 (compared with, never bound)
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """How long and how many: what keeps slow or many clients from taking the server."""
+
+    header_timeout: float = 10.0  # seconds for a request's headers, from connecting or the last answer
+    body_timeout: float = 120.0  # seconds for a request's body, from its first byte (200 MB at 1.7 MB/s)
+    keep_alive: int = 5  # seconds an idle connection stays open after an answer (uvicorn's own)
+    max_connections: int = 200  # open at once; the next is answered 503 and closed
+
 
 log = logging.getLogger("pawlab.api")
 
@@ -73,7 +118,16 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "too_large"
     TOO_MANY_PHOTOS = "too_many_photos"
     NOT_MULTIPART = "not_multipart"
+    UNKNOWN_HOST = "unknown_host"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    REQUEST_TIMEOUT = "request_timeout"
+    BUSY = "busy"
     INTERNAL = "internal"
+
+
+# Starlette's own refusals, by status, as the API's codes.
+STARLETTE_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
 class ApiError(HTTPException):
@@ -118,18 +172,47 @@ class Health(BaseModel):
     max_bytes: int
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody} for status in (400, 413, 415, 500)}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 408, 413, 415, 500, 503)
+}
+# The form is read by the endpoint itself (to count files as they stream in), so its schema is given here.
+PREDICT_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "one or more photos",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
 
 
-def create_app(run_dir: str | os.PathLike) -> FastAPI:
-    """The API for one run; its model is loaded now (RunNotReadyError when it has none)."""
+def create_app(
+    run_dir: str | os.PathLike, allowed_hosts: Iterable[str] = (), limits: ServeLimits = ServeLimits()
+) -> FastAPI:
+    """The API for one run; its model is loaded now (RunNotReadyError when it has none).
+
+    ``allowed_hosts``: the names clients may call it by besides the loopback names.
+    """
     predictor = Predictor.from_run(run_dir)
     app = FastAPI(
         title=f"PawLab: {Path(run_dir).name}",
         version="1",
         description="Classify photos with a PawLab run. Limits and errors: see each operation.",
     )
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, body_timeout=limits.body_timeout)
+    app.add_middleware(HostAllowList, hosts=allowed_hosts)  # the outermost: strangers get nothing else
     _add_error_handlers(app)
 
     @app.get("/healthz", response_model=Health)
@@ -144,18 +227,58 @@ def create_app(run_dir: str | os.PathLike) -> FastAPI:
             max_bytes=settings.max_drop_bytes,
         )
 
-    @app.post("/v1/predict", response_model=list[PredictionLine], responses=ERROR_RESPONSES)
-    def predict(request: Request, files: list[UploadFile] = File(default=[], description="one or more photos")):
+    # HEAD for load balancers and uptime checks; one documented operation is enough.
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], response_model=Health, include_in_schema=False)
+
+    @app.post("/v1/predict", response_model=list[PredictionLine], responses=ERROR_RESPONSES, openapi_extra=PREDICT_FORM)
+    async def predict(request: Request) -> JSONResponse:
         """Classify photos: one answer per file, in order; a bad file gets its own ``error``."""
         if not _is_multipart(request):
             raise ApiError(415, ErrorCode.NOT_MULTIPART, NOT_MULTIPART_SENTENCE)
-        if not files:
-            raise ApiError(400, ErrorCode.NO_FILES, "Send one or more photos in the form field 'files'.")
-        photos = [(upload.filename or f"photo {index + 1}", upload.file.read()) for index, upload in enumerate(files)]
+        photos = await _read_photos(request)
         _check_limits([len(data) for _, data in photos])
-        return JSONResponse([prediction.to_json() for prediction in classify(predictor, photos)])
+        predictions = await run_in_threadpool(classify, predictor, photos)  # the event loop keeps serving
+        return JSONResponse([prediction.to_json() for prediction in predictions])
 
     return app
+
+
+async def _read_photos(request: Request) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each file in the field ``files``; the file count is checked as the
+    body streams in, so file max_photos + 1 stops the parser before the rest is read."""
+    max_photos = get_settings().max_drop_photos
+    try:
+        form = await request.form(max_files=max_photos, max_fields=MAX_TEXT_FIELDS, max_part_size=MAX_TEXT_FIELD_BYTES)
+    except ApiError:
+        raise
+    except StarletteHTTPException as error:  # Starlette's multipart refusals, raised as a 400
+        raise _form_error(str(error.detail), max_photos) from None
+    try:
+        values = form.getlist("files")
+        # A text value is a str, and so is a part without a file name (a browser's empty file input).
+        uploads = [value for value in values if isinstance(value, UploadFile)]
+        if not values or len(uploads) < len(values):
+            raise ApiError(400, ErrorCode.NO_FILES, "Send one or more photos in the form field 'files'.")
+        return [(upload.filename or f"photo {index + 1}", await upload.read()) for index, upload in enumerate(uploads)]
+    finally:
+        await form.close()
+
+
+def _form_error(detail: str, max_photos: int) -> ApiError:
+    """Starlette's sentence for a form it refused, as the API's error (its only signal is the text)."""
+    if detail.startswith("Too many files"):
+        return ApiError(
+            413,
+            ErrorCode.TOO_MANY_PHOTOS,
+            f"That is more than {max_photos} photos; PawLab classifies at most {max_photos} at a time.",
+        )
+    if detail.startswith("Too many fields") or "Part exceeded maximum size" in detail:
+        return ApiError(
+            400, ErrorCode.BAD_REQUEST, "The form holds text fields besides the photos; send only the field 'files'."
+        )
+    reason = detail.strip().rstrip(".")
+    reason = reason[:1].lower() + reason[1:]
+    return ApiError(400, ErrorCode.BAD_REQUEST, f"The body is not a readable multipart form: {reason}.")
 
 
 def _check_limits(sizes: list[int]) -> None:
@@ -186,10 +309,12 @@ def classify(predictor: Predictor, photos: list[tuple[str, bytes]]) -> list[Pred
 
 
 class BodyLimit:
-    """Refuse a request body larger than a drop may be, before or while it is read (413)."""
+    """Refuse a request body larger than a drop may be, before or while it is read (413), or
+    slower than ``body_timeout`` seconds from its first read (408)."""
 
-    def __init__(self, app):
+    def __init__(self, app, body_timeout: float = ServeLimits.body_timeout):
         self.app = app
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -201,16 +326,109 @@ class BodyLimit:
         if declared.isdigit() and int(declared) > limit:
             return await _too_large(limit)(scope, receive, send)
         received = 0
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None  # set on the first read
+        body_done = False  # after the body, receive() waits for a disconnect: no deadline then
 
         async def counted_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline, body_done
+            if body_done:
+                return await receive()
+            deadline = deadline or loop.time() + self.body_timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                raise ApiError(408, ErrorCode.REQUEST_TIMEOUT, _too_slow_sentence("body", self.body_timeout)) from None
             received += len(message.get("body", b""))
+            body_done = not message.get("more_body", False)
             if received > limit:
                 raise ApiError(413, ErrorCode.TOO_LARGE, _too_large_sentence(limit))
             return message
 
         await self.app(scope, counted_receive, send)
+
+
+class HostAllowList:
+    """Answer only requests whose Host header names this server (400 unknown_host otherwise):
+    a page on a DNS name its author controls cannot point that name at 127.0.0.1 and call the API."""
+
+    def __init__(self, app, hosts: Iterable[str] = ()):
+        self.app = app
+        self.hosts = frozenset(host_name(host) for host in (*LOOPBACK_NAMES, *hosts) if host not in WILDCARD_HOSTS)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        host = Headers(scope=scope).get("host", "")
+        if host_name(host) not in self.hosts:
+            shown = host_name(host)[:100] or "(none)"
+            sentence = f"This server does not answer to the host name {shown}; start it with --allowed-host {shown} to allow it."
+            return await _error_response(400, ErrorCode.UNKNOWN_HOST, sentence)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def host_name(host: str) -> str:
+    """A Host header or --host value without its port, lower case: 'LocalHost:80' -> 'localhost',
+    '[::1]:8000' and '::1' -> '[::1]'."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    if host.count(":") > 1:  # a bare IPv6 address, as --host takes it
+        return f"[{host}]"
+    return host.partition(":")[0].rstrip(".")
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with what it lacks against slow and many clients: a deadline
+    for each request's headers (uvicorn waits forever for them) and a cap on open connections,
+    refused at once in the API's JSON (uvicorn's limit_concurrency answers in plain text, and
+    only once a request's headers have arrived: a stalled connection holds a socket until then)."""
+
+    limits = ServeLimits()
+    _headers_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(503, ErrorCode.BUSY, "The server has too many connections open; try again in a moment.")
+            return
+        self._await_headers()
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:  # a request's headers arrived
+            self._stop_waiting()
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.cycle is cycle:  # no pipelined request started
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        self._stop_waiting()
+        self._headers_deadline = self.loop.call_later(self.limits.header_timeout, self._headers_too_slow)
+
+    def _stop_waiting(self) -> None:
+        if self._headers_deadline is not None:
+            self._headers_deadline.cancel()
+            self._headers_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._headers_deadline = None
+        if not self.transport.is_closing():
+            self._refuse(408, ErrorCode.REQUEST_TIMEOUT, _too_slow_sentence("headers", self.limits.header_timeout))
+
+    def _refuse(self, status: int, code: ErrorCode, message: str) -> None:
+        """Answer outside any request cycle (none started, or none will), and close."""
+        self.logger.warning("%s: %s", self.client, message)
+        self.transport.write(_raw_error_response(status, code, message))
+        self.transport.close()
 
 
 NOT_MULTIPART_SENTENCE = "Send the photos as multipart/form-data in the field 'files'."
@@ -226,6 +444,10 @@ def _too_large_sentence(limit: int) -> str:
     return f"The request is larger than {format_size(limit)}; send fewer or smaller photos."
 
 
+def _too_slow_sentence(part: str, seconds: float) -> str:
+    return f"The request's {part} took longer than {seconds:g} s to arrive; send it again, all at once."
+
+
 def _too_large(limit: int) -> JSONResponse:
     return _error_response(413, ErrorCode.TOO_LARGE, _too_large_sentence(limit))
 
@@ -235,17 +457,27 @@ def _error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:
     return JSONResponse(
         ErrorBody(error=message, code=code).model_dump(),
         status_code=status,
-        headers={"Connection": "close"} if status == 413 else None,
+        headers={"Connection": "close"} if status in (408, 413) else None,
     )
 
 
+def _raw_error_response(status: int, code: ErrorCode, message: str) -> bytes:
+    """The bytes of an error answer that closes the connection, for the protocol to write itself."""
+    body = json.dumps(ErrorBody(error=message, code=code).model_dump(), separators=(",", ":")).encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
 def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException):
+    # Starlette's class, not FastAPI's subclass: the router's 404 and 405 are Starlette's.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
         if isinstance(error, ApiError):
             return _error_response(error.status_code, error.code, error.detail)
-        code = ErrorCode.BAD_REQUEST if error.status_code < 500 else ErrorCode.INTERNAL
-        return _error_response(error.status_code, code, str(error.detail))
+        return _error_response(error.status_code, *_starlette_error(request, error))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError):
@@ -261,37 +493,86 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error_response(500, ErrorCode.INTERNAL, "The server failed; the photos were not the cause.")
 
 
+def _starlette_error(request: Request, error: StarletteHTTPException) -> tuple[ErrorCode, str]:
+    path = request.url.path[:200]
+    if error.status_code == 404:
+        return ErrorCode.NOT_FOUND, f"There is nothing at {path}; the API answers POST /v1/predict and GET /healthz."
+    if error.status_code == 405:
+        return ErrorCode.METHOD_NOT_ALLOWED, f"{path} does not answer {request.method}; see GET /docs."
+    code = STARLETTE_CODES.get(
+        error.status_code, ErrorCode.BAD_REQUEST if error.status_code < 500 else ErrorCode.INTERNAL
+    )
+    return code, f"{str(error.detail).rstrip('.')}."
+
+
 # --- running it ----------------------------------------------------------------------
 
 
-def serve(run_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Serve the run's API until interrupted (uvicorn, one process)."""
-    import uvicorn
+def serve(
+    run_dir: str | os.PathLike,
+    host: str = SERVE_HOST,
+    port: int = SERVE_PORT,
+    allowed_hosts: Iterable[str] = (),
+    limits: ServeLimits = ServeLimits(),
+) -> None:
+    """Serve the run's API until interrupted (uvicorn, one process), answering to ``host``,
+    ``allowed_hosts`` and the loopback names."""
+    allowed_hosts = list(allowed_hosts)
+    if not is_loopback(host):
+        warn_no_authentication(host, port, allowed_hosts)
+    app = create_app(run_dir, allowed_hosts=[host, *allowed_hosts], limits=limits)
+    uvicorn.Server(server_config(app, host, port, limits)).run()
 
-    uvicorn.run(create_app(run_dir), host=host, port=port, log_level="info")
+
+def server_config(app, host: str, port: int, limits: ServeLimits = ServeLimits()) -> uvicorn.Config:
+    """uvicorn's settings for the API: its guarded protocol and keep-alive (tests serve with this too)."""
+    protocol = type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        http=protocol,
+        ws="none",  # the API has no websockets: an upgrade request is answered as plain HTTP
+        timeout_keep_alive=limits.keep_alive,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host_name(host) == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host_name(host).strip("[]")).is_loopback
+    except ValueError:  # a name other than localhost may resolve anywhere
+        return False
+
+
+def warn_no_authentication(host: str, port: int, allowed_hosts: list[str]) -> None:
+    """One line on stderr for the person starting it, and the log's warning when a log is set up."""
+    names = ", ".join(allowed_hosts) or ("none yet" if host in WILDCARD_HOSTS else host)
+    sentence = (
+        f"Serving on {host}:{port}, beyond this machine, with no authentication: anyone who can reach it can "
+        f"use the model, by the host names localhost or {names} (add more with --allowed-host)."
+    )
+    print(f"warning: {sentence}", file=sys.stderr, flush=True)
+    if log.hasHandlers():
+        log.warning(sentence)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m core.serving.api RUN_DIR [--host H] [--port P]``."""
+    """``python -m core.serving.api RUN_DIR [--host H] [--port P] [--allowed-host NAME ...]``."""
+    from core.cli import add_serve_arguments
     from core.serving.inference import RunNotReadyError
 
     parser = argparse.ArgumentParser(prog="python -m core serve", description=__doc__.splitlines()[0])
     add_serve_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        serve(args.run_dir, args.host, args.port)
+        serve(args.run_dir, args.host, args.port, allowed_hosts=args.allowed_host)
     except (OSError, ValueError, RunNotReadyError) as error:
         print(f"Cannot serve {args.run_dir}: {error}", file=sys.stderr)
         return 1
     return 0
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s, this machine only)"
-    )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
 
 
 if __name__ == "__main__":
