@@ -50,12 +50,12 @@ def photos_section(run, mtime: float, thresholds: Thresholds, calibration: str) 
     if len(predictions) > 1:
         st.subheader("Summary", anchor=False)
         summary_table(predictions, run.classes, key="drop_table")
-    for index, (prediction, preview) in enumerate(zip(predictions, previews)):
+    for index, (prediction, preview, (_, photo)) in enumerate(zip(predictions, previews, files)):
         if not prediction.ok:
             st.error(md(prediction.error), icon="🚫")
             continue
         with st.container(border=True):
-            show_prediction(index, prediction, preview, run.path, mtime)
+            show_prediction(index, prediction, preview, photo, run.path, mtime)
 
 
 ensure_app_shell()

@@ -222,6 +222,43 @@ def test_gradcam_toggle_shows_an_overlay(run_dir):
     assert texts(app.subheader)[-1] == heading(Predictor.from_run(run_dir).predict([path])[0])
 
 
+def test_a_drop_keeps_small_thumbnails_in_its_own_session_only(run_dir):
+    """Each tab holds its last drop: answers without pixels, JPEG thumbnails; no other tab's."""
+    circles, squares = validation_files(run_dir)[:2], validation_files(run_dir)[-2:]
+    sessions = []
+    for photos in (circles, squares):
+        app = classify_page()
+        app.file_uploader[0].set_value([(Path(p).name, open(p, "rb").read(), "image/jpeg") for p in photos]).run()
+        assert not app.exception
+        sessions.append((app, [Path(p).name for p in photos]))
+
+    for app, names in sessions:
+        kept = app.session_state["classify_drop"]
+        assert [p.file for p in kept.predictions] == names == list(app.dataframe[0].value["file"])
+        assert all(p.pixels is None for p in kept.predictions)
+        assert all(t.startswith(b"\xff\xd8") and len(t) < 64_000 for t in kept.thumbnails)  # JPEG
+        assert len(app.image) == len(names)
+
+
+def test_a_heatmap_is_computed_when_asked_for_and_once_per_photo(run_dir, monkeypatch):
+    import core.serving.inference as inference
+
+    computed, gradcam = [], inference.Predictor.gradcam
+    monkeypatch.setattr(
+        inference.Predictor, "gradcam", lambda self, prediction: computed.append(1) or gradcam(self, prediction)
+    )
+    path = validation_files(run_dir)[-1]
+    app = classify_page()
+    app.file_uploader[0].set_value(("square.jpg", open(path, "rb").read(), "image/jpeg")).run()
+    assert computed == []
+
+    app.toggle(key="gradcam_0").set_value(True).run()
+    app.slider(key="opacity_0").set_value(0.9).run()
+    app.slider(key="opacity_0").set_value(0.2).run()
+
+    assert not app.exception and computed == [1]
+
+
 def test_reruns_keep_the_compiled_model(run_dir, monkeypatch):
     """Streamlit clears Keras' session after each run unless told not to; that would
     re-optimize the model's graph on every upload (seconds for MobileNetV2)."""

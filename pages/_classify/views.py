@@ -3,20 +3,32 @@
 Widgets and charts only; classifying and Grad-CAM live in
 core.serving.inference and core.serving.gradcam. Nothing here imports
 TensorFlow: core loads it the first time a model is needed.
+
+A drop's answers are kept in its own session (never shared: another visitor
+never sees them) and kept small, since every visitor's tab holds one: the
+predictions without the pixels the model saw, and each photo's preview as a
+JPEG thumbnail of a few tens of KB, not a 512x512 array. A Grad-CAM heatmap is
+computed when its toggle asks for it, from the photo decoded again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
+import io
 import os
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 
+from core.data.images import load_resized
 from core.models.zoo import ARCHITECTURES
 from core.runs.store import RunSummary
 from core.serving.inference import Prediction, Predictor, preview_image
@@ -24,6 +36,9 @@ from pages._classify.answers import show_answer
 from pages._common.text import md
 
 BAR_COLOUR, TOP_COLOUR = "#9AA5B1", "#E4572E"
+DROP_KEY = "classify_drop"  # session state: the last drop's answers and thumbnails (ClassifiedDrop)
+HEATMAPS_KEY = "classify_heatmaps"  # session state: its Grad-CAM heatmaps, by photo
+THUMBNAIL_QUALITY = 85  # JPEG: 20-60 KB for a 512-pixel photo
 
 
 def run_label(run: RunSummary) -> str:
@@ -73,12 +88,57 @@ def load_predictor(run_path: str, mtime: float) -> Predictor:
     return Predictor.from_run(run_path)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@dataclass(frozen=True)
+class ClassifiedDrop:
+    """One drop's answers as the session's reruns need them."""
+
+    key: str  # which files, by which model
+    predictions: list[Prediction]  # without pixels: Grad-CAM decodes its photo again
+    thumbnails: list[bytes | None]  # JPEG; None for a file that could not be read
+
+
 def classify(run_path: str, mtime: float, files: list[tuple[str, bytes]]) -> tuple[list[Prediction], list]:
-    """(predictions, display images) for ``files`` [(name, bytes)], cached per model and files."""
-    predictions = load_predictor(run_path, mtime).predict(files)
-    previews = [preview_image(file) if prediction.ok else None for file, prediction in zip(files, predictions)]
-    return predictions, previews
+    """(predictions, JPEG thumbnails) for ``files`` [(name, bytes)]: classified once per session,
+    model and files, and kept for this session only (one drop: the last)."""
+    key = drop_key(run_path, mtime, files)
+    kept = st.session_state.get(DROP_KEY)
+    if kept is None or kept.key != key:
+        # The last drop's answers go before the new ones are made: one drop per session at a time.
+        st.session_state.pop(DROP_KEY, None)
+        st.session_state.pop(HEATMAPS_KEY, None)
+        predictions = load_predictor(run_path, mtime).predict(files)
+        thumbnails = [thumbnail(file) if prediction.ok else None for file, prediction in zip(files, predictions)]
+        kept = ClassifiedDrop(key, [replace(p, pixels=None) for p in predictions], thumbnails)
+        st.session_state[DROP_KEY] = kept
+    return kept.predictions, kept.thumbnails
+
+
+def drop_key(run_path: str, mtime: float, files: list[tuple[str, bytes]]) -> str:
+    digest = hashlib.sha256(f"{run_path}\0{mtime}".encode())
+    for name, data in files:
+        digest.update(hashlib.sha256(name.encode()).digest() + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def thumbnail(file: tuple[str, bytes]) -> bytes:
+    """The photo shown beside its answer (upright, at most PREVIEW_SIDE pixels a side) as a JPEG."""
+    buffer = io.BytesIO()
+    Image.fromarray(preview_image(file)).save(buffer, "JPEG", quality=THUMBNAIL_QUALITY)
+    return buffer.getvalue()
+
+
+def gradcam_heatmap(run_path: str, mtime: float, prediction: Prediction, photo: bytes) -> np.ndarray:
+    """The photo's Grad-CAM heatmap, computed when first asked for from its bytes decoded again
+    (as the model saw them); kept, a few floats, for the opacity slider's reruns."""
+    key = (run_path, mtime, prediction.file, hashlib.sha256(photo).hexdigest())
+    kept = st.session_state.setdefault(HEATMAPS_KEY, {})
+    if key not in kept:
+        predictor = load_predictor(run_path, mtime)
+        named = io.BytesIO(photo)
+        named.name = prediction.file
+        pixels = load_resized(named, predictor.image_size)
+        kept[key] = predictor.gradcam(replace(prediction, pixels=pixels))
+    return kept[key]
 
 
 MIN_BAR = 0.002  # the narrowest bar drawn, as a fraction of the axis
@@ -115,10 +175,13 @@ def probability_chart(probabilities: dict[str, float]) -> go.Figure:
 
 
 @st.fragment
-def show_prediction(index: int, prediction: Prediction, preview, run_path: str, mtime: float) -> None:
-    """One photo: the image (optionally with its Grad-CAM heatmap) beside the answer.
+def show_prediction(
+    index: int, prediction: Prediction, preview: bytes, photo: bytes, run_path: str, mtime: float
+) -> None:
+    """One photo: its thumbnail (optionally with its Grad-CAM heatmap) beside the answer.
 
     A fragment: the heatmap toggle and opacity slider rerun only this photo.
+    ``photo``: the dropped file's bytes, decoded again for the heatmap.
     """
     picture, answer = st.columns([2, 3], gap="medium")
     with answer:
@@ -134,11 +197,11 @@ def show_prediction(index: int, prediction: Prediction, preview, run_path: str, 
         )
         opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"opacity_{index}", disabled=not show_heatmap)
     with picture:
-        image = preview
+        image: bytes | np.ndarray = preview
         if show_heatmap:
             from core.serving.gradcam import overlay
 
             with st.spinner("Computing the heatmap…"):
-                heatmap = load_predictor(run_path, mtime).gradcam(prediction)
-            image = overlay(preview, heatmap, opacity)
+                heatmap = gradcam_heatmap(run_path, mtime, prediction, photo)
+            image = overlay(np.asarray(Image.open(io.BytesIO(preview)).convert("RGB")), heatmap, opacity)
         st.image(image, caption=md(prediction.file), width="stretch")
