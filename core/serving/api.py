@@ -518,9 +518,9 @@ def serve(
     """Serve the run's API until interrupted (uvicorn, one process), answering to ``host``,
     ``allowed_hosts`` and the loopback names."""
     allowed_hosts = list(allowed_hosts)
+    app = create_app(run_dir, allowed_hosts=[host, *allowed_hosts], limits=limits)
     if not is_loopback(host):
         warn_no_authentication(host, port, allowed_hosts)
-    app = create_app(run_dir, allowed_hosts=[host, *allowed_hosts], limits=limits)
     uvicorn.Server(server_config(app, host, port, limits)).run()
 
 
@@ -549,10 +549,10 @@ def is_loopback(host: str) -> bool:
 
 def warn_no_authentication(host: str, port: int, allowed_hosts: list[str]) -> None:
     """One line on stderr for the person starting it, and the log's warning when a log is set up."""
-    names = ", ".join(allowed_hosts) or ("none yet" if host in WILDCARD_HOSTS else host)
+    names = [*LOOPBACK_NAMES, *(name for name in (host, *allowed_hosts) if name not in WILDCARD_HOSTS)]
     sentence = (
-        f"Serving on {host}:{port}, beyond this machine, with no authentication: anyone who can reach it can "
-        f"use the model, by the host names localhost or {names} (add more with --allowed-host)."
+        f"Serving on {host}:{port} with no authentication: anyone who can reach it can use the model, "
+        f"by the host names {', '.join(dict.fromkeys(names))} (add the names clients use with --allowed-host)."
     )
     print(f"warning: {sentence}", file=sys.stderr, flush=True)
     if log.hasHandlers():
