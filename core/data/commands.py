@@ -85,7 +85,9 @@ def cmd_import(args) -> int:
 def add_dataset_commands(commands) -> None:
     """``dataset new``, ``dataset add`` and ``import``, on core.cli's subparsers."""
     dataset = commands.add_parser("dataset", help="make a dataset in PawLab and add photos to it")
-    actions = dataset.add_subparsers(dest="action", required=True, parser_class=type(dataset))
+    actions = dataset.add_subparsers(
+        dest="action", required=True, parser_class=type(dataset), help="new: make one; add: add photos to one"
+    )
     new = actions.add_parser("new", help="an empty dataset with these classes; prints JSON")
     new.add_argument("name", metavar="NAME", help="the dataset's name (a folder under PAWLAB_HOME/datasets)")
     new.add_argument("--classes", required=True, metavar="A,B,C", help="its classes, comma-separated")
