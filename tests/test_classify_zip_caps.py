@@ -143,3 +143,23 @@ def test_a_server_folder_over_the_cap_is_refused(tmp_path, monkeypatch):
 
     (tmp_path / "3.png").unlink()
     assert len(photos_in_folder(tmp_path)) == 3
+
+
+def test_headers_that_understate_a_size_cannot_make_extraction_write_more(tmp_path, monkeypatch):
+    """The caps trust declared sizes because zipfile never writes more of an entry than they say:
+    a photo declared at 10 bytes whose data is 300 KB writes 10 bytes, then fails its checksum."""
+    import struct
+
+    monkeypatch.setenv("PAWLAB_MAX_DROP_BYTES", "100000")
+    real = io.BytesIO()
+    Image.effect_noise((300, 300), 64).convert("RGB").save(real, "PNG")
+    data = zip_of(["lies.png"], real.getvalue()).getvalue()
+    assert len(real.getvalue()) > 100_000
+    central = data.rindex(b"PK\x01\x02")
+    lying = bytearray(data)
+    struct.pack_into("<L", lying, 22, 10)  # the local header's uncompressed size
+    struct.pack_into("<L", lying, central + 24, 10)  # the central directory's
+
+    with pytest.raises(ArchiveError, match="fails its checksum"):
+        photos_in_zip(io.BytesIO(bytes(lying)), tmp_path / "w")
+    assert nothing_extracted(tmp_path)

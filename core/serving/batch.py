@@ -96,13 +96,12 @@ def photos_in_zip(source, work_dir: str | os.PathLike) -> list[Photo]:
     contents = zip_contents(source, max_bytes=settings.max_drop_bytes, max_members=settings.max_zip_entries)
     cost = unpack_cost(contents.members)
     refuse_over_caps(contents.label, cost, settings)
-    # zipfile writes no more than an entry declares, so the raw bytes written plus a block
-    # per file and folder stay within what was counted, even if extraction counts raw bytes.
-    slack = (cost.files + cost.folders) * DISK_BLOCK
+    # zipfile writes no more of an entry than its header declares, so what was counted bounds
+    # what extraction writes; extraction still counts the raw bytes that come out.
     root = safe_extract_zip(
         source,
         Path(work_dir),
-        max_bytes=max(settings.max_drop_bytes - slack, 1),
+        max_bytes=settings.max_drop_bytes,
         max_members=settings.max_zip_entries,
         max_ratio=settings.max_compression_ratio,
     )
