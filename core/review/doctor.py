@@ -4,11 +4,15 @@
     -> out-of-fold class probabilities (k-fold logistic regression, scikit-learn)
     -> cleanlab's Datalab: label issues, near duplicates, outliers, class imbalance
     -> exact duplicates by content hash
-    -> leaks: duplicate groups whose photos fall in different splits
+    -> the split again, each duplicate group found in one split (as training splits
+       once the report is saved: core.data.splits reads its near-duplicate groups)
+    -> leaks: duplicate groups whose photos still fall in different splits
 
 Everything is ranked most suspicious first. The split checked is the one
 PawLab trains with (core.data.splits), so a leak reported here is a photo
-that would inflate the test score.
+that would inflate the test score. PawLab keeps each group in one split of
+what it splits itself, so a leak left is a copy across split folders the
+person made, which PawLab uses as they are: the report says how to fix it.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from core import defaults
-from core.data.dataset import DatasetError, Sample
-from core.data.splits import Splits, split_dataset
-from core.models.embeddings import EMBEDDING_SIZE, content_keys, embed_files
+from core.data.dataset import DatasetError, DatasetInfo, Sample
+from core.data.layout import Split
+from core.data.splits import NearDuplicates, Splits, make_splits, split_dataset
+from core.models.embeddings import EMBEDDING_SIZE, embed_files
+from core.runs.recipes import ClassBalance
 
 # Out-of-fold probabilities: this many folds (fewer for a class with fewer photos).
 FOLDS = 5
@@ -37,6 +43,12 @@ LOGISTIC_C = 10.0  # inverse regularisation of the out-of-fold model
 NEAR_DUPLICATE_THRESHOLD = 0.35
 # How many label issues and outliers a report lists at most.
 MAX_LISTED = 100
+# A leak is a copy across split folders the person made (PawLab keeps groups together elsewhere).
+LEAK_ADVICE = (
+    "These copies are in split folders you made (train/, validation/, test/), which PawLab uses as "
+    "they are: exclude all but one photo of each group, or move the copies into one folder. In one "
+    "pool of class folders PawLab keeps every group in one split."
+)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -82,9 +94,14 @@ class DoctorReport:
     label_issues: list[LabelIssue] = field(default_factory=list)
     duplicates: list[DuplicateGroup] = field(default_factory=list)
     leaks: list[DuplicateGroup] = field(default_factory=list)
+    leak_advice: str = ""  # LEAK_ADVICE when there are leaks
     outliers: list[Outlier] = field(default_factory=list)
     class_balance: dict[str, dict[str, int]] = field(default_factory=dict)  # {split: {class: n}}
     seconds: dict[str, float] = field(default_factory=dict)  # where the time went
+
+    def training_balance(self) -> ClassBalance:
+        """What training will do about the training split's class sizes, with its default switch."""
+        return ClassBalance(self.class_balance.get(Split.TRAIN, {}))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +120,7 @@ def report_from_dict(data: dict) -> DoctorReport | None:
             label_issues=[LabelIssue(**entry) for entry in data["label_issues"]],
             duplicates=[group(entry) for entry in data["duplicates"]],
             leaks=[group(entry) for entry in data["leaks"]],
+            leak_advice=str(data.get("leak_advice", "")),  # older reports have none
             outliers=[Outlier(**entry) for entry in data["outliers"]],
             class_balance=data["class_balance"],
             seconds=data.get("seconds", {}),
@@ -111,12 +129,14 @@ def report_from_dict(data: dict) -> DoctorReport | None:
         return None
 
 
-def _labelled_photos(splits: Splits) -> tuple[list[Sample], list[str]]:
-    samples, split_names = [], []
-    for split, members in splits.as_dict().items():
-        samples += members
-        split_names += [str(split)] * len(members)
-    return samples, split_names
+def _labelled_photos(splits: Splits) -> list[Sample]:
+    return [sample for members in splits.as_dict().values() for sample in members]
+
+
+def _split_names(samples: list[Sample], splits: Splits) -> list[str]:
+    """The split each sample is in."""
+    split_of = {sample.path: str(split) for split, members in splits.as_dict().items() for sample in members}
+    return [split_of[sample.path] for sample in samples]
 
 
 def out_of_fold_probabilities(embeddings: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -166,13 +186,13 @@ def diagnose(
     """Find label issues, duplicates, leaks, outliers and class imbalance in a dataset."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    _, splits = split_dataset(root, seed)
+    info, splits = split_dataset(root, seed)
     if len(splits.classes) < 2:
         raise DatasetError("The data doctor needs at least two classes (two class folders).")
-    samples, split_of = _labelled_photos(splits)
+    samples = _labelled_photos(splits)
     paths = [sample.path for sample in samples]
     labels = np.array([sample.label for sample in samples])
-    keys = content_keys(paths)
+    keys = [info.content_keys[path] for path in paths]  # the scan's sha256
     timings["scan_and_hash"] = time.perf_counter() - start
 
     mark = time.perf_counter()
@@ -188,7 +208,7 @@ def diagnose(
     if progress:
         progress("analysis", 0, 1)
     probabilities = out_of_fold_probabilities(embeddings, labels, seed)
-    report = _find_issues(samples, split_of, labels, keys, embeddings, probabilities, splits)
+    report = _find_issues(samples, labels, keys, embeddings, probabilities, info, seed)
     timings["analysis"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - start
     report.seconds = {name: round(value, 2) for name, value in timings.items()}
@@ -197,7 +217,7 @@ def diagnose(
     return report
 
 
-def _find_issues(samples, split_of, labels, keys, embeddings, probabilities, splits) -> DoctorReport:
+def _find_issues(samples, labels, keys, embeddings, probabilities, info: DatasetInfo, seed: int) -> DoctorReport:
     from cleanlab import Datalab
 
     lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
@@ -211,10 +231,22 @@ def _find_issues(samples, split_of, labels, keys, embeddings, probabilities, spl
             "class_imbalance": {},
         },
     )
-    classes = splits.classes
     label_table = lab.get_issues("label")
     outlier_table = lab.get_issues("outlier")
     near_scores = lab.get_issues("near_duplicate")["near_duplicate_score"].to_numpy()
+    exact_groups = _exact_duplicates(keys)
+    exact_files = {index for members in exact_groups for index in members}
+    near_groups = [
+        (members, score)
+        for members, score in _near_duplicate_groups(lab, near_scores)
+        if not set(members) <= exact_files
+    ]
+    # Split as training will once this report is saved (it reads these near groups back):
+    # each group in one split, so a leak left is a copy across split folders the person made.
+    near = NearDuplicates([[samples[i].path for i in members] for members, _ in near_groups], "this review")
+    splits = make_splits(info, seed, near_duplicates=near)
+    split_of = _split_names(samples, splits)
+    classes = splits.classes
 
     # A photo of something else is an outlier, not a cat filed under dogs:
     # it is listed there, and kept out of the label issues it would crowd.
@@ -240,20 +272,17 @@ def _find_issues(samples, split_of, labels, keys, embeddings, probabilities, spl
     def group(members, score, exact):
         return DuplicateGroup([DuplicateMember(samples[i].path, split_of[i]) for i in members], round(score, 4), exact)
 
-    exact = [group(members, 1.0, True) for members in _exact_duplicates(keys)]
-    exact_files = {index for members in _exact_duplicates(keys) for index in members}
-    near = [
-        group(members, score, False)
-        for members, score in _near_duplicate_groups(lab, near_scores)
-        if not set(members) <= exact_files
-    ]
-    duplicates = sorted(exact + near, key=lambda g: -g.score)
+    exact = [group(members, 1.0, True) for members in exact_groups]
+    near_found = [group(members, score, False) for members, score in near_groups]
+    duplicates = sorted(exact + near_found, key=lambda g: -g.score)
+    leaks = [g for g in duplicates if len(g.splits) > 1]
     return DoctorReport(
         classes=list(classes),
         photos=len(samples),
         label_issues=label_issues,
         duplicates=duplicates,
-        leaks=[g for g in duplicates if len(g.splits) > 1],
+        leaks=leaks,
+        leak_advice=LEAK_ADVICE if leaks else "",
         outliers=outliers,
         class_balance=splits.counts(),
     )

@@ -16,7 +16,6 @@ reload or a server restart finds the same review at the same point.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -25,15 +24,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from core.config import get_settings
+# The review folder and its report.json live in core.data.splits: the split keeps the
+# report's near-duplicate groups together, and reads them there.
+from core.data.splits import REPORT_FILE, review_dir
 from core.fileio import FileLock, LockTimeout, atomic_write, read_json, write_json
 from core.processes import REPO_ROOT, child_environment
 from core.review.doctor import DoctorReport, diagnose, report_from_dict
 from core.runs.store import pid_alive
 
-REVIEWS_FOLDER = "reviews"
-REPORT_FILE, PROGRESS_FILE, ERROR_FILE, LOG_FILE, LOCK_FILE = (
-    "report.json",
+PROGRESS_FILE, ERROR_FILE, LOG_FILE, LOCK_FILE = (
     "progress.json",
     "error.txt",
     "log.txt",
@@ -59,12 +58,6 @@ class ReviewState:
     report: DoctorReport | None = None  # the last finished report (also while a new one runs)
     error: str | None = None
     finished: float | None = None  # when report.json was written
-
-
-def review_dir(root: str | os.PathLike) -> Path:
-    resolved = Path(root).expanduser().resolve()
-    key = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
-    return get_settings().home / REVIEWS_FOLDER / f"{resolved.name}-{key}"
 
 
 def _running(folder: Path) -> bool:
