@@ -16,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_separable_dataset
+from conftest import REPO, make_separable_dataset
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
+from core.config import get_settings
+from core.data.acquire import COMPLETE_MARKER
 from core.data.splits import (
     NOT_GROUPED,
     REPORT_FILE,
@@ -80,6 +83,12 @@ def add_near_copies(root: Path) -> set[tuple[str, str]]:
 def save_report(root: Path, report: dict) -> None:
     review_dir(root).mkdir(parents=True, exist_ok=True)
     write_json(review_dir(root) / REPORT_FILE, report)
+
+
+def save_report_made_elsewhere(root: Path, report: dict, reviewed_root: Path) -> None:
+    """``report`` (made on ``reviewed_root``) as the doctor would have saved it for ``root``."""
+    text = json.dumps(report).replace(json.dumps(str(reviewed_root))[1:-1], json.dumps(str(root))[1:-1])
+    save_report(root, json.loads(text))
 
 
 def split_of(splits: Splits) -> dict[str, str]:
@@ -220,3 +229,18 @@ def test_a_copy_across_split_folders_made_by_hand_is_still_a_leak(doctored):
     assert copy in leaks
     assert report.leak_advice == LEAK_ADVICE
     assert "split folders you made" in report.leak_advice
+
+
+def test_the_review_page_says_how_to_fix_a_leak_across_folders_made_by_hand(doctored, monkeypatch):
+    source, _, report = doctored["folders"]
+    monkeypatch.delenv("PAWLAB_ALLOW_LOCAL_PATHS", raising=False)
+    root = get_settings().datasets_dir / "shapes"
+    shutil.copytree(source, root)
+    (root / COMPLETE_MARKER).write_text("{}\n")  # imported: a new session opens it
+    save_report_made_elsewhere(root.resolve(), report.to_dict(), source)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, at.exception
+    warnings = " ".join(warning.value for warning in at.warning)
+    assert f"{len(report.leaks)} duplicate group" in warnings
+    assert LEAK_ADVICE in warnings

@@ -53,10 +53,12 @@ def show_summary(report: DoctorReport) -> None:
         _counts(report)
     with right:
         st.plotly_chart(balance_figure(report.class_balance), key="review_balance", config={"displayModeBar": False})
+        st.caption(balance_note(report))
     if report.leaks:
         count = len(report.leaks)
         st.warning(
-            f"**{count} duplicate group{'s cross' if count != 1 else ' crosses'} splits.** {LEAK_WHY}",
+            f"**{count} duplicate group{'s cross' if count != 1 else ' crosses'} splits.** {LEAK_WHY} "
+            f"{report.leak_advice}",
             icon=":material/warning:",
         )
 
@@ -87,6 +89,15 @@ def _counts(report: DoctorReport) -> None:
         f"else, blank or broken pictures. The tab ranks the first {len(report.outliers)} "
         "by how unusual they are; most of the rest of the list is usually fine.",
     )
+
+
+def balance_note(report: DoctorReport) -> str:
+    """Under the chart: what training will do about uneven classes, and the switch that changes it."""
+    balance = report.training_balance()
+    note = md(balance.describe())  # names classes, which are folder names
+    if balance.weighted:
+        note += " Switch off **Balance classes** on the Train page to count every photo the same."
+    return note
 
 
 def balance_figure(balance: dict[str, dict[str, int]]) -> go.Figure:
@@ -183,7 +194,10 @@ def group_list(root: Path, groups: list[DuplicateGroup], classes: list[str], map
         )
         return
     st.caption(
-        LEAK_WHY if tab == "leaks" else "Copies of one photo count twice in training; in different splits they leak."
+        LEAK_WHY
+        if tab == "leaks"
+        else "Copies of one photo count twice in training. PawLab keeps each group in one split, "
+        "except across split folders you made: there they leak."
     )
     for index, group in enumerate(_page(groups, GROUPS_PER_PAGE, f"review_page_{tab}")):
         with st.container(border=True, key=f"review_group_{tab}_{index}"):
