@@ -15,7 +15,7 @@ from PIL import Image, ImageFile
 
 from core.data.dataset import DatasetError, scan_dataset
 from core.data.images import ImageError, load_resized, open_rgb
-from core.data.splits import SplitRule, Splits, make_splits, split_dataset, subset
+from core.data.splits import SplitRule, Splits, _rank, make_splits, split_dataset, subset
 
 # --- Decoding: every mode becomes RGB, bad files get a sentence -------------
 
@@ -179,6 +179,26 @@ def test_pool_split_is_stratified_and_subsets_are_stable(tmp_path):
     assert len(_names(first.train) | _names(first.validation) | _names(first.test)) == 100
     subset_names = _names(subset(first.train, 5))
     assert len(subset_names) == 10 and subset_names == _names(subset(first.train, 5))
+
+
+def test_without_duplicates_the_split_is_the_lowest_ranks_of_each_class(tmp_path):
+    """Keeping duplicates together moves no photo of a dataset without any: runs made before
+    it split the same photos (the shared cats and dogs has no exact copy)."""
+    root = make_separable_dataset(tmp_path / "pool", classes=("a", "b", "c"), splits=("",), per_class=23)
+    splits = make_splits(scan_dataset(root), seed=3)
+
+    def lowest_ranks(samples, fraction):  # the split before groups, written out again
+        taken = []
+        for name in ("a", "b", "c"):
+            ranked = sorted((s for s in samples if s.class_name == name), key=lambda s: _rank(s, 3))
+            taken += ranked[: round(len(ranked) * fraction)]
+        return _names(taken), [s for s in samples if s not in taken]
+
+    pool = splits.train + splits.validation + splits.test
+    test, rest = lowest_ranks(pool, 0.2)
+    validation, _ = lowest_ranks(rest, 0.25)
+    assert (_names(splits.test), _names(splits.validation)) == (test, validation)
+    assert splits.grouping.startswith("exact duplicates only")
 
 
 # --- Split records: a run rebuilds its exact split later ---------------------------

@@ -9,7 +9,10 @@ A run records its split so that evaluating it again (``python -m core
 evaluate``) scores exactly the photos it was tested on, even after photos
 were added to or removed from the dataset folder. Runs made before split.json
 existed are split again by their seed and fractions. The recorded training
-set is the one trained on: the subset, when the run used one.
+set is the one trained on: the subset, when the run used one. The record also
+says which duplicates the split kept together (``Splits.grouping``: exact
+copies, and the near-duplicate groups of the data doctor's report of that
+date when there was one); a split.json older than that reads as none.
 
 No TensorFlow here: a wrong folder fails in a second.
 """
