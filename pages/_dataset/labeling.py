@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from core.data.dataset import DatasetError, DatasetInfo
+from pages._common.corrections import session_author
 from pages._common.photos import folder_signature, thumbnail
 from pages._common.text import md
 
 if TYPE_CHECKING:  # core.labeling is imported when the Label tab is drawn, not with the page
-    from core.labeling import Suggestion
+    from core.labeling.suggest import Suggestion
 
 PHOTOS_PER_ROUND = 20
 EXCLUDE = "not any of these: exclude"
@@ -30,11 +31,11 @@ LABEL_ERRORS = (DatasetError, OSError, ValueError)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _suggestions(root: str, signature: tuple, corrections_version: str) -> list[Suggestion]:
+def _suggestions(root: str, signature: tuple, corrections_version: str, count: int) -> list[Suggestion]:
     # Keyed by the folders' times and the corrections: a label given anywhere refreshes it.
-    from core.labeling import suggest_next
+    from core.labeling.suggest import suggest_next
 
-    return suggest_next(root, None)
+    return suggest_next(root, count)
 
 
 def _corrections_version(root: Path) -> str:
@@ -53,7 +54,9 @@ def show_labeling(root: Path, info: DatasetInfo) -> None:
     _show_note()
     try:
         with st.spinner("Looking at every photo once (cached afterwards)…"):
-            suggestions = _suggestions(str(root), folder_signature(str(root)), _corrections_version(root))
+            suggestions = _suggestions(
+                str(root), folder_signature(str(root)), _corrections_version(root), len(info.unlabeled)
+            )
     except LABEL_ERRORS as error:
         st.error(md(error), icon=":material/error:")
         return
@@ -72,22 +75,20 @@ def _photo_card(root: Path, classes: list[str], suggestion: Suggestion) -> None:
     image = thumbnail(root / suggestion.file)
     if image is not None:
         st.image(image)
-    if suggestion.unknown:
+    if suggestion.suggested is None:  # nothing labelled yet: nothing to suggest from
+        st.caption("Give it a class below.")
+        accept_label, accept_value = "", None
+    elif suggestion.unknown:
         st.caption(f":orange[Looks like none of the classes] (closest: {md(suggestion.suggested)})")
         accept_label, accept_value = "Exclude", None
     else:
         st.caption(f"{md(suggestion.suggested)} · {suggestion.confidence:.0%} sure")
         accept_label, accept_value = f"Accept {suggestion.suggested}", suggestion.suggested
     key = suggestion.file
-    st.button(
-        md(accept_label),
-        key=f"label_accept_{key}",
-        icon=":material/check:",
-        on_click=_record,
-        args=(str(root), {suggestion.file: accept_value}),
-        width="stretch",
-    )
-    others = [name for name in classes if name != accept_value] + ([] if accept_value is None else [EXCLUDE])
+    if accept_label:
+        _accept_button(root, suggestion.file, accept_label, accept_value)
+    # Every other answer: the other classes, and "exclude" unless the button already is it.
+    others = [name for name in classes if name != accept_value] + ([] if accept_label == "Exclude" else [EXCLUDE])
     st.selectbox(
         "or",
         others,
@@ -101,10 +102,25 @@ def _photo_card(root: Path, classes: list[str], suggestion: Suggestion) -> None:
     )
 
 
+def _accept_button(root: Path, file: str, label: str, value: str | None) -> None:
+    st.button(
+        md(label),
+        key=f"label_accept_{file}",
+        icon=":material/check:",
+        on_click=_record,
+        args=(str(root), {file: value}),
+        width="stretch",
+    )
+
+
 def _accept_above(root: Path, suggestions: list[Suggestion]) -> None:
     left, right = st.columns([3, 1])
     threshold = left.slider("Accept every suggestion at least this sure", 50, 100, 95, 1, format="%d%%")
-    sure = {s.file: s.suggested for s in suggestions if not s.unknown and s.confidence * 100 >= threshold}
+    sure = {
+        s.file: s.suggested
+        for s in suggestions
+        if s.suggested is not None and not s.unknown and s.confidence * 100 >= threshold
+    }
     right.button(
         f"Accept {len(sure)}",
         key="label_accept_all",
@@ -123,10 +139,10 @@ def _record_choice(root: str, file: str, key: str) -> None:
 
 def _record(root: str, labels: dict[str, str | None]) -> None:
     # The values come from widgets the browser can forge: record_labels checks each file and class.
-    from core.labeling import record_labels
+    from core.labeling.suggest import record_labels
 
     try:
-        record_labels(root, labels)
+        record_labels(root, labels, author=session_author())
     except LABEL_ERRORS as error:
         st.session_state[NOTE_KEY] = ("error", str(error))
         return
