@@ -11,9 +11,12 @@ hand out, and runs it on every photo of the run's recorded test split
 the Keras model's calibrated probabilities, softmax(model.keras(x) / T),
 computed here in float64 from the plain model (not from the exported graph).
 The agreement is the number of photos with the same label and the largest
-probability difference. An export is offered only when every label is the
-same and no probability differs by more than ``TOLERANCE`` (all three formats
-are float32).
+probability difference. A float32 export (SavedModel, TFLite, ONNX) is offered
+only when every label is the same and no probability differs by more than
+``TOLERANCE``. The int8 TFLite model's probabilities move by a few hundredths,
+so it is judged on its answers instead: its accuracy on the test photos next
+to the Keras model's, offered when it is at most ``MAX_ACCURACY_DROP`` lower
+(the share of same labels is reported beside them).
 
 Files in ``<run>/exports/`` besides the zips:
 
@@ -29,6 +32,7 @@ the same check at the same point.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -41,17 +45,28 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.dataset import Sample
 from core.data.images import load_resized
 from core.fileio import FileLock, read_json, write_json
 from core.processes import REPO_ROOT, child_environment
 from core.runs.run_split import missing_files, run_splits
 from core.runs.store import pid_alive, read_config, read_facts, short_message
 from core.runs.trust import TRUST_FILE, read_trust
-from core.serving.export import EXPORTS_DIR, ExportFormat, extract_model, make_export
+from core.serving.export import (
+    EXPORTS_DIR,
+    ExportFormat,
+    extract_model,
+    make_export,
+    model_bytes,
+    require_model,
+)
 from core.serving.inference import load_run_model, model_path
+from core.serving.model_card import CARD_JSON
 
 # Largest probability difference an offered export may have (float32 formats).
 TOLERANCE = 1e-3
+# Largest drop in test accuracy an offered quantized export may have: 1 point.
+MAX_ACCURACY_DROP = 0.01
 # Photos per model call while checking.
 CHECK_BATCH = 32
 # Seconds between progress writes.
@@ -80,16 +95,51 @@ class Agreement:
     same_label: int
     max_difference: float  # largest |p_export - p_keras| over photos and classes
     tolerance: float = TOLERANCE
+    correct: int = 0  # test photos the export labels right
+    keras_correct: int = 0  # ... and the Keras model
+    # Set for a quantized export: judged on its accuracy against the Keras model's, not on probabilities.
+    max_accuracy_drop: float | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.photos if self.photos else 0.0
+
+    @property
+    def keras_accuracy(self) -> float:
+        return self.keras_correct / self.photos if self.photos else 0.0
+
+    @property
+    def accuracy_drop(self) -> float:
+        return self.keras_accuracy - self.accuracy
 
     @property
     def agrees(self) -> bool:
-        return self.photos > 0 and self.same_label == self.photos and self.max_difference <= self.tolerance
+        if self.photos == 0:
+            return False
+        if self.max_accuracy_drop is not None:
+            return self.accuracy_drop <= self.max_accuracy_drop + 1e-9  # 1e-9: 0.01 itself is allowed
+        return self.same_label == self.photos and self.max_difference <= self.tolerance
 
     def describe(self) -> str:
+        if self.max_accuracy_drop is not None:
+            return (
+                f"accuracy {self.accuracy:.1%} on {self.photos} test photos against the float model's "
+                f"{self.keras_accuracy:.1%} (at most {self.max_accuracy_drop:.0%} lower allowed), same label "
+                f"on {self.same_label} of {self.photos} ({self.same_label / self.photos:.1%})"
+            )
         return (
             f"same label on {self.same_label} of {self.photos} test photos, largest "
             f"probability difference {self.max_difference:.1e} (at most {self.tolerance:.0e} allowed)"
         )
+
+    def to_summary(self) -> dict:
+        """What ``python -m core export`` prints of it."""
+        return asdict(self) | {
+            "agrees": self.agrees,
+            "agreement": self.same_label / self.photos if self.photos else 0.0,  # share of same labels
+            "accuracy": self.accuracy,
+            "keras_accuracy": self.keras_accuracy,
+        }
 
 
 @dataclass(frozen=True)
@@ -102,6 +152,7 @@ class ExportStatus:
     reason: str | None = None  # why it is refused or failed, one sentence
     source: str = ""  # the model.keras and trust.json it was made from (_source_of)
     archive_sha256: str = ""  # the zip that was checked
+    model_bytes: int = 0  # the unzipped model's size
     pid: int | None = None
     updated: float = 0.0
 
@@ -162,8 +213,7 @@ def start_export(run_dir: str | os.PathLike, export_format: ExportFormat | str) 
     status = export_status(run_dir, export_format)
     if status.state.running or (status.offered and offered_export(run_dir, export_format)):
         return status
-    if not model_path(run_dir).is_file():
-        raise FileNotFoundError(f"Run {run_dir.name} has no saved model to export.")
+    require_model(run_dir)
     folder = run_dir / EXPORTS_DIR
     folder.mkdir(exist_ok=True)
     env = child_environment()
@@ -197,7 +247,12 @@ def check_export(run_dir: str | os.PathLike, export_format: ExportFormat | str) 
         _write_status(run_dir, status)
         try:
             archive = make_export(run_dir, export_format)
-            status = replace(status, state=ExportState.CHECKING, archive_sha256=_sha256(archive))
+            status = replace(
+                status,
+                state=ExportState.CHECKING,
+                archive_sha256=_sha256(archive),
+                model_bytes=model_bytes(archive, export_format),
+            )
             agreement = score_export(run_dir, export_format, archive, _progress_writer(run_dir, status))
         except Exception as error:
             _write_status(
@@ -229,29 +284,58 @@ def score_export(
     archive: Path,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> Agreement:
-    """Run the zip's model and the Keras model on every test photo; compare their probabilities."""
-    config = read_config(run_dir)
-    paths = _test_photos(run_dir)
-    reference = KerasReference(run_dir)
-    same_label, worst = 0, 0.0
+    """Run the zip's model and the Keras model on every test photo; compare their answers."""
     with tempfile.TemporaryDirectory(dir=run_dir / EXPORTS_DIR, prefix=".check-") as folder:
         exported = RUNNERS[export_format](extract_model(archive, export_format, Path(folder)))
-        for start in range(0, len(paths), CHECK_BATCH):
-            batch = paths[start : start + CHECK_BATCH]
-            images = np.stack([load_resized(path, config.image_size) for path in batch]).astype(np.float32)
-            got, want = np.asarray(exported(images), np.float64), reference(images)
-            same_label += int((got.argmax(axis=1) == want.argmax(axis=1)).sum())
-            worst = max(worst, float(np.abs(got - want).max()))
-            progress(start + len(batch), len(paths))
-    return Agreement(photos=len(paths), same_label=same_label, max_difference=worst)
+        agreement = compare_on_test_photos(run_dir, exported, progress)
+    return replace(agreement, max_accuracy_drop=MAX_ACCURACY_DROP) if export_format.quantized else agreement
+
+
+def score_keras_folder(run_dir: Path, folder: Path) -> Agreement:
+    """The plain Keras export (model.keras and its card, core.serving.export.write_keras_folder),
+    loaded from ``folder`` with the temperature its card gives, against the run."""
+    temperature = json.loads((folder / CARD_JSON).read_text())["calibration"]["temperature"]
+    return compare_on_test_photos(run_dir, KerasReference(folder, temperature))
+
+
+def compare_on_test_photos(
+    run_dir: Path,
+    exported: Callable[[np.ndarray], np.ndarray],
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> Agreement:
+    """``exported`` (images -> probabilities) and the run's Keras model on every test photo."""
+    config = read_config(run_dir)
+    samples = _test_samples(run_dir)
+    reference = KerasReference(run_dir)
+    same_label = correct = keras_correct = 0
+    worst = 0.0
+    for start in range(0, len(samples), CHECK_BATCH):
+        batch = samples[start : start + CHECK_BATCH]
+        images = np.stack([load_resized(sample.path, config.image_size) for sample in batch]).astype(np.float32)
+        truth = np.array([sample.label for sample in batch])
+        got, want = np.asarray(exported(images), np.float64), reference(images)
+        same_label += int((got.argmax(axis=1) == want.argmax(axis=1)).sum())
+        correct += int((got.argmax(axis=1) == truth).sum())
+        keras_correct += int((want.argmax(axis=1) == truth).sum())
+        worst = max(worst, float(np.abs(got - want).max()))
+        progress(start + len(batch), len(samples))
+    return Agreement(
+        photos=len(samples),
+        same_label=same_label,
+        max_difference=worst,
+        correct=correct,
+        keras_correct=keras_correct,
+    )
 
 
 class KerasReference:
-    """What the page answers: softmax(model.keras(images) / temperature), in float64."""
+    """What the page answers: softmax(model.keras(images) / temperature), in float64.
 
-    def __init__(self, run_dir: Path):
+    The temperature is the run's (trust.json) unless given."""
+
+    def __init__(self, run_dir: Path, temperature: float | None = None):
         self.model = load_run_model(run_dir)
-        self.temperature = float(read_trust(run_dir).temperature)
+        self.temperature = float(read_trust(run_dir).temperature if temperature is None else temperature)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         logits = np.asarray(self.model(images, training=False), np.float64) / self.temperature
@@ -260,7 +344,11 @@ class KerasReference:
 
 
 def _test_photos(run_dir: Path) -> list[str]:
-    """The run's recorded test photos; a sentence when they cannot be scored as trained."""
+    return [sample.path for sample in _test_samples(run_dir)]
+
+
+def _test_samples(run_dir: Path) -> list[Sample]:
+    """The run's recorded test photos and labels; a sentence when they cannot be scored as trained."""
     splits = run_splits(run_dir, read_config(run_dir))
     if read_facts(run_dir).classes not in ([], splits.classes):
         raise ValueError("The dataset's classes changed since training; the export cannot be checked.")
@@ -272,7 +360,7 @@ def _test_photos(run_dir: Path) -> list[str]:
             f"{len(missing)} of the run's {len(splits.test)} test photos are no longer "
             f"in the dataset ({missing[0]}, ...); the export cannot be checked."
         )
-    return [sample.path for sample in splits.test]
+    return splits.test
 
 
 # --- running each format -------------------------------------------------------------
@@ -312,6 +400,7 @@ def _onnx_runner(file: Path):
 RUNNERS = {
     ExportFormat.SAVED_MODEL: _saved_model_runner,
     ExportFormat.TFLITE: _tflite_runner,
+    ExportFormat.TFLITE_INT8: _tflite_runner,  # float32 in and out, int8 inside
     ExportFormat.ONNX: _onnx_runner,
 }
 
