@@ -16,7 +16,7 @@ from _planted import plant
 
 from core.models.embeddings import EmbeddingCache, content_key, embed_files
 from core.models.novelty import NoveltyDetector
-from core.review.doctor import diagnose
+from core.review.doctor import LEAK_ADVICE, diagnose
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,8 @@ def test_every_copy_in_another_split_is_a_leak(planted):
     others = [leak for leak in leaks if not any(set(pair) <= leak for pair in problems.copies)]
     assert len(others) <= 2
     assert all(len(group.splits) > 1 for group in report.leaks)
+    # train/ and validation/ are the person's folders, used as they are: the report says what to do.
+    assert report.leak_advice == LEAK_ADVICE
 
 
 def test_the_report_counts_every_photo_and_the_class_balance(planted):
