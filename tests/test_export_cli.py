@@ -81,11 +81,19 @@ def test_each_format_exports_a_folder_that_answers_like_the_run(run_dir, tmp_pat
 
 
 def test_int8_reports_its_size_accuracy_and_agreement(run_dir, tmp_path, capsys):
+    import numpy as np
+    import tensorflow as tf
+
     from core.serving.export_check import export_status
 
     status, summary = export(capsys, run_dir, "tflite-int8", tmp_path / "out")
 
     assert status == 0, summary
+    model = tmp_path / "out" / "model_int8.tflite"
+    interpreter = tf.lite.Interpreter(model_path=str(model))
+    inside = [detail["dtype"] for detail in interpreter.get_tensor_details()]
+    assert inside.count(np.int8) > inside.count(np.float32)  # quantized: int8 inside, float32 at the edges
+    assert [d["dtype"] for d in interpreter.get_input_details() + interpreter.get_output_details()] == [np.float32] * 2
     check = summary["check"]
     assert check["max_accuracy_drop"] == 0.01
     assert check["accuracy"] == check["correct"] / check["photos"]
@@ -94,7 +102,7 @@ def test_int8_reports_its_size_accuracy_and_agreement(run_dir, tmp_path, capsys)
     # What the Classify page shows before the download: the same size and check.
     page = export_status(run_dir, "tflite_int8")
     assert page.offered
-    assert page.model_bytes == (tmp_path / "out" / "model_int8.tflite").stat().st_size
+    assert page.model_bytes == model.stat().st_size
     assert page.agreement.to_summary() == check
     assert re.match(r"accuracy [\d.]+% on \d+ test photos against the float model's [\d.]+%", page.agreement.describe())
 
@@ -116,7 +124,7 @@ def test_int8_is_refused_when_it_loses_more_than_a_point_of_accuracy(
         return
     assert status == 1
     assert summary["error"].startswith("Not offered: accuracy ")
-    assert "at most 1% lower allowed" in summary["error"]
+    assert "at most 1 point lower allowed" in summary["error"]
     assert summary["check"]["agrees"] is False
     assert not (tmp_path / "out").exists()
     page = export_status(run_dir, "tflite_int8")
@@ -198,3 +206,52 @@ def test_web_without_its_module_says_so(run_dir, tmp_path, capsys, monkeypatch):
     assert status == 2
     assert summary == {"error": "The web export is not available in this PawLab."}
     assert not (tmp_path / "out").exists()
+
+
+# --- the Classify page ------------------------------------------------------------------
+
+
+def int8_tab(monkeypatch, status, archive=None):
+    """The Classify page with export_check answering ``status`` for int8 (nothing for the others)."""
+    from conftest import REPO
+    from streamlit.testing.v1 import AppTest
+
+    import pages._classify.export as page
+    from core.serving.export_check import ExportStatus
+
+    monkeypatch.setattr(page, "export_status", lambda run, fmt: status if fmt == status.format else ExportStatus(fmt))
+    monkeypatch.setattr(page, "offered_export", lambda run, fmt: archive if fmt == status.format else None)
+    app = AppTest.from_file(str(REPO / "pages" / "classify.py"), default_timeout=120).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def page_texts(elements) -> list[str]:
+    return [element.value.replace("\\", "") for element in elements]  # md() escapes punctuation
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_the_page_shows_int8s_size_accuracies_and_agreement_with_it(run_dir, tmp_path, monkeypatch, offered):
+    from core.serving.export import ExportFormat
+    from core.serving.export_check import MAX_ACCURACY_DROP, Agreement, ExportState, ExportStatus
+
+    correct = 190 if offered else 187  # the float model's 191: 0.5 or 2 points more
+    checked = Agreement(200, 194, 0.04, correct=correct, keras_correct=191, max_accuracy_drop=MAX_ACCURACY_DROP)
+    state = ExportState.AGREES if offered else ExportState.DISAGREES
+    reason = None if offered else f"Not offered: {checked.describe()}."
+    status = ExportStatus(ExportFormat.TFLITE_INT8, state, 200, 200, checked, reason=reason, model_bytes=2_640_000)
+    archive = tmp_path / "tflite_int8.zip"
+    archive.write_bytes(b"the checked zip")
+
+    app = int8_tab(monkeypatch, status, archive if offered else None)
+
+    downloads = [b.proto.label for b in app.get("download_button")]
+    said = f"accuracy {'95.0' if offered else '93.5'}% on 200 test photos against the float model's 95.5% "
+    said += "(at most 1 point lower allowed), same label on 194 of 200 (97.0%)"
+    if offered:
+        assert "⬇️ tflite_int8.zip" in downloads
+        assert f"✅ Checked: {said}. Model: 2.64 MB." in page_texts(app.caption)
+    else:
+        assert not [label for label in downloads if "int8" in label]
+        assert page_texts(app.warning) == [f"Not offered: {said}. Model: 2.64 MB."]
+    assert any(caption.startswith("No Core ML export: coremltools 9.0") for caption in page_texts(app.caption))

@@ -124,7 +124,7 @@ class Agreement:
         if self.max_accuracy_drop is not None:
             return (
                 f"accuracy {self.accuracy:.1%} on {self.photos} test photos against the float model's "
-                f"{self.keras_accuracy:.1%} (at most {self.max_accuracy_drop:.0%} lower allowed), same label "
+                f"{self.keras_accuracy:.1%} (at most {self.max_accuracy_drop * 100:g} point lower allowed), same label "
                 f"on {self.same_label} of {self.photos} ({self.same_label / self.photos:.1%})"
             )
         return (

@@ -1,10 +1,12 @@
 """Classify page: take the model elsewhere, as exports proven to agree with it, and its model card.
 
-Each format (SavedModel, TensorFlow Lite, ONNX) is made and checked out of
-process (core.serving.export_check): "Prepare" starts it, a fragment polls
-its progress, and the zip is offered only once it answered like the Keras
-model on the run's test photos, with that agreement said beside it. A zip
-that disagrees, or a check that failed, is not offered: the reason is.
+Each format (SavedModel, TensorFlow Lite float32 and int8, ONNX) is made and
+checked out of process (core.serving.export_check): "Prepare" starts it, a
+fragment polls its progress, and the zip is offered only once it answered
+like the Keras model on the run's test photos, with that agreement and the
+model's size said beside it (for int8: its accuracy, the float model's, and
+their share of same labels). A zip that disagrees, or a check that failed, is
+not offered: the reason is.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from pages._common.errors import cannot
 from pages._common.text import md
 
 POLL_SECONDS = 1.0
+# Checked 2026-12-02; the README's export section says the same.
+NO_CORE_ML = (
+    "No Core ML export: coremltools 9.0, the newest release, converts TensorFlow only up to 2.12 and "
+    "Keras 2 (this model is TensorFlow 2.21, Keras 3), and runs Core ML models only on macOS, so an "
+    "export could not be checked here against the model."
+)
 STATE_TEXT = {
     ExportState.STARTING: "Starting (loading TensorFlow)…",
     ExportState.EXPORTING: "Converting…",
@@ -47,6 +55,8 @@ def export_section(run: RunSummary) -> None:
     )
     polling = any(export_status(run_dir, fmt).state.running for fmt in ExportFormat)
     st.fragment(exports, run_every=POLL_SECONDS if polling else None)(run, polling)
+    web_page_section(run)
+    st.caption(NO_CORE_ML)
     model_card_section(run)
 
 
@@ -79,11 +89,12 @@ def export_column(run: RunSummary, fmt: ExportFormat, status: ExportStatus) -> N
             on_click="ignore",
             key=f"download_{fmt}",
         )
-        st.caption(f"✅ Checked: {md(status.agreement.describe())}.")
+        st.caption(f"✅ Checked: {md(status.agreement.describe())}.{size_text(status)}")
         return
     if status.state in (ExportState.DISAGREES, ExportState.FAILED) or status.offered:
         st.warning(
-            md(status.reason or "The checked zip changed since its check; prepare it again."), icon=":material/block:"
+            md(status.reason or "The checked zip changed since its check; prepare it again.") + size_text(status),
+            icon=":material/block:",
         )
     again = status.state != ExportState.NONE
     if st.button(
@@ -97,6 +108,11 @@ def export_column(run: RunSummary, fmt: ExportFormat, status: ExportStatus) -> N
             st.error(cannot(f"prepare the {fmt.display_name} export", error))
             return
         st.rerun(scope="app")  # polls from now on
+
+
+def size_text(status: ExportStatus) -> str:
+    """The model's size, a sentence to append, once the export was made (older statuses have none)."""
+    return f" Model: {status.model_bytes / 1e6:.2f} MB." if status.model_bytes else ""
 
 
 def model_card_section(run: RunSummary) -> None:
@@ -128,3 +144,68 @@ def model_card_section(run: RunSummary) -> None:
     if show.toggle("Show the model card", key=f"show_card_{run.id}"):
         with st.container(border=True, key="model_card"):
             st.markdown(markdown)  # core escaped every user string (core.serving.model_card.escape)
+
+
+# --- the web page (core.serving.web_export): its own check, in headless Chromium ------------
+
+WEB_STATE_TEXT = {
+    ExportState.STARTING: "Starting (loading TensorFlow)…",
+    ExportState.EXPORTING: "Writing the page…",
+    ExportState.CHECKING: "Checking it in Chromium on the run's test photos",
+}
+
+
+def web_page_section(run: RunSummary) -> None:
+    """The offline web page: prepared out of process, offered as a zip only once it was checked."""
+    from core.serving.web_export import web_export_status
+
+    polling = web_export_status(run.path).state.running
+    st.fragment(web_page, run_every=POLL_SECONDS if polling else None)(run, polling)
+
+
+def web_page(run: RunSummary, polling: bool) -> None:
+    from core.serving.web_export import offered_web_export, start_web_export, web_export_status
+
+    run_dir = Path(run.path)
+    status = web_export_status(run_dir)
+    if polling and not status.state.running:
+        st.rerun(scope="app")  # stop polling
+    st.markdown("**Web page**")
+    st.caption(
+        "A folder any static server serves (`python3 -m http.server` in it): the model runs in the "
+        "browser, offline, on photos and a live camera, with the same calibrated probabilities, "
+        '"Not sure" and "None of these". README.md in the zip says how.'
+    )
+    if status.state.running:
+        share = status.done / status.total if status.total else 0.0
+        count = f" ({status.done} of {status.total})" if status.total else ""
+        st.progress(share, text=status.detail or WEB_STATE_TEXT[status.state] + count)
+        return
+    archive = offered_web_export(run_dir)
+    if archive is not None and status.check is not None:
+        st.download_button(
+            "⬇️ web.zip",
+            data=archive.read_bytes,
+            file_name=f"{run.id}-web.zip",
+            mime="application/zip",
+            on_click="ignore",
+            key="download_web",
+        )
+        st.caption(f"✅ Checked {md(status.check.describe())}. Size: {archive.stat().st_size / 1e6:.1f} MB.")
+        return
+    if status.state in (ExportState.DISAGREES, ExportState.FAILED) or status.offered:
+        st.warning(
+            md(status.reason or "The checked zip changed since its check; prepare it again."), icon=":material/block:"
+        )
+    again = status.state != ExportState.NONE
+    if st.button(
+        "Prepare again" if again else "Prepare",
+        key="prepare_web",
+        help="Writes the page and checks it in headless Chromium on the run's test photos, in the background.",
+    ):
+        try:
+            start_web_export(run_dir)
+        except OSError as error:
+            st.error(cannot("prepare the web page", error))
+            return
+        st.rerun(scope="app")  # polls from now on
