@@ -49,6 +49,7 @@ PUBLIC_COMMANDS = (
     "serve",
     "sweep",
     "export",
+    "label",
 )
 EXIT_FAILED = 1  # the command ran and failed (a run failed, a file was not classified...)
 EXIT_USAGE = 2  # the command line asked for something impossible
@@ -648,6 +649,10 @@ def build_parser() -> argparse.ArgumentParser:
     from core.serving.export_commands import add_export_command
 
     add_export_command(commands)
+
+    from core.labeling.commands import add_label_command
+
+    add_label_command(commands)
 
     worker = commands.add_parser("worker", description="Train a queued run (the job manager starts this).")
     worker.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder")
