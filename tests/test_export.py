@@ -241,3 +241,25 @@ def test_an_onnx_export_keeps_the_models_test_time_flips(run_dir, tmp_path):
 
     np.testing.assert_allclose(served, probabilities(flipped), atol=1e-5)
     assert not np.allclose(served, probabilities(plain), atol=1e-5)
+
+
+def test_the_int8_model_is_calibrated_on_the_runs_training_photos(run_dir, monkeypatch):
+    """Its activation ranges come from training photos (split.json), decoded as the page decodes them."""
+    from core.runs.run_split import run_splits
+    from core.runs.store import read_config
+    from core.serving import export
+
+    monkeypatch.setattr(export, "REPRESENTATIVE_PHOTOS", 10)
+    decoded = []
+    decode = export.load_resized
+    monkeypatch.setattr(export, "load_resized", lambda path, size: decoded.append((path, size)) or decode(path, size))
+
+    export.make_export(run_dir, "tflite_int8")
+
+    train = run_splits(run_dir, read_config(run_dir)).train
+    assert len(train) > 10
+    assert {size for _, size in decoded} == {32}
+    photos = [path for path, _ in decoded]
+    assert photos == export.representative_photos(run_dir) and 5 <= len(set(photos)) <= 10
+    label_of = {sample.path: sample.label for sample in train}
+    assert {label_of[path] for path in photos} == {0, 1}  # spread over the classes, not the first ten of one
