@@ -44,10 +44,11 @@ except DatasetError as error:
 reset_browser_for(root)
 corrections_note(root)
 
-# "Add photos" only where PawLab may change the photos; "Label" only while some have no class.
+# "Add photos" only where PawLab may change the photos; "Label" while some have no class.
 labels = [OVERVIEW_TAB, BROWSE_TAB]
 labels += [ADD_TAB] if is_editable(root) else []
-labels += [LABEL_TAB] if info.unlabeled else []
+# Kept while it is open, so the photo that labels the last one sees that it did.
+labels += [LABEL_TAB] if info.unlabeled or st.session_state.get("dataset_tab") == LABEL_TAB else []
 labels += [AUGMENT_TAB]
 tabs = dict(zip(labels, st.tabs(labels, key="dataset_tab", on_change="rerun")))
 if tabs[OVERVIEW_TAB].open:

@@ -128,3 +128,32 @@ def test_a_zip_whose_labels_name_no_photo_says_so(tmp_path):
     app.file_uploader(key="labelled_zip").set_value(("bad.zip", buffer.getvalue(), "application/zip")).run()
     assert "No column of the labels file names the photos" in texts(app)
     assert "labelled_import" not in [button.key for button in app.button]
+
+
+def test_label_view_accepts_a_suggestion_in_one_click_and_confident_ones_at_once(keras_home, monkeypatch):
+    from core.data.maker import add_photos
+
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    root = new_dataset("to label", ["circle", "square"])
+    for shape in ("circle", "square"):
+        add_photos(root, shape, [(f"{shape}{n}.png", shape_photo(shape, n, "PNG")) for n in range(8)])
+    add_photos(root, None, [(f"u{n}.png", shape_photo(("circle", "square")[n % 2], 100 + n, "PNG")) for n in range(6)])
+    remember_use(root)
+
+    app = dataset_page(LABEL_TAB)
+    accepts = [b for b in app.button if b.key and b.key.startswith("label_accept_") and b.key != "label_accept_all"]
+    assert len(accepts) == 6
+    first = accepts[0]
+    suggested = first.label.removeprefix("Accept ")
+    first.click().run()
+    assert not app.exception, app.exception
+
+    assert "Labelled 1 photo(s), excluded 0." in texts(app)
+    info = scan_dataset(root)
+    assert len(info.unlabeled) == 5
+    assert info.counts()["all"][suggested] == 9
+
+    app.slider[0].set_value(50).run()
+    app.button(key="label_accept_all").click().run()
+    assert not app.exception, app.exception
+    assert len(scan_dataset(root).unlabeled) < 5

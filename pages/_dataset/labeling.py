@@ -46,12 +46,15 @@ def _corrections_version(root: Path) -> str:
 
 
 def show_labeling(root: Path, info: DatasetInfo) -> None:
+    _show_note()
+    if not info.unlabeled:
+        st.success("Every photo has a class.", icon=":material/check_circle:")
+        return
     st.markdown(
         f"**{len(info.unlabeled):,} photos have no class yet.** They are never trained on. "
         "PawLab suggests a class for each from what it learned of the labelled ones; "
         "photos that teach it most come first."
     )
-    _show_note()
     try:
         with st.spinner("Looking at every photo once (cached afterwards)…"):
             suggestions = _suggestions(

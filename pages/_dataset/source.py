@@ -61,7 +61,7 @@ def _available_datasets(current: Path | None) -> None:
         st.error(md(problem), icon=":material/block:")
     options = dataset_options(current)
     if not options:
-        st.info("No dataset yet. Download cats vs dogs, or upload a zip of your own photos.")
+        st.info("No dataset yet. Make one from your own photos, download cats vs dogs, or upload a zip.")
         return
     # The select box shows what the session uses, also when nothing was chosen in it yet
     # (a new session) and after a refused value.
