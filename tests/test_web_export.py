@@ -347,7 +347,7 @@ def test_the_classify_page_prepares_checks_and_then_offers_the_web_page(web_run,
 
     app = classify_page_alone()
     assert not [b for b in app.get("download_button") if "web" in b.proto.label]
-    app.button(key="prepare_web").click().run()
+    app.button(key="web_page_prepare").click().run()
     assert not app.exception and not app.error
     deadline = time.monotonic() + 300
     while web_export_status(web_run).state.running and time.monotonic() < deadline:
@@ -364,7 +364,7 @@ def test_the_classify_page_prepares_checks_and_then_offers_the_web_page(web_run,
     app.run()
     assert [b.proto.label for b in app.get("download_button") if "web" in b.proto.label] == ["⬇️ web.zip"]
     assert any(c.value.startswith("✅ Checked in Chromium, same label on") for c in app.caption)
-    assert not [b for b in app.button if b.key == "prepare_web"]
+    assert not [b for b in app.button if b.key == "web_page_prepare"]
 
     with zipfile.ZipFile(archive, "a") as zipped:  # changed after its check: withdrawn
         zipped.writestr("web/extra.js", "alert(1)")
@@ -385,7 +385,7 @@ def test_a_web_page_that_disagrees_is_not_offered(web_run, monkeypatch):
     app = classify_page_alone()
     assert not [b for b in app.get("download_button") if "web" in b.proto.label]
     assert any("Not offered: in Chromium, same label on 3 of 4" in w.value.replace("\\", "") for w in app.warning)
-    assert [b.label for b in app.button if b.key == "prepare_web"] == ["Prepare again"]
+    assert [b.label for b in app.button if b.key == "web_page_prepare"] == ["Prepare again"]
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -200,7 +200,7 @@ def web_page(run: RunSummary, polling: bool) -> None:
     again = status.state != ExportState.NONE
     if st.button(
         "Prepare again" if again else "Prepare",
-        key="prepare_web",
+        key="web_page_prepare",  # not "prepare_<format>": those are the format columns
         help="Writes the page and checks it in headless Chromium on the run's test photos, in the background.",
     ):
         try:
