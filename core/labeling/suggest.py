@@ -25,11 +25,14 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from core.config import get_settings
 from core.data.corrections import add_correction, apply_corrections, load_corrections
 from core.data.dataset import DatasetError, scan_dataset
-from core.data.maker import is_editable, move_photo
+from core.data.layout import is_image_name, is_junk_name
+from core.data.maker import UNLABELED_FOLDER, class_folders, is_editable, move_photo
+from core.labeling.matrix import dataset_embeddings
 from core.labeling.ranking import rank_for_labelling
-from core.models.embeddings import embed_files
+from core.models.embeddings import content_key
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,8 @@ def read_pool(root: str | os.PathLike) -> LabelPool:
 
 
 def _embeddings(pool: LabelPool, paths: list[str]) -> np.ndarray:
-    keys = [pool.content_keys.get(path) for path in paths]
-    if all(keys):
-        return embed_files(paths, keys=[str(key) for key in keys])
-    return embed_files(paths)
+    keys = [pool.content_keys.get(path) or content_key(path) for path in paths]
+    return dataset_embeddings(pool.root, paths, keys)
 
 
 # --- Suggestions --------------------------------------------------------------------
@@ -142,33 +143,64 @@ def suggest_next(root: str | os.PathLike, count: int) -> list[Suggestion]:
 # --- Recording labels ------------------------------------------------------------------
 
 
-def _relative_photo(pool: LabelPool, file: str) -> str:
-    """``file`` as a path relative to the dataset, refusing anything that is not one of its photos."""
+def _relative_path(root: Path, file: str) -> str:
+    """``file`` as a "/"-separated path inside ``root``, refusing one that climbs out of it."""
     path = Path(file)
     if path.is_absolute():
         try:
-            path = path.resolve().relative_to(pool.root)
+            path = path.resolve().relative_to(root)
         except ValueError:
-            raise DatasetError(f"{file!r} is not a photo of {pool.root.name!r}.") from None
+            raise DatasetError(f"{file!r} is not a photo of {root.name!r}.") from None
     relative = PurePosixPath(path.as_posix())
     if not relative.parts or ".." in relative.parts or relative.is_absolute():
-        raise DatasetError(f"{file!r} is not a photo of {pool.root.name!r} (give its path inside the dataset).")
-    photos = {pool.relative(path) for path in pool.unlabelled} | {pool.relative(path) for path, _ in pool.labelled}
-    if str(relative) not in photos:
-        raise DatasetError(f"{pool.root.name!r} has no photo {str(relative)!r} to label.")
+        raise DatasetError(f"{file!r} is not a photo of {root.name!r} (give its path inside the dataset).")
     return str(relative)
 
 
-def check_labels(root: str | os.PathLike, labels: Mapping[str, str | None]) -> tuple[LabelPool, dict[str, str | None]]:
+@dataclass
+class _Photos:
+    """What labels are checked against: the dataset's classes, and whether a path is one of its photos."""
+
+    root: Path
+    classes: list[str]
+    files: set[str] | None  # every photo's relative path; None: a made dataset, checked on disk
+
+    def has(self, relative: str) -> bool:
+        if self.files is not None:
+            return relative in self.files
+        # A made dataset holds CLASS/FILE and unlabeled/FILE only: no scan needed to know.
+        parts = PurePosixPath(relative).parts
+        return (
+            len(parts) == 2
+            and (parts[0] == UNLABELED_FOLDER or parts[0] in self.classes)
+            and is_image_name(parts[1])
+            and not is_junk_name(parts[1])
+            and (self.root / relative).is_file()
+        )
+
+
+def _photos(root: str | os.PathLike) -> _Photos:
+    path = Path(root).expanduser().resolve()
+    if is_editable(path) and path.parent == get_settings().datasets_dir.resolve():  # as maker.move_photo asks
+        return _Photos(path, [folder.name for folder in class_folders(path)], None)
+    pool = read_pool(path)
+    files = {pool.relative(photo) for photo in pool.unlabelled} | {pool.relative(photo) for photo, _ in pool.labelled}
+    return _Photos(pool.root, pool.classes, files)
+
+
+def check_labels(root: str | os.PathLike, labels: Mapping[str, str | None]) -> tuple[_Photos, dict[str, str | None]]:
     """The labels with each file made relative, or DatasetError on the first that cannot be recorded."""
-    pool = read_pool(root)
+    photos = _photos(root)
     checked: dict[str, str | None] = {}
     for file, label in labels.items():
-        relative = _relative_photo(pool, file)
-        if label is not None and label not in pool.classes:
-            raise DatasetError(f"{pool.root.name!r} has no class {label!r} (its classes: {', '.join(pool.classes)}).")
+        relative = _relative_path(photos.root, file)
+        if not photos.has(relative):
+            raise DatasetError(f"{photos.root.name!r} has no photo {relative!r} to label.")
+        if label is not None and label not in photos.classes:
+            classes = ", ".join(photos.classes) or "none yet"
+            raise DatasetError(f"{photos.root.name!r} has no class {label!r} (its classes: {classes}).")
         checked[relative] = label
-    return pool, checked
+    return photos, checked
 
 
 def record_labels(root: str | os.PathLike, labels: Mapping[str, str | None], author: str = "") -> LabelReport:
@@ -177,13 +209,13 @@ def record_labels(root: str | os.PathLike, labels: Mapping[str, str | None], aut
     A made dataset's photos move into their class folder; any other dataset
     gets corrections. ``author``: the session, for the corrections' Undo.
     """
-    pool, checked = check_labels(root, labels)
+    photos, checked = check_labels(root, labels)
     report = LabelReport()
-    editable = is_editable(pool.root)
+    editable = photos.files is None
     for relative, label in checked.items():
         if label is not None and editable:
-            report.moved[relative] = move_photo(pool.root, relative, label)
+            report.moved[relative] = move_photo(photos.root, relative, label)
         else:
-            add_correction(pool.root, relative, label, classes=pool.classes, author=author)
+            add_correction(photos.root, relative, label, classes=photos.classes, author=author)
             report.corrections[relative] = label
     return report
