@@ -32,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core import defaults
+from core.defaults import SERVE_HOST, SERVE_PORT
 from core.netns import LOOPBACK_ONLY_FLAG
 from core.runs.recipes import IMBALANCE_RATIO, RECIPES, recipe_for
 
@@ -543,11 +544,8 @@ def _add_sweep(commands) -> None:
     sweep.set_defaults(func=cmd_sweep)
 
 
-SERVE_HOST, SERVE_PORT = "127.0.0.1", 8000  # this machine only: the API has no authentication
-
-
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """``serve``'s arguments; ``python -m core.serving.api`` takes the same."""
+    """``serve``'s arguments."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
     parser.add_argument(
         "--host",

@@ -17,3 +17,6 @@ VALIDATION_FRACTION = 0.2
 # What the Train page and the CLI offer. 32 and 64 px train in seconds.
 IMAGE_SIZES = (32, 64, 96, 128, 160, 192, 224)
 BATCH_SIZES = (8, 16, 32, 64, 128)
+
+# Where `python -m core serve` listens: this machine only, because the API has no authentication.
+SERVE_HOST, SERVE_PORT = "127.0.0.1", 8000

@@ -17,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = {
     "core.config": 0,
+    "core.csv_cells": 0,
     "core.defaults": 0,
     "core.fileio": 0,
     "core.netns": 0,
@@ -25,6 +26,7 @@ LAYERS = {
     "core.models": 2,
     "core.runs": 3,
     "core.review": 3,
+    "core.labeling": 3,
     "core.serving": 4,
     "core.cli": 5,
     "core.__main__": 5,

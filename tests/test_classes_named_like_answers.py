@@ -19,6 +19,7 @@ from test_inference import install_trained_run, validation_files
 from core import cli
 from core.fileio import read_json, write_json
 from core.runs.store import FACTS_FILE
+from core.runs.trust import TRUST_FILE
 from core.serving.batch import ABSTAINED_FOLDERS, ANSWERED_FOLDER, UNREADABLE_FOLDER, Photo, classify_many, sorted_zip
 
 NAMES = ["unsure", "unknown"]  # circles, squares
@@ -49,7 +50,10 @@ def test_the_cli_tells_a_confident_class_unsure_from_an_abstention(run_dir, caps
     assert [line["abstained"] for line in answered] == [None, None]  # the model answered its class
     assert [line["answer"] for line in answered] == NAMES
 
-    abstained = predict_lines(capsys, run_dir, *photos(run_dir), threshold=1.01)
+    # A run whose calibration says its answers are coin flips: at 99% it answers nothing.
+    trust = read_json(run_dir / TRUST_FILE).value
+    write_json(run_dir / TRUST_FILE, {**trust, "temperature": 1000.0})
+    abstained = predict_lines(capsys, run_dir, *photos(run_dir), threshold=0.99)
     assert [line["abstained"] for line in abstained] == ["unsure", "unsure"]
     assert all("reason" in line for line in abstained)
 
@@ -59,7 +63,7 @@ def test_the_api_tells_them_apart_too(run_dir):
 
     from core.serving.api import create_app
 
-    client = TestClient(create_app(run_dir))
+    client = TestClient(create_app(run_dir), base_url="http://127.0.0.1")
     files = [("files", (Path(p).name, Path(p).read_bytes(), "image/jpeg")) for p in photos(run_dir)]
     entries = client.post("/v1/predict", files=files).json()
     assert [entry["label"] for entry in entries] == NAMES

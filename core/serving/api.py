@@ -58,7 +58,6 @@ adds both, BodyLimit a deadline for the body (ServeLimits holds the numbers).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import json
@@ -82,9 +81,9 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from core.cli import SERVE_HOST, SERVE_PORT
 from core.config import get_settings
 from core.data.images import check_drop
+from core.defaults import SERVE_HOST, SERVE_PORT
 from core.runs.trust import Abstain
 from core.serving.inference import Prediction, Predictor
 
@@ -557,23 +556,3 @@ def warn_no_authentication(host: str, port: int, allowed_hosts: list[str]) -> No
     print(f"warning: {sentence}", file=sys.stderr, flush=True)
     if log.hasHandlers():
         log.warning(sentence)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m core.serving.api RUN_DIR [--host H] [--port P] [--allowed-host NAME ...]``."""
-    from core.cli import add_serve_arguments
-    from core.serving.inference import RunNotReadyError
-
-    parser = argparse.ArgumentParser(prog="python -m core serve", description=__doc__.splitlines()[0])
-    add_serve_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        serve(args.run_dir, args.host, args.port, allowed_hosts=args.allowed_host)
-    except (OSError, ValueError, RunNotReadyError) as error:
-        print(f"Cannot serve {args.run_dir}: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
