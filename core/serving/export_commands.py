@@ -7,8 +7,9 @@ the card), ``savedmodel``, ``tflite``, ``tflite-int8``, ``onnx``
 (core.serving.export) and ``web`` (core.serving.web_export). OUT_DIR receives
 the export unzipped: the model, labels.txt, MODEL_CARD.md and
 model_card.json. The export is checked against the run's Keras model on its
-test photos as the Classify page checks it (core.serving.export_check); the
-last stdout line is JSON: format, folder, files and their sizes, the check.
+test photos as the Classify page checks it (core.serving.export_check; the web
+page in headless Chromium, core.serving.web_export); what it prints last is
+JSON: format, folder, files and their sizes, the check.
 
 A run without a model, an existing OUT_DIR without ``--force``, a format this
 PawLab cannot make: one ``{"error": ...}`` line and exit status 2. A
@@ -83,13 +84,18 @@ def _export_keras(run_dir: Path, folder: Path) -> dict | None:
 
 def _export_web(run_dir: Path, folder: Path) -> dict | None:
     try:
-        from core.serving.web_export import export_web
+        from core.serving.web_export import check_web_export, export_web
     except ModuleNotFoundError as error:
         if error.name != "core.serving.web_export":
             raise
         raise ExportRefused("The web export is not available in this PawLab.") from None
     export_web(run_dir, folder)
-    return None  # the web export checks itself
+    check = check_web_export(run_dir, folder)  # the page in headless Chromium against the run's answers
+    per_photo = ("differences", "requests")  # one entry per photo or file: the worst and foreign ones stay
+    summary = {key: value for key, value in check.to_dict().items() if key not in per_photo} | {"agrees": check.agrees}
+    if not check.agrees:
+        raise ExportRefused(f"Not offered: {check.describe()}.", EXIT_FAILED, summary)
+    return summary
 
 
 WRITERS: dict[str, Callable[[Path, Path], dict | None]] = {
