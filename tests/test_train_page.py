@@ -686,3 +686,34 @@ def test_a_runs_details_name_its_optimizer_schedule_and_flips(tmp_path):
     tutorial_lines = views.config_lines(make_config(tmp_path, "cnn"), facts)
     assert "Learning rate: 0.001 (Adam)" in tutorial_lines
     assert not any(line.startswith("Answers:") for line in tutorial_lines)
+
+
+def test_balanced_accuracy_and_recall_per_class_show_beside_the_accuracy(dataset):
+    run_dir = write_run(dataset, state="running", metrics=3, pid=None)
+    evaluation = finish_run(run_dir, dataset)  # written as before balanced accuracy: not shown
+    at = open_train_page()
+    assert metric(at, "Test accuracy") == "75.0%"
+    assert "Balanced accuracy" not in [m.label for m in at.metric]
+
+    write_json(run_dir / EVALUATION_FILE, evaluation | {"accuracy": 0.9, "balanced_accuracy": 0.75})
+    write_facts(
+        run_dir,
+        RunFacts(classes=["circles", "squares"], split_counts={"train": {"circles": 30, "squares": 10}}),
+    )
+    at = open_train_page()
+    labels = [m.label for m in at.metric]
+    assert labels[labels.index("Test accuracy") + 1] == "Balanced accuracy"
+    assert metric(at, "Balanced accuracy") == "75.0%"
+    assert any(c.value == "Recall per class: circles 100.0% · squares 50.0%" for c in at.caption)
+    assert any("Class weights: inverse class frequency (squares x3)" in c.value for c in at.code)
+
+
+def test_the_balance_classes_switch_goes_into_the_runs_config(dataset, no_free_slot):
+    at = open_train_page()
+    at.selectbox(key="train_image_size_cnn").set_value(32).run()
+    assert at.toggle(key="train_balance_classes").value is True  # on by default
+    at.toggle(key="train_balance_classes").set_value(False)
+    button(at, "Start training").click().run()
+
+    [summary] = list_runs()
+    assert read_config(summary.path).balance_classes is False

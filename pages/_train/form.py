@@ -22,6 +22,7 @@ from core.models.zoo import ARCHITECTURES, Family
 from core.runs import jobs
 from core.runs.executors import configured_executor
 from core.runs.recipes import (
+    IMBALANCE_RATIO,
     LEARNING_RATES,
     MAX_CPUS,
     MAX_GPUS,
@@ -173,6 +174,13 @@ def form_fields(arch: str, recipe: Recipe) -> dict:
         key="train_subset",
         help="0 = all. A few dozen make a quick trial run.",
     )
+    balance_classes = st.toggle(
+        "Balance classes",
+        value=True,
+        key="train_balance_classes",
+        help=f"When the largest class has at least {IMBALANCE_RATIO:g}x the training photos of the smallest, "
+        "weight the loss by inverse class frequency, so a small class is not outvoted.",
+    )
     fine_tune_epochs = 0
     if ARCHITECTURES[arch].fine_tune:
         fine_tune_epochs = st.number_input(
@@ -191,6 +199,7 @@ def form_fields(arch: str, recipe: Recipe) -> dict:
         augment=augment,
         patience=int(patience),
         subset=int(subset),
+        balance_classes=bool(balance_classes),
         fine_tune_epochs=int(fine_tune_epochs),
         **cluster_fields(),
     )
