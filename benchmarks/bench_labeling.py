@@ -101,7 +101,7 @@ def in_process(draws: int) -> None:
         for draw in range(draws):
             rng = np.random.default_rng(100 + draw)
             offers = pawlab_offers if name == "PawLab" else naive_offers(name.split(", ")[1].split()[0], rng)
-            counts.append(corrections_needed(offers, embeddings, truth, draw))
+            counts.append(int(corrections_needed(offers, embeddings, truth, draw)))
         rows.append(
             {"loop": name, "corrections per draw": ", ".join(map(str, counts)), "mean": statistics.mean(counts)}
         )
@@ -165,7 +165,7 @@ def with_cli() -> None:
     print(
         f"\nPawLab through the CLI: {corrections} corrections for {len(truth)} photos (goal: at most {GOAL_CORRECTIONS})"
     )
-    print(f"first round (embeddings computed): {seconds[0]:.1f} s")
+    print(f"first round (embeds what is not cached, builds the dataset's matrix): {seconds[0]:.1f} s")
     print(
         f"later rounds: median {statistics.median(later):.2f} s, max {max(later):.2f} s "
         f"(goal: at most {GOAL_ROUND_SECONDS:g} s); 1-minute load during them: "

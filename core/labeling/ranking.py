@@ -14,7 +14,7 @@ teaches the model most per photo but shows a person its worst guesses all
 along (scikit-learn's logistic regression: 67-88 corrections); random order
 32-35; ridge alone, the most confident first 35-37, and the most confident
 first *taken in turn from each suggested class* 28-30 (a batch of one class
-only tilts the next fit towards it); with the neighbours' vote, 20-22. The
+only tilts the next fit towards it); with the neighbours' vote, 20-21. The
 hard photos come last, when the model has seen nearly everything.
 
 A photo farther from every labelled photo than the labelled photos are from
@@ -43,7 +43,7 @@ QUANTILE = 0.99
 MARGIN = 1.25
 MIN_REFERENCE = 4  # labelled photos needed before any photo is called unknown
 # The k nearest labelled photos vote, and their vote is averaged with ridge's: the two err on
-# different photos. Measured as above: ridge alone 28-30 corrections, with the vote 22.
+# different photos. Measured as above: ridge alone 28-30 corrections, with the vote 20-21.
 NEIGHBOURS = 10
 UNSURE_BELOW = 0.75  # a confidence below this is worded "unsure"
 
