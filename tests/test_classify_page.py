@@ -661,7 +661,7 @@ def test_only_an_export_that_agrees_is_offered_with_its_agreement(run_dir, monke
     )
     assert [w.value.replace("\\", "") for w in app.warning] == [statuses[ExportFormat.TFLITE].reason]
     assert [p.proto.text for p in app.progress] == ["Checking it on the run's test photos (64 of 200)"]
-    assert [b.key for b in app.button if b.key.startswith("prepare_")] == ["prepare_tflite"]
+    assert [b.key for b in app.button if b.key.startswith("prepare_")] == ["prepare_tflite", "prepare_tflite_int8"]
 
     app.button(key="prepare_tflite").click().run()
     assert started == [ExportFormat.TFLITE]
@@ -680,6 +680,7 @@ def test_an_agreeing_status_without_its_checked_zip_is_not_offered(run_dir, monk
     assert {b.key for b in app.button if b.key.startswith("prepare_")} == {
         "prepare_saved_model",
         "prepare_tflite",
+        "prepare_tflite_int8",
         "prepare_onnx",
     }
 
