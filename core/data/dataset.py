@@ -43,13 +43,12 @@ from core.data.layout import (
     split_of,
     unsafe_name_reason,
 )
-from core.fileio import read_json, write_json
+from core.fileio import file_sha256, read_json, write_json
 
 # Scan caches live in PAWLAB_HOME/cache/<this>/<fingerprint>.json.
 SCAN_CACHE_FOLDER = "scans"
 # Bumped when a cache file's content changes meaning; older caches are scanned again.
 SCAN_CACHE_VERSION = 2
-_HASH_CHUNK = 1 << 20
 # Hex digits of the folder's hash in a cache file name: plenty to never collide.
 _FINGERPRINT_CHARS = 24
 # Zips wrap their content in a few folders at most; the bound also stops symlink loops.
@@ -209,14 +208,10 @@ def check_file(path: Path) -> FileCheck:
     if problem:
         return FileCheck(f"its name cannot be used: {problem}", "")
     problem = check_image(path)
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as file:
-            for chunk in iter(lambda: file.read(_HASH_CHUNK), b""):
-                digest.update(chunk)
+        return FileCheck(problem, file_sha256(path))
     except OSError as error:
         return FileCheck(problem or f"it cannot be read ({error.strerror or error})", "")
-    return FileCheck(problem, digest.hexdigest())
 
 
 def _parse_check(entry) -> FileCheck | None:

@@ -52,7 +52,7 @@ from core.data.dataset import DatasetError
 from core.data.download import format_size
 from core.data.images import check_image
 from core.data.layout import UNLABELED_FOLDERS, is_image_name, is_junk_name, split_of, unsafe_name_reason
-from core.fileio import atomic_write, read_json
+from core.fileio import atomic_write, file_sha256, read_json
 
 # What the .complete marker of a dataset PawLab may change says in "source".
 MADE_SOURCE = "made in PawLab"
@@ -280,7 +280,7 @@ def content_index(root: Path) -> dict[str, str]:
             if not photo.is_file() or not is_image_name(photo.name):
                 continue
             keyed = _KEYED_NAME.search(photo.name)
-            key = keyed.group(1) if keyed else hashlib.sha256(photo.read_bytes()).hexdigest()[:KEY_CHARS]
+            key = keyed.group(1) if keyed else file_sha256(photo)[:KEY_CHARS]
             index.setdefault(key, f"{folder.name}/{photo.name}")
     return index
 

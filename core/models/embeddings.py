@@ -14,7 +14,6 @@ one small ``.npy`` file per photo, written atomically.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import get_settings
-from core.fileio import atomic_write
+from core.fileio import atomic_write, file_sha256
 
 BACKBONE = "mobilenet_v2-imagenet"
 # The architecture whose frozen extractor ends in global pooling (1280 numbers).
@@ -34,18 +33,13 @@ EXTRACT_BATCH = 64
 # cleanlab's outlier score): all 10 strangers rank in the top 15 at 224 px,
 # 9 at 160 px (the astronaut 19th, behind real logos and signs).
 EMBEDDING_SIZE = 224
-_HASH_CHUNK = 1 << 20
 
 Progress = Callable[[int, int], None]  # (photos done, photos in total)
 
 
 def content_key(path: str | Path) -> str:
     """sha256 of the file's bytes: the same photo anywhere has the same key."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def content_keys(paths: Sequence[str | Path]) -> list[str]:

@@ -31,7 +31,6 @@ the same check at the same point.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -47,7 +46,7 @@ import numpy as np
 
 from core.data.dataset import Sample
 from core.data.images import load_resized
-from core.fileio import FileLock, read_json, write_json
+from core.fileio import FileLock, file_sha256, read_json, write_json
 from core.processes import REPO_ROOT, child_environment
 from core.runs.run_split import missing_files, run_splits
 from core.runs.store import pid_alive, read_config, read_facts, short_message
@@ -150,7 +149,7 @@ class ExportStatus:
     total: int = 0
     agreement: Agreement | None = None
     reason: str | None = None  # why it is refused or failed, one sentence
-    source: str = ""  # the model.keras and trust.json it was made from (_source_of)
+    source: str = ""  # the model.keras and trust.json it was made from (source_of)
     archive_sha256: str = ""  # the zip that was checked
     model_bytes: int = 0  # the unzipped model's size
     pid: int | None = None
@@ -192,7 +191,7 @@ def export_status(run_dir: str | os.PathLike, export_format: ExportFormat | str)
             state=ExportState.FAILED,
             reason=(f"The check stopped before it finished (see {EXPORTS_DIR}/{export_format}.log)."),
         )
-    if status.source != _source_of(run_dir):
+    if status.source != source_of(run_dir):
         return ExportStatus(export_format)  # made from an older model: make it again
     return status
 
@@ -202,7 +201,7 @@ def offered_export(run_dir: str | os.PathLike, export_format: ExportFormat | str
     run_dir, export_format = Path(run_dir), ExportFormat(export_format)
     status = export_status(run_dir, export_format)
     archive = run_dir / EXPORTS_DIR / export_format.archive
-    if status.offered and archive.is_file() and _sha256(archive) == status.archive_sha256:
+    if status.offered and archive.is_file() and file_sha256(archive) == status.archive_sha256:
         return archive
     return None
 
@@ -242,7 +241,7 @@ def check_export(run_dir: str | os.PathLike, export_format: ExportFormat | str) 
     lock = run_dir / EXPORTS_DIR / f".{export_format}.lock"
     with FileLock(lock, timeout=0, what=f"the {export_format.display_name} export of run {run_dir.name}"):
         status = ExportStatus(
-            export_format, ExportState.EXPORTING, source=_source_of(run_dir), pid=os.getpid(), updated=time.time()
+            export_format, ExportState.EXPORTING, source=source_of(run_dir), pid=os.getpid(), updated=time.time()
         )
         _write_status(run_dir, status)
         try:
@@ -250,7 +249,7 @@ def check_export(run_dir: str | os.PathLike, export_format: ExportFormat | str) 
             status = replace(
                 status,
                 state=ExportState.CHECKING,
-                archive_sha256=_sha256(archive),
+                archive_sha256=file_sha256(archive),
                 model_bytes=model_bytes(archive, export_format),
             )
             agreement = score_export(run_dir, export_format, archive, _progress_writer(run_dir, status))
@@ -428,21 +427,13 @@ def _progress_writer(run_dir: Path, status: ExportStatus) -> Callable[[int, int]
     return progress
 
 
-def _source_of(run_dir: Path) -> str:
-    """Which model.keras and trust.json an export is made from: size and time of each."""
+def source_of(run_dir: Path, *more: Path) -> str:
+    """Which model.keras and trust.json (and ``more`` files) an export is made from: size and time of each."""
     parts = []
-    for path in (model_path(run_dir), run_dir / TRUST_FILE):
+    for path in (model_path(run_dir), run_dir / TRUST_FILE, *more):
         stat = path.stat() if path.is_file() else None
         parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}" if stat else f"{path.name}:-")
     return " ".join(parts)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import http.server
 import json
 import os
@@ -53,13 +52,13 @@ from pathlib import Path
 import numpy as np
 
 from core.data.download import ProgressCallback, format_size
-from core.fileio import FileLock, atomic_write, read_json, write_json
+from core.fileio import FileLock, atomic_write, file_sha256, read_json, write_json
 from core.processes import REPO_ROOT, child_environment
 from core.runs.store import pid_alive, read_config, read_facts, short_message
-from core.runs.trust import NOVELTY_FILE, TRUST_FILE, read_trust
+from core.runs.trust import NOVELTY_FILE, read_trust
 from core.serving import web_runtime
 from core.serving.export import EXPORTS_DIR, LABELS_FILE, ExportFormat, extract_model, make_export
-from core.serving.export_check import Agreement, ExportState
+from core.serving.export_check import Agreement, ExportState, source_of
 from core.serving.inference import model_path
 from core.serving.model_card import CARD_JSON, CARD_MARKDOWN, card_json, card_markdown, escape, model_card
 
@@ -509,7 +508,7 @@ def offered_web_export(run_dir: str | os.PathLike) -> Path | None:
     run_dir = Path(run_dir)
     status = web_export_status(run_dir)
     archive = _exports(run_dir) / WEB_ARCHIVE
-    if status.offered and archive.is_file() and _sha256(archive) == status.archive_sha256:
+    if status.offered and archive.is_file() and file_sha256(archive) == status.archive_sha256:
         return archive
     return None
 
@@ -599,7 +598,7 @@ def _zip_folder(folder: Path, archive: Path) -> str:
         for path in sorted(folder.iterdir()):
             zipped.write(path, f"web/{path.name}")
     os.replace(part, archive)
-    return _sha256(archive)
+    return file_sha256(archive)
 
 
 def _exports(run_dir: Path) -> Path:
@@ -608,19 +607,7 @@ def _exports(run_dir: Path) -> Path:
 
 def _source_of(run_dir: Path) -> str:
     """Which model.keras, trust.json, novelty.npz and runtime the web page is made from."""
-    parts = [f"onnxruntime-web:{web_runtime.VERSION}"]
-    for path in (model_path(run_dir), run_dir / TRUST_FILE, run_dir / NOVELTY_FILE):
-        stat = path.stat() if path.is_file() else None
-        parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}" if stat else f"{path.name}:-")
-    return " ".join(parts)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return f"onnxruntime-web:{web_runtime.VERSION} {source_of(run_dir, run_dir / NOVELTY_FILE)}"
 
 
 def main(argv: list[str] | None = None) -> int:
