@@ -39,8 +39,9 @@ def dataset_picker() -> Path | None:
     else:
         adder = st.expander("Add a dataset", expanded=False, icon=":material/add_circle:")
     with adder:
-        new, download, upload, labelled, folder = st.tabs(
-            ["New dataset", "Download", "Upload a zip", "Zip + labels", "Folder on the server"]
+        # Download first: the tutorial's readers start there (and a first tab is the one open).
+        download, new, upload, labelled, folder = st.tabs(
+            ["Download", "New dataset", "Upload a zip", "Zip + labels", "Folder on the server"]
         )
         with new:
             new_dataset_form(_acquire)
