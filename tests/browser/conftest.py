@@ -19,7 +19,7 @@ Every browser test suite (Dataset, Train, Classify, end to end) uses these:
 - ``warm_scan_cache`` (session scope): ``warm_scan_cache(root, home)`` copies
   the scan of a dataset (which photos decode) into a PAWLAB_HOME, scanning
   each dataset once per test session.
-- ``chromium`` (session scope) is the Playwright browser. Without
+- ``chromium`` (module scope) is the Playwright browser. Without
   /usr/bin/chromium or Playwright the tests are skipped, or fail when CI=true.
 
 The module-level functions ``wait_for_app(page)``, ``assert_no_errors(page,
@@ -242,9 +242,14 @@ def warm_scan_cache(tmp_path_factory) -> Callable[..., None]:
 # --- The browser --------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """Debian's Chromium driven by Playwright (never `playwright install`)."""
+    """Debian's Chromium driven by Playwright (never `playwright install`).
+
+    One per test module, not per session: Playwright's sync API runs an event
+    loop while it is open, and another module (the web export's check) starts
+    its own Playwright, which it cannot inside a running loop.
+    """
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} not found; browser tests need Debian's chromium package")
     try:
