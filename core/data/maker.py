@@ -24,6 +24,7 @@ adding at once both keep their photos.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -33,7 +34,7 @@ import shutil
 import string
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -137,6 +138,15 @@ def _editable_root(root: str | os.PathLike, settings: Settings) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _changing(root: str | os.PathLike, settings: Settings | None) -> Iterator[Path]:
+    """A dataset PawLab made, held under its lock while it changes (a full disk: one sentence)."""
+    settings = settings or get_settings()
+    path = _editable_root(root, settings)
+    with dataset_lock(settings.datasets_dir, path.name), writing_into(settings.datasets_dir):
+        yield path
+
+
 def write_made_marker(root: Path, origin: str) -> None:
     """Mark ``root`` complete and PawLab's own (the last step of making or importing it)."""
     marker = {"source": MADE_SOURCE, "origin": origin, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -183,9 +193,7 @@ def new_dataset(name: str, classes: Iterable[str], settings: Settings | None = N
 
 
 def add_class(root: str | os.PathLike, name: str, settings: Settings | None = None) -> str:
-    settings = settings or get_settings()
-    path = _editable_root(root, settings)
-    with dataset_lock(settings.datasets_dir, path.name), writing_into(settings.datasets_dir):
+    with _changing(root, settings) as path:
         existing = [folder.name for folder in class_folders(path)]
         (new_name,) = _check_class_names([*existing, name])[-1:]
         (path / new_name).mkdir()
@@ -193,9 +201,7 @@ def add_class(root: str | os.PathLike, name: str, settings: Settings | None = No
 
 
 def rename_class(root: str | os.PathLike, old: str, new: str, settings: Settings | None = None) -> str:
-    settings = settings or get_settings()
-    path = _editable_root(root, settings)
-    with dataset_lock(settings.datasets_dir, path.name), writing_into(settings.datasets_dir):
+    with _changing(root, settings) as path:
         folder = _class_folder(path, old)
         others = [entry.name for entry in class_folders(path) if entry.name != old]
         (new_name,) = _check_class_names([*others, new])[-1:]
@@ -205,9 +211,7 @@ def rename_class(root: str | os.PathLike, old: str, new: str, settings: Settings
 
 def remove_class(root: str | os.PathLike, name: str, settings: Settings | None = None) -> list[str]:
     """Remove a class; its photos move to unlabeled/ (nothing is lost). Returns where they went."""
-    settings = settings or get_settings()
-    path = _editable_root(root, settings)
-    with dataset_lock(settings.datasets_dir, path.name), writing_into(settings.datasets_dir):
+    with _changing(root, settings) as path:
         folder = _class_folder(path, name)
         unlabeled = path / UNLABELED_FOLDER
         unlabeled.mkdir(exist_ok=True)
@@ -236,9 +240,7 @@ def _photo_path(root: Path, relative: str) -> Path:
 
 def move_photo(root: str | os.PathLike, relative: str, class_name: str, settings: Settings | None = None) -> str:
     """Move one photo into ``class_name``'s folder (labelling it); returns its new relative path."""
-    settings = settings or get_settings()
-    path = _editable_root(root, settings)
-    with dataset_lock(settings.datasets_dir, path.name), writing_into(settings.datasets_dir):
+    with _changing(root, settings) as path:
         photo = _photo_path(path, relative)
         folder = _class_folder(path, class_name)
         if photo.parent == folder:
@@ -249,9 +251,7 @@ def move_photo(root: str | os.PathLike, relative: str, class_name: str, settings
 
 
 def remove_photo(root: str | os.PathLike, relative: str, settings: Settings | None = None) -> None:
-    settings = settings or get_settings()
-    path = _editable_root(root, settings)
-    with dataset_lock(settings.datasets_dir, path.name), writing_into(settings.datasets_dir):
+    with _changing(root, settings) as path:
         _photo_path(path, relative).unlink()
 
 
@@ -329,10 +329,9 @@ def add_photos(
     the reason, and the others are stored.
     """
     settings = settings or get_settings()
-    path = _editable_root(root, settings)
     photos = list(photos)
     report = AddReport()
-    with dataset_lock(settings.datasets_dir, path.name), writing_into(settings.datasets_dir):
+    with _changing(root, settings) as path:
         problem = _drop_problem(photos, settings.datasets_dir, settings)
         if problem:
             raise DatasetError(problem)
