@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core import defaults
-from core.defaults import SERVE_HOST, SERVE_PORT
+from core.defaults import EXIT_FAILED, EXIT_USAGE, SERVE_HOST, SERVE_PORT
 from core.netns import LOOPBACK_ONLY_FLAG
 from core.runs.recipes import IMBALANCE_RATIO, RECIPES, recipe_for
 
@@ -52,8 +52,6 @@ PUBLIC_COMMANDS = (
     "export",
     "label",
 )
-EXIT_FAILED = 1  # the command ran and failed (a run failed, a file was not classified...)
-EXIT_USAGE = 2  # the command line asked for something impossible
 
 
 class UsageError(Exception):

@@ -20,3 +20,7 @@ BATCH_SIZES = (8, 16, 32, 64, 128)
 
 # Where `python -m core serve` listens: this machine only, because the API has no authentication.
 SERVE_HOST, SERVE_PORT = "127.0.0.1", 8000
+
+# Exit statuses of `python -m core ...`, for every command module.
+EXIT_FAILED = 1  # the command ran and failed (a run failed, a file was not classified...)
+EXIT_USAGE = 2  # the command line asked for something impossible

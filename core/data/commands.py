@@ -18,8 +18,7 @@ from pathlib import Path
 from core.config import get_settings
 from core.data.acquire import ACQUIRE_ERRORS
 from core.data.dataset import DatasetError
-
-EXIT_USAGE = 2  # as core.cli: the command line asked for something impossible
+from core.defaults import EXIT_USAGE
 
 
 def _fail(error: BaseException) -> int:

@@ -42,7 +42,7 @@ from core.data.download import format_size
 from core.data.images import check_image
 from core.data.label_file import LABEL_FILE_NAMES, MAX_CSV_BYTES, LabelColumns, LabelPlan, plan_labels
 from core.data.layout import is_image_name, is_junk
-from core.data.maker import UNLABELED_FOLDER, Skipped, write_made_marker
+from core.data.maker import UNLABELED_FOLDER, Skipped, free_name, write_made_marker
 from core.fileio import atomic_write
 
 ImportProgress = Callable[[int, int], None]  # (photos copied, photos in all)
@@ -91,7 +91,7 @@ def find_label_file(folder: Path) -> Path | None:
 def read_label_text(path: Path) -> str:
     if path.stat().st_size > MAX_CSV_BYTES:
         raise DatasetError(f"The labels file {path.name} is larger than {format_size(MAX_CSV_BYTES)}.")
-    return _decode_text(path.read_bytes())
+    return decode_text(path.read_bytes())
 
 
 def preview_labels(folder: Path, labels: Path | None = None, columns: LabelColumns | None = None) -> LabelPlan:
@@ -126,7 +126,7 @@ def preview_zip(source: ZipSource, csv_text: str | None, columns: LabelColumns |
         if files[member].size > MAX_CSV_BYTES:
             raise DatasetError(f"The labels file {member} is larger than {format_size(MAX_CSV_BYTES)}.")
         with zipfile.ZipFile(source if isinstance(source, (str, os.PathLike)) else _rewound(source)) as archive:
-            csv_text = _decode_text(archive.read(member))
+            csv_text = decode_text(archive.read(member))
     return plan_labels(photos, csv_text, columns)
 
 
@@ -135,7 +135,7 @@ def _rewound(file):
     return file
 
 
-def _decode_text(data: bytes) -> str:
+def decode_text(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -153,11 +153,7 @@ def _copy_photos(plan: LabelPlan, source: Path, work: Path, progress: ImportProg
             continue
         folder = work / folder_name
         folder.mkdir(exist_ok=True)
-        target = folder / Path(photo).name
-        number = 2
-        while target.exists():  # the same name in two source folders
-            target = folder / f"{Path(photo).stem}-{number}{Path(photo).suffix}"
-            number += 1
+        target = free_name(folder, Path(photo).name)  # the same name in two source folders
         shutil.copyfile(source / photo, target)
         if progress is not None:
             progress(done, len(placed))

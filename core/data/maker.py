@@ -218,7 +218,7 @@ def remove_class(root: str | os.PathLike, name: str, settings: Settings | None =
         moved = []
         for photo in sorted(folder.iterdir()):
             if photo.is_file():
-                os.replace(photo, _free_name(unlabeled, photo.name))
+                os.replace(photo, free_name(unlabeled, photo.name))
                 moved.append(f"{UNLABELED_FOLDER}/{photo.name}")
         shutil.rmtree(folder)
     return moved
@@ -245,7 +245,7 @@ def move_photo(root: str | os.PathLike, relative: str, class_name: str, settings
         folder = _class_folder(path, class_name)
         if photo.parent == folder:
             return relative
-        target = _free_name(folder, photo.name)
+        target = free_name(folder, photo.name)
         os.replace(photo, target)
     return f"{class_name}/{target.name}"
 
@@ -255,7 +255,7 @@ def remove_photo(root: str | os.PathLike, relative: str, settings: Settings | No
         _photo_path(path, relative).unlink()
 
 
-def _free_name(folder: Path, name: str) -> Path:
+def free_name(folder: Path, name: str) -> Path:
     """``folder/name``, or ``name`` with a number added when another photo has it."""
     target = folder / name
     stem, suffix = Path(name).stem, Path(name).suffix
@@ -361,7 +361,7 @@ def _add_one(upload_name: str, data: bytes, folder: Path, index: dict[str, str],
     if problem:
         report.skipped.append(Skipped(shown, problem))
         return
-    target = _free_name(folder, staged.name)
+    target = free_name(folder, staged.name)
     os.replace(staged, target)
     relative = f"{folder.name}/{target.name}"
     index[key] = relative

@@ -18,7 +18,8 @@ import argparse
 import json
 import sys
 
-EXIT_USAGE = 2  # as core.cli: the command line asked for something impossible
+from core.defaults import EXIT_USAGE
+
 PROG = "python -m core label"
 
 

@@ -29,10 +29,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from core.defaults import EXIT_FAILED, EXIT_USAGE
 from core.runs.store import short_message
 from core.serving.export import ExportFormat, extract_model, require_model, write_keras_folder
-
-EXIT_FAILED, EXIT_USAGE = 1, 2  # as core.cli
 
 KERAS, WEB = "keras", "web"
 # The command line's names of the checked zip formats (core.serving.export).

@@ -15,19 +15,13 @@ import pandas as pd
 import streamlit as st
 
 from core.data.acquire import ACQUIRE_ERRORS
-from core.data.importing import import_labelled, preview_zip
+from core.data.importing import decode_text, import_labelled, preview_zip
 from core.data.label_file import LabelColumns, LabelPlan
 from pages._common.text import code, md
 
 
 def _decoded(upload) -> str | None:
-    if upload is None:
-        return None
-    data = upload.getvalue()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+    return None if upload is None else decode_text(upload.getvalue())
 
 
 def _plan(archive, labels, columns: LabelColumns | None) -> LabelPlan | None:
