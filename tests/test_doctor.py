@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from _planted import plant
 
-from core.models.embeddings import EmbeddingCache, content_key, embed_files
+from core.models.embeddings import EMBEDDING_SIZE, EmbeddingCache, content_key, embed_files
 from core.models.novelty import NoveltyDetector
 from core.review.doctor import LEAK_ADVICE, diagnose
 
@@ -89,7 +89,7 @@ def test_strangers_are_unknown_and_pets_are_familiar(planted, monkeypatch):
     monkeypatch.setenv("PAWLAB_HOME", str(problems.home))  # embeddings cached by the doctor
     train = [p for p in problems.root.glob("train/*/*.jpg") if str(p) not in problems.strangers]
     pets = [p for p in problems.root.glob("validation/*/*.jpg") if str(p) not in problems.strangers]
-    detector = NoveltyDetector.fit(embed_files(train))
+    detector = NoveltyDetector.fit(embed_files(train), EMBEDDING_SIZE)
     assert detector.is_unknown(embed_files(sorted(problems.strangers))).all()
     assert detector.is_unknown(embed_files(pets)).mean() <= 0.015  # measured: 0.9%
 

@@ -23,6 +23,9 @@ import numpy as np
 
 from core.fileio import atomic_write
 
+# novelty.npz files written before the size was recorded embedded at 224 px.
+LEGACY_IMAGE_SIZE = 224
+
 NEIGHBOURS = 5
 QUANTILE = 0.995  # of training photos' own distances: the "still looks familiar" edge
 
@@ -44,13 +47,21 @@ class NoveltyDetector:
     reference: np.ndarray  # unit-length training embeddings
     threshold: float  # mean distance above which a photo is unknown
     k: int = NEIGHBOURS
+    image_size: int = LEGACY_IMAGE_SIZE  # px the photos are resized to before embedding
 
     @classmethod
-    def fit(cls, train_embeddings: np.ndarray, k: int = NEIGHBOURS, quantile: float = QUANTILE) -> NoveltyDetector:
+    def fit(
+        cls,
+        train_embeddings: np.ndarray,
+        image_size: int,
+        k: int = NEIGHBOURS,
+        quantile: float = QUANTILE,
+    ) -> NoveltyDetector:
+        """``image_size``: the size the embeddings were taken at; photos checked later must use it too."""
         reference = _unit(train_embeddings)
         k = max(1, min(k, len(reference) - 1))
         own = _mean_distance(reference, reference, k, skip_self=True)
-        return cls(reference, float(np.quantile(own, quantile)), k)
+        return cls(reference, float(np.quantile(own, quantile)), k, int(image_size))
 
     def distance(self, embeddings: np.ndarray) -> np.ndarray:
         return _mean_distance(_unit(embeddings), self.reference, self.k, skip_self=False)
@@ -60,10 +71,17 @@ class NoveltyDetector:
 
     def save(self, path: str | Path) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, reference=self.reference.astype(np.float16), threshold=self.threshold, k=self.k)
+        np.savez(
+            buffer,
+            reference=self.reference.astype(np.float16),
+            threshold=self.threshold,
+            k=self.k,
+            image_size=self.image_size,
+        )
         atomic_write(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> NoveltyDetector:
         with np.load(path) as stored:
-            return cls(stored["reference"].astype(np.float32), float(stored["threshold"]), int(stored["k"]))
+            image_size = int(stored["image_size"]) if "image_size" in stored.files else LEGACY_IMAGE_SIZE
+            return cls(stored["reference"].astype(np.float32), float(stored["threshold"]), int(stored["k"]), image_size)

@@ -407,7 +407,7 @@ class Training:
 
     def _fit_novelty(self) -> float:
         """The unknown-photo check on the training photos' ImageNet embeddings; its threshold."""
-        from core.models.embeddings import embed_files
+        from core.models.embeddings import EMBEDDING_SIZE, embed_files
         from core.models.novelty import NoveltyDetector
 
         config, train = self.config, self.splits.train
@@ -419,7 +419,7 @@ class Training:
             embeddings = embed_files(
                 [sample.path for sample in train], progress=lambda done, total: self.control.check()
             )
-        detector = NoveltyDetector.fit(embeddings)
+        detector = NoveltyDetector.fit(embeddings, EMBEDDING_SIZE)
         detector.save(self.run_dir / NOVELTY_FILE)
         return detector.threshold
 

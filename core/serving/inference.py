@@ -208,12 +208,13 @@ class Predictor:
             lambda images: model(images, training=False),
             input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
         )
-        self._embed = _pooled_embedder() if novelty is not None else None
+        self._embed = _pooled_embedder(novelty.image_size) if novelty is not None else None
         self._gradcam: GradCam | None = None  # built on the first heatmap
         # Trace once now, so the first photo a person drops is answered quickly.
         self.probabilities(np.zeros((1, size, size, 3), np.uint8))
         if self._embed is not None:
-            self.novelty_distances(np.zeros((1, EMBEDDING_SIZE, EMBEDDING_SIZE, 3), np.uint8))
+            embed_size = novelty.image_size
+            self.novelty_distances(np.zeros((1, embed_size, embed_size, 3), np.uint8))
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike) -> Predictor:
@@ -253,7 +254,7 @@ class Predictor:
         return softmax(self.logits(images), self.trust.temperature)
 
     def novelty_distances(self, images: np.ndarray) -> np.ndarray:
-        """Distance of each (N, EMBEDDING_SIZE, EMBEDDING_SIZE, 3) image to the training photos."""
+        """Distance of each (N, S, S, 3) image, S the check's own size, to the training photos."""
         return self.novelty.distance(_batched(self._embed, images))
 
     def predict(
@@ -310,9 +311,10 @@ class Predictor:
 
     def _embedding_pixels(self, item: _Decoded) -> np.ndarray:
         """The photo at the embeddings' size: the model's pixels when the sizes agree."""
-        if self.image_size == EMBEDDING_SIZE:
+        embed_size = self.novelty.image_size
+        if self.image_size == embed_size:
             return item.pixels
-        return _decode(item.source, item.prediction.file, EMBEDDING_SIZE)
+        return _decode(item.source, item.prediction.file, embed_size)
 
     def gradcam(self, prediction: Prediction) -> np.ndarray:
         """Grad-CAM heatmap (conv grid size, values in [0, 1]) for the predicted class."""
@@ -350,16 +352,16 @@ def _batched(function, images: np.ndarray) -> np.ndarray:
     return np.concatenate(batches).astype(np.float64)
 
 
-def _pooled_embedder():
+def _pooled_embedder(image_size: int):
     """The frozen ImageNet MobileNetV2 that core.models.embeddings embeds training photos with."""
     import tensorflow as tf
 
     from core.models.embeddings import pooled_extractor
 
-    extractor = pooled_extractor(EMBEDDING_SIZE)
+    extractor = pooled_extractor(image_size)
     return tf.function(
         lambda images: extractor(images, training=False),
-        input_signature=[tf.TensorSpec((None, EMBEDDING_SIZE, EMBEDDING_SIZE, 3), tf.float32)],
+        input_signature=[tf.TensorSpec((None, image_size, image_size, 3), tf.float32)],
     )
 
 

@@ -104,7 +104,7 @@ class NoveltyWeb:
     """The unknown-photo check as the page runs it (core.models.novelty.NoveltyDetector)."""
 
     model: str  # the embedding extractor, ONNX
-    image_size: int  # the photos are resized to this for it (core.models.embeddings.EMBEDDING_SIZE)
+    image_size: int  # the photos are resized to this for it (the detector's own, NoveltyDetector.image_size)
     reference: str  # count x dims float16, little-endian: the training photos' unit embeddings
     count: int
     dims: int
@@ -195,7 +195,7 @@ def _write_novelty(run_dir: Path, folder: Path) -> NoveltyWeb | None:
     trust = read_trust(run_dir)
     if trust.novelty_threshold is None or not (run_dir / NOVELTY_FILE).is_file():
         return None
-    from core.models.embeddings import EMBEDDING_SIZE, pooled_extractor
+    from core.models.embeddings import pooled_extractor
     from core.models.novelty import NoveltyDetector
     from core.serving.export import WRITERS
 
@@ -203,10 +203,10 @@ def _write_novelty(run_dir: Path, folder: Path) -> NoveltyWeb | None:
     # novelty.npz keeps the reference as float16 already: the page gets those very numbers.
     reference = np.ascontiguousarray(detector.reference, dtype="<f2")
     atomic_write(folder / REFERENCE_FILE, reference.tobytes())
-    WRITERS[ExportFormat.ONNX](pooled_extractor(EMBEDDING_SIZE), folder / EMBEDDER_FILE)
+    WRITERS[ExportFormat.ONNX](pooled_extractor(detector.image_size), folder / EMBEDDER_FILE)
     count, dims = reference.shape
     return NoveltyWeb(
-        EMBEDDER_FILE, EMBEDDING_SIZE, REFERENCE_FILE, count, dims, detector.k, float(trust.novelty_threshold)
+        EMBEDDER_FILE, detector.image_size, REFERENCE_FILE, count, dims, detector.k, float(trust.novelty_threshold)
     )
 
 
