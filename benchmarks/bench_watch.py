@@ -299,7 +299,10 @@ def open_train_page(browser, url: str, case: Case):
     page.goto(url + "/", timeout=120_000)
     page.wait_for_selector('[data-testid="stSidebarNavLink"][href$="/train"]', timeout=120_000).click()
     page.wait_for_selector(".st-key-train_live", timeout=120_000)
-    page.wait_for_timeout(2000)
+    # A new server counts the models' parameters once (a child process building them in
+    # TensorFlow, kept on disk): a one-off, not watching, so it ends before the window.
+    page.wait_for_selector("text=parameters for", timeout=300_000)
+    page.wait_for_timeout(3000)
     return context, page
 
 
