@@ -7,7 +7,7 @@ tab or a server restart shows the same runs, at the same point. TensorFlow
 is never imported here, except on demand for a Keras layer summary.
 
     form ──submit──> core.runs.jobs.submit ──> worker process writes PAWLAB_HOME/runs/<id>/
-    live panel (an st.fragment ticker polls the files) <── status.json, metrics.jsonl
+    live panel (st.fragment, polls the files) <── status.json, metrics.jsonl
     runs table, results, tutorial comparison  <── + evaluation.json, model.keras
 
 Top to bottom: the dataset and the form (left), the live panel (right), the
@@ -23,7 +23,7 @@ import streamlit as st
 
 from core.config import get_settings
 from core.data.dataset import DatasetError
-from core.runs import jobs
+from core.runs import jobs, tutorial
 from core.runs.store import list_runs
 from pages._common.corrections import corrections_note
 from pages._common.photos import load_dataset
@@ -97,5 +97,5 @@ if summaries:
         with st.container(key="train_results"):
             results(run)
 if info is not None:
-    # No polling of its own: the live panel reruns the page when an epoch ends.
-    tutorial_comparison(data_root)
+    tutorial_running = any(s.active and s.arch in tutorial.TUTORIAL_ARCHS for s in summaries)
+    st.fragment(tutorial_comparison, run_every=5.0 if tutorial_running else None)(data_root)

@@ -531,45 +531,10 @@ def is_run(path: str | os.PathLike) -> bool:
     return (path / CONFIG_FILE).is_file() and (path / STATUS_FILE).is_file()
 
 
-FileStamp = tuple[int, int, int]  # inode, mtime (ns), size: what stat() says of a file
-
-
-def file_stamp(path: Path) -> FileStamp | None:
-    """Changes whenever the file is replaced (core.fileio writes a new inode) or appended to;
-    None for a file that is not there. stat() only: nothing is read."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
-
-
-# The files a RunSummary is read from: while none of them changes, neither does the summary.
-SUMMARY_FILES = (CONFIG_FILE, STATUS_FILE, FACTS_FILE, METRICS_FILE, EVALUATION_FILE)
-
-
-def run_stamp(run_dir: str | os.PathLike) -> tuple[FileStamp | None, ...]:
-    """A cheap "has this run changed": the stamps of its SUMMARY_FILES, without reading them."""
-    run_dir = Path(run_dir)
-    return tuple(file_stamp(run_dir / name) for name in SUMMARY_FILES)
-
-
-# Per run folder, what was read while its files had these stamps. The Train page lists
-# every run every second it is open; a finished run's files never change, so it is read once.
-_created_seen: dict[Path, tuple[FileStamp | None, float]] = {}
-_summaries_seen: dict[Path, tuple[tuple[FileStamp | None, ...], RunSummary]] = {}
-
-
 def _created(path: Path) -> float:
-    stamp = file_stamp(path / CONFIG_FILE)  # config.json is written once; a stamp guards a hand edit
-    seen = _created_seen.get(path)
-    if seen is not None and stamp is not None and seen[0] == stamp:
-        return seen[1]
     record = read_json(path / CONFIG_FILE)
     created = record.value.get("created") if record.ok else None
-    created = created if isinstance(created, (int, float)) else path.stat().st_mtime
-    _created_seen[path] = (stamp, created)
-    return created
+    return created if isinstance(created, (int, float)) else path.stat().st_mtime
 
 
 def run_dirs(runs_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -634,25 +599,13 @@ def describe_where(status: RunStatus) -> str:
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSummary]:
     """Summaries of all runs, newest first. A damaged run is listed with its problem."""
-    return [_summary(run_dir) for run_dir in reversed(run_dirs(runs_dir))]
-
-
-def _summary(run_dir: Path) -> RunSummary:
-    """summarize(), or a copy of what it said while the run's files were the same; a running
-    run is read every time (its duration grows without a file changing)."""
-    stamp = run_stamp(run_dir)
-    seen = _summaries_seen.get(run_dir)
-    if seen is not None and seen[0] == stamp:
-        return replace(seen[1], classes=list(seen[1].classes))
-    try:
-        summary = summarize(run_dir)
-    except (RunFileError, OSError) as error:
-        return RunSummary(id=run_dir.name, path=str(run_dir), problem=str(error))
-    if summary.state == RunState.RUNNING:
-        _summaries_seen.pop(run_dir, None)
-    else:
-        _summaries_seen[run_dir] = (stamp, replace(summary, classes=list(summary.classes)))
-    return summary
+    summaries = []
+    for run_dir in reversed(run_dirs(runs_dir)):
+        try:
+            summaries.append(summarize(run_dir))
+        except (RunFileError, OSError) as error:
+            summaries.append(RunSummary(id=run_dir.name, path=str(run_dir), problem=str(error)))
+    return summaries
 
 
 def delete_run(run_dir: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> None:
@@ -674,5 +627,3 @@ def delete_run(run_dir: str | os.PathLike, runs_dir: str | os.PathLike | None = 
     if state in ACTIVE_STATES:
         raise ValueError(f"Run {target.name} is {state}; cancel it before deleting it.")
     shutil.rmtree(target)
-    _summaries_seen.pop(Path(run_dir), None)
-    _created_seen.pop(Path(run_dir), None)

@@ -1,23 +1,13 @@
 """Train page: the live panel, the focused run as it trains.
 
-Two parts, so that a second in which no epoch ended costs little:
-
-- drawn by the page's full run: the heading, the curves and the Cancel button;
-- an ``st.fragment`` ticker under the heading that re-reads the run files every
-  second while something trains (slowly otherwise, to notice runs started
-  elsewhere) and redraws only the epoch, accuracy and time-left metrics and the
-  progress bar.
-
-The ticker compares the runs' states and finished epochs with what the full run
-drew (core.runs.store.list_runs reads only runs whose files changed since): when
-a run starts, finishes or appears, or an epoch ends, the whole page reruns, since
-the curves, the runs table and the results depend on it. So each Plotly figure
-is built and sent once per epoch, not every second.
+An ``st.fragment`` that re-reads the run files every second while something
+trains (slowly otherwise, to notice runs started elsewhere), so only this
+panel redraws. When a run starts, finishes or appears, the whole page reruns:
+the runs table and the results depend on it.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import streamlit as st
@@ -38,74 +28,44 @@ from core.runs.store import (
 from pages._common.errors import cannot
 from pages._common.text import code, md
 from pages._train import figures, views
-from pages._train.runs import focused_run, progress_signature, runs_signature
+from pages._train.runs import focused_run, runs_signature
 
-# The ticker re-reads the run files this often (seconds).
+# The live panel re-reads the run files this often (seconds).
 ACTIVE_REFRESH, IDLE_REFRESH = 1.0, 10.0
-# A new epoch redraws the whole page at most this often (seconds): a sweep's trials can end
-# epochs every second, and a full run costs much more than a tick.
-EPOCH_REDRAW_SECONDS = 2.0
-SIGNATURE_KEY = "train_signature"  # the runs' states the last full page run drew
-PROGRESS_KEY = "train_progress"  # the runs' finished epochs the last full page run drew
-DRAWN_AT_KEY = "train_drawn_at"  # when that was (time.monotonic())
+SIGNATURE_KEY = "train_signature"  # the runs the last full page run drew
 
 
 def show_live_panel(summaries: list[RunSummary]) -> None:
     """Draw the panel; ``summaries`` are the runs the rest of the page shows."""
     st.session_state[SIGNATURE_KEY] = runs_signature(summaries)
-    st.session_state[PROGRESS_KEY] = progress_signature(summaries)
-    st.session_state[DRAWN_AT_KEY] = time.monotonic()
     active = any(s.active for s in summaries)
-    ticker = st.fragment(live_ticker, run_every=ACTIVE_REFRESH if active else IDLE_REFRESH)
     with st.container(key="train_live"):
-        run = focused_run(summaries)
-        if run is None:
-            st.info("No training runs yet. Choose a model and press **Start training**.")
-            ticker(None)
-            return
-        try:
-            if run.problem:
-                raise RunFileError(run.problem)
-            status = read_status(run.path)
-        except (RunFileError, OSError) as error:
-            st.error(f"Run {code(run.id)} cannot be shown: {md(error)}")
-            ticker(None)
-            return
-        metrics = read_metrics(run.path)
-        _heading(run, metrics)
-        ticker(run.id)
-        epochs_total = status.epochs_total or run.epochs_total
-        st.plotly_chart(figures.curves(metrics, epochs_total), key=f"curves_{run.id}", config={"displayModeBar": False})
-        if status.state.active:
-            _cancel_button(run)
+        st.fragment(live_panel, run_every=ACTIVE_REFRESH if active else IDLE_REFRESH)()
 
 
-def live_ticker(run_id: str | None) -> None:
-    """Every tick: keep the queue moving, rerun the page when runs or epochs changed,
-    else redraw the progress of run ``run_id`` (the one the full run drew)."""
+def live_panel() -> None:
     keep_the_queue_moving()
     summaries = list_runs()
     if runs_signature(summaries) != st.session_state.get(SIGNATURE_KEY):
         # A run started, finished or appeared: the table and results need the whole page.
         st.rerun(scope="app")
-    if progress_signature(summaries) != st.session_state.get(PROGRESS_KEY):
-        drawn_at = st.session_state.get(DRAWN_AT_KEY, 0.0)
-        if time.monotonic() - drawn_at >= EPOCH_REDRAW_SECONDS:
-            st.rerun(scope="app")  # an epoch ended: new points on the curves and in the table
-    run = next((s for s in summaries if s.id == run_id), None)
-    if run is None or run.problem:
+    run = focused_run(summaries)
+    if run is None:
+        st.info("No training runs yet. Choose a model and press **Start training**.")
         return
     try:
+        if run.problem:
+            raise RunFileError(run.problem)
         status = read_status(run.path)
-    except (RunFileError, OSError):
-        return  # the next tick's list_runs lists it with its problem
+    except (RunFileError, OSError) as error:
+        st.error(f"Run {code(run.id)} cannot be shown: {md(error)}")
+        return
     metrics = read_metrics(run.path)
-    _progress_metrics(run, status, metrics)
+    _heading(run, status, metrics)
     _state_message(run, status, metrics, summaries)
-
-
-def _cancel_button(run: RunSummary) -> None:
-    if st.button("Cancel run", icon="⏹️", key=f"cancel_{run.id}"):
+    epochs_total = status.epochs_total or run.epochs_total
+    st.plotly_chart(figures.curves(metrics, epochs_total), key=f"curves_{run.id}", config={"displayModeBar": False})
+    if status.state.active and st.button("Cancel run", icon="⏹️", key=f"cancel_{run.id}"):
         try:
             new_state = jobs.cancel(run.path)
         except OSError as error:
@@ -123,19 +83,15 @@ def keep_the_queue_moving() -> None:
         st.error(cannot("move the training queue on", error))
 
 
-def _heading(run: RunSummary, metrics: list[dict]) -> None:
-    """Model, run, size, state and speed (the state changes only with a full page run)."""
-    speed = metrics[-1].get("images_per_second") if metrics else None
+def _heading(run: RunSummary, status: RunStatus, metrics: list[dict]) -> None:
+    """Model, run, size, state and speed; then epoch, validation accuracy and time left."""
+    latest = metrics[-1] if metrics else {}
+    speed = latest.get("images_per_second")
     st.subheader(views.arch_title(run.arch))
     st.caption(
-        f"Run {code(run.id)} · {run.image_size} px · {views.STATE_LABELS[run.state]}"
+        f"Run {code(run.id)} · {run.image_size} px · {views.STATE_LABELS[status.state]}"
         + (f" · {speed:,.0f} images/s" if speed else "")
     )
-
-
-def _progress_metrics(run: RunSummary, status: RunStatus, metrics: list[dict]) -> None:
-    """Epoch, validation accuracy and time left."""
-    latest = metrics[-1] if metrics else {}
     columns = st.columns(3)
     columns[0].metric("Epoch", f"{status.epoch or len(metrics)} / {status.epochs_total or run.epochs_total}")
     last_two = [m.get("val_accuracy") for m in metrics[-2:]]

@@ -49,13 +49,7 @@ def focused_run(summaries: list[RunSummary]) -> RunSummary | None:
 
 
 def runs_signature(summaries: list[RunSummary]) -> tuple:
-    """Which runs there are and their states: when it changes, the whole page redraws."""
     return tuple((s.id, s.state, s.problem) for s in summaries)
-
-
-def progress_signature(summaries: list[RunSummary]) -> tuple:
-    """Each run's finished epochs and test accuracy: what the curves, the table and the results show."""
-    return tuple((s.id, s.epochs, s.test_accuracy) for s in summaries)
 
 
 def runs_table(summaries: list[RunSummary]) -> list[RunSummary]:
