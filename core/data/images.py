@@ -155,20 +155,37 @@ def _check_header(
     image: Image.Image, name: str, num_bytes: int | None, max_pixels: int | None, settings: Settings
 ) -> None:
     """Refuse, before decoding, what a decode of ``image`` must not cost."""
-    if image.format not in SUPPORTED_FORMATS:
-        raise ImageError(f"{name} is a {image.format} image; PawLab reads JPEG, PNG, BMP, GIF and WebP.")
-    width, height = image.size
+    problem = header_problem(name, str(image.format), image.size, num_bytes, settings, max_pixels)
+    if problem:
+        raise ImageError(problem)
+
+
+def header_problem(
+    name: str,
+    image_format: str,
+    size: tuple[int, int],
+    num_bytes: int | None,
+    settings: Settings,
+    max_pixels: int | None = None,
+) -> str | None:
+    """Why a file of this format, (width, height) and byte size must not be decoded, or None.
+
+    Every decode path asks this before it decodes (Pillow's here, TensorFlow's in
+    core.data.native_decode).
+    """
+    if image_format not in SUPPORTED_FORMATS:
+        return f"{name} is a {image_format} image; PawLab reads JPEG, PNG, BMP, GIF and WebP."
+    width, height = size
     pixels = width * height
     cap = max_pixels or settings.max_image_pixels
     kind = ""
-    if image.format not in DRAFT_FORMATS:
-        cap, kind = min(cap, settings.max_lossless_pixels), f" for {image.format}"
+    if image_format not in DRAFT_FORMATS:
+        cap, kind = min(cap, settings.max_lossless_pixels), f" for {image_format}"
     if pixels > cap:
-        raise ImageError(f"{name} is {width}x{height} pixels, more than the {cap:,} pixel limit{kind}.")
-    if image.format in DRAFT_FORMATS and num_bytes and pixels > num_bytes * MAX_PIXELS_PER_BYTE:
-        raise ImageError(
-            f"{name} declares {width}x{height} pixels in only {num_bytes:,} bytes: it is truncated or corrupt."
-        )
+        return f"{name} is {width}x{height} pixels, more than the {cap:,} pixel limit{kind}."
+    if image_format in DRAFT_FORMATS and num_bytes and pixels > num_bytes * MAX_PIXELS_PER_BYTE:
+        return f"{name} declares {width}x{height} pixels in only {num_bytes:,} bytes: it is truncated or corrupt."
+    return None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
