@@ -321,12 +321,13 @@ class BrightnessNovelty:
     """
 
     threshold = NOVELTY_THRESHOLD
+    image_size = 32  # photos are resized to this for the check; brightness does not depend on it
 
     def distance(self, embeddings):
         return embeddings[:, 0] / 255.0
 
 
-def brightness_embedder():
+def brightness_embedder(image_size):
     import tensorflow as tf
 
     return tf.function(lambda images: tf.reduce_mean(images, axis=[1, 2, 3])[:, None])

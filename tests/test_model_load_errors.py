@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -52,7 +53,7 @@ def offline_without_weights(run_dir, tmp_path, monkeypatch) -> Path:
     from core.serving import inference
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
-    monkeypatch.setattr(inference, "_load_novelty", lambda run_dir, trust: object())
+    monkeypatch.setattr(inference, "_load_novelty", lambda run_dir, trust: SimpleNamespace(image_size=224))
 
     def offline(*args, **kwargs):
         raise OSError("Temporary failure in name resolution")
