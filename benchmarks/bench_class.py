@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -180,10 +181,8 @@ def cpu_seconds(server_pid: int) -> tuple[float, float]:
     stats = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            try:
+            with contextlib.suppress(OSError, ValueError, IndexError):  # gone meanwhile
                 stats[int(entry.name)] = _proc_stat(int(entry.name))
-            except (OSError, ValueError, IndexError):
-                pass  # gone meanwhile
 
     def descends(pid: int, ancestor: int) -> bool:
         while pid > 1 and pid in stats:
