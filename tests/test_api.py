@@ -239,3 +239,40 @@ def test_a_run_without_a_model_cannot_be_served(api_run, tmp_path, capsys):
     (copy / "model.keras").unlink()
     assert cli.main(["serve", str(copy), "--port", str(free_port())]) == 2
     assert "has no saved model" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("held", ["parsing the form", "classifying"])
+def test_healthz_answers_while_a_request_is_parsed_and_classified(base_url, api_run, monkeypatch, held):
+    """The event loop only moves bytes: a form being parsed, or photos being classified, in a
+    worker thread never hold up /healthz (parsed on the loop, a large upload stalled it for seconds)."""
+    import core.serving.api as api
+
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(function):
+        def held_function(*args, **kwargs):
+            entered.set()
+            assert release.wait(timeout=120)
+            return function(*args, **kwargs)
+
+        return held_function
+
+    monkeypatch.setattr(api, "PARSE_EVERY_BYTES", 1024)  # a small photo is parsed as it streams in
+    if held == "parsing the form":
+        monkeypatch.setattr(api.PhotoForm, "write", hold(api.PhotoForm.write))
+    else:
+        monkeypatch.setattr(api, "classify", hold(api.classify))
+    photo = Path(validation_files(api_run)[0])
+    answers: list[httpx.Response] = []
+    posting = threading.Thread(
+        target=lambda: answers.append(post_files(base_url, [(photo.name, photo.read_bytes() + b"\0" * 4096)]))
+    )
+    posting.start()
+    try:
+        assert entered.wait(timeout=60)
+        health = httpx.get(f"{base_url}/healthz", timeout=30)  # before the held request goes on
+        assert health.status_code == 200 and not answers
+    finally:
+        release.set()
+        posting.join(timeout=60)
+    assert answers[0].status_code == 200 and answers[0].json()[0]["label"] in ("circles", "squares")

@@ -46,6 +46,12 @@ check_drop); pixels per image are refused by the decoder, per file. The
 model is loaded once, when the app is made; photos go through the page's own
 Predictor (decode, calibrated probabilities, answer).
 
+The event loop only moves bytes: the form is parsed as it streams in
+(``PhotoForm``) and the photos are decoded and classified in worker threads,
+where the Predictor batches concurrent requests into shared forward passes
+(core.serving.inference.ModelBatcher). ``/healthz`` is answered on the loop
+itself, so it stays fast while uploads and the model keep the cores busy.
+
 Slow clients and strangers
 --------------------------
 The API has no authentication. It answers only requests whose Host header
@@ -59,17 +65,18 @@ adds both, BodyLimit a deadline for the body (ServeLimits holds the numbers).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ipaddress
 import json
 import logging
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
@@ -77,7 +84,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import Headers, UploadFile
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -86,6 +93,9 @@ from core.data.images import check_drop
 from core.defaults import SERVE_HOST, SERVE_PORT
 from core.runs.trust import Abstain
 from core.serving.inference import Prediction, Predictor
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 # Bytes a multipart body may carry per file besides the photo (boundary, headers).
 MULTIPART_OVERHEAD_PER_FILE = 1024
@@ -214,8 +224,9 @@ def create_app(
     app.add_middleware(HostAllowList, hosts=allowed_hosts)  # the outermost: strangers get nothing else
     _add_error_handlers(app)
 
+    # async: answered on the event loop itself, never queued behind the worker threads.
     @app.get("/healthz", response_model=Health)
-    def healthz() -> Health:
+    async def healthz() -> Health:
         settings = get_settings()
         return Health(
             status="ok",
@@ -234,37 +245,147 @@ def create_app(
         """Classify photos: one answer per file, in order; a bad file gets its own ``error``."""
         if not _is_multipart(request):
             raise ApiError(415, ErrorCode.NOT_MULTIPART, NOT_MULTIPART_SENTENCE)
-        photos = await _read_photos(request)
-        _check_limits([len(data) for _, data in photos])
-        predictions = await run_in_threadpool(classify, predictor, photos)  # the event loop keeps serving
-        return JSONResponse([prediction.to_json() for prediction in predictions])
+        form = PhotoForm(request.headers["content-type"], get_settings().max_drop_photos)
+        # The loop only gathers bytes; parsing, decoding and the model run in worker threads.
+        unparsed = bytearray()
+        async for chunk in request.stream():
+            unparsed += chunk
+            if len(unparsed) >= PARSE_EVERY_BYTES:
+                await run_in_threadpool(form.write, bytes(unparsed))
+                unparsed.clear()
+        lines = await run_in_threadpool(_parse_and_classify, predictor, form, bytes(unparsed))
+        return JSONResponse(lines)
 
     return app
 
 
-async def _read_photos(request: Request) -> list[tuple[str, bytes]]:
-    """(file name, bytes) of each file in the field ``files``; the file count is checked as the
-    body streams in, so file max_photos + 1 stops the parser before the rest is read."""
-    max_photos = get_settings().max_drop_photos
-    try:
-        form = await request.form(max_files=max_photos, max_fields=MAX_TEXT_FIELDS, max_part_size=MAX_TEXT_FIELD_BYTES)
-    except ApiError:
-        raise
-    except StarletteHTTPException as error:  # Starlette's multipart refusals, raised as a 400
-        raise _form_error(str(error.detail), max_photos) from None
-    try:
-        values = form.getlist("files")
-        # A text value is a str, and so is a part without a file name (a browser's empty file input).
-        uploads = [value for value in values if isinstance(value, UploadFile)]
-        if not values or len(uploads) < len(values):
+def _parse_and_classify(predictor: Predictor, form: PhotoForm, rest: bytes) -> list[dict]:
+    """The end of the body parsed, the drop checked, every photo answered: one worker thread's job."""
+    photos = form.finish(rest)
+    _check_limits([len(data) for _, data in photos])
+    return [prediction.to_json() for prediction in classify(predictor, photos)]
+
+
+# Bytes the event loop gathers before a worker thread parses them: the file count is
+# checked that often while the body streams in, each hand-over costs a thread switch.
+PARSE_EVERY_BYTES = 256 * 1024
+
+
+@dataclass
+class _Part:
+    """One part of the form as it is parsed: its headers, then its bytes."""
+
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    field_name: str = ""
+    filename: str | None = None  # None: a text field
+    data: bytearray = field(default_factory=bytearray)
+
+
+class PhotoForm:
+    """A multipart/form-data body parsed as it streams in (python-multipart, called from worker
+    threads, never on the event loop): the files of the field ``files``, as (file name, bytes).
+
+    The limits are checked as the parts arrive, so file max_photos + 1 stops the parse (413
+    too_many_photos) before the rest is read, and text fields beyond MAX_TEXT_FIELDS, or longer
+    than MAX_TEXT_FIELD_BYTES, are a 400. Header names and file names are decoded with the form's
+    charset (UTF-8 unless it says otherwise), latin-1 when they are not valid in it, as Starlette does.
+    """
+
+    def __init__(self, content_type: str, max_photos: int):
+        from python_multipart.multipart import MultipartParser, parse_options_header
+
+        _, options = parse_options_header(content_type)
+        if b"boundary" not in options:
+            raise _form_error("Missing boundary in multipart")
+        charset = options.get(b"charset", b"utf-8").decode("latin-1")
+        try:
+            self.charset = codecs.lookup(charset).name
+        except LookupError:
+            self.charset = "latin-1"
+        self.max_photos = max_photos
+        self.parts: list[_Part] = []
+        self._header_name, self._header_value = b"", b""
+        self._files = self._fields = 0
+        callbacks: MultipartCallbacks = {
+            "on_part_begin": self._part_begins,
+            "on_part_data": self._part_data,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value_data,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+        }
+        self._parser = MultipartParser(options[b"boundary"], callbacks)
+
+    def write(self, data: bytes) -> None:
+        from python_multipart.exceptions import FormParserError
+
+        try:
+            self._parser.write(data)
+        except FormParserError:
+            raise _form_error("Invalid multipart data") from None
+
+    def finish(self, rest: bytes) -> list[tuple[str, bytes]]:
+        """Parse the last bytes; the photos in order, or ApiError 400 no_files when there are none."""
+        from python_multipart.exceptions import FormParserError
+
+        self.write(rest)
+        try:
+            self._parser.finalize()
+        except FormParserError:
+            raise _form_error("Invalid multipart data") from None
+        values = [part for part in self.parts if part.field_name == "files"]
+        # A text value, and a part without a file name (a browser's empty file input), are not photos.
+        if not values or any(part.filename is None for part in values):
             raise ApiError(400, ErrorCode.NO_FILES, "Send one or more photos in the form field 'files'.")
-        return [(upload.filename or f"photo {index + 1}", await upload.read()) for index, upload in enumerate(uploads)]
-    finally:
-        await form.close()
+        return [(part.filename or f"photo {index + 1}", bytes(part.data)) for index, part in enumerate(values)]
+
+    def _decode(self, value: bytes) -> str:
+        try:
+            return value.decode(self.charset)
+        except UnicodeDecodeError:
+            return value.decode("latin-1")
+
+    def _part_begins(self) -> None:
+        self.parts.append(_Part())
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self.parts[-1]
+        if part.filename is None and len(part.data) + end - start > MAX_TEXT_FIELD_BYTES:
+            raise _form_error("Part exceeded maximum size")
+        part.data += data[start:end]
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self.parts[-1].headers.append((self._header_name.lower(), self._header_value))
+        self._header_name, self._header_value = b"", b""
+
+    def _headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        part = self.parts[-1]
+        disposition = next((value for name, value in part.headers if name == b"content-disposition"), b"")
+        _, options = parse_options_header(disposition)
+        if b"name" not in options:
+            raise _form_error('The Content-Disposition header field "name" must be provided')
+        part.field_name = self._decode(options[b"name"])
+        if b"filename" in options:
+            self._files += 1
+            if self._files > self.max_photos:
+                raise _form_error("Too many files", self.max_photos)
+            part.filename = self._decode(options[b"filename"])
+        else:
+            self._fields += 1
+            if self._fields > MAX_TEXT_FIELDS:
+                raise _form_error("Too many fields")
 
 
-def _form_error(detail: str, max_photos: int) -> ApiError:
-    """Starlette's sentence for a form it refused, as the API's error (its only signal is the text)."""
+def _form_error(detail: str, max_photos: int = 0) -> ApiError:
+    """Why a form was refused, as the API's error."""
     if detail.startswith("Too many files"):
         return ApiError(
             413,

@@ -14,8 +14,18 @@ a from-scratch model has no unknown-photo check.
 
 A file that cannot be decoded gets an error sentence; the other files in the
 same drop are still classified. The model is called on a whole batch at
-once, through a ``tf.function`` with a fixed input signature, so a drop of 20
-photos costs one call and no call ever retraces the graph.
+once, so a drop of 20 photos costs one call, and callers in several threads at
+once (the API's requests, the Classify page's sessions) share calls:
+``ModelBatcher`` stacks the photos of every caller waiting into one forward
+pass and hands each caller back its own rows.
+
+What runs the model: a model with the frozen ImageNet MobileNetV2 base runs
+in ONNX Runtime (core.models.onnx_base: the same numbers, about twice as fast
+on a CPU); when its base still has the ImageNet weights and the unknown-photo
+check embeds at the model's size, one pass gives both the logits and the
+check's pooled embedding (the check's own extractor is that same base plus
+global pooling). Other models run as a ``tf.function`` with a fixed input
+signature, so no call ever retraces the graph.
 
 Only model files PawLab wrote itself (``<run>/model.keras``) are loaded,
 never a file someone uploaded.
@@ -28,9 +38,11 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
 import time
 import zipfile
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -177,6 +189,12 @@ class Predictor:
 
     ``trust`` (default: uncalibrated, never unsure) gives the temperature and
     the "unsure" threshold; ``novelty`` the unknown-photo check (None: none).
+
+    One Predictor may be shared by many threads (the API's requests, every
+    Classify session of a run): ``predict`` decodes its photos in the calling
+    thread, then waits in ``ModelBatcher`` with the other callers; whichever
+    finds the model idle runs one forward pass for the photos of all of them
+    and each gets back its own rows, so no caller sees another's answers.
     """
 
     def __init__(
@@ -188,8 +206,6 @@ class Predictor:
         trust: RunTrust | None = None,
         novelty=None,
     ):
-        import tensorflow as tf
-
         self.model = model
         self.classes = list(classes)
         self.image_size = int(image_size)
@@ -203,18 +219,21 @@ class Predictor:
                 f"{len(self.classes)} classes ({', '.join(self.classes)})."
             )
         size = self.image_size
-        # One graph for every batch size: the batch dimension is None.
-        self._logits = tf.function(
-            lambda images: model(images, training=False),
-            input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
-        )
-        self._embed = _pooled_embedder(novelty.image_size) if novelty is not None else None
+        embed_size = novelty.image_size if novelty is not None else None
+        # (logits | pooled embedding) in one pass, or None when the check needs its own pass.
+        self._joint = _joint_function(model, embed_size) if embed_size == size else None
+        self._logits = _logits_function(model, size) if self._joint is None else None
+        self._embed = _pooled_embedder(embed_size) if embed_size is not None and self._joint is None else None
+        # The check's photos decoded at their own size, as training embedded them.
+        self._embed_pixels = embed_size is not None and embed_size != size
+        self.batcher = ModelBatcher(self._forward)
         self._gradcam: GradCam | None = None  # built on the first heatmap
+        self._gradcam_lock = threading.Lock()
         # Trace once now, so the first photo a person drops is answered quickly.
-        self.probabilities(np.zeros((1, size, size, 3), np.uint8))
-        if self._embed is not None:
-            embed_size = novelty.image_size
-            self.novelty_distances(np.zeros((1, embed_size, embed_size, 3), np.uint8))
+        warm: tuple[np.ndarray, ...] = (np.zeros((1, size, size, 3), np.uint8),)
+        if self._embed_pixels:
+            warm += (np.zeros((1, novelty.image_size, novelty.image_size, 3), np.uint8),)
+        self._forward(*warm)
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike) -> Predictor:
@@ -245,8 +264,15 @@ class Predictor:
         novelty = self.trust.novelty_threshold if self.novelty is not None else None
         return Thresholds(self.trust.confidence_threshold, novelty)
 
+    @property
+    def one_pass(self) -> bool:
+        """True when one forward pass gives both the logits and the unknown-photo check's embedding."""
+        return self._joint is not None
+
     def logits(self, images: np.ndarray) -> np.ndarray:
         """The model's logits (N, classes) for uint8 or float images (N, S, S, 3) in [0, 255]."""
+        if self._joint is not None:
+            return _batched(self._joint, images)[:, : len(self.classes)]
         return _batched(self._logits, images)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
@@ -255,6 +281,8 @@ class Predictor:
 
     def novelty_distances(self, images: np.ndarray) -> np.ndarray:
         """Distance of each (N, S, S, 3) image, S the check's own size, to the training photos."""
+        if self._joint is not None:
+            return self.novelty.distance(_batched(self._joint, images)[:, len(self.classes) :])
         return self.novelty.distance(_batched(self._embed, images))
 
     def predict(
@@ -266,7 +294,9 @@ class Predictor:
         """One Prediction per source, in order; unreadable files get ``error`` set.
 
         The thresholds default to the run's (``thresholds``); a value given here
-        replaces it for this call.
+        replaces it for this call. Safe to call from many threads at once: the
+        photos of callers waiting together go through the model as one batch
+        (``ModelBatcher``), and each call gets only its own photos' answers.
         """
         run = self.thresholds
         thresholds = Thresholds(
@@ -274,8 +304,8 @@ class Predictor:
             run.novelty if novelty_threshold is None else float(novelty_threshold),
         )
         predictions, decoded = self._decode_all(sources)
-        if decoded:
-            self._classify(decoded, thresholds)
+        for start in range(0, len(decoded), MAX_BATCH):  # bounded memory for a large drop
+            self._classify(decoded[start : start + MAX_BATCH], thresholds)
         return predictions
 
     def _decode_all(self, sources: Sequence[PhotoSource]) -> tuple[list[Prediction], list[_Decoded]]:
@@ -285,20 +315,25 @@ class Predictor:
             start = time.perf_counter()
             try:
                 pixels = _decode(source, name, self.image_size)
+                embed_pixels = _decode(source, name, self.novelty.image_size) if self._embed_pixels else None
             except ImageError as error:
                 predictions.append(Prediction(file=name, error=str(error)))
                 continue
             predictions.append(Prediction(file=name, pixels=pixels))
-            decoded.append(_Decoded(predictions[-1], source, (time.perf_counter() - start) * 1000))
+            decoded.append(_Decoded(predictions[-1], embed_pixels, (time.perf_counter() - start) * 1000))
         return predictions, decoded
 
     def _classify(self, decoded: list[_Decoded], thresholds: Thresholds) -> None:
         """Fill in each decoded photo's probabilities, label, distance and answer."""
         start = time.perf_counter()
-        probabilities = self.probabilities(np.stack([d.pixels for d in decoded]))
+        inputs: tuple[np.ndarray, ...] = (np.stack([d.pixels for d in decoded]),)
+        if self._embed_pixels:
+            inputs += (np.stack([d.embed_pixels for d in decoded if d.embed_pixels is not None]),)
+        logits, *embeddings = self.batcher(*inputs)
+        probabilities = softmax(logits, self.trust.temperature)
         distances: list[float | None] | np.ndarray = [None] * len(decoded)
-        if self.novelty is not None:
-            distances = self.novelty_distances(np.stack([self._embedding_pixels(d) for d in decoded]))
+        if embeddings:
+            distances = self.novelty.distance(embeddings[0])
         model_ms_each = (time.perf_counter() - start) * 1000 / len(decoded)
         for item, probs, distance in zip(decoded, probabilities, distances):
             prediction, best = item.prediction, int(probs.argmax())
@@ -309,30 +344,35 @@ class Predictor:
             prediction.abstained, prediction.reason = thresholds.answer(prediction)
             prediction.ms = round(item.decode_ms + model_ms_each, 2)
 
-    def _embedding_pixels(self, item: _Decoded) -> np.ndarray:
-        """The photo at the embeddings' size: the model's pixels when the sizes agree."""
-        embed_size = self.novelty.image_size
-        if self.image_size == embed_size:
-            return item.pixels
-        return _decode(item.source, item.prediction.file, embed_size)
+    def _forward(self, images: np.ndarray, embed_images: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """(logits,) or (logits, check embeddings) for a stacked batch: what ModelBatcher runs."""
+        if self._joint is not None:
+            both = _batched(self._joint, images)
+            return both[:, : len(self.classes)], both[:, len(self.classes) :]
+        logits = _batched(self._logits, images)
+        if self._embed is None:
+            return (logits,)
+        return logits, _batched(self._embed, images if embed_images is None else embed_images)
 
     def gradcam(self, prediction: Prediction) -> np.ndarray:
-        """Grad-CAM heatmap (conv grid size, values in [0, 1]) for the predicted class."""
+        """Grad-CAM heatmap (conv grid size, values in [0, 1]) for the predicted class; only when asked."""
         from core.serving.gradcam import GradCam
 
         if prediction.pixels is None:
             raise ValueError(f"{prediction.file} was not classified, so it has no heatmap.")
-        if self._gradcam is None:
-            self._gradcam = GradCam(self.model)
+        with self._gradcam_lock:  # sessions sharing this Predictor build it once
+            if self._gradcam is None:
+                self._gradcam = GradCam(self.model)
         return self._gradcam.heatmap(prediction.pixels, self.classes.index(prediction.label or ""))
 
 
 @dataclass
 class _Decoded:
-    """A photo that decoded: its prediction (pixels set), where it came from, how long it took."""
+    """A photo that decoded: its prediction (pixels set), its pixels at the check's size when
+    those differ, how long decoding took."""
 
     prediction: Prediction
-    source: DecodableSource
+    embed_pixels: np.ndarray | None
     decode_ms: float
 
     @property
@@ -341,28 +381,167 @@ class _Decoded:
         return self.prediction.pixels
 
 
-def _batched(function, images: np.ndarray) -> np.ndarray:
-    """``function`` (a tf.function on float32 batches) over ``images``, MAX_BATCH at a time."""
-    import tensorflow as tf
+@dataclass
+class _Job:
+    """One caller's photos waiting for the model, and then its own rows of the outputs."""
 
+    inputs: tuple[np.ndarray, ...]
+    outputs: tuple[np.ndarray, ...] | None = None
+    error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.outputs is not None or self.error is not None
+
+    @property
+    def photos(self) -> int:
+        return len(self.inputs[0])
+
+
+class ModelBatcher:
+    """Many threads' model calls as few forward passes; each thread gets back only its own rows.
+
+    ``batcher(*inputs)`` with arrays of N rows each returns ``forward``'s
+    outputs for those N rows. A caller that finds the model idle runs it at
+    once for every call waiting then, its own included (oldest first, up to
+    ``max_photos`` rows, at least one call whole); calls that arrive meanwhile
+    wait, and the first of them to wake runs the next batch. So a lone caller
+    never waits for company, and under load the batches fill by themselves.
+    There is no thread of its own to start or stop: the callers' threads do
+    the work. One forward pass runs at a time, so thread pools inside it
+    (ONNX Runtime's, TensorFlow's) are never run by several calls at once.
+    """
+
+    def __init__(self, forward: Callable[..., tuple[np.ndarray, ...]], max_photos: int = MAX_BATCH):
+        self._forward = forward
+        self.max_photos = max_photos
+        self._waiting: deque[_Job] = deque()
+        self._busy = False
+        self._condition = threading.Condition()
+        self.passes = 0  # forward passes run so far
+
+    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        job = _Job(inputs)
+        with self._condition:
+            self._waiting.append(job)
+        while True:
+            with self._condition:
+                while self._busy and not job.done:
+                    self._condition.wait()
+                if job.done:
+                    break
+                self._busy = True
+                batch = self._take_batch()
+            try:
+                self._run(batch)
+            finally:
+                with self._condition:
+                    self._busy = False
+                    self._condition.notify_all()
+        if job.error is not None:
+            raise job.error
+        assert job.outputs is not None
+        return job.outputs
+
+    def _take_batch(self) -> list[_Job]:
+        batch = [self._waiting.popleft()]
+        photos = batch[0].photos
+        while self._waiting and photos + self._waiting[0].photos <= self.max_photos:
+            batch.append(self._waiting.popleft())
+            photos += batch[-1].photos
+        return batch
+
+    def _run(self, batch: list[_Job]) -> None:
+        stacked = [np.concatenate(rows) for rows in zip(*(job.inputs for job in batch))]
+        self.passes += 1
+        try:
+            outputs = self._forward(*stacked)
+        except BaseException as error:  # every caller in the batch raises it in its own thread
+            for job in batch:
+                job.error = error
+            return
+        start = 0
+        for job in batch:
+            end = start + job.photos
+            job.outputs = tuple(output[start:end] for output in outputs)
+            start = end
+
+
+def _batched(function, images: np.ndarray) -> np.ndarray:
+    """``function`` (on float32 batches) over ``images``, MAX_BATCH at a time."""
     batches = [
-        function(tf.convert_to_tensor(images[start : start + MAX_BATCH], tf.float32)).numpy()
+        np.asarray(function(np.asarray(images[start : start + MAX_BATCH], np.float32)))
         for start in range(0, len(images), MAX_BATCH)
     ]
     return np.concatenate(batches).astype(np.float64)
 
 
-def _pooled_embedder(image_size: int):
-    """The frozen ImageNet MobileNetV2 that core.models.embeddings embeds training photos with."""
+def _logits_function(model, image_size: int):
+    """The model's forward pass: in ONNX Runtime when it has the MobileNetV2 base, else a tf.function."""
     import tensorflow as tf
 
-    from core.models.embeddings import pooled_extractor
-
-    extractor = pooled_extractor(image_size)
+    if _has_imagenet_base_layers(model):
+        return _onnx_or_keras(model)
+    # One graph for every batch size: the batch dimension is None.
     return tf.function(
-        lambda images: extractor(images, training=False),
+        lambda images: model(images, training=False),
         input_signature=[tf.TensorSpec((None, image_size, image_size, 3), tf.float32)],
     )
+
+
+def _pooled_embedder(image_size: int):
+    """The frozen ImageNet MobileNetV2 that core.models.embeddings embeds training photos with."""
+    from core.models.embeddings import pooled_extractor
+
+    return _onnx_or_keras(pooled_extractor(image_size))
+
+
+def _onnx_or_keras(model):
+    """``model`` on float32 batches in ONNX Runtime (same numbers, checked), in Keras otherwise."""
+    import tensorflow as tf
+
+    from core.models.onnx_base import fast_base
+
+    runner = fast_base(model)
+    if runner is not model:
+        return runner.predict_on_batch
+    size = model.input_shape[1]
+    return tf.function(
+        lambda images: model(images, training=False),
+        input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
+    )
+
+
+def _has_imagenet_base_layers(model) -> bool:
+    from core.models.zoo import MOBILENET_OUTPUT_LAYER
+
+    names = {layer.name for layer in model.layers}
+    return MOBILENET_OUTPUT_LAYER in names and "preprocess" in names and "mirror_pair" not in names
+
+
+def _joint_function(model, image_size: int):
+    """One pass for (logits | pooled embedding), or None when that would not give the check's numbers.
+
+    The check's extractor is the ImageNet MobileNetV2 at its size plus global
+    pooling. A transfer model at that size whose base layers hold exactly those
+    weights (frozen, never fine-tuned) computes the same feature map on its way
+    to the logits, so pooling its ``out_relu`` is the embedding.
+    """
+    if not _has_imagenet_base_layers(model) or model.input_shape[1] != image_size:
+        return None
+    import keras
+
+    from core.models.embeddings import pooled_extractor
+    from core.models.zoo import MOBILENET_OUTPUT_LAYER, base_layers
+
+    reference = pooled_extractor(image_size)
+    for layer in base_layers(model):
+        ours, imagenet = layer.get_weights(), reference.get_layer(layer.name).get_weights()
+        if len(ours) != len(imagenet) or not all(np.array_equal(a, b) for a, b in zip(ours, imagenet)):
+            return None  # fine-tuned: its features are no longer the check's
+    pooled = keras.layers.GlobalAveragePooling2D(name="check_pool")(model.get_layer(MOBILENET_OUTPUT_LAYER).output)
+    joint = keras.Model(model.input, keras.layers.Concatenate(name="logits_and_embedding")([model.output, pooled]))
+    return _onnx_or_keras(joint)
 
 
 def _weights_missing_sentence(run_name: str) -> str:
