@@ -118,7 +118,9 @@ def test_make_train_and_classify_from_drops_and_camera_snapshots(streamlit_app, 
     app.open(server, "train")
     choose(page, "Image size", "32 × 32 px")
     app.wait_for_app()
-    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("2")
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill(
+        "2", timeout=SLOW
+    )  # the Train page's first run imports TensorFlow: slow while another worker trains
     page.get_by_role("button", name=re.compile("Start training")).click()
     panel = page.locator(".st-key-train_live")
     expect()(panel).to_contain_text("completed", timeout=240_000)
