@@ -2,7 +2,7 @@
 
     python benchmarks/bench_watch.py [--quick] [--photos 100] [--epochs 10] [--image-size 64]
                                      [--order closed,watched] [--screenshots DIR]
-                                     [--out benchmarks/results/watch]
+                                     [--py-spy FILE] [--out benchmarks/results/watch]
 
 Makes a fresh PAWLAB_HOME holding a small dataset (a symlinked subset of
 ../shared/data/cats_and_dogs: ``--photos`` per class from train/ and half as
@@ -24,6 +24,9 @@ kilobytes per second), how often its progress bar changed, and how long after
 an epoch's line was written the page's chart showed that epoch's point (from a
 MutationObserver in the page). The machine may be shared: compare the cases
 of one invocation, and read CPU seconds rather than wall times.
+
+``--py-spy FILE`` records the server (and its children) with py-spy over the
+watched run: collapsed stacks (``.txt``) or a flame graph (``.svg``).
 """
 
 from __future__ import annotations
@@ -48,14 +51,18 @@ TICKS = os.sysconf("SC_CLK_TCK")
 SAMPLE_SECONDS = 0.5
 CASES = ("closed", "watched")
 
-# Installed in the page: when the curves get a new point, note the time (ms since the epoch), so
-# its lag behind the epoch's line in metrics.jsonl can be read at the end; count progress bar changes.
+# Installed in the page: when the curves get a new point, note the time (ms since the epoch) under
+# "run id/points" (the panel's caption names the run: an earlier run's chart must not count), so its
+# lag behind the epoch's line in metrics.jsonl can be read at the end; count progress bar changes.
 OBSERVER_JS = """() => {
     window.__watch = {points: {}, progress: 0, lastProgress: ''};
     const note = () => {
+        const panel = document.querySelector('.st-key-train_live');
+        const run = panel && panel.innerText.match(/Run (\\S+) ·/);
         const plot = document.querySelector('.st-key-train_live .js-plotly-plot');
         const points = plot && plot.data && plot.data[0] && plot.data[0].x ? plot.data[0].x.length : 0;
-        if (points && !(points in window.__watch.points)) window.__watch.points[points] = Date.now();
+        const seen = run && points ? run[1] + '/' + points : null;
+        if (seen && !(seen in window.__watch.points)) window.__watch.points[seen] = Date.now();
         const bar = document.querySelector('.st-key-train_live [data-testid="stProgress"]');
         const text = bar ? bar.innerText : '';
         if (text !== window.__watch.lastProgress) {
@@ -148,6 +155,17 @@ def make_dataset(home: Path, photos: int) -> Path:
     scan_dataset(root)  # cached in PAWLAB_HOME: neither the page nor the run decodes every photo again
     remember_use(root)  # a new browser session opens it
     return root
+
+
+def precount_parameters(image_sizes: set[int]) -> None:
+    """The Train page counts the models' parameters (a TensorFlow child process of the server,
+    10-20 s of CPU) for the form's size and, once the run ends, for the run's size: a one-off
+    per PAWLAB_HOME, not watching, so it is done here, before the server starts."""
+    from core.models import param_counts
+    from core.models.zoo import ARCHITECTURES
+
+    for size in sorted(image_sizes):
+        param_counts.count_in_subprocess(list(ARCHITECTURES), 2, size)
 
 
 def free_port() -> int:
@@ -245,6 +263,7 @@ def run_case(name: str, data: Path, server: subprocess.Popen, page, args, shots:
     table_ = _processes()
     server_meter.sample(table_, first=True)
     chromium_meter.sample(table_, first=True)
+    profiler = _start_py_spy(server.pid, args.py_spy) if page is not None and args.py_spy else None
     started = time.monotonic()
     with open(args.out / f"train-{name}.log", "wb") as log:
         run = subprocess.Popen(train_command(data, args), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -252,7 +271,7 @@ def run_case(name: str, data: Path, server: subprocess.Popen, page, args, shots:
     while run.poll() is None:
         if page is not None:
             page.wait_for_timeout(SAMPLE_SECONDS * 1000)  # lets Playwright deliver the websocket events
-            epochs = len(json.loads(page.evaluate("() => JSON.stringify(window.__watch.points)")))
+            epochs = len(json.loads(page.evaluate("() => JSON.stringify(window.__watch.points)")))  # any run's
             if shots and epochs in shot_at:
                 shot_at.discard(epochs)
                 page.screenshot(path=str(shots / f"watch-epoch{epochs}.png"), full_page=True)
@@ -262,6 +281,9 @@ def run_case(name: str, data: Path, server: subprocess.Popen, page, args, shots:
         server_meter.sample(table_)
         chromium_meter.sample(table_)
     case.run_seconds = time.monotonic() - started
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        profiler.wait(timeout=60)
     table_ = _processes()
     server_meter.sample(table_)
     chromium_meter.sample(table_)
@@ -277,14 +299,21 @@ def run_case(name: str, data: Path, server: subprocess.Popen, page, args, shots:
     return case
 
 
+def _start_py_spy(pid: int, output: Path) -> subprocess.Popen:
+    form = "flamegraph" if output.suffix == ".svg" else "raw"
+    command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--rate", "50"]
+    return subprocess.Popen(command + ["--format", form, "--output", str(output)], stdout=subprocess.DEVNULL)
+
+
 def _read_lags(case: Case, page, run_dir: str) -> None:
     from core.runs.store import read_metrics
 
     seen = json.loads(page.evaluate("() => JSON.stringify(window.__watch)"))
     case.progress_updates = seen["progress"]
     for record in read_metrics(run_dir):
-        if str(record["epoch"]) in seen["points"]:
-            case.chart_lags.append(seen["points"][str(record["epoch"])] / 1000 - record["time"])
+        shown_at = seen["points"].get(f"{Path(run_dir).name}/{record['epoch']}")
+        if shown_at is not None:
+            case.chart_lags.append(shown_at / 1000 - record["time"])
 
 
 def open_train_page(browser, url: str, case: Case):
@@ -299,9 +328,9 @@ def open_train_page(browser, url: str, case: Case):
     page.goto(url + "/", timeout=120_000)
     page.wait_for_selector('[data-testid="stSidebarNavLink"][href$="/train"]', timeout=120_000).click()
     page.wait_for_selector(".st-key-train_live", timeout=120_000)
-    # A new server counts the models' parameters once (a child process building them in
-    # TensorFlow, kept on disk): a one-off, not watching, so it ends before the window.
-    page.wait_for_selector("text=parameters for", timeout=300_000)
+    # The counts were made before the server started (precount_parameters): the caption shows
+    # one at once. ("Counting its parameters for ..." does not match: a digit comes first.)
+    page.wait_for_selector("text=/[0-9] parameters for/", timeout=300_000)
     page.wait_for_timeout(3000)
     return context, page
 
@@ -314,6 +343,7 @@ def main():
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--order", default="closed,watched", help="the cases, in the order they run")
     parser.add_argument("--screenshots", type=Path, help="a folder for screenshots of the watched page")
+    parser.add_argument("--py-spy", type=Path, help="record the server with py-spy over the watched run (.txt or .svg)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "watch")
     args = parser.parse_args()
     if args.quick:
@@ -326,6 +356,9 @@ def main():
         args.screenshots.mkdir(parents=True, exist_ok=True)
     home = use_temp_homes()
     data = make_dataset(Path(os.environ["PAWLAB_HOME"]), args.photos)
+    from core.runs.recipes import recipe_for
+
+    precount_parameters({recipe_for("cnn").image_size, args.image_size})  # the form's model is cnn
     print(f"home {home}; load {load()}; os.cpu_count() {os.cpu_count()}", flush=True)
     server, url = start_server(Path(os.environ["PAWLAB_HOME"]), args.out / "streamlit.log")
     cases = []
