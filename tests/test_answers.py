@@ -196,8 +196,9 @@ def test_a_transfer_run_keeps_its_unknown_photo_check(transfer_run):
     detector = NoveltyDetector.load(transfer_run / NOVELTY_FILE)
     assert trust.novelty_threshold == pytest.approx(detector.threshold) and 0 < detector.threshold < 1
     assert len(detector.reference) == 2 * TRAIN_PETS  # the training photos, nothing else
-    # Embedded through the per-photo cache the Review page's doctor reads.
-    assert len(list((transfer_run.parents[1] / "home" / "cache" / "embeddings").rglob("*.npy"))) == 2 * TRAIN_PETS
+    # Fitted on the run's own 160 px features: no second pass over the photos at 224 px.
+    assert detector.image_size == 160
+    assert not list((transfer_run.parents[1] / "home" / "cache" / "embeddings").rglob("*.npy"))
 
 
 def test_a_transfer_run_says_unknown_to_strangers_and_answers_pets(transfer_predictor, cats_and_dogs):

@@ -44,22 +44,30 @@ def lambda_run(run_dir) -> Path:
     return run_dir
 
 
-@pytest.fixture
-def offline_without_weights(run_dir, tmp_path, monkeypatch) -> Path:
-    """The run checks unknown photos, but the 224 px ImageNet weights are not cached and the
-    download fails (as offline: keras.utils.get_file raises, nothing touches the network)."""
+@pytest.fixture(params=[224, 160], ids=["check_at_224px", "check_at_160px"])
+def offline_without_weights(run_dir, tmp_path, monkeypatch, request) -> Path:
+    """The run checks unknown photos (at request.param px, as its novelty.npz records), but those
+    ImageNet weights are not cached and the download fails (as offline: keras.utils.get_file
+    raises, nothing touches the network)."""
     import keras
 
     from core.serving import inference
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
-    monkeypatch.setattr(inference, "_load_novelty", lambda run_dir, trust: SimpleNamespace(image_size=224))
+    check = SimpleNamespace(image_size=request.param)
+    monkeypatch.setattr(inference, "_load_novelty", lambda run_dir, trust: check)
 
     def offline(*args, **kwargs):
         raise OSError("Temporary failure in name resolution")
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     return run_dir
+
+
+def inference_check_size(run_dir: Path) -> int:
+    from core.serving import inference
+
+    return inference._load_novelty(run_dir, None).image_size
 
 
 def free_port() -> int:
@@ -119,9 +127,11 @@ def test_missing_imagenet_weights_say_which_file_and_where(offline_without_weigh
     argv = [command, str(offline_without_weights)]
     argv += [validation_files(offline_without_weights)[0]] if command == "predict" else ["--port", str(free_port())]
 
+    check_size = inference_check_size(offline_without_weights)
     error = cli_error(argv, capsys)
 
-    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in error
+    # The weights at the check's own size: the file this machine must be given.
+    assert f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{check_size}_no_top.h5" in error
     assert str(tmp_path / "empty_keras_home" / "models") in error
     assert_one_sentence(error)
 

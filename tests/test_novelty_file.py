@@ -21,3 +21,21 @@ def test_a_file_from_before_the_size_was_recorded_reads_as_224_px(tmp_path):
     (tmp_path / "novelty.npz").write_bytes(buffer.getvalue())
     loaded = NoveltyDetector.load(tmp_path / "novelty.npz")
     assert loaded.image_size == LEGACY_IMAGE_SIZE == 224
+
+
+def test_a_transfer_runs_pooled_features_are_the_embeddings_inference_takes(cats_and_dogs, keras_home, monkeypatch):
+    """A run at 160 px fits its check on its cached features averaged over their grid
+    (core.runs.training); inference embeds a photo with pooled_extractor at the check's
+    size. The two must be the same numbers, or every distance would be off."""
+    from core.data.images import load_resized
+    from core.models.embeddings import pooled, pooled_extractor
+    from core.models.zoo import build_frozen_parts
+
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    photos = sorted((cats_and_dogs / "train" / "dogs").glob("*.jpg"))[:4]
+    images = np.stack([load_resized(photo, 160) for photo in photos]).astype(np.float32)
+    grid_extractor, _ = build_frozen_parts("mobilenet_v2", num_classes=2, image_size=160)
+
+    run_features = grid_extractor.predict(images, verbose=0)
+    assert run_features.shape == (4, 5, 5, 1280)  # the tutorial model's flattened-head features
+    np.testing.assert_allclose(pooled(run_features), pooled_extractor(160).predict(images, verbose=0), atol=1e-4)

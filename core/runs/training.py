@@ -93,15 +93,11 @@ def frozen_features(extractor, config: TrainConfig, samples: list[Sample], progr
 
 
 def features_are_embeddings(config: TrainConfig) -> bool:
-    """The run's cached head features are also its unknown-photo check's embeddings:
-    the same pooled ImageNet base at the same size (core.models.embeddings)."""
-    from core.models.embeddings import EMBEDDING_SIZE, POOLED_ARCH
+    """The run's cached head features, pooled, are also its unknown-photo check's embeddings:
+    the frozen ImageNet base at the run's size, large enough (core.models.embeddings)."""
+    from core.models.embeddings import RUN_FEATURES_MIN_SIZE
 
-    return (
-        training_mode(config) == Mode.CACHED_FEATURES
-        and config.arch == POOLED_ARCH
-        and config.image_size == EMBEDDING_SIZE
-    )
+    return training_mode(config) == Mode.CACHED_FEATURES and config.image_size >= RUN_FEATURES_MIN_SIZE
 
 
 def cache_frozen_features(config: TrainConfig, splits: Splits) -> None:
@@ -407,19 +403,21 @@ class Training:
 
     def _fit_novelty(self) -> float:
         """The unknown-photo check on the training photos' ImageNet embeddings; its threshold."""
-        from core.models.embeddings import EMBEDDING_SIZE, embed_files
+        from core.models.embeddings import EMBEDDING_SIZE, embed_files, pooled
         from core.models.novelty import NoveltyDetector
 
         config, train = self.config, self.splits.train
         if features_are_embeddings(config):
             # Fine-tuning changes the model, never these cached features of the ImageNet base.
-            embeddings, _ = frozen_features(self.extractor, config, train)
+            features, _ = frozen_features(self.extractor, config, train)
+            embeddings, size = pooled(features), config.image_size
         else:
             # Per photo, at the embeddings' own size, so the Review page's doctor shares the cache.
             embeddings = embed_files(
                 [sample.path for sample in train], progress=lambda done, total: self.control.check()
             )
-        detector = NoveltyDetector.fit(embeddings, EMBEDDING_SIZE)
+            size = EMBEDDING_SIZE
+        detector = NoveltyDetector.fit(embeddings, size)
         detector.save(self.run_dir / NOVELTY_FILE)
         return detector.threshold
 

@@ -51,7 +51,6 @@ import numpy as np
 
 from core.csv_cells import write_csv
 from core.data.images import ImageError, load_resized
-from core.models.embeddings import EMBEDDING_SIZE  # the unknown-photo check's, as training's
 from core.models.weights import WeightsUnavailableError
 from core.runs.calibration import softmax
 from core.runs.store import MODEL_FILE, RunState, RunSummary, list_runs, read_config, read_facts
@@ -244,19 +243,14 @@ class Predictor:
             raise RunNotReadyError(f"Run {Path(run_dir).name} has not started training, so it knows no classes yet.")
         trust = read_trust(run_dir)
         model = load_run_model(run_dir)
+        novelty = _load_novelty(run_dir, trust)
         try:
-            return cls(
-                model,
-                classes,
-                config.image_size,
-                name=Path(run_dir).name,
-                trust=trust,
-                novelty=_load_novelty(run_dir, trust),
-            )
+            return cls(model, classes, config.image_size, name=Path(run_dir).name, trust=trust, novelty=novelty)
         except WeightsUnavailableError:
-            # The unknown-photo check embeds photos with ImageNet MobileNetV2; its message is
-            # three sentences about downloading, this is the one a person acts on.
-            raise ModelLoadError(_weights_missing_sentence(Path(run_dir).name)) from None
+            # The unknown-photo check embeds photos with ImageNet MobileNetV2 at its own size; its
+            # message is three sentences about downloading, this is the one a person acts on.
+            size = novelty.image_size if novelty is not None else config.image_size
+            raise ModelLoadError(_weights_missing_sentence(Path(run_dir).name, size)) from None
 
     @property
     def thresholds(self) -> Thresholds:
@@ -544,12 +538,12 @@ def _joint_function(model, image_size: int):
     return _onnx_or_keras(joint)
 
 
-def _weights_missing_sentence(run_name: str) -> str:
+def _weights_missing_sentence(run_name: str, image_size: int) -> str:
     from core.models.weights import imagenet_weights_filename, keras_models_dir
 
     return (
         f"Run {run_name} checks for unknown photos with the ImageNet MobileNetV2 weights, which this "
-        f"machine has not got and could not download: put {imagenet_weights_filename(EMBEDDING_SIZE)} "
+        f"machine has not got and could not download: put {imagenet_weights_filename(image_size)} "
         f"into {keras_models_dir()} and try again."
     )
 
