@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from core.data.dataset import Sample
+from core.data.images import Pixels
 from core.models.features import cache_path, cached_features, extract_features
 
 SIZE = 32
@@ -74,7 +75,7 @@ def test_second_call_loads_from_disk_without_running_the_model(samples, tmp_path
     np.testing.assert_array_equal(cached_labels, labels)
 
 
-def test_cache_key_size_files_and_labels_each_change_the_entry(samples, tmp_path):
+def test_cache_key_size_pixels_files_and_labels_each_change_the_entry(samples, tmp_path):
     base = cache_path(tmp_path, "mnv2", SIZE, samples)
     relabelled = [Sample(s.path, 1 - s.label, s.class_name) for s in samples]
     assert (
@@ -85,9 +86,10 @@ def test_cache_key_size_files_and_labels_each_change_the_entry(samples, tmp_path
                 cache_path(tmp_path, "mnv2", 64, samples),
                 cache_path(tmp_path, "mnv2", SIZE, samples[:-1]),
                 cache_path(tmp_path, "mnv2", SIZE, relabelled),
+                cache_path(tmp_path, "mnv2", SIZE, samples, Pixels.FAST),
             }
         )
-        == 5
+        == 6
     )
 
     # A photo rewritten in place is a different photo.

@@ -14,22 +14,25 @@ from core.data.images import load_resized
 from core.data.native_decode import PILLOW, DecodePlan, decode_jpeg_resized, draft_scale, plan_decodes
 
 SIZE = 160
-# Levels (0-255) a native pixel may differ from Pillow's: measured 1 at most on the shared
-# photos, 0.16 on average (rounding in the resize).
-MAX_LEVELS, MEAN_LEVELS = 2, 0.5
+# Levels (0-255) native pixels may differ from Pillow's (the area resize against Pillow's
+# bilinear filter). Measured on 1500 shared photos (2026-12-03): 0.77 on average, 3.7 for
+# the worst photo; the 99th percentile of all pixels 6. A wrong orientation or DCT scale
+# is tens of levels off on average.
+PHOTO_MEAN_LEVELS = 4.5
+ALL_MEAN_LEVELS, ALL_P99_LEVELS = 1.0, 8
 
 
 def native_pixels(path, plan: DecodePlan) -> np.ndarray:
     import tensorflow as tf
 
     contents = tf.io.read_file(str(path))
-    return decode_jpeg_resized(contents, plan.ratio, tf.constant(plan.orientation), SIZE).numpy()
+    return decode_jpeg_resized(contents, plan.ratio, plan.orientation, SIZE).numpy()
 
 
-def assert_matches_pillow(path, plan: DecodePlan) -> None:
+def assert_matches_pillow(path, plan: DecodePlan) -> np.ndarray:
     difference = np.abs(native_pixels(path, plan).astype(int) - load_resized(path, SIZE).astype(int))
-    assert difference.max() <= MAX_LEVELS, path
-    assert difference.mean() <= MEAN_LEVELS, path
+    assert difference.mean() <= PHOTO_MEAN_LEVELS, path
+    return difference
 
 
 def photo(size=(500, 375)) -> Image.Image:
@@ -58,8 +61,9 @@ def test_shared_photos_match_pillow(cats_and_dogs):
     photos += sorted((cats_and_dogs / "validation" / "dogs").iterdir())[:20]
     plans = plan_decodes([str(path) for path in photos], SIZE)
     assert all(plan.native for plan in plans)
-    for path, plan in zip(photos, plans):
-        assert_matches_pillow(path, plan)
+    differences = np.stack([assert_matches_pillow(path, plan) for path, plan in zip(photos, plans)])
+    assert differences.mean() <= ALL_MEAN_LEVELS
+    assert np.percentile(differences, 99) <= ALL_P99_LEVELS
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -69,7 +73,7 @@ def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
     path = tmp_path / f"turned{orientation}.jpg"
     photo().save(path, exif=exif.tobytes(), quality=92)
     (plan,) = plan_decodes([str(path)], SIZE)
-    assert plan == DecodePlan(ratio=2, orientation=orientation, num_bytes=path.stat().st_size)
+    assert plan == DecodePlan(ratio=2, orientation=orientation)
     assert_matches_pillow(path, plan)
 
 
@@ -113,3 +117,29 @@ def test_a_decode_over_its_share_of_the_budget_is_left_to_pillow(tmp_path, monke
     monkeypatch.setenv("PAWLAB_DECODE_BUDGET_BYTES", str(250 * 188 * 4))  # the share is half of it on 2 cores
     monkeypatch.setattr("core.data.native_decode.os.cpu_count", lambda: 2)
     assert plan_decodes([str(tmp_path / "big.jpg")], SIZE) == [PILLOW]
+
+
+def test_the_pipeline_keeps_file_order_across_decoders(tmp_path):
+    """Files of different plans decode in maps of their own; the pipeline hands them back in order."""
+    from core.data.pipeline import decoded_pixels
+
+    names = []
+    for index, (name, orientation) in enumerate(
+        [("a.jpg", 1), ("b.png", 0), ("c.jpg", 6), ("d.jpg", 1), ("e.webp", 0), ("f.jpg", 3), ("g.jpg", 6)]
+    ):
+        picture = photo().rotate(40 * index)  # each file its own pixels, so a swap shows
+        if orientation:
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            picture.save(tmp_path / name, exif=exif.tobytes(), quality=92)
+        else:
+            picture.save(tmp_path / name)
+        names.append(name)
+    paths = [str(tmp_path / name) for name in names]
+    assert len(set(plan_decodes(paths, SIZE))) == 4  # Pillow, and three native plans
+
+    decoded = [image.numpy() for image in decoded_pixels(paths, SIZE)]
+    assert len(decoded) == len(paths)
+    for path, pixels in zip(paths, decoded):
+        expected = load_resized(path, SIZE).astype(int)
+        assert np.abs(pixels.astype(int) - expected).mean() <= PHOTO_MEAN_LEVELS, path

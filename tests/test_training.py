@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from conftest import REPO, make_separable_dataset
 
+from core.data.images import Pixels
 from core.models.novelty import NoveltyDetector
 from core.models.zoo import load_saved_model
 from core.runs import training
@@ -475,7 +476,7 @@ def test_a_recipe_run_at_the_embedding_size_reuses_its_features_for_the_unknown_
     )
     assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
     config = read_config(run_dir)
-    features, _ = training.frozen_features(None, config, run_splits(run_dir, config).train)  # cached
+    features, _ = training.frozen_features(None, config, run_splits(run_dir, config).train, Pixels.FAST)  # cached
     reference = NoveltyDetector.load(run_dir / NOVELTY_FILE).reference
     assert np.allclose(reference, features / np.linalg.norm(features, axis=1, keepdims=True), atol=1e-2)
     training.cache_frozen_features(config, run_splits(run_dir, config))  # a sweep's pass: no second one

@@ -21,6 +21,7 @@ import io
 import os
 import threading
 import warnings
+from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
@@ -203,6 +204,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+class Pixels(StrEnum):
+    """How a dataset's files decode (core.data.pipeline)."""
+
+    INFERENCE = "inference"  # load_resized for every file: what Classify and the API see
+    FAST = "fast"  # TensorFlow's JPEG decoder where it applies (core.data.native_decode): training photos
 
 
 def load_resized(source: ImageSource, image_size: int | tuple[int, int]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""TensorFlow's own JPEG decoder for the tf.data pipeline, giving Pillow's pixels.
+"""TensorFlow's own JPEG decoder for the tf.data pipeline, close to Pillow's pixels.
 
 core.data.images decodes with Pillow, which in tf.data costs a Python call per
 photo (``tf.numpy_function``, the GIL held between the C parts). For a plain
@@ -8,25 +8,25 @@ JPEG the graph can take the same libjpeg steps instead:
   sides at least the target size: Pillow's draft mode (``draft_scale``);
 * libjpeg's accurate integer IDCT, the one Pillow uses (TensorFlow's default
   fast IDCT is up to 18 levels off);
-* a bilinear resize with antialiasing (Pillow's BILINEAR widens its filter
-  when it shrinks; without antialiasing pixels are up to 110 levels off);
+* an area resize (the mean of the source pixels each target pixel covers),
+  close to Pillow's BILINEAR, which widens its filter when it shrinks;
 * the EXIF orientation, read from the header here and applied after the
   resize: the target is square, and flips and quarter turns commute with a
   separable resize.
 
-On the shared photos at 160 px the pixels are within 1 level of Pillow's
-(0.16 on average); tests/test_native_decode.py holds that bound.
-
-Not used by core.data.pipeline yet, because on 2 cores it was not cheaper
-(2026-12-02, tf.data map over the 2000 training photos, CPU ms per photo,
-noisy shared machine): decode_jpeg at ratio 2 0.62, plus the antialiased
-resize 1.44 (TensorFlow's ScaleAndTranslate costs about 0.8 of it; the
-plain bilinear resize 0.26 but is up to 110 levels off), against 1.75 for
-Pillow in tf.numpy_function and 1.05 for the tutorial's full decode; and a
-tf.switch_case between decoders inside the map added several ms per photo.
+Measured on the 2000 training photos at 160 px (2026-12-03, tf.data map, CPU
+ms per photo on 2 shared cores; pixel levels off Pillow's, mean / 99th
+percentile / max): the area resize 0.85 ms, 0.77 / 6 / 66; the antialiased
+bilinear resize 1.9-2.0 ms, 0.16 / 1 / 1 (TensorFlow's ScaleAndTranslate is
+slow); the plain bilinear 0.87 ms, 1.5 / 13 / 117 (it aliases); Pillow in
+tf.numpy_function 1.5-2.2 ms; the tutorial's decode_image and plain bilinear
+0.8-0.9 ms. So the area resize, the only one as cheap as the tutorial's
+decode that stays close to Pillow; tests/test_native_decode.py holds its
+bound, and benchmarks/bench_pipeline.py measures how often a model answers
+the same on either decode.
 
 Which files take this path is decided per file before the dataset is built,
-from the first bytes of the file (``plan_decode``): a baseline or progressive
+from the first bytes of the file (``plan_decodes``): a baseline or progressive
 8-bit JPEG, grayscale or YCbCr, within the pixel caps of core.data.images and
 a share of the decode budget. Everything else - PNG, WebP, GIF, BMP, CMYK,
 12-bit or arithmetic-coded JPEGs, camera MPO files, an orientation only XMP
@@ -62,6 +62,8 @@ XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 MPF_HEADER = b"MPF\x00"
 # Bytes read at once while looking for the frame header: most photos have it in the first 2 KB.
 HEADER_READ_BYTES = 4096
+# libjpeg's accurate integer IDCT, Pillow's: the default fast one is up to 18 levels off.
+DCT_METHOD = "INTEGER_ACCURATE"
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,6 @@ class DecodePlan:
 
     ratio: int = 0
     orientation: int = 1  # EXIF orientation 1-8, applied after the resize
-    num_bytes: int = -1  # the file's size when planned: a file changed since goes to Pillow
 
     @property
     def native(self) -> bool:
@@ -119,9 +120,9 @@ def _plan(path: str, image_size: int, settings: Settings, decode_share: int) -> 
         return PILLOW  # Pillow refuses it with the sentence
     ratio = draft_scale(header.width, header.height, image_size)
     decoded_bytes = -(-header.width // ratio) * -(-header.height // ratio) * DECODED_BYTES_PER_PIXEL
-    if decoded_bytes > decode_share or num_bytes >= 2**31:
-        return PILLOW  # Pillow's decodes wait for the budget; tf.strings.length counts in int32
-    return DecodePlan(ratio, header.orientation, num_bytes)
+    if decoded_bytes > decode_share:
+        return PILLOW  # Pillow's decodes wait for the budget
+    return DecodePlan(ratio, header.orientation)
 
 
 class _Header:
@@ -198,24 +199,27 @@ def exif_orientation(tiff: bytes) -> int | None:
     return None
 
 
-def _oriented(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+def _oriented(image: tf.Tensor, orientation: int) -> tf.Tensor:
     """``image`` turned as Pillow's ImageOps.exif_transpose turns a photo of this EXIF orientation."""
-    branches = [
-        lambda: image,  # 1: as stored
-        lambda: tf.image.flip_left_right(image),  # 2
-        lambda: tf.image.rot90(image, 2),  # 3
-        lambda: tf.image.flip_up_down(image),  # 4
-        lambda: tf.image.transpose(image),  # 5
-        lambda: tf.image.rot90(image, 3),  # 6: a quarter turn clockwise
-        lambda: tf.image.rot90(tf.image.transpose(image), 2),  # 7
-        lambda: tf.image.rot90(image, 1),  # 8: a quarter turn counter-clockwise
-    ]
-    return tf.switch_case(orientation - 1, branches)
+    turns = {
+        1: lambda: image,  # as stored
+        2: lambda: tf.image.flip_left_right(image),
+        3: lambda: tf.image.rot90(image, 2),
+        4: lambda: tf.image.flip_up_down(image),
+        5: lambda: tf.image.transpose(image),
+        6: lambda: tf.image.rot90(image, 3),  # a quarter turn clockwise
+        7: lambda: tf.image.rot90(tf.image.transpose(image), 2),
+        8: lambda: tf.image.rot90(image, 1),  # a quarter turn counter-clockwise
+    }
+    # A Python choice, made when the graph is built: the pipeline maps each
+    # (ratio, orientation) group of files on its own (a tf.switch_case in the
+    # map cost several ms per photo).
+    return turns[orientation]()
 
 
-def decode_jpeg_resized(contents: tf.Tensor, ratio: int, orientation: tf.Tensor, image_size: int) -> tf.Tensor:
-    """(image_size, image_size, 3) uint8 pixels of JPEG ``contents``, as core.data.images.load_resized gives."""
-    image = tf.io.decode_jpeg(contents, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE")
-    resized = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
-    pixels = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+def decode_jpeg_resized(contents: tf.Tensor, ratio: int, orientation: int, image_size: int) -> tf.Tensor:
+    """(image_size, image_size, 3) uint8 pixels of JPEG ``contents``, close to core.data.images.load_resized's."""
+    image = tf.io.decode_jpeg(contents, channels=3, ratio=ratio, dct_method=DCT_METHOD)
+    resized = tf.image.resize(image, (image_size, image_size), method="area")  # means of 0-255 values
+    pixels = tf.cast(resized + 0.5, tf.uint8)  # rounds half up, as Pillow does
     return _oriented(pixels, orientation)

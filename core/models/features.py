@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.data.dataset import Sample
+from core.data.images import Pixels
 from core.fileio import atomic_write
 
 Progress = Callable[[int, "int | None"], None]  # (images done, images in total)
@@ -64,9 +65,11 @@ def _samples_digest(samples: list[Sample]) -> str:
     return digest.hexdigest()[:DIGEST_CHARS]
 
 
-def cache_path(cache_dir: Path, cache_key: str, image_size: int, samples: list[Sample]) -> Path:
+def cache_path(
+    cache_dir: Path, cache_key: str, image_size: int, samples: list[Sample], pixels: Pixels = Pixels.INFERENCE
+) -> Path:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cache_key).strip("_") or "features"
-    return Path(cache_dir) / f"{slug}_{image_size}px_{_samples_digest(samples)}.npz"
+    return Path(cache_dir) / f"{slug}_{image_size}px_{pixels.value}_{_samples_digest(samples)}.npz"
 
 
 def _load(path: Path, num_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -96,13 +99,15 @@ def cached_features(
     cache_key: str,
     cache_dir: Path,
     progress: Progress | None = None,
+    pixels: Pixels = Pixels.INFERENCE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) for ``samples``, from the cache when it has them.
 
     ``cache_key`` names what produced the features (architecture, weights):
-    a different extractor must use a different key.
+    a different extractor must use a different key. ``pixels`` is how the
+    photos decode, part of the key too.
     """
-    path = cache_path(cache_dir, cache_key, image_size, samples)
+    path = cache_path(cache_dir, cache_key, image_size, samples, pixels)
     cached = _load(path, len(samples))
     if cached is not None:
         if progress is not None:
@@ -112,7 +117,7 @@ def cached_features(
     from core.data.pipeline import make_dataset
     from core.models.onnx_base import fast_base
 
-    dataset = make_dataset(samples, image_size, batch_size, training=False)
+    dataset = make_dataset(samples, image_size, batch_size, training=False, pixels=pixels)
     features, labels = extract_features(fast_base(feature_extractor), dataset, progress, total=len(samples))
     _save(path, features, labels)
     return features, labels

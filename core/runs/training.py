@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from core.config import get_settings
 from core.data.dataset import Sample
+from core.data.images import Pixels
 from core.data.layout import Split
 from core.data.pipeline import make_dataset
 from core.data.splits import Splits
@@ -76,8 +77,11 @@ def training_mode(config: TrainConfig) -> Mode:
     return Mode.CACHED_FEATURES if spec.frozen_base and config.augment.is_identity else Mode.END_TO_END
 
 
-def frozen_features(extractor, config: TrainConfig, samples: list[Sample], progress=None):
-    """(features, labels) of ``samples`` through the run's frozen base, computed once and cached."""
+def frozen_features(extractor, config: TrainConfig, samples: list[Sample], pixels: Pixels, progress=None):
+    """(features, labels) of ``samples`` through the run's frozen base, computed once and cached.
+
+    Training photos decode FAST; validation photos as inference decodes them (core.data.pipeline).
+    """
     from core.models.features import cached_features
 
     # The key names the extractor; cached_features adds the files and the size.
@@ -89,6 +93,7 @@ def frozen_features(extractor, config: TrainConfig, samples: list[Sample], progr
         cache_key=f"{config.arch}-imagenet",
         cache_dir=get_settings().cache_dir / "features",
         progress=progress,
+        pixels=pixels,
     )
 
 
@@ -110,8 +115,8 @@ def cache_frozen_features(config: TrainConfig, splits: Splits) -> None:
     from core.models.embeddings import embed_files
 
     extractor, _ = build_frozen_parts(config.arch, len(splits.classes), config.image_size)
-    for samples in (splits.train, splits.validation):
-        frozen_features(extractor, config, samples)
+    frozen_features(extractor, config, splits.train, Pixels.FAST)
+    frozen_features(extractor, config, splits.validation, Pixels.INFERENCE)
     if not features_are_embeddings(config):
         embed_files([sample.path for sample in splits.train])
 
@@ -395,7 +400,7 @@ class Training:
         if self.mode == Mode.CACHED_FEATURES and not self.fine_tunes:
             # The base is frozen and was never changed: the best head on the cached validation
             # features gives the best model's logits without a second pass of the base.
-            features, _ = frozen_features(self.extractor, self.config, self.splits.validation)
+            features, _ = frozen_features(self.extractor, self.config, self.splits.validation, Pixels.INFERENCE)
             head = head_of(self._best_model(), self.extractor.layers[-1].name)
             return head.predict(features.astype("float32"), batch_size=self.config.batch_size, verbose=0)
         images = self._validation_images().map(lambda images, labels: images)
@@ -409,7 +414,7 @@ class Training:
         config, train = self.config, self.splits.train
         if features_are_embeddings(config):
             # Fine-tuning changes the model, never these cached features of the ImageNet base.
-            features, _ = frozen_features(self.extractor, config, train)
+            features, _ = frozen_features(self.extractor, config, train, Pixels.FAST)
             embeddings, size = pooled(features), config.image_size
         else:
             # Per photo, at the embeddings' own size, so the Review page's doctor shares the cache.
@@ -444,6 +449,7 @@ class Training:
             seed=config.seed,
             augment=config.augment,
             cache_file=self.decoded_cache / "train",
+            pixels=Pixels.FAST,
         )
         return train, self._validation_images()
 
@@ -462,10 +468,14 @@ class Training:
 
     def _feature_datasets(self):
         batch_size = self.config.batch_size
-        train = _features_dataset(*self._features(self.splits.train), batch_size, shuffle_seed=self.config.seed)
-        return train, _features_dataset(*self._features(self.splits.validation), batch_size)
+        train = self._features(self.splits.train, Pixels.FAST)
+        validation = self._features(self.splits.validation, Pixels.INFERENCE)
+        return (
+            _features_dataset(*train, batch_size, shuffle_seed=self.config.seed),
+            _features_dataset(*validation, batch_size),
+        )
 
-    def _features(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    def _features(self, samples: list[Sample], pixels: Pixels) -> tuple[np.ndarray, np.ndarray]:
         """The frozen base's features of ``samples``, computed once per dataset and size."""
         batch_size = self.config.batch_size
         # In the "features" phase, batch / batches_total count batches of images.
@@ -475,7 +485,7 @@ class Training:
             self.control.check()
             self.control.status(force=False, batch=math.ceil(done / batch_size))
 
-        return frozen_features(self.extractor, self.config, samples, progress)
+        return frozen_features(self.extractor, self.config, samples, pixels, progress)
 
     def _fit(self, model, train_data, val_data, phase: Phase, epochs: int) -> None:
         """model.fit for ``epochs`` more epochs, with the run's callbacks."""
