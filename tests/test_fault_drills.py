@@ -169,6 +169,7 @@ def test_a_full_disk_while_saving_the_model_keeps_the_previous_one(data, tmp_pat
         real_on_epoch_end(checkpoint, epoch, logs)
 
     real_on_epoch_end = training.AtomicCheckpoint.on_epoch_end
+    monkeypatch.setattr(training, "SAVE_INTERVAL", 0.0)  # every best epoch is written at once
     monkeypatch.setattr(keras.Model, "save", save_then_disk_full)
     monkeypatch.setattr(training.AtomicCheckpoint, "on_epoch_end", every_epoch_is_the_best)
 

@@ -119,6 +119,30 @@ def test_run_folder_holds_everything_a_page_reads(trained):
     assert not list(run_dir.glob("*.tmp*")) and not (run_dir / ".cache").exists()
 
 
+def test_a_best_epoch_within_the_save_interval_is_written_when_fit_ends(tmp_path):
+    """Saves are spaced out; the file still ends up holding the best epoch's weights, not the last's."""
+    from core.runs.control import RunControl
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    checkpoint = training.AtomicCheckpoint(tmp_path / MODEL_FILE, model, RunControl(tmp_path))
+    checkpoint.set_model(model)
+    saved_weights = {}
+
+    def epoch(number, val_accuracy):
+        model.set_weights([np.full_like(w, number) for w in model.get_weights()])
+        checkpoint.on_epoch_end(number - 1, {"val_accuracy": val_accuracy})
+        saved_weights[number] = keras.models.load_model(tmp_path / MODEL_FILE).get_weights()[0][0, 0]
+
+    epoch(1, 0.5)  # the first best is written at once
+    epoch(2, 0.7)  # better, but within SAVE_INTERVAL of the first save: kept in memory
+    epoch(3, 0.6)
+    assert saved_weights == {1: 1.0, 2: 1.0, 3: 1.0}
+    checkpoint.on_train_end()
+    assert keras.models.load_model(tmp_path / MODEL_FILE).get_weights()[0][0, 0] == 2.0
+    assert model.get_weights()[0][0, 0] == 3.0  # fitting goes on from the last epoch
+    assert checkpoint.best_epoch == 2
+
+
 def test_checkpoint_is_replaced_atomically_and_always_loads(tmp_path, monkeypatch):
     """model.keras is saved to a temp file beside it and renamed; a reader never sees half a file."""
     data = make_separable_dataset(tmp_path / "data", per_class=16, size=32)
