@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import os
 import re
-import threading
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +26,6 @@ from core.data.images import Pixels
 from core.fileio import atomic_write
 
 Progress = Callable[[int, "int | None"], None]  # (images done, images in total)
-# Decoded batches held while the base converts: 26 batches of 32 photos at 160 px.
-LOOKAHEAD_BYTES = 256 * 1024**2
 # Hex digits of the samples' digest in a cache file name: plenty to never collide.
 DIGEST_CHARS = 20
 
@@ -122,31 +117,7 @@ def cached_features(
     from core.data.pipeline import make_dataset
     from core.models.onnx_base import fast_base
 
-    batches = iter(make_dataset(samples, image_size, batch_size, training=False, pixels=pixels))
-    # TensorFlow's threads decode the first batches while this thread converts the base to
-    # ONNX (2 s of Python on a cold cache, core.models.onnx_base).
-    base_ready = threading.Event()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode-ahead") as pool:
-        ahead = pool.submit(_take_until, batches, base_ready, LOOKAHEAD_BYTES)
-        try:
-            base = fast_base(feature_extractor)
-        finally:
-            base_ready.set()
-        decoded = ahead.result()
-    all_batches = itertools.chain(decoded, batches)
-    features, labels = extract_features(base, all_batches, progress, total=len(samples))
+    dataset = make_dataset(samples, image_size, batch_size, training=False, pixels=pixels)
+    features, labels = extract_features(fast_base(feature_extractor), dataset, progress, total=len(samples))
     _save(path, features, labels)
     return features, labels
-
-
-def _take_until(batches, stop: threading.Event, max_bytes: int) -> list:
-    """Batches from ``batches`` until ``stop`` is set, ``max_bytes`` are held, or they run out."""
-    taken, held = [], 0
-    while not stop.is_set() and held < max_bytes:
-        batch = next(batches, None)
-        if batch is None:
-            break
-        taken.append(batch)
-        images = batch[0]
-        held += int(np.prod(images.shape)) * images.dtype.size
-    return taken
