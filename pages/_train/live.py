@@ -1,8 +1,10 @@
 """Train page: the live panel, the focused run as it trains.
 
-An ``st.fragment`` that re-reads the run files every second while something
-trains (slowly otherwise, to notice runs started elsewhere), so only this
-panel redraws. When a run starts, finishes or appears, the whole page reruns:
+An ``st.fragment`` that re-reads the run files every two seconds while
+something trains (slowly otherwise, to notice runs started elsewhere), so
+only this panel redraws. Every redraw re-renders the chart in the browser:
+watching a 60-epoch run cost 0.25 cores at one second, 0.19 at two
+(benchmarks/bench_watch.py, 2026-12-03). When a run starts, finishes or appears, the whole page reruns:
 the runs table and the results depend on it.
 """
 
@@ -31,7 +33,7 @@ from pages._train import figures, views
 from pages._train.runs import focused_run, runs_signature
 
 # The live panel re-reads the run files this often (seconds).
-ACTIVE_REFRESH, IDLE_REFRESH = 1.0, 10.0
+ACTIVE_REFRESH, IDLE_REFRESH = 2.0, 10.0
 SIGNATURE_KEY = "train_signature"  # the runs the last full page run drew
 
 
