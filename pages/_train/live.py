@@ -3,8 +3,8 @@
 An ``st.fragment`` that re-reads the run files every two seconds while
 something trains (slowly otherwise, to notice runs started elsewhere), so
 only this panel redraws. Every redraw re-renders the chart in the browser:
-watching a 60-epoch run cost 0.25 cores at one second, 0.19 at two
-(benchmarks/bench_watch.py, 2026-12-03). When a run starts, finishes or appears, the whole page reruns:
+watching a 10-epoch run cost 0.25 cores at one second, 0.22 at two, and a
+60-epoch run 0.19 at two (benchmarks/bench_watch.py, 2026-12-03). When a run starts, finishes or appears, the whole page reruns:
 the runs table and the results depend on it.
 """
 
