@@ -167,7 +167,12 @@ def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, 
     assert "truncated.jpg is truncated" in errors[0]
     assert "notes.jpg is not an image" in errors[1]
     assert "bomb.png" in errors[2]
-    assert len(app.get("plotly_chart")) == 3
+    # Each answer's class probabilities as bars, most likely first.
+    bars = [bar.proto.text for bar in app.get("progress")]
+    for prediction in classified:
+        ranked = sorted(prediction.probabilities.items(), key=lambda item: -item[1])
+        expected_bars = [f"{name} · {value:.1%}" for name, value in ranked]
+        assert any(bars[i : i + len(ranked)] == expected_bars for i in range(len(bars))), (expected_bars, bars)
     assert len(app.image) >= 3
     assert any("ms" in caption for caption in texts(app.caption))
 
@@ -721,10 +726,27 @@ def test_a_real_export_is_prepared_in_the_background_checked_and_then_offered(ru
     assert not [b for b in app.button if b.key == "prepare_tflite"]
 
 
-def test_a_class_at_zero_percent_still_gets_its_label():
-    """Plotly writes no label on a bar of zero width; the chart keeps a sliver so 0.0% is shown."""
-    from pages._classify.views import probability_chart
+def test_many_classes_show_the_five_most_likely_and_the_rest_summed():
+    from pages._classify.views import ranked_probabilities
 
-    bar = probability_chart({"cats": 1.0, "dogs": 0.0}).data[0]
-    assert list(bar.text) == ["0.0%", "100.0%"]
-    assert min(bar.x) > 0 and list(bar.customdata) == [0.0, 1.0]
+    probabilities = {f"class {i}": p for i, p in enumerate([0.02, 0.5, 0.1, 0.03, 0.2, 0.05, 0.1])}
+    shown, rest = ranked_probabilities(probabilities)
+    assert [value for _, value in shown] == [0.5, 0.2, 0.1, 0.1, 0.05]
+    assert rest == pytest.approx(0.05)
+    assert ranked_probabilities({"cats": 1.0, "dogs": 0.0}) == ([("cats", 1.0), ("dogs", 0.0)], 0)
+
+
+def test_a_class_name_in_a_probability_bar_reads_as_written():
+    """A folder name is not Markdown: no link, no colour in the bar's label."""
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        from pages._classify.views import show_probabilities
+
+        show_probabilities({"[x](http://evil.example)": 0.6, ":red[y]": 0.4})
+
+    app = AppTest.from_function(page).run()
+    assert [bar.proto.text for bar in app.get("progress")] == [
+        r"\[x\](http\://evil.example) · 60.0%",
+        r"\:red\[y\] · 40.0%",
+    ]

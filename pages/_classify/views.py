@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import html
 import io
 import os
 import sys
@@ -24,7 +23,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
@@ -35,7 +33,6 @@ from core.serving.inference import Prediction, Predictor, preview_image
 from pages._classify.answers import show_answer
 from pages._common.text import md
 
-BAR_COLOUR, TOP_COLOUR = "#9AA5B1", "#E4572E"
 DROP_KEY = "classify_drop"  # session state: the last drop's answers and thumbnails (ClassifiedDrop)
 HEATMAPS_KEY = "classify_heatmaps"  # session state: its Grad-CAM heatmaps, by photo
 THUMBNAIL_QUALITY = 85  # JPEG: 20-60 KB for a 512-pixel photo
@@ -141,37 +138,28 @@ def gradcam_heatmap(run_path: str, mtime: float, prediction: Prediction, photo: 
     return kept[key]
 
 
-MIN_BAR = 0.002  # the narrowest bar drawn, as a fraction of the axis
+# Bars drawn per photo; the rest of an N-class model's classes are summed in one line.
+TOP_CLASSES_SHOWN = 5
 
 
-def probability_chart(probabilities: dict[str, float]) -> go.Figure:
-    """Horizontal bars, most likely class on top and highlighted."""
-    ranked = sorted(probabilities.items(), key=lambda item: item[1])
-    # Plotly reads labels as HTML (links included): class names are folder names.
-    names, values = [html.escape(n) for n, _ in ranked], [v for _, v in ranked]
-    colours = [BAR_COLOUR] * (len(values) - 1) + [TOP_COLOUR]
-    figure = go.Figure(
-        go.Bar(
-            # Plotly draws no label on a bar of zero width: a class at 0.0% keeps a sliver,
-            # so its measured value is still written beside it.
-            x=[max(v, MIN_BAR) for v in values],
-            y=names,
-            orientation="h",
-            marker_color=colours,
-            text=[f"{v:.1%}" for v in values],
-            textposition="auto",
-            customdata=values,
-            hovertemplate="%{y}: %{customdata:.2%}<extra></extra>",
-        )
-    )
-    figure.update_layout(
-        height=70 + 28 * len(names),
-        margin=dict(l=0, r=30, t=10, b=30),
-        xaxis=dict(range=[0, 1], tickformat=".0%", title=None),
-        yaxis=dict(title=None),
-        showlegend=False,
-    )
-    return figure
+def ranked_probabilities(probabilities: dict[str, float]) -> tuple[list[tuple[str, float]], float]:
+    """The classes drawn as bars, most likely first, and the probability of those left out."""
+    ranked = sorted(probabilities.items(), key=lambda item: -item[1])
+    return ranked[:TOP_CLASSES_SHOWN], sum(value for _, value in ranked[TOP_CLASSES_SHOWN:])
+
+
+def show_probabilities(probabilities: dict[str, float]) -> None:
+    """One bar per class, most likely first.
+
+    Progress bars, not a Plotly chart: a chart per photo cost the browser about
+    1 s of CPU per drop of three (benchmarks/bench_class.py, 2026-12-03), most of
+    it loading Plotly in a tab that had not drawn a chart yet.
+    """
+    shown, rest = ranked_probabilities(probabilities)
+    for name, value in shown:
+        st.progress(min(max(value, 0.0), 1.0), text=f"{md(name)} · {value:.1%}")
+    if len(probabilities) > len(shown):
+        st.caption(f"{len(probabilities) - len(shown)} more classes: {rest:.1%} together")
 
 
 @st.fragment
@@ -186,9 +174,7 @@ def show_prediction(
     picture, answer = st.columns([2, 3], gap="medium")
     with answer:
         show_answer(prediction)
-        st.plotly_chart(
-            probability_chart(prediction.probabilities), key=f"probabilities_{index}", config={"displayModeBar": False}
-        )
+        show_probabilities(prediction.probabilities)
         st.caption(f"⏱️ {prediction.ms:.0f} ms (decode + model)")
         show_heatmap = st.toggle(
             "Grad-CAM heatmap",
