@@ -130,7 +130,7 @@ def downloads(monkeypatch) -> dict[str, bytes]:
     return offered
 
 
-def test_a_drop_is_classified_with_chart_table_csv_and_bad_files_named(run_dir, tmp_path, downloads):
+def test_a_drop_is_classified_with_bars_table_csv_and_bad_files_named(run_dir, tmp_path, downloads):
     from core.serving.inference import Predictor
 
     good = validation_files(run_dir)[:2]  # circles.validation.0.jpg, .1.jpg
