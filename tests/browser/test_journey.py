@@ -504,15 +504,16 @@ def test_3_classify_a_drop_of_photos(journey, cats_and_dogs, tmp_path):
     expect(
         page.get_by_test_id("stCaptionContainer").filter(has_text="Probabilities are calibrated (temperature")
     ).to_be_visible()
-    charts = page.get_by_test_id("stPlotlyChart")
-    expect(charts).to_have_count(3)
-    for index in range(3):
-        chart = charts.nth(index)
-        chart.scroll_into_view_if_needed()
-        bars = chart.locator("text.bartext")
-        expect(bars).to_have_count(2, timeout=60_000)
-        labels = bars.all_text_contents()
-        assert sum(float(label.rstrip("%")) for label in labels) == pytest.approx(100, abs=0.2), labels
+    # Each answer's class probabilities as bars ("cats · 96.6%"), most likely first.
+    bars = page.get_by_test_id("stProgress")
+    expect(bars).to_have_count(3 * 2)
+    labels = [text.strip() for text in bars.all_inner_texts()]
+    for photo_bars in (labels[i : i + 2] for i in range(0, len(labels), 2)):
+        names_and_percents = [re.fullmatch(r"(cats|dogs) · (\d{1,3}\.\d)%", label) for label in photo_bars]
+        assert all(names_and_percents), labels
+        percents = [float(match.group(2)) for match in names_and_percents]
+        assert percents == sorted(percents, reverse=True), labels
+        assert sum(percents) == pytest.approx(100, abs=0.2), labels
     photos = page.get_by_test_id("stImage")
     expect(photos).to_have_count(3)
     assert [c.strip() for c in photos.get_by_test_id("stImageCaption").all_inner_texts()] == [
