@@ -227,6 +227,26 @@ def test_a_running_run_shows_live_progress_after_a_reload(dataset):
     assert (running / "cancel").exists()  # the worker stops after its current batch
 
 
+def test_cancel_is_not_lost_when_the_panel_finds_the_runs_changed(dataset, monkeypatch):
+    """The click's redraw can find a run changed (it reruns the whole page before the
+    button): the click still cancels (the browser journey lost one this way)."""
+    from pages._train import live
+
+    running = write_run(dataset, state="running", metrics=1, pid=os.getpid(), heartbeat=time.time(), epoch=2)
+    at = open_train_page()
+    real_signature, calls = live.runs_signature, []
+
+    def changed_once(summaries):
+        calls.append(1)
+        # The page's own call (1) sees the runs as drawn; the panel's (2) finds them changed.
+        return ("changed",) if len(calls) == 2 else real_signature(summaries)
+
+    monkeypatch.setattr(live, "runs_signature", changed_once)
+    button(at, "Cancel run").click().run()
+    assert (running / "cancel").exists()
+    assert not at.exception
+
+
 def test_selecting_runs_focuses_one_or_overlays_several(dataset):
     first = write_run(dataset, state="completed", metrics=3, created=time.time() - 600)
     finish_run(first, dataset)

@@ -10,6 +10,7 @@ the runs table and the results depend on it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -35,6 +36,7 @@ from pages._train.runs import focused_run, runs_signature
 # The live panel re-reads the run files this often (seconds).
 ACTIVE_REFRESH, IDLE_REFRESH = 2.0, 10.0
 SIGNATURE_KEY = "train_signature"  # the runs the last full page run drew
+CANCEL_ANSWER_KEY = "train_cancel_answer"  # what the last Cancel click did (CancelAnswer)
 
 
 def show_live_panel(summaries: list[RunSummary]) -> None:
@@ -67,13 +69,30 @@ def live_panel() -> None:
     _state_message(run, status, metrics, summaries)
     epochs_total = status.epochs_total or run.epochs_total
     st.plotly_chart(figures.curves(metrics, epochs_total), key=f"curves_{run.id}", config={"displayModeBar": False})
-    if status.state.active and st.button("Cancel run", icon="⏹️", key=f"cancel_{run.id}"):
-        try:
-            new_state = jobs.cancel(run.path)
-        except OSError as error:
-            st.error(cannot("cancel the run", error))
-            return
-        st.toast("Cancelled." if new_state == RunState.CANCELLED else "Stopping after the current batch…")
+    if status.state.active:
+        st.button("Cancel run", icon="⏹️", key=f"cancel_{run.id}", on_click=cancel_run, args=(run.path,))
+    answer = st.session_state.pop(CANCEL_ANSWER_KEY, None)
+    if answer is not None:
+        (st.error if answer.failed else st.toast)(answer.text)
+
+
+@dataclass(frozen=True)
+class CancelAnswer:
+    text: str
+    failed: bool = False
+
+
+def cancel_run(run_path: str) -> None:
+    """The Cancel button's callback. It runs before the panel redraws: a redraw that
+    finds the runs changed reruns the whole page before reaching the button, and a
+    click read from the button's value there was lost (the run went on to the end)."""
+    try:
+        new_state = jobs.cancel(run_path)
+    except OSError as error:
+        st.session_state[CANCEL_ANSWER_KEY] = CancelAnswer(cannot("cancel the run", error), failed=True)
+        return
+    text = "Cancelled." if new_state == RunState.CANCELLED else "Stopping after the current batch…"
+    st.session_state[CANCEL_ANSWER_KEY] = CancelAnswer(text)
 
 
 def keep_the_queue_moving() -> None:
