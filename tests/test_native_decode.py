@@ -121,6 +121,7 @@ def test_a_decode_over_its_share_of_the_budget_is_left_to_pillow(tmp_path, monke
 
 def test_the_pipeline_keeps_file_order_across_decoders(tmp_path):
     """Files of different plans decode in maps of their own; the pipeline hands them back in order."""
+    from core.data.images import Pixels
     from core.data.pipeline import decoded_pixels
 
     names = []
@@ -138,7 +139,7 @@ def test_the_pipeline_keeps_file_order_across_decoders(tmp_path):
     paths = [str(tmp_path / name) for name in names]
     assert len(set(plan_decodes(paths, SIZE))) == 4  # Pillow, and three native plans
 
-    decoded = [image.numpy() for image in decoded_pixels(paths, SIZE)]
+    decoded = [image.numpy() for image in decoded_pixels(paths, SIZE, Pixels.FAST)]
     assert len(decoded) == len(paths)
     for path, pixels in zip(paths, decoded):
         expected = load_resized(path, SIZE).astype(int)

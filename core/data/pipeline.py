@@ -43,7 +43,7 @@ def _decode(path: tf.Tensor, image_size: int, plan: DecodePlan) -> tf.Tensor:
     return image
 
 
-def decoded_pixels(paths: list[str], image_size: int, pixels: Pixels = Pixels.FAST) -> tf.data.Dataset:
+def decoded_pixels(paths: list[str], image_size: int, pixels: Pixels) -> tf.data.Dataset:
     """Unbatched uint8 images of ``paths``, in order, each file by its decode plan.
 
     Files of one plan (a DCT ratio and an orientation, or Pillow) decode in one
