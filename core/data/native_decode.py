@@ -22,7 +22,7 @@ slow); the plain bilinear 0.87 ms, 1.5 / 13 / 117 (it aliases); Pillow in
 tf.numpy_function 1.5-2.2 ms; the tutorial's decode_image and plain bilinear
 0.8-0.9 ms. So the area resize, the only one as cheap as the tutorial's
 decode that stays close to Pillow; tests/test_native_decode.py holds its
-bound, and benchmarks/bench_pipeline.py measures how often a model answers
+bound, and benchmarks/bench_decode.py measures how often a model answers
 the same on either decode.
 
 Which files take this path is decided per file before the dataset is built,

@@ -149,11 +149,11 @@ def ranked_probabilities(probabilities: dict[str, float]) -> tuple[list[tuple[st
 
 
 def show_probabilities(probabilities: dict[str, float]) -> None:
-    """One bar per class, most likely first.
+    """A bar for each of the TOP_CLASSES_SHOWN most likely classes, then the rest summed.
 
-    Progress bars, not a Plotly chart: a chart per photo cost the browser about
-    1 s of CPU per drop of three (benchmarks/bench_class.py, 2026-12-03), most of
-    it loading Plotly in a tab that had not drawn a chart yet.
+    Progress bars, not a Plotly chart: with a chart per photo the browser spent
+    2.4 s of CPU on a drop of three, with bars 1.2-1.4 s (benchmarks/bench_class.py,
+    2026-12-03).
     """
     shown, rest = ranked_probabilities(probabilities)
     for name, value in shown:
