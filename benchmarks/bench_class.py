@@ -86,7 +86,8 @@ ANSWERS_SHOWN_JS = f"""(n) => {{
     const photos = [...document.querySelectorAll('[data-testid="stImage"] img')];
     return answers.length >= n && ({LOADED})(photos, n);
 }}"""
-THUMBNAILS_SHOWN_JS = f"""(n) => ({LOADED})([...document.querySelectorAll('[class*="st-key-thumb_"] img')], n)"""
+# The Browse tab's thumbnails: in a container keyed "thumbnails" (keyed thumb_N, one per photo, before 2026-12-03).
+THUMBNAILS_SHOWN_JS = f"""(n) => ({LOADED})([...document.querySelectorAll('[class*="st-key-thumb"] img')], n)"""
 
 
 # --- Set-up: the dataset, its scan, a trained run ------------------------------------

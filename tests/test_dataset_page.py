@@ -167,8 +167,10 @@ def test_browsing_pages_filters_and_enlarging(dataset):
     assert set(thumbnail_captions(app)) == {"squares"}
     assert app.get("pagination")[0].value == 1  # a new filter starts at page 1
 
-    name = app.button(key="enlarge_3").help
-    app.button(key="enlarge_3").click().run()
+    enlarge = app.selectbox(key="browse_enlarged")
+    assert len(enlarge.options) == 18  # the 18 squares on this page, by file name
+    name = enlarge.options[3]
+    enlarge.select_index(3).run()
     details = page_text(app)
     assert f"**{name}**" in details
     assert "48 × 48 px" in details and "Label: **squares** (1)" in details

@@ -22,6 +22,7 @@ from pages._common.photos import large_photo, thumbnail
 from pages._common.text import code, md
 
 PHOTOS_PER_PAGE = 24
+THUMBNAIL_WIDTH = 110  # pixels on screen; six to a row beside the enlarged photo
 ALL_SPLITS = "all"
 
 
@@ -95,7 +96,8 @@ def show_skipped(info: DatasetInfo) -> None:
 # --- Browser --------------------------------------------------------------
 
 # What the browser (and the preview's photo picker) remember between reruns.
-BROWSER_STATE = ("browse_split", "browse_classes", "browse_page", "browse_selected", "aug_photo", "aug_random_photo")
+ENLARGED_KEY = "browse_enlarged"  # the path of the photo shown large
+BROWSER_STATE = ("browse_split", "browse_classes", "browse_page", ENLARGED_KEY, "aug_photo", "aug_random_photo")
 
 
 def reset_browser_for(root: str | Path) -> None:
@@ -180,38 +182,52 @@ def show_browser(splits: Splits) -> None:
     grid_column, detail_column = st.columns([3, 1], gap="medium")
     with grid_column:
         page = photos_on_page(splits)
-        _thumbnail_grid(page)
+        shown = _thumbnail_grid(page)
         st.pagination(page_count(len(photos)), key="browse_page", persist_state="page")
         st.caption(f"{len(photos):,} photos")
-    with detail_column:
-        selected = st.session_state.get("browse_selected")
-        if selected not in {sample.path for _, sample in photos}:
-            selected = page[0][1].path
-        _photo_details(next((s, p) for s, p in photos if p.path == selected))
+    if shown:
+        with detail_column:
+            enlarged = _enlarge_picker(shown)
+            _photo_details(next((split, s) for split, s in page if s is enlarged))
 
 
-def _select(path: str) -> None:
-    st.session_state["browse_selected"] = path
+def _thumbnail_grid(page: list[tuple[str, Sample]]) -> list[Sample]:
+    """The page's thumbnails as one image list; returns the photos shown.
+
+    One element rather than a container, image and button per photo: ten tabs
+    drew 24 thumbnails in 12.5 s instead of 19.6 s (2026-12-03, the browse
+    scenario of benchmarks/bench_class.py).
+    """
+    shown: list[tuple[Sample, bytes]] = []
+    for _split, sample in page:
+        image = thumbnail(sample.path)
+        if image is None:
+            st.warning(f"{md(Path(sample.path).name)} can no longer be read.")
+        else:
+            shown.append((sample, image))
+    if shown:
+        with st.container(key="thumbnails"):
+            st.image(
+                [image for _, image in shown],
+                caption=[md(sample.class_name) for sample, _ in shown],
+                width=THUMBNAIL_WIDTH,
+            )
+    return [sample for sample, _ in shown]
 
 
-def _thumbnail_grid(page: list[tuple[str, Sample]]) -> None:
-    with st.grid(6, min_column_width=110, gap="xsmall"):
-        for index, (_split, sample) in enumerate(page):
-            with st.container(key=f"thumb_{index}", gap=None):
-                image = thumbnail(sample.path)
-                if image is None:
-                    st.warning(f"{md(Path(sample.path).name)} can no longer be read.")
-                    continue
-                st.image(image, caption=md(sample.class_name), width="stretch")
-                st.button(
-                    "Enlarge",
-                    key=f"enlarge_{index}",
-                    type="tertiary",
-                    icon=":material/zoom_in:",
-                    on_click=_select,
-                    args=(sample.path,),
-                    help=Path(sample.path).name,
-                )
+def _enlarge_picker(shown: list[Sample]) -> Sample:
+    """The photo of this page shown enlarged: the first until another is picked."""
+    paths = [sample.path for sample in shown]
+    if st.session_state.get(ENLARGED_KEY) not in paths:
+        st.session_state[ENLARGED_KEY] = paths[0]  # a new page, filter or dataset
+    chosen = st.selectbox(
+        "Enlarge",
+        paths,
+        key=ENLARGED_KEY,
+        format_func=lambda path: Path(path).name,
+        help="A photo of this page, shown large with its size and label.",
+    )
+    return shown[paths.index(chosen)]
 
 
 def _photo_details(choice: tuple[str, Sample]) -> None:

@@ -289,10 +289,8 @@ def test_1_browse_the_downloaded_dataset(journey):
     expect(captions).to_have_count(24)
     assert set(captions.all_inner_texts()) == {"cats", "dogs"}
     expect(page.get_by_text(f"{4 * PHOTOS_PER_FOLDER} photos", exact=True)).to_be_visible()
-    thumbnails = page.locator('[class*="st-key-thumb_"] img')
-    page.wait_for_function(
-        f"() => ({IMAGES_LOADED_JS})([...document.querySelectorAll('[class*=\"st-key-thumb_\"] img')])"
-    )
+    thumbnails = page.locator(".st-key-thumbnails img")
+    page.wait_for_function(f"() => ({IMAGES_LOADED_JS})([...document.querySelectorAll('.st-key-thumbnails img')])")
     assert thumbnails.count() == 24
     journey.readme_screenshot("dataset", journey.step("1-dataset-browse"))
 
