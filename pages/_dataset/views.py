@@ -195,7 +195,7 @@ def _thumbnail_grid(page: list[tuple[str, Sample]]) -> list[Sample]:
     """The page's thumbnails as one image list; returns the photos shown.
 
     One element rather than a container, image and button per photo: ten tabs
-    drew 24 thumbnails in 12.5 s instead of 19.6 s (2026-12-03, the browse
+    showed 24 thumbnails in 6.1 s instead of 9.1 s (2026-12-04, the browse
     scenario of benchmarks/bench_class.py).
     """
     shown: list[tuple[Sample, bytes]] = []
