@@ -26,8 +26,9 @@ Phases: ``--rounds`` of one session alone, then ``--rounds`` of
 ``--sessions`` sessions together: their tabs open first (asyncio.gather),
 then, once Chromium has finished drawing them (below 0.15 of a core for a
 second; printed as "tabs idle after s"), all act at the same moment, as a
-class does when the teacher says "now"; only the actions are timed (ten page loads in one Chromium on the
-server's two cores would be timed too otherwise). For each phase it
+class does when the teacher says "now"; only the actions are timed (ten
+page loads in one Chromium on the server's two cores would be timed too
+otherwise). For each phase it
 prints the median seconds, the 1-minute load average before and after, and
 the CPU seconds (user+sys, from /proc) the Streamlit server process and the
 Chromium processes used during it. ``--profile DIR`` records the server with

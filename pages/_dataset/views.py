@@ -22,7 +22,7 @@ from pages._common.photos import large_photo, thumbnail
 from pages._common.text import code, md
 
 PHOTOS_PER_PAGE = 24
-THUMBNAIL_WIDTH = 110  # pixels on screen; six to a row beside the enlarged photo
+THUMBNAIL_WIDTH = 110  # pixels on screen: five to a row beside the enlarged photo in a 1280 px window
 ALL_SPLITS = "all"
 
 
