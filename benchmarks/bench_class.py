@@ -67,7 +67,7 @@ THUMBNAILS_PER_PAGE = 24  # pages/_dataset/views.py PHOTOS_PER_PAGE
 TIMEOUT_MS = 180_000
 # How often a tab checks whether the answers or thumbnails show. Playwright's default
 # checks on every animation frame: in ten tabs that cost Chromium 0.45 of a core
-# while they waited (2026-12-03), CPU the server and the other tabs did not get.
+# while they waited (a one-off probe, 2026-12-03), CPU the server and the other tabs did not get.
 POLL_MS = 100
 # Opened tabs are idle once Chromium uses less than this, averaged over QUIET_WINDOW_S.
 QUIET_CORES = 0.15

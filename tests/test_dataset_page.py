@@ -168,9 +168,11 @@ def test_browsing_pages_filters_and_enlarging(dataset):
     assert app.get("pagination")[0].value == 1  # a new filter starts at page 1
 
     enlarge = app.selectbox(key="browse_enlarged")
-    assert len(enlarge.options) == 18  # the 18 squares on this page, by file name
-    name = enlarge.options[3]
+    assert len(enlarge.options) == 18  # the 18 squares on this page, by place, file name and class
+    assert enlarge.options[3].startswith("4. ") and enlarge.options[3].endswith(" (squares)")
     enlarge.select_index(3).run()
+    name = Path(app.selectbox(key="browse_enlarged").value).name
+    assert enlarge.options[3] == f"4. {name} (squares)"
     details = page_text(app)
     assert f"**{name}**" in details
     assert "48 × 48 px" in details and "Label: **squares** (1)" in details

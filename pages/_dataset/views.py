@@ -216,16 +216,21 @@ def _thumbnail_grid(page: list[tuple[str, Sample]]) -> list[Sample]:
 
 
 def _enlarge_picker(shown: list[Sample]) -> Sample:
-    """The photo of this page shown enlarged: the first until another is picked."""
+    """The photo of this page shown enlarged: the first until another is picked.
+
+    Named by its place in the grid and its class as well as its file name, since
+    the thumbnails' captions show only the class.
+    """
     paths = [sample.path for sample in shown]
+    names = {s.path: f"{place}. {Path(s.path).name} ({s.class_name})" for place, s in enumerate(shown, start=1)}
     if st.session_state.get(ENLARGED_KEY) not in paths:
         st.session_state[ENLARGED_KEY] = paths[0]  # a new page, filter or dataset
     chosen = st.selectbox(
         "Enlarge",
         paths,
         key=ENLARGED_KEY,
-        format_func=lambda path: Path(path).name,
-        help="A photo of this page, shown large with its size and label.",
+        format_func=names.__getitem__,
+        help="A photo of this page, counted from the top left, shown large with its size and label.",
     )
     return shown[paths.index(chosen)]
 
