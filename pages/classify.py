@@ -4,7 +4,7 @@ Top to bottom: pick a completed run (best test accuracy first); "When to
 answer" (the run's thresholds, adjustable); then three tabs: photos (drop or
 camera: a summary and each photo's answer, calibrated probabilities and a
 Grad-CAM heatmap), many photos (a zip, sorted by answer) and the model to
-take elsewhere (checked exports, model card). The model is loaded once per
+take elsewhere (checked exports, model card; drawn only while open). The model is loaded once per
 run and model file (st.cache_resource) and every drop is classified in one
 batched call (core.serving.inference); moving a threshold re-answers the
 predictions already made.
@@ -16,7 +16,7 @@ from core.data.images import IMAGE_EXTENSIONS, check_drop
 from core.serving.inference import RunNotReadyError, Thresholds, classifiable_runs
 from pages._classify.answers import calibration_caption, reanswered, when_to_answer
 from pages._classify.batch import batch_section, summary_table
-from pages._classify.export import export_section
+from pages._classify.export import EXPORT_TAB, export_section
 from pages._classify.views import classify, load_predictor, model_mtime, run_label, show_prediction
 from pages._common.shell import ensure_app_shell
 from pages._common.text import code, md
@@ -49,7 +49,7 @@ def photos_section(run, mtime: float, thresholds: Thresholds, calibration: str) 
     st.caption(calibration)
     if len(predictions) > 1:
         st.subheader("Summary", anchor=False)
-        summary_table(predictions, run.classes, key="drop_table")
+        summary_table(predictions, run.classes, key="drop_table", static=True)
     for index, (prediction, preview, (_, photo)) in enumerate(zip(predictions, previews, files)):
         if not prediction.ok:
             st.error(md(prediction.error), icon="🚫")
@@ -87,10 +87,16 @@ st.caption(
 )
 thresholds = when_to_answer(predictor, run)
 
-photos_tab, many_tab, export_tab = st.tabs(["🖼️ Photos", "🗂️ Many photos (zip)", "⬇️ Take the model with you"])
+# The two uploaders are drawn in every run, open or not, so a drop survives a look
+# at another tab; the exports and model card only while their tab is open (every
+# rerun of every visitor's page draws what it contains).
+photos_tab, many_tab, export_tab = st.tabs(
+    ["🖼️ Photos", "🗂️ Many photos (zip)", EXPORT_TAB], key="classify_tab", on_change="rerun"
+)
 with photos_tab:
     photos_section(run, mtime, thresholds, calibration_caption(predictor))
 with many_tab:
     batch_section(run, mtime, thresholds)
-with export_tab:
-    export_section(run)
+if export_tab.open:
+    with export_tab:
+        export_section(run)

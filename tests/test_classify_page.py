@@ -13,24 +13,39 @@ from conftest import REPO
 from streamlit.testing.v1 import AppTest
 from test_inference import install_trained_run, validation_files, write_bad_and_unusual_files
 
+from pages._classify.export import EXPORT_TAB
+from pages._common.text import md
 
-def classify_page() -> AppTest:
+
+def classify_page(tab: str | None = None) -> AppTest:
+    """The page through app.py, with ``tab`` open (the first one when None)."""
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     app.switch_page("pages/classify.py")
+    if tab is not None:
+        app.session_state["classify_tab"] = tab
     return app.run()
 
 
-def classify_page_alone() -> AppTest:
+def classify_page_alone(tab: str | None = None) -> AppTest:
     """The page script without app.py, for button clicks.
 
     AppTest starts every run in Streamlit's legacy pages-folder mode, where
     pages/_common/shell.py reruns the script through app.py; a rerun drops a button
     click. Run on its own, the page needs no such rerun.
     """
-    return AppTest.from_file(str(REPO / "pages" / "classify.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(REPO / "pages" / "classify.py"), default_timeout=120)
+    if tab is not None:
+        app.session_state["classify_tab"] = tab
+    return app.run()
 
 
 TITLES = {"unsure": "Not sure", "unknown": "None of these"}
+
+
+def drop_table(app: AppTest):
+    """A drop's summary as the page shows it: a static table of Markdown cells."""
+    [table] = app.table
+    return table.value
 
 
 def texts(elements) -> list[str]:
@@ -176,11 +191,15 @@ def test_a_drop_is_classified_with_bars_table_csv_and_bad_files_named(run_dir, t
     assert len(app.image) >= 3
     assert any("ms" in caption for caption in texts(app.caption))
 
-    # Several photos: a summary table and a CSV of it.
-    [table] = app.dataframe
-    assert list(table.value["file"]) == [name for name, _, _ in drop]
-    assert list(table.value["prediction"])[:3] == ["circles", "not classified", "circles"]
-    assert list(table.value["answer"]) == [TITLES[p.abstained] if p.abstained else p.label or "" for p in expected]
+    # Several photos: a summary table (static: a drop's is small) and a CSV of it.
+    assert not app.dataframe
+    table = drop_table(app)
+    assert list(table["File"]) == [md(name) for name, _, _ in drop]
+    assert list(table["Most likely"])[:3] == ["circles", "not classified", "circles"]
+    assert list(table["Answer"]) == [TITLES[p.abstained] if p.abstained else p.label or "" for p in expected]
+    shown = expected[0].probabilities
+    assert list(table.iloc[0][["P(circles)", "P(squares)"]]) == [f"{shown[c]:.1%}" for c in ("circles", "squares")]
+    assert table["Problem"][1].startswith("truncated.jpg is truncated")
     assert [b.proto.label for b in app.get("download_button") if "CSV" in b.proto.label]
     check_predictions_csv(downloads["predictions.csv"], expected, classes=["circles", "squares"])
 
@@ -213,18 +232,33 @@ def test_gradcam_toggle_shows_an_overlay(run_dir):
     app = classify_page()
     app.file_uploader[0].set_value(("square.jpg", open(path, "rb").read(), "image/jpeg")).run()
     photo_url = app.image[0].proto.imgs[0].url
-    assert app.slider(key="opacity_0").disabled
+    assert not [s for s in app.slider if s.key.startswith("opacity")]  # it comes with the heatmap
 
     app.toggle(key="gradcam_0").set_value(True).run()
 
     assert not app.exception
-    assert not app.slider(key="opacity_0").disabled
+    assert [s.key for s in app.slider if s.key.startswith("opacity")] == ["opacity_0"]
     overlay_url = app.image[0].proto.imgs[0].url
     assert overlay_url != photo_url  # a different picture: the photo with its heatmap
 
     app.slider(key="opacity_0").set_value(0.9).run()
     assert app.image[0].proto.imgs[0].url not in (photo_url, overlay_url)
     assert texts(app.subheader)[-1] == heading(Predictor.from_run(run_dir).predict([path])[0])
+
+
+def test_a_drop_summary_shows_a_visitors_file_names_as_written(run_dir):
+    """st.table renders Markdown: a file name must not become a link, an image or coloured text."""
+    circle, square = validation_files(run_dir)[0], validation_files(run_dir)[-1]
+    names = ["![x](http:evil.example) t.jpg", ":red[y] <b>z<b>.jpg"]  # no "/": the uploader keeps the base name
+    app = classify_page()
+    app.file_uploader[0].set_value([(n, open(p, "rb").read(), "image/jpeg") for n, p in zip(names, (circle, square))])
+    app.run()
+
+    assert not app.exception
+    assert list(drop_table(app)["File"]) == [
+        r"\!\[x\](http\:evil.example) t.jpg",
+        r"\:red\[y\] \<b\>z\<b\>.jpg",
+    ]
 
 
 def test_a_drop_keeps_small_thumbnails_in_its_own_session_only(run_dir):
@@ -239,7 +273,8 @@ def test_a_drop_keeps_small_thumbnails_in_its_own_session_only(run_dir):
 
     for app, names in sessions:
         kept = app.session_state["classify_drop"]
-        assert [p.file for p in kept.predictions] == names == list(app.dataframe[0].value["file"])
+        assert [p.file for p in kept.predictions] == names
+        assert list(drop_table(app)["File"]) == [md(name) for name in names]
         assert all(p.pixels is None for p in kept.predictions)
         assert all(t.startswith(b"\xff\xd8") and len(t) < 64_000 for t in kept.thumbnails)  # JPEG
         assert len(app.image) == len(names)
@@ -374,7 +409,7 @@ def test_answers_are_not_sure_or_none_of_these_with_their_reason_and_sliders_cha
     assert "sure; this run answers from 90%. The closest class: circles (" in unsure
     [unknown] = texts(app.info)
     assert unknown.startswith("Looks like none of the training photos (distance 1.000 \\> 0.500).")
-    assert list(app.dataframe[0].value["answer"]) == ["Not sure", "None of these"]
+    assert list(drop_table(app)["Answer"]) == ["Not sure", "None of these"]
     confidence = app.slider(key=f"answer_confidence_{checked_run.name}")
     novelty = app.slider(key=f"answer_novelty_{checked_run.name}")
     assert (confidence.value, novelty.value) == (0.9, NOVELTY_THRESHOLD)  # the run's own
@@ -387,7 +422,7 @@ def test_answers_are_not_sure_or_none_of_these_with_their_reason_and_sliders_cha
     app.slider(key=f"answer_novelty_{checked_run.name}").set_value(1.0).run()  # nothing is too far
     assert all(" — " in h for h in texts(app.subheader)[1:])  # both answered with a class
     assert not app.info and not app.warning
-    assert list(app.dataframe[0].value["answer"]) == list(app.dataframe[0].value["prediction"])
+    assert list(drop_table(app)["Answer"]) == list(drop_table(app)["Most likely"])
 
 
 def test_a_class_named_unsure_is_answered_as_that_class_not_as_not_sure(run_dir):
@@ -413,7 +448,7 @@ def test_a_class_named_unsure_is_answered_as_that_class_not_as_not_sure(run_dir)
     answers = texts(app.subheader)[1:]
     assert answers[0].startswith("unsure — ") and answers[1].startswith("unknown — "), answers
     assert not app.warning and not app.info  # no "Not sure" / "None of these" explanation
-    assert list(app.dataframe[0].value["answer"]) == ["unsure", "unknown"]
+    assert list(drop_table(app)["Answer"]) == ["unsure", "unknown"]
 
 
 def test_a_from_scratch_model_says_why_it_has_no_unknown_check(run_dir):
@@ -633,9 +668,21 @@ def export_tab_with(monkeypatch, run_dir, statuses: dict, offered: dict) -> tupl
     monkeypatch.setattr(export, "export_status", lambda run, fmt: statuses.get(fmt, ExportStatus(fmt)))
     monkeypatch.setattr(export, "offered_export", lambda run, fmt: offered.get(fmt))
     monkeypatch.setattr(export, "start_export", lambda run, fmt: started.append(fmt))
-    app = classify_page_alone()
+    app = classify_page_alone(tab=EXPORT_TAB)
     assert not app.exception, app.exception
     return app, started
+
+
+def test_the_exports_are_drawn_only_while_their_tab_is_open(run_dir):
+    def keras_download(app: AppTest) -> list:
+        return [b for b in app.get("download_button") if "Keras model" in b.proto.label]
+
+    app = classify_page()
+    assert not app.exception and not keras_download(app)  # the Photos tab is open
+
+    app.session_state["classify_tab"] = EXPORT_TAB
+    app.run()
+    assert not app.exception and keras_download(app)
 
 
 def test_only_an_export_that_agrees_is_offered_with_its_agreement(run_dir, monkeypatch, tmp_path):
@@ -694,7 +741,7 @@ def test_an_agreeing_status_without_its_checked_zip_is_not_offered(run_dir, monk
 def test_the_model_card_is_offered_alone_and_shown_as_core_wrote_it(run_dir, downloads):
     from core.serving.model_card import card_json, card_markdown, model_card
 
-    app = classify_page_alone()
+    app = classify_page_alone(tab=EXPORT_TAB)
     card = model_card(run_dir)
     assert downloads[f"{run_dir.name}-MODEL_CARD.md"].decode() == card_markdown(card)
     assert downloads[f"{run_dir.name}-model_card.json"].decode() == card_json(card)
@@ -708,7 +755,7 @@ def test_a_real_export_is_prepared_in_the_background_checked_and_then_offered(ru
     """Prepare starts core's real check (a child process): progress while it runs, then the zip."""
     from core.serving.export_check import ExportState, export_status
 
-    app = classify_page_alone()
+    app = classify_page_alone(tab=EXPORT_TAB)
     app.button(key="prepare_tflite").click().run()
     assert not app.exception and not app.error
     deadline = time.monotonic() + 300

@@ -44,6 +44,9 @@ BATCH_KEY = "classify_batch"  # session state: the last classified zip or folder
 INLINE_PHOTOS = 64
 POLL_SECONDS = 0.5  # how often the page looks at a background job's progress
 STOP_WAIT_SECONDS = 10  # a replaced job finishes its batch in hand before its photos are removed
+# A drop's static table shows this many rows in full; a longer one scrolls in this many pixels.
+STATIC_TABLE_ROWS = 12
+STATIC_TABLE_HEIGHT = 460
 
 
 @dataclass
@@ -190,12 +193,56 @@ def sorted_zip_bytes(predictions: list[Prediction], batch: Batch) -> bytes:
 
 
 def summary_table(
-    predictions: list[Prediction], classes: list[str], key: str, csv_name: str = "predictions.csv"
+    predictions: list[Prediction],
+    classes: list[str],
+    key: str,
+    csv_name: str = "predictions.csv",
+    static: bool = False,
 ) -> None:
-    """One row per file (its answer, reason and calibrated probabilities), and the CSV of it."""
+    """One row per file (its answer, reason and calibrated probabilities), and the CSV of it.
+
+    ``static``: a plain table (st.table), for a drop of a few photos, which every
+    visitor's browser draws again on each rerun; a zip's many rows keep the
+    interactive grid (sorting, search, scrolling).
+    """
     table = pd.DataFrame(summary_rows(predictions, classes))
     table["prediction"] = table["prediction"].fillna("not classified")
     table["answer"] = [answer_title(p) for p in predictions]
+    if static:
+        height = "content" if len(table) <= STATIC_TABLE_ROWS else STATIC_TABLE_HEIGHT
+        st.table(static_summary(table, classes), hide_index=True, height=height)
+    else:
+        interactive_summary(table, classes, key)
+    st.download_button(
+        "⬇️ Download as CSV",
+        predictions_csv(predictions, classes),
+        key=f"{key}_csv",
+        file_name=csv_name,
+        mime="text/csv",
+        on_click="ignore",
+    )
+
+
+def static_summary(table: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """The summary as Markdown cells (st.table renders them): names escaped, numbers as text."""
+
+    def percent(value) -> str:
+        return "" if pd.isna(value) else f"{value:.1%}"
+
+    columns = {
+        "File": table["file"].map(md),
+        "Most likely": table["prediction"].map(md),
+        "Answer": table["answer"].map(md),
+        "Confidence": table["confidence"].map(percent),
+        "Why not answered": table["reason"].map(md),
+        **{f"P({md(name)})": table[f"p_{name}"].map(percent) for name in classes},
+        "ms": table["ms"].map(lambda ms: "" if pd.isna(ms) else f"{ms:.0f}"),
+        "Problem": table["error"].map(md),
+    }
+    return pd.DataFrame(columns)
+
+
+def interactive_summary(table: pd.DataFrame, classes: list[str], key: str) -> None:
     probability_columns = {
         f"p_{name}": st.column_config.NumberColumn(f"P({name})", format="percent") for name in classes
     }
@@ -213,12 +260,4 @@ def summary_table(
             "error": st.column_config.TextColumn("Problem", width="large"),
             **probability_columns,
         },
-    )
-    st.download_button(
-        "⬇️ Download as CSV",
-        predictions_csv(predictions, classes),
-        key=f"{key}_csv",
-        file_name=csv_name,
-        mime="text/csv",
-        on_click="ignore",
     )

@@ -36,6 +36,9 @@ STATE_TEXT = {
 }
 
 
+EXPORT_TAB = "⬇️ Take the model with you"  # its tab's label (and session-state value)
+
+
 def export_section(run: RunSummary) -> None:
     """The .keras file, the three checked exports, and the model card."""
     run_dir = Path(run.path)

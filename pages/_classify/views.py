@@ -181,7 +181,10 @@ def show_prediction(
             key=f"gradcam_{index}",
             help="Where the model looked to choose its class: red counts most.",
         )
-        opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"opacity_{index}", disabled=not show_heatmap)
+        # Drawn once asked for: every photo's slider costs the browser a widget on every rerun.
+        opacity = 0.45
+        if show_heatmap:
+            opacity = st.slider("Heatmap opacity", 0.0, 1.0, opacity, 0.05, key=f"opacity_{index}")
     with picture:
         image: bytes | np.ndarray = preview
         if show_heatmap:
