@@ -221,7 +221,11 @@ def int8_tab(monkeypatch, status, archive=None):
 
     monkeypatch.setattr(page, "export_status", lambda run, fmt: status if fmt == status.format else ExportStatus(fmt))
     monkeypatch.setattr(page, "offered_export", lambda run, fmt: archive if fmt == status.format else None)
-    app = AppTest.from_file(str(REPO / "pages" / "classify.py"), default_timeout=120).run()
+    from pages._classify.export import EXPORT_TAB
+
+    app = AppTest.from_file(str(REPO / "pages" / "classify.py"), default_timeout=120)
+    app.session_state["classify_tab"] = EXPORT_TAB
+    app.run()
     assert not app.exception, app.exception
     return app
 

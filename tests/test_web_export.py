@@ -344,8 +344,9 @@ def test_the_classify_page_prepares_checks_and_then_offers_the_web_page(web_run,
 
     from core.serving.export_check import ExportState
     from core.serving.web_export import offered_web_export, web_export_status
+    from pages._classify.export import EXPORT_TAB
 
-    app = classify_page_alone()
+    app = classify_page_alone(tab=EXPORT_TAB)
     assert not [b for b in app.get("download_button") if "web" in b.proto.label]
     app.button(key="web_page_prepare").click().run()
     assert not app.exception and not app.error
@@ -376,13 +377,14 @@ def test_a_web_page_that_disagrees_is_not_offered(web_run, monkeypatch):
 
     import core.serving.web_export as web_export
     from core.serving.export_check import Agreement, ExportState
+    from pages._classify.export import EXPORT_TAB
 
     check = web_export.WebCheck(Agreement(4, 3, 0.4), Agreement(0, 0, 0.0, 0.3), 3, None)
     refused = web_export.WebExportStatus(ExportState.DISAGREES, check=check, reason=f"Not offered: {check.describe()}.")
     monkeypatch.setattr(web_export, "web_export_status", lambda run_dir: refused)
     monkeypatch.setattr(web_export, "offered_web_export", lambda run_dir: None)
 
-    app = classify_page_alone()
+    app = classify_page_alone(tab=EXPORT_TAB)
     assert not [b for b in app.get("download_button") if "web" in b.proto.label]
     assert any("Not offered: in Chromium, same label on 3 of 4" in w.value.replace("\\", "") for w in app.warning)
     assert [b.label for b in app.button if b.key == "web_page_prepare"] == ["Prepare again"]
