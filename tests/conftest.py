@@ -14,16 +14,6 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
 
 
-def pytest_collection_modifyitems(config, items):
-    """The browser test files first, each file's tests kept in order.
-
-    They are the longest files (1.5-2.5 minutes each on 2 cores), and pytest-xdist
-    hands out whole files in collection order: last, two of them could land on one
-    worker while the other sat idle (a minute of the test command's ten).
-    """
-    items.sort(key=lambda item: item.path.parent.name != "browser")  # stable: files stay whole
-
-
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """../shared (or $PAWLAB_SHARED). In CI a missing folder fails the run."""
