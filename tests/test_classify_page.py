@@ -677,12 +677,17 @@ def test_the_exports_are_drawn_only_while_their_tab_is_open(run_dir):
     def keras_download(app: AppTest) -> list:
         return [b for b in app.get("download_button") if "Keras model" in b.proto.label]
 
+    square = validation_files(run_dir)[-1]
     app = classify_page()
     assert not app.exception and not keras_download(app)  # the Photos tab is open
+    app.file_uploader[0].set_value(("square.jpg", open(square, "rb").read(), "image/jpeg")).run()
+    answer = texts(app.subheader)[-1]
 
     app.session_state["classify_tab"] = EXPORT_TAB
     app.run()
     assert not app.exception and keras_download(app)
+    # The Photos tab is still drawn (hidden), so the drop and its answer survive a look here.
+    assert texts(app.subheader)[-1] == answer and len(app.image) == 1
 
 
 def test_only_an_export_that_agrees_is_offered_with_its_agreement(run_dir, monkeypatch, tmp_path):
