@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +48,45 @@ def keras_home(shared_dir, tmp_path_factory) -> Path:
     for weights in sorted(source.parent.glob("*.h5")):
         (home / "models" / weights.name).symlink_to(weights)
     return home
+
+
+def _test_run_folder(tmp_path_factory, worker_id) -> Path:
+    """A folder of this test run that pytest-xdist's workers share (each has its own basetemp)."""
+    basetemp = tmp_path_factory.getbasetemp()
+    return basetemp if worker_id == "master" else basetemp.parent
+
+
+@pytest.fixture(scope="session")
+def seed_photo_embeddings(cats_and_dogs, keras_home, tmp_path_factory, worker_id) -> Callable[[Path], None]:
+    """Puts the doctor's embeddings of every shared photo into a PAWLAB_HOME's cache.
+
+    The doctor keys an embedding by the photo's bytes (core.models.embeddings), so a
+    copy of the shared photos, renamed or moved to another class, finds its own here.
+    They are computed once per test run, under a lock that pytest-xdist's workers share
+    (one pass over 3000 photos is about 40 s of both cores), then hard-linked in.
+    """
+    from core.models.embeddings import EMBEDDING_SIZE, embed_files
+
+    run_root = _test_run_folder(tmp_path_factory, worker_id)
+    shared_home = run_root / "shared_photo_embeddings"
+    with (run_root / "shared_photo_embeddings.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared_home / "complete").exists():
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("PAWLAB_HOME", str(shared_home))
+                patch.setenv("KERAS_HOME", str(keras_home))
+                embed_files(sorted(cats_and_dogs.glob("*/*/*.jpg")), EMBEDDING_SIZE)
+            (shared_home / "complete").touch()
+
+    def seed(home: Path) -> None:
+        shutil.copytree(
+            shared_home / "cache" / "embeddings",
+            home / "cache" / "embeddings",
+            copy_function=os.link,  # the cache replaces a file whole, never writes into one
+            dirs_exist_ok=True,
+        )
+
+    return seed
 
 
 @pytest.fixture(autouse=True)

@@ -20,8 +20,9 @@ from core.review.doctor import LEAK_ADVICE, diagnose
 
 
 @pytest.fixture(scope="module")
-def planted(cats_and_dogs, keras_home, tmp_path_factory):
+def planted(cats_and_dogs, keras_home, tmp_path_factory, seed_photo_embeddings):
     work = tmp_path_factory.mktemp("planted")
+    seed_photo_embeddings(work / "home")  # the strangers and the resized copies are new to it
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KERAS_HOME", str(keras_home))
         patch.setenv("PAWLAB_HOME", str(work / "home"))

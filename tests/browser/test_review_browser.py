@@ -134,8 +134,13 @@ def test_review_fix_the_planted_mislabel_and_train_with_it(
     app_page.screenshot("review-train-config")
 
 
-def test_review_the_real_cats_and_dogs(streamlit_app, app_page, cats_and_dogs, pawlab_home, keras_home):
+def test_review_the_real_cats_and_dogs(
+    streamlit_app, app_page, cats_and_dogs, pawlab_home, keras_home, seed_photo_embeddings
+):
     """The doctor on the 3000 unmodified photos of cats_and_dogs_filtered, as a person sees it.
+
+    Its embeddings come from the test run's one pass over the shared photos
+    (seed_photo_embeddings); the review still runs out of process from the click.
 
     With PAWLAB_REFRESH_README_SCREENSHOTS naming "review-real", the label issues
     and the unusual photos replace assets/screenshot-review-real*.png.
@@ -144,6 +149,7 @@ def test_review_the_real_cats_and_dogs(streamlit_app, app_page, cats_and_dogs, p
     root = pawlab_home / "datasets" / "cats_and_dogs_filtered"
     shutil.copytree(cats_and_dogs, root)
     (root / COMPLETE_MARKER).write_text("{}\n")
+    seed_photo_embeddings(pawlab_home)
     server = streamlit_app(env={"KERAS_HOME": str(keras_home)})
     page = app_page.page
     app_page.open(server, "review")
