@@ -4,12 +4,15 @@ Run with ``streamlit run app.py``. This file only sets up the page and the
 navigation; each page lives in ``pages/`` and all ML work in ``core/``.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.config import check_settings
 from core.data.acquire import sweep_abandoned_imports
 
 st.set_page_config(page_title="PawLab", page_icon="🐾", layout="wide")
+st.html(Path(__file__).parent / "assets" / "app.css")
 
 # A bad PAWLAB_* setting: one sentence naming it, instead of every page failing.
 settings_problem = check_settings()

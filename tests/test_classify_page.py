@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import REPO
 from streamlit.testing.v1 import AppTest
@@ -42,10 +44,15 @@ def classify_page_alone(tab: str | None = None) -> AppTest:
 TITLES = {"unsure": "Not sure", "unknown": "None of these"}
 
 
-def drop_table(app: AppTest):
-    """A drop's summary as the page shows it: a static table of Markdown cells."""
-    [table] = app.table
-    return table.value
+def drop_table(app: AppTest) -> pd.DataFrame:
+    """A drop's summary as the page shows it: a Markdown table, its cells as written (escaped)."""
+    [table] = [m.value for m in app.markdown if m.value.startswith("| File |")]
+    header, _rule, *rows = [UNESCAPED_PIPE.split(line.strip()[2:-2]) for line in table.splitlines()]
+    return pd.DataFrame([[cell.strip() for cell in row] for row in rows], columns=[c.strip() for c in header])
+
+
+# A cell ends at a pipe md() did not escape.
+UNESCAPED_PIPE = re.compile(r"(?<!\\) \| ")
 
 
 def texts(elements) -> list[str]:
@@ -247,18 +254,24 @@ def test_gradcam_toggle_shows_an_overlay(run_dir):
 
 
 def test_a_drop_summary_shows_a_visitors_file_names_as_written(run_dir):
-    """st.table renders Markdown: a file name must not become a link, an image or coloured text."""
-    circle, square = validation_files(run_dir)[0], validation_files(run_dir)[-1]
-    names = ["![x](http:evil.example) t.jpg", ":red[y] <b>z<b>.jpg"]  # no "/": the uploader keeps the base name
+    """The summary is Markdown: a file name must not become a link, an image, coloured text or a new cell."""
+    from core.serving.inference import Predictor
+
+    photos = validation_files(run_dir)[0], validation_files(run_dir)[-1], validation_files(run_dir)[1]
+    # No "/": the uploader keeps the base name.
+    names = ["![x](http:evil.example) t.jpg", ":red[y] <b>z<b>.jpg", "a | b | c.jpg"]
     app = classify_page()
-    app.file_uploader[0].set_value([(n, open(p, "rb").read(), "image/jpeg") for n, p in zip(names, (circle, square))])
+    app.file_uploader[0].set_value([(n, open(p, "rb").read(), "image/jpeg") for n, p in zip(names, photos)])
     app.run()
 
     assert not app.exception
-    assert list(drop_table(app)["File"]) == [
+    table = drop_table(app)
+    assert list(table["File"]) == [
         r"\!\[x\](http\:evil.example) t.jpg",
         r"\:red\[y\] \<b\>z\<b\>.jpg",
+        r"a \| b \| c.jpg",
     ]
+    assert list(table["Most likely"]) == [p.label for p in Predictor.from_run(run_dir).predict(list(photos))]
 
 
 def test_a_drop_keeps_small_thumbnails_in_its_own_session_only(run_dir):

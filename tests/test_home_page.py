@@ -39,3 +39,14 @@ def test_abandoned_imports_are_swept_once_per_server_process(pawlab_home):
     (leftover / "cats").mkdir(parents=True)  # not swept again by the same process
     AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
     assert leftover.exists()
+
+
+def test_every_page_gets_the_apps_stylesheet_which_stills_loading_placeholders():
+    """assets/app.css: a tab's loading placeholders do not shimmer (the browser redrew each
+    tab about 40 times a second while one showed)."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+
+    assert not at.exception
+    [style] = [element.proto.body for element in at.get("html") if "stSkeleton" in element.proto.body]
+    assert style.startswith("<style>")
+    assert '[data-testid="stSkeleton"] *' in style and "animation: none !important" in style

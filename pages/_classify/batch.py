@@ -37,7 +37,7 @@ from core.serving.inference import Prediction, Thresholds, predictions_csv, summ
 from pages._classify.answers import answer_title, reanswered
 from pages._classify.views import load_predictor
 from pages._common.errors import cannot
-from pages._common.text import code, md
+from pages._common.text import code, markdown_table, md
 
 BATCH_KEY = "classify_batch"  # session state: the last classified zip or folder (Batch)
 # Up to this many photos are classified in the script run (a few seconds); more in a BatchJob.
@@ -201,16 +201,20 @@ def summary_table(
 ) -> None:
     """One row per file (its answer, reason and calibrated probabilities), and the CSV of it.
 
-    ``static``: a plain table (st.table), for a drop of a few photos, which every
+    ``static``: a Markdown table, for a drop of a few photos, which every
     visitor's browser draws again on each rerun; a zip's many rows keep the
-    interactive grid (sorting, search, scrolling).
+    interactive grid (sorting, search, scrolling). Markdown rather than
+    st.table: a tab's first st.table fetches and parses the Arrow reader (ten
+    tabs: about 0.3 s of CPU each, benchmarks/bench_class.py, 2026-12-07).
     """
     table = pd.DataFrame(summary_rows(predictions, classes))
     table["prediction"] = table["prediction"].fillna("not classified")
     table["answer"] = [answer_title(p) for p in predictions]
     if static:
+        cells = static_summary(table, classes)
         height = "content" if len(table) <= STATIC_TABLE_ROWS else STATIC_TABLE_HEIGHT
-        st.table(static_summary(table, classes), hide_index=True, height=height)
+        with st.container(height=height, border=False, key=f"{key}_summary"):
+            st.markdown(markdown_table(list(cells.columns), cells.values.tolist()))
     else:
         interactive_summary(table, classes, key)
     st.download_button(
@@ -224,7 +228,7 @@ def summary_table(
 
 
 def static_summary(table: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    """The summary as Markdown cells (st.table renders them): names escaped, numbers as text."""
+    """The summary as Markdown cells: names escaped, numbers as text."""
 
     def percent(value) -> str:
         return "" if pd.isna(value) else f"{value:.1%}"

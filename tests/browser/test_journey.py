@@ -521,8 +521,8 @@ def test_3_classify_a_drop_of_photos(journey, cats_and_dogs, tmp_path):
     ]
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(1)
     expect(page.get_by_test_id("stAlertContentError")).to_contain_text("holiday notes.jpg is not an image file")
-    # The drop's summary: a static table, one row per file in drop order.
-    summary = page.get_by_test_id("stTable")
+    # The drop's summary: a static (Markdown) table, one row per file in drop order.
+    summary = page.locator('[data-testid="stMarkdown"] table')
     expect(summary).to_have_count(1)
     rows = summary.locator("tbody tr")
     expect(rows).to_have_count(4)
