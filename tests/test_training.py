@@ -26,6 +26,7 @@ from core.data.images import Pixels
 from core.models.novelty import NoveltyDetector
 from core.models.zoo import load_saved_model
 from core.runs import training
+from core.runs.evaluation import evaluate_model
 from core.runs.recipes import RECIPES, check_config, make_config
 from core.runs.run_split import run_splits
 from core.runs.store import (
@@ -479,7 +480,16 @@ def test_mobilenet_v2_trains_its_head_on_cached_features(tmp_path, imagenet_weig
     # The saved model is the whole thing: photos in, logits out, base layers included.
     assert tuple(model.input.shape) == (None, 160, 160, 3) and model.output.shape[-1] == 2
     assert model.get_layer("out_relu") is not None
-    assert json.loads((run_dir / "evaluation.json").read_text())["count"] > 0
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert evaluation["count"] > 0
+    # Scored from the cached features through the saved head: what the saved model itself answers.
+    config = read_config(run_dir)
+    splits = run_splits(run_dir, config)
+    temperature = read_trust(run_dir).temperature
+    itself = evaluate_model(model, splits.test, splits.classes, 160, temperature=temperature)
+    assert itself["confusion_matrix"] == evaluation["confusion_matrix"]
+    assert itself["ece_before"] == pytest.approx(evaluation["ece_before"], abs=2e-3)
+    assert itself["ece_after"] == pytest.approx(evaluation["ece_after"], abs=2e-3)
     # A frozen ImageNet base: the run keeps an unknown-photo check on its training photos.
     assert read_trust(run_dir).novelty_threshold is not None
     assert len(NoveltyDetector.load(run_dir / NOVELTY_FILE).reference) == 8

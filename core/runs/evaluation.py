@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -91,16 +92,20 @@ def evaluate_model(
     image_size: int,
     batch_size: int = BATCH_SIZE,
     temperature: float = 1.0,
+    logits: np.ndarray | None = None,
 ) -> dict:
-    """Score ``model`` (images -> logits) on ``samples``, through the training pipeline's decode.
+    """Score ``model`` (images -> logits) on ``samples``, through the training pipeline's decode,
+    or score ``logits`` already worked out for them (then ``model`` is not called).
 
     ``temperature`` calibrates the probabilities; it never changes which class wins.
     """
-    from core.data.pipeline import make_dataset
+    if logits is None:
+        from core.data.pipeline import make_dataset
 
-    dataset = make_dataset(samples, image_size, batch_size, training=False)
-    images_only = dataset.map(lambda images, labels: images)
-    logits = np.asarray(model.predict(images_only, verbose=0), dtype=np.float64)
+        dataset = make_dataset(samples, image_size, batch_size, training=False)
+        images_only = dataset.map(lambda images, labels: images)
+        logits = model.predict(images_only, verbose=0)
+    logits = np.asarray(logits, dtype=np.float64)
     probabilities = softmax(logits, temperature)
     predictions = probabilities.argmax(axis=1)
     labels = np.array([s.label for s in samples])
@@ -151,19 +156,27 @@ def _load_model(run_dir: Path):
     return load_saved_model(model_file)
 
 
-def evaluate_run(run_dir: str | os.PathLike, model=None, splits: Splits | None = None) -> dict:
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    model=None,
+    splits: Splits | None = None,
+    logits_of: Callable[[list[Sample]], np.ndarray | None] | None = None,
+) -> dict:
     """Evaluate a run's best model on its test split; writes and returns evaluation.json.
 
     ``model`` and ``splits`` are what the training process has in hand already
     (the model it just loaded, the split it recorded); otherwise model.keras
     is loaded in Keras' safe mode and the split read from the run folder.
+    ``logits_of``: the training process's quicker way to the same model's
+    logits of the test photos (the head on the frozen base's features), or None.
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     if splits is None:
         splits = run_splits(run_dir, config)
     _check_evaluable(run_dir, splits)
-    if model is None:
+    logits = logits_of(splits.test) if logits_of is not None else None
+    if model is None and logits is None:
         model = _load_model(run_dir)
     result = evaluate_model(
         model,
@@ -172,6 +185,7 @@ def evaluate_run(run_dir: str | os.PathLike, model=None, splits: Splits | None =
         config.image_size,
         config.batch_size,
         temperature=read_trust(run_dir).temperature,
+        logits=logits,
     )
     result.update(run=run_dir.name, split=str(Split.TEST), seed=config.seed, evaluated=time.time())
     write_json(run_dir / EVALUATION_FILE, result)

@@ -425,14 +425,24 @@ class Training:
         write_trust(self.run_dir, trust)
 
     def _best_validation_logits(self) -> np.ndarray:
-        if self.mode == Mode.CACHED_FEATURES and not self.fine_tunes:
-            # The base is frozen and was never changed: the best head on the cached validation
-            # features gives the best model's logits without a second pass of the base.
-            features, _ = frozen_features(self.extractor, self.config, self.splits.validation, Pixels.INFERENCE)
-            head = head_of(self._best_model(), self.extractor.layers[-1].name)
-            return head.predict(features.astype("float32"), batch_size=self.config.batch_size, verbose=0)
+        logits = self._frozen_base_logits(self.splits.validation)
+        if logits is not None:
+            return logits
         images = self._validation_images().map(lambda images, labels: images)
         return self._best_model().predict(images, verbose=0)
+
+    def _frozen_base_logits(self, samples: list[Sample]) -> np.ndarray | None:
+        """The best model's logits of ``samples`` (inference pixels) from the frozen base's cached
+        features and the saved model's head, or None when fine-tuning changed the base.
+
+        The base is frozen and was never changed, so this is the saved model's forward pass
+        without running its base in Keras again (in ONNX Runtime, as the Classify page runs it).
+        """
+        if self.mode != Mode.CACHED_FEATURES or self.fine_tunes:
+            return None
+        features, _ = frozen_features(self.extractor, self.config, samples, Pixels.INFERENCE)
+        head = head_of(self._best_model(), self.extractor.layers[-1].name)
+        return head.predict(features.astype("float32"), batch_size=self.config.batch_size, verbose=0)
 
     def _fit_novelty(self) -> float:
         """The unknown-photo check on the training photos' ImageNet embeddings; its threshold."""
@@ -458,7 +468,7 @@ class Training:
         """Score what was saved, loaded the way the Classify page loads it, on the test split."""
         shutil.rmtree(self.decoded_cache, ignore_errors=True)
         self.control.status(phase=Phase.EVALUATE, batch=0, batches_total=0)
-        evaluate_run(self.run_dir, model=self._best_model(), splits=self.splits)
+        evaluate_run(self.run_dir, model=self._best_model(), splits=self.splits, logits_of=self._frozen_base_logits)
 
     # --- what the steps share ---
 
