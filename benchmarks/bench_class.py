@@ -1,7 +1,7 @@
 """A class at once: one Streamlit server, one real Chromium, one session and then ten at the same moment.
 
     python benchmarks/bench_class.py [--sessions 10] [--rounds 2] [--quick] [--home DIR] [--profile DIR]
-                                     [--out benchmarks/results/class]
+                                     [--trace DIR] [--out benchmarks/results/class]
 
 Sets up a fresh PAWLAB_HOME (or reuses ``--home``, prepared by an earlier
 call): the 3000 shared cats-and-dogs photos as a dataset under
@@ -33,7 +33,8 @@ prints the median seconds, the 1-minute load average before and after, and
 the CPU seconds (user+sys, from /proc) the Streamlit server process and the
 Chromium processes used during it. ``--profile DIR`` records the server with
 py-spy during the first many-session phase of each scenario (raw collapsed
-stacks). Nothing else is claimed about the machine.
+stacks); ``--trace DIR`` records Chrome's trace of the same phase and prints
+how many frames each tab drew. Nothing else is claimed about the machine.
 """
 
 from __future__ import annotations
@@ -303,9 +304,25 @@ class Phase:
         }
 
 
-async def measured(phase: Phase, browser, server: Server, url_path: str, act, profile: Path | None = None) -> None:
+TRACE_CATEGORIES = ["toplevel", "devtools.timeline", "disabled-by-default-devtools.timeline", "cc", "viz"]
+
+
+def frames_per_tab(trace: bytes) -> list[int]:
+    """Frames each renderer (tab) drew during a Chrome trace: a tab that only waits draws none."""
+    counts: dict[int, int] = {}
+    for event in json.loads(trace)["traceEvents"]:
+        if event.get("name") == "ProxyImpl::ScheduledActionDraw":
+            counts[event["pid"]] = counts.get(event["pid"], 0) + 1
+    return sorted(counts.values())
+
+
+async def measured(
+    phase: Phase, browser, server: Server, url_path: str, act, profile: Path | None = None, trace: Path | None = None
+) -> None:
     """Open ``phase.sessions`` tabs on ``url_path``, then run ``act(index, page)`` in all of them at once;
     add the actions' seconds, and the CPU seconds and load while they ran, to ``phase``.
+    ``trace``: a file for Chrome's trace of the actions (where Chromium's CPU goes; open it
+    in chrome://tracing or Perfetto), and the frames each tab drew are printed.
 
     The tabs open first, as a class's do before the teacher says "now": the page loads
     are not in the timed window (on this machine they would be: the browser shares its
@@ -324,9 +341,16 @@ async def measured(phase: Phase, browser, server: Server, url_path: str, act, pr
         await asyncio.sleep(1.0)  # attached before the sessions start
     try:
         phase.load_before.append(os.getloadavg()[0])
+        if trace is not None:
+            await browser.start_tracing(categories=TRACE_CATEGORIES)
         server_cpu, chromium_cpu = cpu_seconds(server.process.pid)
         seconds = await asyncio.gather(*(act(index, page) for index, (_, page) in enumerate(opened)))
         server_after, chromium_after = cpu_seconds(server.process.pid)
+        if trace is not None:
+            recorded = await browser.stop_tracing()
+            trace.parent.mkdir(parents=True, exist_ok=True)
+            trace.write_bytes(recorded)
+            print(f"frames drawn per tab while acting: {frames_per_tab(recorded)}; trace in {trace}", flush=True)
         phase.load_after.append(os.getloadavg()[0])
     finally:
         for context, _ in opened:
@@ -350,14 +374,16 @@ async def classify_phases(browser, home: Path, args, log_dir: Path) -> list[Phas
         used = 1
         for phase in (one, many):
             for round_ in range(args.rounds):
-                profile = args.profile / "classify.txt" if args.profile and phase is many and round_ == 0 else None
+                first_many = phase is many and round_ == 0
+                profile = args.profile / "classify.txt" if args.profile and first_many else None
+                trace = args.trace / "classify.json" if args.trace and first_many else None
                 batch, used = drops[used : used + phase.sessions], used + phase.sessions
                 name = f"classify-{phase.sessions}"
 
                 async def act(index, page, batch=batch, name=name, round_=round_):
                     return await classify(page, batch[index], shot(args, name, round_, index))
 
-                await measured(phase, browser, server, "classify", act, profile)
+                await measured(phase, browser, server, "classify", act, profile, trace)
         return [one, many]
     finally:
         server.stop()
@@ -370,13 +396,15 @@ async def browse_phases(browser, home: Path, args, log_dir: Path) -> list[Phase]
             server = start_server(home, log_dir)
             try:
                 await warm_overview(browser, server)
-                profile = args.profile / "browse.txt" if args.profile and phase is many and round_ == 0 else None
+                first_many = phase is many and round_ == 0
+                profile = args.profile / "browse.txt" if args.profile and first_many else None
+                trace = args.trace / "browse.json" if args.trace and first_many else None
                 name = f"browse-{phase.sessions}"
 
                 async def act(index, page, name=name, round_=round_):
                     return await browse(page, shot(args, name, round_, index))
 
-                await measured(phase, browser, server, "dataset", act, profile)
+                await measured(phase, browser, server, "dataset", act, profile, trace)
             finally:
                 server.stop()
     return [one, many]
@@ -410,6 +438,9 @@ def main() -> int:
     parser.add_argument("--scenarios", default="classify,browse", help="comma-separated: classify, browse")
     parser.add_argument("--home", type=Path, help="a PAWLAB_HOME to prepare, or reuse when prepared before")
     parser.add_argument("--profile", type=Path, help="folder for py-spy profiles of the server")
+    parser.add_argument(
+        "--trace", type=Path, help="folder for Chrome traces of each scenario's first many-session phase"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "class")
     args = parser.parse_args()
     args.rounds = 1 if args.quick else args.rounds
