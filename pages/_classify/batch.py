@@ -204,8 +204,9 @@ def summary_table(
     ``static``: a Markdown table, for a drop of a few photos, which every
     visitor's browser draws again on each rerun; a zip's many rows keep the
     interactive grid (sorting, search, scrolling). Markdown rather than
-    st.table: a tab's first st.table fetches and parses the Arrow reader (ten
-    tabs: about 0.3 s of CPU each, benchmarks/bench_class.py, 2026-12-07).
+    st.table: a tab's first st.table fetches and parses the Arrow reader's code
+    (ten more script files, seen in benchmarks/bench_class.py's --trace), which
+    a class's tabs then all do at the moment of their first drop.
     """
     table = pd.DataFrame(summary_rows(predictions, classes))
     table["prediction"] = table["prediction"].fillna("not classified")
