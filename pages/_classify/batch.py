@@ -205,7 +205,7 @@ def summary_table(
     visitor's browser draws again on each rerun; a zip's many rows keep the
     interactive grid (sorting, search, scrolling). Markdown rather than
     st.table: a tab's first st.table fetches and parses the Arrow reader's code
-    (ten more script files, seen in benchmarks/bench_class.py's --trace), which
+    (nine script files with the table, seen in benchmarks/bench_class.py's --trace), which
     a class's tabs then all do at the moment of their first drop.
     """
     table = pd.DataFrame(summary_rows(predictions, classes))
