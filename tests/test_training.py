@@ -6,6 +6,7 @@ model really learns in a few epochs on two CPU cores.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -493,6 +494,34 @@ def test_mobilenet_v2_trains_its_head_on_cached_features(tmp_path, imagenet_weig
     # A frozen ImageNet base: the run keeps an unknown-photo check on its training photos.
     assert read_trust(run_dir).novelty_threshold is not None
     assert len(NoveltyDetector.load(run_dir / NOVELTY_FILE).reference) == 8
+
+
+def _decoding_ahead() -> bool:
+    return any(thread.name == "decode-ahead" for thread in threading.enumerate())
+
+
+def test_photos_decode_while_the_frozen_base_is_built_and_a_cancel_stops_the_decoding(
+    tmp_path, imagenet_weights, pawlab_home, monkeypatch
+):
+    """The feature pass's photos decode in the background from before the base is built
+    (Training.decode_ahead); a run cancelled before the pass leaves no decoding thread behind."""
+    data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
+    run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2", epochs=1, image_size=160, subset=4, batch_size=2)
+    seen_during_build = []
+    real_build = training.build_frozen_parts
+
+    def build_then_cancel(*args, **kwargs):
+        seen_during_build.append(_decoding_ahead())
+        (run_dir / "cancel").touch()  # the features pass's first check stops the run
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(training, "build_frozen_parts", build_then_cancel)
+    # Room for one batch: the decoder then waits for its reader, who will never come.
+    monkeypatch.setattr(training, "DecodeAhead", functools.partial(training.DecodeAhead, max_bytes=1))
+    assert execute_run(run_dir) == RunState.CANCELLED
+    assert seen_during_build == [True]
+    assert not _decoding_ahead()
+    assert not list((pawlab_home / "cache" / "features").glob("*.npz"))  # nothing half computed kept
 
 
 def test_a_recipe_run_at_the_embedding_size_reuses_its_features_for_the_unknown_photo_check(

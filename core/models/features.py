@@ -16,7 +16,7 @@ import io
 import os
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +31,9 @@ DIGEST_CHARS = 20
 
 
 def extract_features(
-    feature_extractor, dataset, progress: Progress | None = None, total: int | None = None
+    feature_extractor, dataset: Iterable, progress: Progress | None = None, total: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``feature_extractor`` over a batched (images, labels) dataset, in order.
+    """Run ``feature_extractor`` over batches of (images, labels), in order.
 
     The dataset must not augment: cached features stand for the photos
     themselves. Features are stored as float16, half the memory and disk of
@@ -42,6 +42,7 @@ def extract_features(
     features, labels = [], []
     done = 0
     for images, batch_labels in dataset:
+        images = np.asarray(images, dtype=np.float32)  # pixels in [0, 255], decoded as uint8
         features.append(np.asarray(feature_extractor.predict_on_batch(images), dtype=np.float16))
         labels.append(np.asarray(batch_labels))
         done += len(labels[-1])
@@ -100,12 +101,15 @@ def cached_features(
     cache_dir: Path,
     progress: Progress | None = None,
     pixels: Pixels = Pixels.INFERENCE,
+    batches: Iterable | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) for ``samples``, from the cache when it has them.
 
     ``cache_key`` names what produced the features (architecture, weights):
     a different extractor must use a different key. ``pixels`` is how the
-    photos decode, part of the key too.
+    photos decode, part of the key too. ``batches``: the samples already
+    decoding (core.data.decode_ahead), as core.data.pipeline.decoded_batches
+    makes them; by default they decode here.
     """
     path = cache_path(cache_dir, cache_key, image_size, samples, pixels)
     cached = _load(path, len(samples))
@@ -114,10 +118,12 @@ def cached_features(
             progress(len(samples), len(samples))
         return cached
 
-    from core.data.pipeline import make_dataset
+    from core.data.pipeline import decoded_batches
     from core.models.onnx_base import fast_base
 
-    dataset = make_dataset(samples, image_size, batch_size, training=False, pixels=pixels)
-    features, labels = extract_features(fast_base(feature_extractor), dataset, progress, total=len(samples))
+    base = fast_base(feature_extractor)  # converted before the first batch is asked for
+    if batches is None:
+        batches = decoded_batches(samples, image_size, batch_size, pixels)
+    features, labels = extract_features(base, batches, progress, total=len(samples))
     _save(path, features, labels)
     return features, labels

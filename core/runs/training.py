@@ -5,6 +5,7 @@ once, the split recorded), then hands over to ``Training``, one method per
 step, called in this order::
 
     training = Training(run_dir, config, splits, control)   # strategy, facts.json
+    training.decode_ahead()  # cached-features mode: the photos start decoding in the background
     training.build()       # the model under the strategy's scope
     training.fit()         # first phase, early stopping on val_accuracy, best model kept
     training.fine_tune()   # top of the base unfrozen, 100x smaller learning rate
@@ -42,9 +43,10 @@ import tensorflow as tf
 
 from core.config import get_settings
 from core.data.dataset import Sample
+from core.data.decode_ahead import DecodeAhead
 from core.data.images import Pixels
 from core.data.layout import Split
-from core.data.pipeline import make_dataset
+from core.data.pipeline import decoded_batches, make_dataset
 from core.data.splits import Splits
 from core.models.distribute import strategy_for_environment
 from core.models.zoo import (
@@ -77,24 +79,41 @@ def training_mode(config: TrainConfig) -> Mode:
     return Mode.CACHED_FEATURES if spec.frozen_base and config.augment.is_identity else Mode.END_TO_END
 
 
-def frozen_features(extractor, config: TrainConfig, samples: list[Sample], pixels: Pixels, progress=None):
+def frozen_features(extractor, config: TrainConfig, samples: list[Sample], pixels: Pixels, progress=None, batches=None):
     """(features, labels) of ``samples`` through the run's frozen base, computed once and cached.
 
-    Training photos decode FAST; validation photos as inference decodes them (core.data.pipeline).
+    Training photos decode FAST; validation photos as inference decodes them
+    (core.data.pipeline). ``batches``: those photos already decoding (Training.decode_ahead).
     """
     from core.models.features import cached_features
 
-    # The key names the extractor; cached_features adds the files and the size.
     return cached_features(
         extractor,
         samples,
         config.image_size,
         config.batch_size,
-        cache_key=f"{config.arch}-imagenet",
-        cache_dir=get_settings().cache_dir / "features",
+        cache_key=_features_key(config),
+        cache_dir=_features_dir(),
         progress=progress,
         pixels=pixels,
+        batches=batches,
     )
+
+
+def _features_key(config: TrainConfig) -> str:
+    # The key names the extractor; cached_features adds the files and the size.
+    return f"{config.arch}-imagenet"
+
+
+def _features_dir() -> Path:
+    return get_settings().cache_dir / "features"
+
+
+def features_cached(config: TrainConfig, samples: list[Sample], pixels: Pixels) -> bool:
+    """Whether frozen_features has a cache file for ``samples`` (it checks the file when it reads it)."""
+    from core.models.features import cache_path
+
+    return cache_path(_features_dir(), _features_key(config), config.image_size, samples, pixels).is_file()
 
 
 def features_are_embeddings(config: TrainConfig) -> bool:
@@ -342,6 +361,8 @@ class Training:
         self.decoded_cache = run_dir / DECODED_CACHE_DIR  # only when decoded images outgrow memory
         self.validation_images = None  # built once, shared by fit, fine_tune and calibrate
         self.best_model = None  # model.keras, loaded once for calibrate and evaluate
+        self.ahead: DecodeAhead | None = None  # photos decoding for the feature pass (decode_ahead)
+        self.ahead_streams: dict[int, int] = {}  # id of a split's sample list -> its stream
         # Uneven classes: Keras scales each photo's loss by its class's weight (None: all 1).
         self.class_balance = ClassBalance(splits.counts()[Split.TRAIN], config.balance_classes)
         self.class_weight = self.class_balance.weights()
@@ -364,6 +385,30 @@ class Training:
             replicas=self.strategy.num_replicas_in_sync,
             versions={"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__},
         )
+
+    def decode_ahead(self) -> None:
+        """Cached-features mode, features not cached yet: the training and validation photos
+        start decoding now, in a background thread, on the core that building and
+        converting the base leave free (core.data.decode_ahead); fit reads them."""
+        config = self.config
+        if self.mode != Mode.CACHED_FEATURES:
+            return
+        wanted = [(self.splits.train, Pixels.FAST), (self.splits.validation, Pixels.INFERENCE)]
+        wanted = [(samples, pixels) for samples, pixels in wanted if not features_cached(config, samples, pixels)]
+        if not wanted:
+            return
+
+        # One decoding thread: the main thread keeps a core for the build, and one
+        # thread decodes faster than the base reads (1.1 against 2.5 ms a photo).
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = 1
+        options.threading.max_intra_op_parallelism = 1
+
+        def batches_of(samples: list[Sample], pixels: Pixels):
+            return lambda: decoded_batches(samples, config.image_size, config.batch_size, pixels).with_options(options)
+
+        self.ahead = DecodeAhead([batches_of(samples, pixels) for samples, pixels in wanted])
+        self.ahead_streams = {id(samples): index for index, (samples, _) in enumerate(wanted)}
 
     def build(self) -> None:
         """The model (images -> logits) and, in cached-features mode, its extractor and head."""
@@ -506,8 +551,13 @@ class Training:
 
     def _feature_datasets(self):
         batch_size = self.config.batch_size
-        train = self._features(self.splits.train, Pixels.FAST)
-        validation = self._features(self.splits.validation, Pixels.INFERENCE)
+        try:
+            train = self._features(self.splits.train, Pixels.FAST)
+            validation = self._features(self.splits.validation, Pixels.INFERENCE)
+        finally:
+            if self.ahead is not None:
+                self.ahead.close()  # read, or not needed after a cancel or an error
+                self.ahead = None
         return (
             _features_dataset(*train, batch_size, shuffle_seed=self.config.seed),
             _features_dataset(*validation, batch_size),
@@ -523,7 +573,10 @@ class Training:
             self.control.check()
             self.control.status(force=False, batch=math.ceil(done / batch_size))
 
-        return frozen_features(self.extractor, self.config, samples, pixels, progress)
+        batches = None
+        if self.ahead is not None and id(samples) in self.ahead_streams:
+            batches = self.ahead.stream(self.ahead_streams[id(samples)])
+        return frozen_features(self.extractor, self.config, samples, pixels, progress, batches)
 
     def _fit(self, model, train_data, val_data, phase: Phase, epochs: int) -> None:
         """model.fit for ``epochs`` more epochs, with the run's callbacks."""

@@ -6,6 +6,7 @@
     claim          status.json: running, this process's pid
     prepare data   the dataset scanned once and split; split.json    (core.runs.run_split)
     build          strategy, facts.json, the model                    (core.runs.training)
+                   (in cached-features mode the photos start decoding first, in the background)
     fit            the first phase: the whole model, or the head on cached features
     fine_tune      the top of the base, for architectures that fine-tune
     calibrate      the best saved model on validation: temperature, "unsure" threshold, and for
@@ -58,6 +59,7 @@ def _run_steps(run_dir: Path, control: RunControl) -> None:
     from core.runs.training import Training
 
     training = Training(run_dir, config, splits, control)
+    training.decode_ahead()
     training.build()
     training.fit()
     training.fine_tune()
