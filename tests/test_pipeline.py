@@ -23,6 +23,22 @@ def samples(tmp_path) -> list[Sample]:
     return [sample for split in info.splits.values() for sample in split]
 
 
+def test_a_feature_pass_reads_uint8_inference_pixels_in_file_order_without_autotuning(samples):
+    """One pass, as a frozen base's feature pass reads it. Autotuning is off: its thread made
+    the end of the pass wait (0.6 s of a run's test step)."""
+    from core.data.images import Pixels
+    from core.data.pipeline import decoded_batches
+
+    dataset = decoded_batches(samples, SIZE, 5, Pixels.INFERENCE)
+    batches = [(x.numpy(), y.numpy()) for x, y in dataset]
+    images = np.concatenate([x for x, _ in batches])
+    assert images.dtype == np.uint8 and [len(y) for _, y in batches][:1] == [5]
+    for image, label, sample in zip(images, np.concatenate([y for _, y in batches]), samples, strict=True):
+        np.testing.assert_array_equal(image, load_resized(sample.path, SIZE))
+        assert label == sample.label
+    assert dataset.options().autotune.enabled is False
+
+
 def _index_by_pixels(samples):
     """Photo index of each decoded image, found by its exact pixels."""
     return {load_resized(sample.path, SIZE).tobytes(): index for index, sample in enumerate(samples)}
