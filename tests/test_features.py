@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import keras
 import numpy as np
 import pytest
@@ -116,3 +118,42 @@ def test_extract_features_refuses_an_empty_dataset():
     empty = tf.data.Dataset.from_tensor_slices((np.zeros((0, SIZE, SIZE, 3), "float32"), np.zeros(0, "int32")))
     with pytest.raises(ValueError, match="No images"):
         extract_features(tiny_extractor(), empty.batch(2))
+
+
+def test_saved_later_the_features_return_before_the_file_and_a_second_call_waits_for_it(samples, tmp_path, monkeypatch):
+    """A run's first epoch does not wait for the disk; its later reads of the same features do."""
+    from core.models import features as module
+
+    release = threading.Event()
+    real_write = module.atomic_write
+
+    def slow_write(path, data):
+        release.wait(10)
+        real_write(path, data)
+
+    monkeypatch.setattr(module, "atomic_write", slow_write)
+    cache = tmp_path / "cache"
+    features, _ = cached_features(tiny_extractor(), samples, SIZE, 4, cache_key="k", cache_dir=cache, save_later=True)
+    assert not cache_path(cache, "k", SIZE, samples).exists()  # returned while the write waits
+
+    threading.Timer(0.3, release.set).start()
+    again = CountingExtractor(tiny_extractor())
+    cached, _ = cached_features(again, samples, SIZE, 4, cache_key="k", cache_dir=cache)
+    assert again.batches == 0  # read from the file, once it was written: not computed twice
+    np.testing.assert_array_equal(cached, features)
+
+
+def test_a_cache_file_that_cannot_be_written_later_costs_only_speed(samples, tmp_path, monkeypatch, caplog):
+    from core.models import features as module
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "atomic_write", full_disk)
+    cache = tmp_path / "cache"
+    features, _ = cached_features(tiny_extractor(), samples, SIZE, 4, cache_key="k", cache_dir=cache, save_later=True)
+    assert features.shape == (7, 3)
+    counting = CountingExtractor(tiny_extractor())
+    cached_features(counting, samples, SIZE, 4, cache_key="k", cache_dir=cache, save_later=True)
+    assert counting.batches == 2  # no file: computed again
+    assert "No space left on device" in caplog.text

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import re
+import threading
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,6 +26,8 @@ import numpy as np
 from core.data.dataset import Sample
 from core.data.images import Pixels
 from core.fileio import atomic_write
+
+log = logging.getLogger("pawlab.features")
 
 Progress = Callable[[int, "int | None"], None]  # (images done, images in total)
 # Hex digits of the samples' digest in a cache file name: plenty to never collide.
@@ -74,6 +78,7 @@ def cache_path(
 
 
 def _load(path: Path, num_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
+    _wait_for_write(path)
     try:
         with np.load(path) as stored:
             features, labels = stored["features"], stored["labels"]
@@ -92,6 +97,37 @@ def _save(path: Path, features: np.ndarray, labels: np.ndarray) -> None:
     atomic_write(path, buffer.getvalue())
 
 
+# Cache files this process is writing in the background (cached_features' save_later), by path.
+_writing: dict[Path, threading.Thread] = {}
+_writing_lock = threading.Lock()
+
+
+def _save_later(path: Path, features: np.ndarray, labels: np.ndarray) -> None:
+    """_save in a thread of its own. Not a daemon: the file lands before the process ends.
+    A failed write costs only speed (the next run computes the features again)."""
+
+    def write() -> None:
+        try:
+            _save(path, features, labels)
+        except OSError as error:
+            log.warning("Feature cache %s not written: %s", path.name, error)
+        finally:
+            with _writing_lock:
+                _writing.pop(path, None)
+
+    thread = threading.Thread(target=write, name=f"save {path.name}")
+    with _writing_lock:
+        _writing[path] = thread
+    thread.start()
+
+
+def _wait_for_write(path: Path) -> None:
+    with _writing_lock:
+        thread = _writing.get(path)
+    if thread is not None:
+        thread.join()
+
+
 def cached_features(
     feature_extractor,
     samples: list[Sample],
@@ -102,6 +138,7 @@ def cached_features(
     progress: Progress | None = None,
     pixels: Pixels = Pixels.INFERENCE,
     batches: Iterable | None = None,
+    save_later: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) for ``samples``, from the cache when it has them.
 
@@ -109,7 +146,9 @@ def cached_features(
     a different extractor must use a different key. ``pixels`` is how the
     photos decode, part of the key too. ``batches``: the samples already
     decoding (core.data.decode_ahead), as core.data.pipeline.decoded_batches
-    makes them; by default they decode here.
+    makes them; by default they decode here. ``save_later``: return before
+    the cache file is written (a run's first epoch need not wait for the disk);
+    a later call in this process waits for it.
     """
     path = cache_path(cache_dir, cache_key, image_size, samples, pixels)
     cached = _load(path, len(samples))
@@ -125,5 +164,5 @@ def cached_features(
     if batches is None:
         batches = decoded_batches(samples, image_size, batch_size, pixels)
     features, labels = extract_features(base, batches, progress, total=len(samples))
-    _save(path, features, labels)
+    (_save_later if save_later else _save)(path, features, labels)
     return features, labels

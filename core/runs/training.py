@@ -79,11 +79,20 @@ def training_mode(config: TrainConfig) -> Mode:
     return Mode.CACHED_FEATURES if spec.frozen_base and config.augment.is_identity else Mode.END_TO_END
 
 
-def frozen_features(extractor, config: TrainConfig, samples: list[Sample], pixels: Pixels, progress=None, batches=None):
+def frozen_features(
+    extractor,
+    config: TrainConfig,
+    samples: list[Sample],
+    pixels: Pixels,
+    progress=None,
+    batches=None,
+    save_later: bool = False,
+):
     """(features, labels) of ``samples`` through the run's frozen base, computed once and cached.
 
     Training photos decode FAST; validation photos as inference decodes them
-    (core.data.pipeline). ``batches``: those photos already decoding (Training.decode_ahead).
+    (core.data.pipeline). ``batches``: those photos already decoding
+    (Training.decode_ahead); ``save_later``: see core.models.features.cached_features.
     """
     from core.models.features import cached_features
 
@@ -97,6 +106,7 @@ def frozen_features(extractor, config: TrainConfig, samples: list[Sample], pixel
         progress=progress,
         pixels=pixels,
         batches=batches,
+        save_later=save_later,
     )
 
 
@@ -576,7 +586,7 @@ class Training:
         batches = None
         if self.ahead is not None and id(samples) in self.ahead_streams:
             batches = self.ahead.stream(self.ahead_streams[id(samples)])
-        return frozen_features(self.extractor, self.config, samples, pixels, progress, batches)
+        return frozen_features(self.extractor, self.config, samples, pixels, progress, batches, save_later=True)
 
     def _fit(self, model, train_data, val_data, phase: Phase, epochs: int) -> None:
         """model.fit for ``epochs`` more epochs, with the run's callbacks."""
