@@ -524,6 +524,22 @@ def test_photos_decode_while_the_frozen_base_is_built_and_a_cancel_stops_the_dec
     assert not list((pawlab_home / "cache" / "features").glob("*.npz"))  # nothing half computed kept
 
 
+def test_a_run_that_fails_before_its_feature_pass_stops_decoding_its_photos(tmp_path, monkeypatch):
+    """Runs share a process in tests and Ray workers: a failed build must not leave photos decoding."""
+    data = make_separable_dataset(tmp_path / "data", per_class=6, size=48)
+    run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2", epochs=1, image_size=160, subset=4, batch_size=2)
+
+    def no_base(*args, **kwargs):
+        assert _decoding_ahead()
+        raise ValueError("No ImageNet weights here.")
+
+    monkeypatch.setattr(training, "build_frozen_parts", no_base)
+    monkeypatch.setattr(training, "DecodeAhead", functools.partial(training.DecodeAhead, max_bytes=1))
+    assert execute_run(run_dir) == RunState.FAILED
+    assert read_status(run_dir).error == "No ImageNet weights here."
+    assert not _decoding_ahead()
+
+
 def test_a_recipe_run_at_the_embedding_size_reuses_its_features_for_the_unknown_photo_check(
     tmp_path, imagenet_weights, monkeypatch
 ):

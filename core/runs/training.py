@@ -420,6 +420,12 @@ class Training:
         self.ahead = DecodeAhead([batches_of(samples, pixels) for samples, pixels in wanted])
         self.ahead_streams = {id(samples): index for index, (samples, _) in enumerate(wanted)}
 
+    def stop_decoding(self) -> None:
+        """Let go of the photos decoding ahead, if any: once read, or when the run ends early."""
+        if self.ahead is not None:
+            self.ahead.close()
+            self.ahead = None
+
     def build(self) -> None:
         """The model (images -> logits) and, in cached-features mode, its extractor and head."""
         config, num_classes = self.config, len(self.splits.classes)
@@ -565,9 +571,7 @@ class Training:
             train = self._features(self.splits.train, Pixels.FAST)
             validation = self._features(self.splits.validation, Pixels.INFERENCE)
         finally:
-            if self.ahead is not None:
-                self.ahead.close()  # read, or not needed after a cancel or an error
-                self.ahead = None
+            self.stop_decoding()  # read, or not needed after a cancel or an error
         return (
             _features_dataset(*train, batch_size, shuffle_seed=self.config.seed),
             _features_dataset(*validation, batch_size),

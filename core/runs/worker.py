@@ -60,8 +60,11 @@ def _run_steps(run_dir: Path, control: RunControl) -> None:
 
     training = Training(run_dir, config, splits, control)
     training.decode_ahead()
-    training.build()
-    training.fit()
+    try:
+        training.build()
+        training.fit()
+    finally:
+        training.stop_decoding()  # a run that fails or stops before its feature pass
     training.fine_tune()
     training.calibrate()
     training.evaluate()
