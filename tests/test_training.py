@@ -7,6 +7,7 @@ model really learns in a few epochs on two CPU cores.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import REPO, make_separable_dataset
+from PIL import Image
 
 from core.data.images import Pixels
 from core.models.novelty import NoveltyDetector
@@ -538,6 +540,51 @@ def test_a_run_that_fails_before_its_feature_pass_stops_decoding_its_photos(tmp_
     assert execute_run(run_dir) == RunState.FAILED
     assert read_status(run_dir).error == "No ImageNet weights here."
     assert not _decoding_ahead()
+
+
+def _own_dataset(root: Path) -> Path:
+    """Not cats and dogs: three shapes, uneven (12, 7, 5), JPEG, PNG and WebP, a copy,
+    and a phone photo stored on its side with EXIF orientation 6."""
+    from tests._own_photos import FORMATS, SUFFIX, shape_photo
+
+    for shape, count in {"circle": 12, "square": 7, "stripe": 5}.items():
+        folder = root / shape
+        folder.mkdir(parents=True)
+        for seed in range(count):
+            image_format = FORMATS[seed % len(FORMATS)]
+            (folder / f"{seed}{SUFFIX[image_format]}").write_bytes(shape_photo(shape, seed, image_format, size=64))
+    (root / "circle" / "copy.jpg").write_bytes((root / "circle" / "0.jpg").read_bytes())
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    photo = Image.open(io.BytesIO(shape_photo("square", 99, "JPEG", size=64))).transpose(Image.Transpose.ROTATE_90)
+    photo.save(root / "square" / "sideways.jpg", exif=exif)
+    return root
+
+
+def test_photos_decoded_ahead_give_the_features_of_decoding_them_in_place_on_an_own_dataset(
+    tmp_path, imagenet_weights, pawlab_home
+):
+    from core.data.native_decode import plan_decodes
+    from core.models.features import cached_features
+
+    data = _own_dataset(tmp_path / "shapes")
+    run_dir = new_run(data, tmp_path / "runs", arch="mobilenet_v2", epochs=1, image_size=160, batch_size=4)
+    assert execute_run(run_dir) == RunState.COMPLETED, read_status(run_dir).error
+    config = read_config(run_dir)
+    splits = run_splits(run_dir, config)
+    assert len(splits.classes) == 3
+    train = splits.train
+    assert {Path(s.path).suffix for s in train} == {".jpg", ".png", ".webp"}  # TF's decoder and Pillow's
+    sideways = [s.path for s in train if Path(s.path).name == "sideways.jpg"]  # the seeded split puts it here
+    assert [plan.orientation for plan in plan_decodes(sideways, 160)] == [6]  # turned in TensorFlow's graph
+
+    decoded_ahead, labels = training.frozen_features(None, config, train, Pixels.FAST)  # what the run cached
+    extractor, _ = training.build_frozen_parts(config.arch, 3, 160)
+    in_place, in_place_labels = cached_features(
+        extractor, train, 160, 4, cache_key="in-place", cache_dir=tmp_path / "in_place", pixels=Pixels.FAST
+    )
+    np.testing.assert_array_equal(labels, in_place_labels)
+    np.testing.assert_allclose(decoded_ahead, in_place, rtol=0, atol=1e-3 * float(np.abs(in_place).max()))
 
 
 def test_a_recipe_run_at_the_embedding_size_reuses_its_features_for_the_unknown_photo_check(
