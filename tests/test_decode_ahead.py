@@ -54,9 +54,11 @@ def test_decoded_photos_are_the_pixels_of_decoding_them_in_place(tmp_path):
         np.testing.assert_array_equal(labels, expected_labels)
 
 
-def test_at_most_max_bytes_wait_unread():
+def test_at_most_the_decode_budget_waits_unread(monkeypatch):
+    """PAWLAB_DECODE_BUDGET_BYTES bounds the decoded photos a process holds, these too."""
+    monkeypatch.setenv("PAWLAB_DECODE_BUDGET_BYTES", str(3 * 128))
     pulled: list[int] = []
-    ahead = DecodeAhead([lambda: batches(50, pulled=pulled)], max_bytes=3 * 128)
+    ahead = DecodeAhead([lambda: batches(50, pulled=pulled)])
     try:
         time.sleep(0.5)  # the producer runs ahead until the limit
         assert len(pulled) <= 4  # three waiting, and the one it holds

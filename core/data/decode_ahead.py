@@ -12,8 +12,10 @@ core to work: the feature pass then only runs the base.
     ahead.close()
 
 One thread makes and reads the datasets in the order given, so the first
-stream fills first. At most ``max_bytes`` of decoded batches wait at a time;
-a dataset larger than that streams, its reader a little behind the decoder.
+stream fills first. At most ``max_bytes`` of decoded batches wait at a time
+(by default the decode budget, PAWLAB_DECODE_BUDGET_BYTES: 2800 photos at
+160 px are 215 MB); a dataset larger than that streams, its reader a little
+behind the decoder.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Decoded batches waiting at most, across all streams: 2800 photos at 160 px are 215 MB.
-MAX_BYTES_AHEAD = 512 * 1024**2
+from core.config import get_settings
+
 # How often a blocked producer looks whether its reader has gone.
 POLL_SECONDS = 0.1
 
@@ -41,8 +43,8 @@ class _Finished:
 class DecodeAhead:
     """Batches of each dataset, decoded by one background thread in the order given."""
 
-    def __init__(self, datasets: list[Callable[[], object]], max_bytes: int = MAX_BYTES_AHEAD):
-        self.max_bytes = max_bytes
+    def __init__(self, datasets: list[Callable[[], object]], max_bytes: int | None = None):
+        self.max_bytes = get_settings().decode_budget_bytes if max_bytes is None else max_bytes
         self.queues: list[queue.Queue] = [queue.Queue() for _ in datasets]
         self.bytes_waiting = 0
         self.room = threading.Condition()
