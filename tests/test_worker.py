@@ -6,12 +6,16 @@ Runs are tiny (32 px, one epoch) and trained in this process.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
-from conftest import make_separable_dataset
+import pytest
+from conftest import REPO, make_separable_dataset
 
 from core.data import dataset, splits
-from core.data.dataset import scan_dataset
+from core.data.dataset import DatasetError, scan_dataset
 from core.data.splits import make_splits
 from core.runs import evaluation, training
 from core.runs.recipes import make_config
@@ -153,3 +157,76 @@ def test_a_dataset_that_cannot_train_fails_in_the_data_step(tmp_path):
     assert "two classes" in read_status(run_dir).error
     assert not (run_dir / SPLIT_FILE).exists()
     assert "DatasetError" in (run_dir / LOG_FILE).read_text()
+
+
+# Run in a fresh interpreter: the child-process scan is only for a process without TensorFlow.
+SCAN_WHILE_IMPORTING = """
+import json, sys
+from concurrent.futures import ProcessPoolExecutor
+from core.runs import worker
+from core.runs.recipes import make_config
+from core.runs.run_split import prepare_data
+
+submitted = []
+
+class Recording(ProcessPoolExecutor):
+    def submit(self, fn, *args, **kwargs):
+        submitted.append(fn.__name__)
+        return super().submit(fn, *args, **kwargs)
+
+class Unavailable:
+    def __init__(self, *args, **kwargs):
+        raise OSError("no semaphores here")
+
+worker.ProcessPoolExecutor = Unavailable if sys.argv[2] == "no-child" else Recording
+config = make_config(sys.argv[1], "cnn", 1, image_size=32, batch_size=8)
+try:
+    splits = worker.prepare_data_while_tensorflow_imports(config)
+except ValueError as error:
+    print(json.dumps({"error": str(error), "submitted": submitted}))
+    raise SystemExit
+imported = "tensorflow" in sys.modules
+print(json.dumps({
+    "same": splits.to_record() == prepare_data(config).to_record(),
+    "submitted": submitted,
+    "tensorflow_imported": imported,
+}))
+"""
+
+
+def _scan_while_importing(data, mode: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", SCAN_WHILE_IMPORTING, str(data), mode],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_run_without_tensorflow_scans_in_a_child_while_tensorflow_imports(tmp_path, pawlab_home):
+    data = make_separable_dataset(tmp_path / "data", per_class=12, size=32)
+    assert _scan_while_importing(data, "child") == {
+        "same": True,  # the split a scan in this process gives
+        "submitted": ["prepare_data"],
+        "tensorflow_imported": True,
+    }
+
+
+def test_a_wrong_folder_fails_with_its_sentence_from_the_child(tmp_path, pawlab_home):
+    empty = tmp_path / "nothing here"
+    empty.mkdir()
+    with pytest.raises(DatasetError) as in_process:
+        from core.runs.run_split import prepare_data
+
+        prepare_data(make_config(empty, "cnn", 1, image_size=32, batch_size=8))
+    assert _scan_while_importing(empty, "child") == {"error": str(in_process.value), "submitted": ["prepare_data"]}
+
+
+def test_without_a_child_process_the_scan_runs_in_this_one(tmp_path, pawlab_home):
+    data = make_separable_dataset(tmp_path / "data", per_class=12, size=32)
+    result = _scan_while_importing(data, "no-child")
+    assert result["same"] and result["submitted"] == []

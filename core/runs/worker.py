@@ -4,7 +4,8 @@
 ``python -m core train`` both do::
 
     claim          status.json: running, this process's pid
-    prepare data   the dataset scanned once and split; split.json    (core.runs.run_split)
+    prepare data   the dataset scanned once and split; split.json    (core.runs.run_split),
+                   in a child process while this one imports TensorFlow
     build          strategy, facts.json, the model                    (core.runs.training)
                    (in cached-features mode the photos start decoding first, in the background)
     fit            the first phase: the whole model, or the head on cached features
@@ -25,17 +26,23 @@ or SIGTERM stop training after the current batch; the run ends "cancelled".
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import shutil
 import sys
+import threading
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from core.data.dataset import DatasetError
+from core.data.splits import Splits
 from core.fileio import CANNOT_WRITE, append_line
 from core.models.distribute import configure_devices
 from core.models.weights import WeightsUnavailableError
 from core.runs.control import DECODED_CACHE_DIR, RunCancelled, RunControl
+from core.runs.recipes import TrainConfig
 from core.runs.run_split import prepare_data
 from core.runs.store import (
     LOG_FILE,
@@ -51,7 +58,7 @@ from core.runs.store import (
 def _run_steps(run_dir: Path, control: RunControl) -> None:
     """The steps of the module docstring, top to bottom."""
     config = read_config(run_dir)
-    splits = prepare_data(config)  # the run's one scan of the dataset
+    splits = prepare_data_while_tensorflow_imports(config)  # the run's one scan of the dataset
     write_split(run_dir, splits.to_record())
     control.check()
 
@@ -68,6 +75,38 @@ def _run_steps(run_dir: Path, control: RunControl) -> None:
     training.fine_tune()
     training.calibrate()
     training.evaluate()
+
+
+def prepare_data_while_tensorflow_imports(config: TrainConfig) -> Splits:
+    """prepare_data, in a child process while this one imports TensorFlow and Keras.
+
+    The import takes seconds of one core and the scan decodes every photo; in one
+    process they fight over the GIL (a thread for the import made the scan slower
+    than both one after the other), in two they share the cores. A wrong folder
+    still fails as soon as the scan does. In-process when TensorFlow is imported
+    already (nothing to overlap) or the child cannot be had.
+    """
+    if "tensorflow" in sys.modules:
+        return prepare_data(config)
+    importing = threading.Thread(target=_import_training, name="import-tensorflow", daemon=True)
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            scanning = pool.submit(prepare_data, config)
+            importing.start()  # the main thread only waits: the import has the GIL to itself
+            splits = scanning.result()
+    except (DatasetError, FileNotFoundError, WeightsUnavailableError) as error:
+        raise error from None  # the data's own sentence, as in-process; not the child's traceback too
+    except Exception as error:  # no child here (no /dev/shm, a sandbox): scan in-process
+        print(f"Scanning in this process ({type(error).__name__}: {error})", file=sys.stderr, flush=True)
+        splits = prepare_data(config)
+    if importing.ident is not None:  # started
+        importing.join()
+    return splits
+
+
+def _import_training() -> None:
+    with contextlib.suppress(Exception):  # the import after the scan raises it again, in the run
+        import core.runs.training  # noqa: F401
 
 
 def human_message(error: BaseException, run_dir: str | os.PathLike | None = None) -> str:
