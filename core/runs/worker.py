@@ -15,9 +15,9 @@
     evaluate       the best saved model on the test split: evaluation.json
     outcome        completed | cancelled | failed
 
-The data step needs no TensorFlow, so a wrong folder fails in a second; the
-import comes after it. A failed run keeps one short sentence in status.json;
-its traceback goes to log.txt.
+The data step needs no TensorFlow: it runs in a child process while this one
+imports it, so a wrong folder still fails in a second. A failed run keeps one
+short sentence in status.json; its traceback goes to log.txt.
 
 Stopping: a ``cancel`` file in the run folder (core.runs.jobs.cancel writes it)
 or SIGTERM stop training after the current batch; the run ends "cancelled".
