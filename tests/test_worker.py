@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from conftest import REPO, make_separable_dataset
@@ -230,3 +233,39 @@ def test_without_a_child_process_the_scan_runs_in_this_one(tmp_path, pawlab_home
     data = make_separable_dataset(tmp_path / "data", per_class=12, size=32)
     result = _scan_while_importing(data, "no-child")
     assert result["same"] and result["submitted"] == []
+
+
+KILLED_WHILE_SCANNING = """
+import os, signal, time
+from core.runs import worker
+
+pool = worker.scan_pool()
+print(pool.submit(os.getpid).result(), flush=True)  # the child's pid
+pool.submit(time.sleep, 120)  # a scan still going when the run is killed
+time.sleep(0.5)
+os.kill(os.getpid(), signal.SIGKILL)  # what the Train page's stop-now or the OOM killer does
+"""
+
+
+def test_a_run_killed_while_its_child_scans_leaves_no_process_behind(tmp_path):
+    # Output to a file: an orphan holding a pipe would keep subprocess.run waiting.
+    output = tmp_path / "child.txt"
+    with output.open("w") as stdout:
+        process = subprocess.run([sys.executable, "-c", KILLED_WHILE_SCANNING], cwd=REPO, stdout=stdout, timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    child = int(output.read_text().split()[0])
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = _alive(child)
+    if alive:
+        os.kill(child, signal.SIGKILL)  # do not leave it to the next test
+    assert not alive
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False

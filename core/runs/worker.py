@@ -90,7 +90,7 @@ def prepare_data_while_tensorflow_imports(config: TrainConfig) -> Splits:
         return prepare_data(config)
     importing = threading.Thread(target=_import_training, name="import-tensorflow", daemon=True)
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with scan_pool() as pool:
             scanning = pool.submit(prepare_data, config)
             importing.start()  # the main thread only waits: the import has the GIL to itself
             splits = scanning.result()
@@ -102,6 +102,25 @@ def prepare_data_while_tensorflow_imports(config: TrainConfig) -> Splits:
     if importing.ident is not None:  # started
         importing.join()
     return splits
+
+
+def scan_pool() -> ProcessPoolExecutor:
+    """One fresh interpreter (spawned: this process may hold threads) that ends with this one."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(1, mp_context=context, initializer=_end_with_parent, initargs=(os.getpid(),))
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """In the child: be killed when the run's process ends, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG); else an orphan would wait for work forever."""
+    with contextlib.suppress(Exception):  # not Linux: the child ends with its task's pipe
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the parent ended before the line above took effect
 
 
 def _import_training() -> None:
