@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,8 @@ from core.config import get_settings
 POLL_SECONDS = 0.1
 
 Batch = tuple[np.ndarray, np.ndarray]  # (uint8 images, int labels)
+# Makes a dataset's batches when called: a tf.data pipeline, or any iterable of pairs.
+Dataset = Callable[[], Iterable]
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class _Finished:
 class DecodeAhead:
     """Batches of each dataset, decoded by one background thread in the order given."""
 
-    def __init__(self, datasets: list[Callable[[], object]], max_bytes: int | None = None):
+    def __init__(self, datasets: list[Dataset], max_bytes: int | None = None):
         self.max_bytes = get_settings().decode_budget_bytes if max_bytes is None else max_bytes
         self.queues: list[queue.Queue] = [queue.Queue() for _ in datasets]
         self.bytes_waiting = 0
@@ -67,7 +69,7 @@ class DecodeAhead:
             yield images, labels
 
     def close(self) -> None:
-        """Stop decoding and let go of what waits; the thread ends within POLL_SECONDS."""
+        """Stop decoding and let go of what waits; the thread ends after the batch it is on."""
         self.closed.set()
         with self.room:
             self.room.notify_all()
@@ -76,10 +78,10 @@ class DecodeAhead:
             while not waiting.empty():
                 waiting.get_nowait()
 
-    def _produce(self, datasets: list[Callable[[], object]]) -> None:
+    def _produce(self, datasets: list[Dataset]) -> None:
         for index, make in enumerate(datasets):
             try:
-                for images, labels in make():  # type: ignore[attr-defined]
+                for images, labels in make():
                     if not self._wait_for_room():
                         return
                     batch = (np.asarray(images), np.asarray(labels))
