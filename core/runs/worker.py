@@ -113,7 +113,7 @@ def scan_pool() -> ProcessPoolExecutor:
 def _end_with_parent(parent_pid: int) -> None:
     """In the child: be killed when the run's process ends, even by SIGKILL (Linux's
     PR_SET_PDEATHSIG); else an orphan would wait for work forever."""
-    with contextlib.suppress(Exception):  # not Linux: the child ends with its task's pipe
+    with contextlib.suppress(Exception):  # not Linux: a killed run may leave its child waiting
         import ctypes
         import signal
 
